@@ -1,0 +1,152 @@
+//! Corpus files: `{id, text, metadata}` records as JSON Lines, or a YAML/JSON list.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::rules::Metadata;
+use crate::suite::schema::DocId;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Document {
+    pub id: String,
+    pub text: String,
+    #[serde(default)]
+    pub metadata: Metadata,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDocument {
+    id: DocId,
+    text: String,
+    #[serde(default)]
+    metadata: Metadata,
+}
+
+impl From<RawDocument> for Document {
+    fn from(raw: RawDocument) -> Self {
+        Document {
+            id: raw.id.0,
+            text: raw.text,
+            metadata: raw.metadata,
+        }
+    }
+}
+
+/// Why a corpus could not be loaded, with the place in the file where known.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct CorpusError {
+    pub path: PathBuf,
+    pub line: Option<usize>,
+    pub column: Option<usize>,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+#[derive(Debug)]
+pub struct Corpus {
+    pub path: PathBuf,
+    pub documents: Vec<Document>,
+}
+
+impl Corpus {
+    pub fn load(path: &Path) -> Result<Corpus, CorpusError> {
+        let fail = |line, column, message: String, hint: Option<&str>| CorpusError {
+            path: path.to_owned(),
+            line,
+            column,
+            message,
+            hint: hint.map(str::to_owned),
+        };
+        let text = std::fs::read_to_string(path).map_err(|err| {
+            fail(
+                None,
+                None,
+                format!("cannot read corpus file: {err}"),
+                Some("corpus paths are relative to the file that names them"),
+            )
+        })?;
+        let extension = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+        let documents: Vec<Document> = match extension {
+            "jsonl" | "ndjson" => {
+                let mut documents = Vec::new();
+                for (index, line) in text.lines().enumerate() {
+                    if line.trim().is_empty() {
+                        continue;
+                    }
+                    let raw: RawDocument = serde_json::from_str(line).map_err(|err| {
+                        fail(
+                            Some(index + 1),
+                            Some(err.column()),
+                            strip_json_position(&err),
+                            Some("each line is one JSON object: {\"id\": …, \"text\": …, \"metadata\": {…}}"),
+                        )
+                    })?;
+                    documents.push(raw.into());
+                }
+                documents
+            }
+            "yaml" | "yml" => {
+                let raw: Vec<RawDocument> = serde_yaml::from_str(&text).map_err(|err| {
+                    let location = err.location();
+                    fail(
+                        location.as_ref().map(|l| l.line()),
+                        location.as_ref().map(|l| l.column()),
+                        crate::suite::locate::message_without_position(&err),
+                        Some("the file is a list of mappings with `id`, `text` and `metadata`"),
+                    )
+                })?;
+                raw.into_iter().map(Document::from).collect()
+            }
+            "json" => {
+                let raw: Vec<RawDocument> = serde_json::from_str(&text).map_err(|err| {
+                    fail(
+                        Some(err.line()),
+                        Some(err.column()),
+                        strip_json_position(&err),
+                        Some("the file is a JSON array of {id, text, metadata} objects"),
+                    )
+                })?;
+                raw.into_iter().map(Document::from).collect()
+            }
+            other => {
+                return Err(fail(
+                    None,
+                    None,
+                    format!("unsupported corpus format `.{other}`"),
+                    Some("use .jsonl (one document per line), .yaml or .json"),
+                ));
+            }
+        };
+        let mut seen = HashSet::new();
+        for doc in &documents {
+            if !seen.insert(doc.id.as_str()) {
+                return Err(fail(
+                    None,
+                    None,
+                    format!("document id `{}` appears twice", doc.id),
+                    Some(
+                        "ids identify documents in rules, expectations and reports: keep them unique",
+                    ),
+                ));
+            }
+        }
+        Ok(Corpus {
+            path: path.to_owned(),
+            documents,
+        })
+    }
+
+    pub fn contains(&self, id: &str) -> bool {
+        self.documents.iter().any(|d| d.id == id)
+    }
+}
+
+fn strip_json_position(err: &serde_json::Error) -> String {
+    let text = err.to_string();
+    let suffix = format!(" at line {} column {}", err.line(), err.column());
+    text.strip_suffix(&suffix).unwrap_or(&text).to_owned()
+}

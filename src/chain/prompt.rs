@@ -1,0 +1,108 @@
+//! The prompt template: minijinja with strict undefined, so a misspelt variable is an error
+//! rather than an empty string in the prompt.
+
+use minijinja::value::Serde;
+use minijinja::{Environment, UndefinedBehavior, Value};
+use serde::Serialize;
+use serde_json::Map;
+
+use crate::chain::corpus::Document;
+
+pub struct PromptTemplate {
+    env: Environment<'static>,
+    name: String,
+}
+
+impl std::fmt::Debug for PromptTemplate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PromptTemplate")
+            .field("name", &self.name)
+            .finish()
+    }
+}
+
+#[derive(Serialize)]
+struct PromptContext<'a> {
+    question: &'a str,
+    documents: &'a [&'a Document],
+    vars: &'a Map<String, serde_json::Value>,
+}
+
+impl PromptTemplate {
+    /// Compiles `source`; a syntax error is reported with the template's line.
+    pub fn new(name: &str, source: String) -> Result<Self, minijinja::Error> {
+        let mut env = Environment::new();
+        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        env.add_template_owned(name.to_owned(), source)?;
+        Ok(PromptTemplate {
+            env,
+            name: name.to_owned(),
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn render(
+        &self,
+        question: &str,
+        documents: &[&Document],
+        vars: &Map<String, serde_json::Value>,
+    ) -> Result<String, minijinja::Error> {
+        let template = self.env.get_template(&self.name)?;
+        template.render(Value::from(Serde(PromptContext {
+            question,
+            documents,
+            vars,
+        })))
+    }
+}
+
+/// One line that says what went wrong in a template, with its line when known.
+pub fn describe_template_error(err: &minijinja::Error) -> String {
+    let detail = err.detail().map(|d| format!(": {d}")).unwrap_or_default();
+    match err.line() {
+        Some(line) => format!("{}{detail} (template line {line})", err.kind()),
+        None => format!("{}{detail}", err.kind()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_documents_and_vars() {
+        let t = PromptTemplate::new(
+            "p",
+            "{{ vars.product }}: {% for d in documents %}[{{ d.id }}|{{ d.metadata.docs }}] {{ d.text }} {% endfor %}Q: {{ question }}".into(),
+        )
+        .expect("compiles");
+        let doc = Document {
+            id: "4".into(),
+            text: "t4g.micro <b>".into(),
+            metadata: serde_json::json!({"docs": "aws"})
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
+        };
+        let mut vars = Map::new();
+        vars.insert("product".into(), "Databricks".into());
+        let out = t.render("cost?", &[&doc], &vars).expect("renders");
+        assert_eq!(out, "Databricks: [4|aws] t4g.micro <b> Q: cost?");
+    }
+
+    #[test]
+    fn undefined_variables_are_errors() {
+        let t = PromptTemplate::new("p", "{{ questoin }}".into()).expect("compiles");
+        let err = t.render("q", &[], &Map::new()).expect_err("strict");
+        assert!(describe_template_error(&err).contains("undefined"), "{err}");
+    }
+
+    #[test]
+    fn syntax_errors_name_the_line() {
+        let err = PromptTemplate::new("p", "ok\n{% for x in %}".into()).expect_err("bad syntax");
+        assert!(describe_template_error(&err).contains("line 2"), "{err}");
+    }
+}

@@ -1,0 +1,342 @@
+//! Per-run verdicts: suite rules, expected sources and answer checks.
+//!
+//! A run passes when every expectation of its case holds and no `error`-severity rule is
+//! violated. Rule tolerances (`max_rate`) are judged over all runs of a case in `stats`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::chain::RetrievedDoc;
+use crate::suite::schema::{AnswerCheck, Expect, RetrievedRule, RuleSpec, Severity};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Verdict {
+    pub passed: bool,
+    /// Every rule's result on this run.
+    pub rules: Vec<RuleResult>,
+    /// Expected-source metrics, when the case names sources.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sources: Option<SourceMetrics>,
+    /// Expectations that did not hold (empty when they all did).
+    #[serde(default)]
+    pub failed_expectations: Vec<Failure>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RuleResult {
+    pub id: String,
+    pub severity: Severity,
+    pub passed: bool,
+    /// Ids of the retrieved documents that broke the rule.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub offending_documents: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Failure {
+    pub check: String,
+    pub detail: String,
+}
+
+/// Retrieval quality against the expected document ids (binary relevance).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SourceMetrics {
+    pub precision: f64,
+    pub recall: f64,
+    pub hit: bool,
+    pub reciprocal_rank: f64,
+    pub ndcg: f64,
+    /// Expected ids that were not retrieved.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub missing: Vec<String>,
+}
+
+pub fn judge(
+    rules: &[RuleSpec],
+    expect: Option<&Expect>,
+    retrieved: &[RetrievedDoc],
+    answer: &str,
+) -> Verdict {
+    let rule_results: Vec<RuleResult> = rules
+        .iter()
+        .map(|rule| judge_rule(rule, retrieved, answer))
+        .collect();
+
+    let mut failed_expectations = Vec::new();
+    let mut sources = None;
+    if let Some(expect) = expect {
+        if !expect.sources.is_empty() {
+            let expected: Vec<&str> = expect.sources.iter().map(|s| s.0.as_str()).collect();
+            let metrics = source_metrics(&expected, retrieved);
+            if metrics.recall + 1e-9 < expect.min_recall.0 {
+                failed_expectations.push(Failure {
+                    check: "expect.sources".into(),
+                    detail: format!(
+                        "recall {:.2} below {:.2}: missing {}",
+                        metrics.recall,
+                        expect.min_recall.0,
+                        metrics.missing.join(", ")
+                    ),
+                });
+            }
+            sources = Some(metrics);
+        }
+        if let Some(check) = &expect.answer {
+            for detail in check_answer(check, answer) {
+                failed_expectations.push(Failure {
+                    check: "expect.answer".into(),
+                    detail,
+                });
+            }
+        }
+    }
+
+    let passed = failed_expectations.is_empty()
+        && rule_results
+            .iter()
+            .all(|r| r.passed || r.severity == Severity::Warn);
+    Verdict {
+        passed,
+        rules: rule_results,
+        sources,
+        failed_expectations,
+    }
+}
+
+fn judge_rule(rule: &RuleSpec, retrieved: &[RetrievedDoc], answer: &str) -> RuleResult {
+    let mut result = RuleResult {
+        id: rule.id.clone(),
+        severity: rule.severity,
+        passed: true,
+        offending_documents: Vec::new(),
+        detail: None,
+    };
+    if let Some(retrieved_rule) = &rule.retrieved {
+        let (offending, detail): (Vec<&RetrievedDoc>, Option<String>) = match retrieved_rule {
+            RetrievedRule::Every(w) => {
+                let bad: Vec<_> = retrieved
+                    .iter()
+                    .filter(|d| !w.matches(&d.metadata))
+                    .collect();
+                let detail =
+                    (!bad.is_empty()).then(|| format!("retrieved documents not matching {w}"));
+                (bad, detail)
+            }
+            RetrievedRule::None(w) => {
+                let bad: Vec<_> = retrieved
+                    .iter()
+                    .filter(|d| w.matches(&d.metadata))
+                    .collect();
+                let detail = (!bad.is_empty()).then(|| format!("retrieved documents matching {w}"));
+                (bad, detail)
+            }
+            RetrievedRule::Any(w) => {
+                let found = retrieved.iter().any(|d| w.matches(&d.metadata));
+                let detail = (!found).then(|| format!("no retrieved document matches {w}"));
+                (Vec::new(), detail)
+            }
+        };
+        result.passed = detail.is_none();
+        result.offending_documents = offending.iter().map(|d| d.id.clone()).collect();
+        result.detail = detail;
+    }
+    if let Some(check) = &rule.answer {
+        let failures = check_answer(check, answer);
+        if !failures.is_empty() {
+            result.passed = false;
+            let joined = failures.join("; ");
+            result.detail = Some(match result.detail.take() {
+                Some(previous) => format!("{previous}; {joined}"),
+                None => joined,
+            });
+        }
+    }
+    result
+}
+
+/// Every way `answer` fails `check`, one line each.
+pub fn check_answer(check: &AnswerCheck, answer: &str) -> Vec<String> {
+    let fold = |s: &str| {
+        if check.ignore_case {
+            s.to_lowercase()
+        } else {
+            s.to_owned()
+        }
+    };
+    let haystack = fold(answer);
+    let has = |needle: &str| haystack.contains(&fold(needle));
+    let mut failures = Vec::new();
+    if let Some(all) = &check.contains {
+        for needle in all.0.iter().filter(|n| !has(n)) {
+            failures.push(format!("answer does not contain {needle:?}"));
+        }
+    }
+    if let Some(any) = &check.contains_any {
+        if !any.0.iter().any(|n| has(n)) {
+            failures.push(format!("answer contains none of {:?}", any.0));
+        }
+    }
+    if let Some(none) = &check.not_contains {
+        for needle in none.0.iter().filter(|n| has(n)) {
+            failures.push(format!("answer contains {needle:?}"));
+        }
+    }
+    if let Some(pattern) = &check.matches {
+        if !pattern.0.is_match(answer) {
+            failures.push(format!("answer does not match /{}/", pattern.0.as_str()));
+        }
+    }
+    if let Some(pattern) = &check.not_matches {
+        if let Some(found) = pattern.0.find(answer) {
+            failures.push(format!(
+                "answer matches /{}/ at {:?}",
+                pattern.0.as_str(),
+                found.as_str()
+            ));
+        }
+    }
+    failures
+}
+
+pub fn source_metrics(expected: &[&str], retrieved: &[RetrievedDoc]) -> SourceMetrics {
+    let relevant: Vec<bool> = retrieved
+        .iter()
+        .map(|d| expected.contains(&d.id.as_str()))
+        .collect();
+    let found = relevant.iter().filter(|r| **r).count();
+    let precision = if retrieved.is_empty() {
+        0.0
+    } else {
+        found as f64 / retrieved.len() as f64
+    };
+    let recall = if expected.is_empty() {
+        1.0
+    } else {
+        found as f64 / expected.len() as f64
+    };
+    let reciprocal_rank = relevant
+        .iter()
+        .position(|r| *r)
+        .map_or(0.0, |rank| 1.0 / (rank as f64 + 1.0));
+    let discount = |rank: usize| 1.0 / (rank as f64 + 2.0).log2();
+    let dcg: f64 = relevant
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| **r)
+        .map(|(rank, _)| discount(rank))
+        .sum();
+    let ideal: f64 = (0..expected.len().min(retrieved.len().max(1)))
+        .map(discount)
+        .sum();
+    let missing = expected
+        .iter()
+        .filter(|id| !retrieved.iter().any(|d| d.id == **id))
+        .map(|id| (*id).to_owned())
+        .collect();
+    SourceMetrics {
+        precision,
+        recall,
+        hit: found > 0,
+        reciprocal_rank,
+        ndcg: if ideal > 0.0 { dcg / ideal } else { 0.0 },
+        missing,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn doc(id: &str, source: &str) -> RetrievedDoc {
+        RetrievedDoc {
+            id: id.into(),
+            text: String::new(),
+            metadata: serde_json::json!({ "docs": source })
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
+            score: 1.0,
+        }
+    }
+
+    fn rule(yaml: &str) -> RuleSpec {
+        serde_yaml::from_str(yaml).unwrap_or_else(|e| panic!("{yaml}: {e}"))
+    }
+
+    #[test]
+    fn retrieved_rules_name_offending_documents() {
+        let retrieved = [doc("4", "aws"), doc("2", "databricks")];
+        let every = judge_rule(
+            &rule("{id: r, retrieved: {every: {docs: databricks}}}"),
+            &retrieved,
+            "",
+        );
+        assert!(!every.passed);
+        assert_eq!(every.offending_documents, ["4"]);
+        let none = judge_rule(
+            &rule("{id: r, retrieved: {none: {docs: aws}}}"),
+            &retrieved,
+            "",
+        );
+        assert_eq!(none.offending_documents, ["4"]);
+        let any = judge_rule(
+            &rule("{id: r, retrieved: {any: {docs: gcp}}}"),
+            &retrieved,
+            "",
+        );
+        assert!(!any.passed && any.offending_documents.is_empty());
+        let fine = judge_rule(
+            &rule("{id: r, retrieved: {any: {docs: aws}}}"),
+            &retrieved,
+            "",
+        );
+        assert!(fine.passed);
+    }
+
+    #[test]
+    fn answer_checks() {
+        let check: AnswerCheck = serde_yaml::from_str(
+            r#"{contains: [Delta], contains_any: [S3, ADLS], not_contains: micro, not_matches: "t[0-9]g\\.(nano|micro)"}"#,
+        )
+        .expect("valid check");
+        assert!(check_answer(&check, "Delta files on S3").is_empty());
+        let failures = check_answer(&check, "Use t4g.micro instances");
+        assert_eq!(failures.len(), 4, "{failures:?}");
+        assert!(failures[3].contains("\"t4g.micro\""), "{failures:?}");
+        let folded: AnswerCheck =
+            serde_yaml::from_str("{contains: delta, ignore_case: true}").expect("valid");
+        assert!(check_answer(&folded, "DELTA").is_empty());
+    }
+
+    #[test]
+    fn source_metrics_by_id() {
+        let retrieved = [doc("4", "aws"), doc("2", "x"), doc("9", "x")];
+        let m = source_metrics(&["2", "3"], &retrieved);
+        assert!((m.precision - 1.0 / 3.0).abs() < 1e-9);
+        assert!((m.recall - 0.5).abs() < 1e-9);
+        assert!(m.hit);
+        assert!((m.reciprocal_rank - 0.5).abs() < 1e-9);
+        // DCG = 1/log2(3); IDCG = 1 + 1/log2(3).
+        let expected_ndcg = (1.0 / 3f64.log2()) / (1.0 + 1.0 / 3f64.log2());
+        assert!((m.ndcg - expected_ndcg).abs() < 1e-9);
+        assert_eq!(m.missing, ["3"]);
+        let perfect = source_metrics(&["1", "2"], &[doc("1", "x"), doc("2", "x")]);
+        assert!((perfect.ndcg - 1.0).abs() < 1e-9 && perfect.recall == 1.0);
+        let nothing = source_metrics(&["1"], &[]);
+        assert_eq!(
+            (nothing.precision, nothing.recall, nothing.hit),
+            (0.0, 0.0, false)
+        );
+    }
+
+    #[test]
+    fn warn_rules_do_not_fail_the_run() {
+        let rules = [
+            rule("{id: w, severity: warn, answer: {not_contains: x}}"),
+            rule("{id: e, answer: {not_contains: y}}"),
+        ];
+        assert!(judge(&rules, None, &[], "x").passed);
+        assert!(!judge(&rules, None, &[], "y").passed);
+    }
+}

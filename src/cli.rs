@@ -1,0 +1,99 @@
+//! Command-line definitions: raw values only. `commands::run` resolves them, with the
+//! suite, into a `Plan`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::exit_codes;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "ragprobe",
+    version,
+    about = "Evaluation and regression-testing harness for RAG chains",
+    after_help = exit_codes::HELP
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run suites: every case, repeated, checked against rules and expectations.
+    #[command(after_help = exit_codes::HELP)]
+    Run(RunArgs),
+    /// Check suites, chains and corpora without running anything.
+    #[command(after_help = exit_codes::HELP)]
+    Validate(ValidateArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// A table for people.
+    Text,
+    /// One JSON document on stdout.
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProgressMode {
+    /// A bar on a terminal, plain lines otherwise (and always when CI is set).
+    Auto,
+    /// A progress bar on stderr.
+    Bar,
+    /// One line on stderr per finished case.
+    Lines,
+    /// Nothing while running.
+    None,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Suite file, or folder searched for suites [default: suites/]
+    pub path: Option<PathBuf>,
+    /// Repetitions per case (overrides the suite's `runs`)
+    #[arg(long, value_name = "N")]
+    pub runs: Option<u32>,
+    /// Runs in flight at once (overrides the suite's `concurrency`)
+    #[arg(long, short = 'j', value_name = "C")]
+    pub concurrency: Option<usize>,
+    /// Seed for every sampled choice; the same seed gives the same runs
+    #[arg(long, value_name = "S")]
+    pub seed: Option<u64>,
+    /// Folder for results [default: reports/<timestamp>-<suite>/]
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Run only this case (repeatable)
+    #[arg(long = "case", value_name = "ID")]
+    pub cases: Vec<String>,
+    /// Run only cases whose id contains PATTERN, or with tag NAME for `tag:NAME`
+    #[arg(long, value_name = "PATTERN")]
+    pub filter: Option<String>,
+    /// Finish the runs an interrupted `ragprobe run` left undone in DIR
+    #[arg(
+        long,
+        value_name = "DIR",
+        conflicts_with_all = ["path", "runs", "seed", "out", "cases", "filter"]
+    )]
+    pub resume: Option<PathBuf>,
+    /// Per-run time limit in milliseconds (overrides the suite's `timeout_ms`)
+    #[arg(long, value_name = "MS")]
+    pub timeout_ms: Option<u64>,
+    /// Print nothing while running and only the result line after
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+    /// Format of the summary on stdout
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// How to show progress on stderr
+    #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
+    pub progress: ProgressMode,
+}
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// Suite file, or folder searched for suites [default: suites/]
+    pub path: Option<PathBuf>,
+}

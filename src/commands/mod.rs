@@ -1,0 +1,4 @@
+//! One function per subcommand; each returns the exit code.
+
+pub mod run;
+pub mod validate;

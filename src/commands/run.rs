@@ -1,0 +1,458 @@
+//! `ragprobe run`: load every suite (stopping on any configuration problem before a single
+//! run), resolve a plan per suite, run it, aggregate, report, and choose the exit code.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::mpsc;
+
+use crate::cli::{Format, RunArgs};
+use crate::error::AppError;
+use crate::events::Event;
+use crate::exit_codes;
+use crate::plan::{DEFAULT_CONCURRENCY, Plan, Selection};
+use crate::report::progress::{Progress, Style};
+use crate::report::terminal::{SuiteReport, SuiteResult, render_text};
+use crate::runner::{RunContext, execute};
+use crate::stats::aggregate;
+use crate::store::{Meta, RunReader, RunWriter, recorded_runs};
+use crate::suite::error::{ConfigError, Problem};
+use crate::suite::{Suite, discover, load};
+
+pub const DEFAULT_SUITES: &str = "suites";
+pub const DEFAULT_REPORTS: &str = "reports";
+pub const SUMMARY_FILE: &str = "summary.json";
+
+pub fn run(args: RunArgs) -> Result<i32, AppError> {
+    let plans = match &args.resume {
+        Some(dir) => resume_plans(dir, &args)?,
+        None => fresh_plans(&args)?,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(AppError::io("cannot start the async runtime"))?;
+
+    let mut reports = Vec::new();
+    for plan in plans {
+        let report = runtime.block_on(run_plan(&plan, &args))?;
+        if args.format == Format::Text {
+            if !reports.is_empty() && !args.quiet {
+                println!();
+            }
+            print!("{}", render_text(&report, args.quiet));
+        }
+        let interrupted = report.result == SuiteResult::Interrupted;
+        reports.push(report);
+        if interrupted {
+            break;
+        }
+    }
+    let code = overall_exit_code(reports.iter().map(|r| r.exit_code));
+    if args.format == Format::Json {
+        let document = serde_json::json!({ "suites": reports, "exit_code": code });
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&document).unwrap_or_default()
+        );
+    }
+    Ok(code)
+}
+
+/// Interrupted beats infrastructure beats failed checks beats success.
+fn overall_exit_code(codes: impl Iterator<Item = i32>) -> i32 {
+    let rank = |code: i32| match code {
+        exit_codes::INTERRUPTED => 4,
+        exit_codes::INFRASTRUCTURE => 3,
+        exit_codes::CHECKS_FAILED => 2,
+        exit_codes::OK => 0,
+        _ => 1,
+    };
+    codes.max_by_key(|c| rank(*c)).unwrap_or(exit_codes::OK)
+}
+
+fn load_all(files: &[PathBuf]) -> Result<Vec<Suite>, AppError> {
+    let mut suites = Vec::new();
+    let mut problems = Vec::new();
+    for file in files {
+        match load(file) {
+            Ok(suite) => suites.push(suite),
+            Err(err) => problems.extend(err.problems),
+        }
+    }
+    if !problems.is_empty() {
+        return Err(ConfigError { problems }.into());
+    }
+    for suite in &suites {
+        for warning in &suite.warnings {
+            eprintln!("warning: {warning}");
+        }
+    }
+    Ok(suites)
+}
+
+pub fn suite_files(path: Option<&Path>) -> Result<Vec<PathBuf>, AppError> {
+    let root = path.unwrap_or(Path::new(DEFAULT_SUITES));
+    if !root.exists() {
+        return Err(AppError::Usage(format!(
+            "{} does not exist: give a suite file or a folder of suites",
+            root.display()
+        )));
+    }
+    let files = discover(root).map_err(AppError::io(format!("cannot list {}", root.display())))?;
+    if files.is_empty() {
+        return Err(AppError::Usage(format!(
+            "no suites under {}: a suite is a .yaml file with a top-level `cases:` key",
+            root.display()
+        )));
+    }
+    Ok(files)
+}
+
+fn fresh_plans(args: &RunArgs) -> Result<Vec<Plan>, AppError> {
+    let files = suite_files(args.path.as_deref())?;
+    let suites = load_all(&files)?;
+    let selection = Selection {
+        ids: args.cases.clone(),
+        filter: args.filter.clone(),
+    };
+    let stamp = timestamp();
+    let several = suites.len() > 1;
+    let mut plans = Vec::new();
+    let mut unmatched: Vec<String> = args.cases.clone();
+    for suite in suites {
+        // With several suites, a `--case` id needs to exist in one of them only.
+        let own = Selection {
+            ids: selection
+                .ids
+                .iter()
+                .filter(|id| suite.spec.cases.iter().any(|c| &c.id == *id))
+                .cloned()
+                .collect(),
+            filter: selection.filter.clone(),
+        };
+        unmatched.retain(|id| !own.ids.contains(id));
+        if !selection.ids.is_empty() && own.ids.is_empty() {
+            continue;
+        }
+        let cases = own.apply(&suite.spec.cases).map_err(AppError::Usage)?;
+        if cases.is_empty() {
+            continue;
+        }
+        let slug = slug(&suite.spec.name);
+        let out_dir = match (&args.out, several) {
+            (Some(out), false) => out.clone(),
+            (Some(out), true) => out.join(&slug),
+            (None, _) => Path::new(DEFAULT_REPORTS).join(format!("{stamp}-{slug}")),
+        };
+        plans.push(make_plan(
+            suite,
+            cases,
+            args.runs,
+            args.seed,
+            args.concurrency,
+            args.timeout_ms,
+            out_dir,
+        ));
+    }
+    if let Some(id) = unmatched.first() {
+        return Err(AppError::Usage(format!("no suite has a case `{id}`")));
+    }
+    if plans.is_empty() {
+        return Err(AppError::Usage("no case matches the selection".into()));
+    }
+    for plan in &plans {
+        prepare_out_dir(plan)?;
+    }
+    Ok(plans)
+}
+
+fn make_plan(
+    suite: Suite,
+    cases: Vec<usize>,
+    runs: Option<u32>,
+    seed: Option<u64>,
+    concurrency: Option<usize>,
+    timeout_ms: Option<u64>,
+    out_dir: PathBuf,
+) -> Plan {
+    Plan {
+        runs: runs.unwrap_or(suite.spec.runs).max(1),
+        seed: seed.or(suite.spec.seed).unwrap_or(0),
+        concurrency: concurrency
+            .or(suite.spec.concurrency)
+            .unwrap_or(DEFAULT_CONCURRENCY)
+            .max(1),
+        timeout: Duration::from_millis(timeout_ms.unwrap_or(suite.spec.timeout_ms).max(1)),
+        cases,
+        suite: Arc::new(suite),
+        out_dir,
+    }
+}
+
+fn prepare_out_dir(plan: &Plan) -> Result<(), AppError> {
+    let dir = &plan.out_dir;
+    if dir.join(crate::store::RUNS_FILE).exists() {
+        return Err(AppError::Usage(format!(
+            "{} already holds results: pass --resume {} to finish them, or another --out",
+            dir.display(),
+            dir.display()
+        )));
+    }
+    std::fs::create_dir_all(dir)
+        .map_err(AppError::io(format!("cannot create {}", dir.display())))?;
+    let suite_path =
+        std::fs::canonicalize(&plan.suite.path).unwrap_or_else(|_| plan.suite.path.clone());
+    Meta {
+        ragprobe_version: env!("CARGO_PKG_VERSION").to_owned(),
+        suite_name: plan.suite.spec.name.clone(),
+        suite_path,
+        suite_fingerprint: plan.suite.fingerprint,
+        seed: plan.seed,
+        runs: plan.runs,
+        cases: plan.case_ids(),
+        chain: plan.suite.chain.describe(),
+        created_at: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+    }
+    .write(dir)
+    .map_err(AppError::io(format!("cannot write {}", dir.display())))
+}
+
+/// The report folders to resume: `dir` itself, or the suite folders inside it.
+fn resume_plans(dir: &Path, args: &RunArgs) -> Result<Vec<Plan>, AppError> {
+    let mut dirs = Vec::new();
+    if dir.join(crate::store::META_FILE).exists() {
+        dirs.push(dir.to_owned());
+    } else if let Ok(entries) = std::fs::read_dir(dir) {
+        let mut inner: Vec<PathBuf> = entries
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.join(crate::store::META_FILE).exists())
+            .collect();
+        inner.sort();
+        dirs.extend(inner);
+    }
+    if dirs.is_empty() {
+        return Err(AppError::Usage(format!(
+            "{} is not a report folder: it has no {}",
+            dir.display(),
+            crate::store::META_FILE
+        )));
+    }
+    let mut plans = Vec::new();
+    for dir in dirs {
+        let meta =
+            Meta::read(&dir).map_err(AppError::io(format!("cannot read {}", dir.display())))?;
+        let suite = load(&meta.suite_path)?;
+        if suite.fingerprint != meta.suite_fingerprint {
+            eprintln!(
+                "warning: {} (or its chain or corpus) changed since {} was started; \
+                 the remaining runs use the current files",
+                meta.suite_path.display(),
+                dir.display()
+            );
+        }
+        let mut cases = Vec::new();
+        for id in &meta.cases {
+            let index = suite
+                .spec
+                .cases
+                .iter()
+                .position(|c| &c.id == id)
+                .ok_or_else(|| {
+                    ConfigError::from(
+                        Problem::new(
+                            &meta.suite_path,
+                            format!("case `{id}` was planned but is no longer in the suite"),
+                        )
+                        .hint("restore the case, or start a fresh run"),
+                    )
+                })?;
+            cases.push(index);
+        }
+        plans.push(make_plan(
+            suite,
+            cases,
+            Some(meta.runs),
+            Some(meta.seed),
+            args.concurrency,
+            args.timeout_ms,
+            dir,
+        ));
+    }
+    Ok(plans)
+}
+
+async fn run_plan(plan: &Plan, args: &RunArgs) -> Result<SuiteReport, AppError> {
+    let dir = &plan.out_dir;
+    let done =
+        recorded_runs(dir).map_err(AppError::io(format!("cannot read {}", dir.display())))?;
+    let jobs = plan.jobs(&done);
+    let planned_runs = plan.runs * plan.cases.len() as u32;
+    let mut writer =
+        RunWriter::open(dir).map_err(AppError::io(format!("cannot open {}", dir.display())))?;
+    let mut progress = Progress::start(
+        Style::resolve(args.progress, args.quiet),
+        &plan.suite.spec.name,
+        &jobs,
+        plan.concurrency,
+    );
+
+    let context = Arc::new(RunContext {
+        chain: Arc::clone(&plan.suite.chain),
+        rules: Arc::new(plan.suite.spec.rules.clone()),
+        timeout: plan.timeout,
+    });
+    let (sender, mut receiver) = mpsc::channel::<Event>(256);
+    let runner = execute(context, jobs, plan.concurrency, sender);
+    tokio::pin!(runner);
+    let stop = stop_signal();
+    tokio::pin!(stop);
+    let mut runner_done = false;
+    let mut interrupted = false;
+    let mut handle = |event: Event| -> Result<(), AppError> {
+        let Event::RunFinished(record) = &event;
+        writer
+            .append(record)
+            .map_err(AppError::io(format!("cannot append to {}", dir.display())))?;
+        progress.write_event(&event);
+        Ok(())
+    };
+    loop {
+        tokio::select! {
+            event = receiver.recv() => match event {
+                Some(event) => handle(event)?,
+                None => break,
+            },
+            () = &mut runner, if !runner_done => runner_done = true,
+            () = &mut stop => {
+                interrupted = true;
+                break;
+            }
+        }
+    }
+    if interrupted {
+        // Runs that finished before the signal are in the channel: keep them. Those still
+        // in flight are dropped with the runner below.
+        receiver.close();
+        while let Ok(event) = receiver.try_recv() {
+            handle(event)?;
+        }
+    }
+    progress.finish();
+
+    let reader =
+        RunReader::open(dir).map_err(AppError::io(format!("cannot read {}", dir.display())))?;
+    let stats = aggregate(&plan.suite, &plan.case_ids(), reader)
+        .map_err(AppError::io(format!("cannot read {}", dir.display())))?;
+    let (result, exit_code) = if interrupted {
+        (SuiteResult::Interrupted, exit_codes::INTERRUPTED)
+    } else if stats.errors_exceeded {
+        (SuiteResult::Error, exit_codes::INFRASTRUCTURE)
+    } else if stats.failed_cases().next().is_some() {
+        (SuiteResult::Fail, exit_codes::CHECKS_FAILED)
+    } else {
+        (SuiteResult::Pass, exit_codes::OK)
+    };
+    let report = SuiteReport {
+        suite: plan.suite.spec.name.clone(),
+        suite_path: plan.suite.path.clone(),
+        out_dir: dir.clone(),
+        chain: plan.suite.chain.describe(),
+        seed: plan.seed,
+        runs_per_case: plan.runs,
+        planned_runs,
+        result,
+        exit_code,
+        stats,
+    };
+    let summary = serde_json::to_string_pretty(&report).map_err(|e| AppError::Io {
+        context: "cannot encode the summary".into(),
+        source: std::io::Error::other(e),
+    })?;
+    std::fs::write(dir.join(SUMMARY_FILE), summary + "\n")
+        .map_err(AppError::io(format!("cannot write {}", dir.display())))?;
+    Ok(report)
+}
+
+/// Resolves on Ctrl-C, or on SIGTERM (what CI runners and `timeout` send).
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// `20261127-171620`, in UTC, for report folder names.
+fn timestamp() -> String {
+    let digits: String = humantime::format_rfc3339_seconds(SystemTime::now())
+        .to_string()
+        .chars()
+        .filter(char::is_ascii_digit)
+        .collect();
+    format!("{}-{}", &digits[..8], &digits[8..])
+}
+
+/// Lower-case letters, digits and dashes.
+pub fn slug(name: &str) -> String {
+    let mut out = String::new();
+    for c in name.chars() {
+        if c.is_ascii_alphanumeric() {
+            out.push(c.to_ascii_lowercase());
+        } else if !out.ends_with('-') && !out.is_empty() {
+            out.push('-');
+        }
+    }
+    let trimmed = out.trim_end_matches('-').to_owned();
+    if trimmed.is_empty() {
+        "suite".to_owned()
+    } else {
+        trimmed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slugs_and_timestamps() {
+        assert_eq!(
+            slug("Databricks support (before fix)"),
+            "databricks-support-before-fix"
+        );
+        assert_eq!(slug("!!!"), "suite");
+        let t = timestamp();
+        assert_eq!(t.len(), 15, "{t}");
+        assert_eq!(t.as_bytes()[8], b'-');
+        assert!(
+            t.chars().filter(|c| *c != '-').all(|c| c.is_ascii_digit()),
+            "{t}"
+        );
+    }
+
+    #[test]
+    fn exit_code_precedence() {
+        let codes = |c: &[i32]| overall_exit_code(c.iter().copied());
+        assert_eq!(codes(&[0, 1, 0]), 1);
+        assert_eq!(codes(&[1, 3]), 3);
+        assert_eq!(codes(&[3, 130]), 130);
+        assert_eq!(codes(&[]), 0);
+    }
+}

@@ -1,0 +1,37 @@
+//! `ragprobe validate`: load and check suites, run nothing.
+
+use crate::cli::ValidateArgs;
+use crate::commands::run::suite_files;
+use crate::error::AppError;
+use crate::exit_codes;
+use crate::suite::error::ConfigError;
+use crate::suite::load;
+
+pub fn validate(args: ValidateArgs) -> Result<i32, AppError> {
+    let files = suite_files(args.path.as_deref())?;
+    let mut problems = Vec::new();
+    for file in &files {
+        match load(file) {
+            Ok(suite) => {
+                for warning in &suite.warnings {
+                    eprintln!("warning: {warning}");
+                }
+                println!(
+                    "ok: {} ({}): {} cases, {} rules, {} documents; chain: {}",
+                    file.display(),
+                    suite.spec.name,
+                    suite.spec.cases.len(),
+                    suite.spec.rules.len(),
+                    suite.corpus.documents.len(),
+                    suite.chain.describe()
+                );
+            }
+            Err(err) => problems.extend(err.problems),
+        }
+    }
+    if problems.is_empty() {
+        Ok(exit_codes::OK)
+    } else {
+        Err(ConfigError { problems }.into())
+    }
+}

@@ -1,0 +1,21 @@
+//! ragprobe: an evaluation and regression-testing harness for RAG chains.
+//!
+//! The pipeline runs one way: suite YAML → [`plan`] → [`runner`] → [`checks`] → [`store`]
+//! → [`stats`] → [`report`].
+
+pub mod chain;
+pub mod checks;
+pub mod cli;
+pub mod commands;
+pub mod error;
+pub mod events;
+pub mod exit_codes;
+pub mod plan;
+pub mod report;
+pub mod rules;
+pub mod runner;
+pub mod seed;
+pub mod stats;
+pub mod store;
+pub mod suite;
+pub mod trace;

@@ -1,0 +1,20 @@
+use clap::Parser;
+
+use ragprobe::cli::{Cli, Command};
+use ragprobe::commands;
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run(args) => commands::run::run(args),
+        Command::Validate(args) => commands::validate::validate(args),
+    };
+    let code = match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err}");
+            err.exit_code()
+        }
+    };
+    std::process::exit(code);
+}

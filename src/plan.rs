@@ -1,0 +1,150 @@
+//! A resolved plan: one suite, the cases selected, how many runs, which seed, where the
+//! results go. Built from the suite and the command line (or from `meta.json` on resume);
+//! everything downstream takes a `Plan` and never looks at raw flags.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+
+use crate::seed::run_seed;
+use crate::suite::Suite;
+use crate::suite::load::merged_vars;
+use crate::suite::schema::CaseSpec;
+
+/// Runs in flight at once when neither the suite nor `--concurrency` says.
+pub const DEFAULT_CONCURRENCY: usize = 8;
+
+#[derive(Debug)]
+pub struct Plan {
+    pub suite: Arc<Suite>,
+    /// Indices into `suite.spec.cases`, in suite order.
+    pub cases: Vec<usize>,
+    pub runs: u32,
+    pub seed: u64,
+    pub concurrency: usize,
+    pub timeout: Duration,
+    pub out_dir: PathBuf,
+}
+
+/// One run to make.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub case: Arc<CaseJob>,
+    pub run: u32,
+    pub seed: u64,
+}
+
+/// What every run of a case shares.
+#[derive(Debug)]
+pub struct CaseJob {
+    pub id: String,
+    pub question: String,
+    pub vars: Map<String, Value>,
+    pub spec: CaseSpec,
+}
+
+/// How to pick cases: exact ids, and/or a pattern on ids and tags.
+#[derive(Debug, Clone, Default)]
+pub struct Selection {
+    pub ids: Vec<String>,
+    /// Substring of the case id, or `tag:NAME`.
+    pub filter: Option<String>,
+}
+
+impl Selection {
+    /// Indices of the selected cases; an id that names no case is an error.
+    pub fn apply(&self, cases: &[CaseSpec]) -> Result<Vec<usize>, String> {
+        for id in &self.ids {
+            if !cases.iter().any(|c| &c.id == id) {
+                let known: Vec<&str> = cases.iter().map(|c| c.id.as_str()).collect();
+                return Err(format!(
+                    "no case `{id}` in the suite (cases: {})",
+                    known.join(", ")
+                ));
+            }
+        }
+        Ok(cases
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| self.ids.is_empty() || self.ids.contains(&c.id))
+            .filter(|(_, c)| match self.filter.as_deref() {
+                None => true,
+                Some(pattern) => match pattern.strip_prefix("tag:") {
+                    Some(tag) => c.tags.iter().any(|t| t == tag),
+                    None => c.id.contains(pattern),
+                },
+            })
+            .map(|(i, _)| i)
+            .collect())
+    }
+}
+
+impl Plan {
+    pub fn case_ids(&self) -> Vec<String> {
+        self.cases
+            .iter()
+            .map(|&i| self.suite.spec.cases[i].id.clone())
+            .collect()
+    }
+
+    /// Every run of the plan not already in `done`, case by case, run by run.
+    pub fn jobs(&self, done: &HashSet<(String, u32)>) -> Vec<Job> {
+        let mut jobs = Vec::new();
+        for &index in &self.cases {
+            let spec = &self.suite.spec.cases[index];
+            let case = Arc::new(CaseJob {
+                id: spec.id.clone(),
+                question: spec.question.clone(),
+                vars: merged_vars(&self.suite.spec.vars, &spec.vars),
+                spec: spec.clone(),
+            });
+            for run in 0..self.runs {
+                if done.contains(&(spec.id.clone(), run)) {
+                    continue;
+                }
+                jobs.push(Job {
+                    case: Arc::clone(&case),
+                    run,
+                    seed: run_seed(self.seed, &spec.id, run),
+                });
+            }
+        }
+        jobs
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cases() -> Vec<CaseSpec> {
+        serde_yaml::from_str(
+            "[{id: storage, question: q}, {id: cost, question: q, tags: [pricing]}, {id: cost-eu, question: q}]",
+        )
+        .expect("cases")
+    }
+
+    #[test]
+    fn selection_by_id_pattern_and_tag() {
+        let all = cases();
+        let pick = |ids: &[&str], filter: Option<&str>| {
+            Selection {
+                ids: ids.iter().map(|s| (*s).to_owned()).collect(),
+                filter: filter.map(str::to_owned),
+            }
+            .apply(&all)
+        };
+        assert_eq!(pick(&[], None), Ok(vec![0, 1, 2]));
+        assert_eq!(pick(&["cost"], None), Ok(vec![1]));
+        assert_eq!(pick(&[], Some("cost")), Ok(vec![1, 2]));
+        assert_eq!(pick(&[], Some("tag:pricing")), Ok(vec![1]));
+        assert!(
+            pick(&["nope"], None)
+                .unwrap_err()
+                .contains("cases: storage, cost, cost-eu")
+        );
+    }
+}

@@ -1,0 +1,135 @@
+//! Progress on stderr while a suite runs: an indicatif bar on a terminal, one plain line
+//! per finished case in CI logs, or nothing.
+
+use std::collections::HashMap;
+use std::io::{IsTerminal, Write};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::cli::ProgressMode;
+use crate::events::Event;
+use crate::plan::Job;
+use crate::store::RunStatus;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Style {
+    Bar,
+    Lines,
+    Silent,
+}
+
+impl Style {
+    /// `auto` means a bar only for a person at a terminal: never under CI.
+    pub fn resolve(mode: ProgressMode, quiet: bool) -> Style {
+        if quiet {
+            return Style::Silent;
+        }
+        match mode {
+            ProgressMode::Bar => Style::Bar,
+            ProgressMode::Lines => Style::Lines,
+            ProgressMode::None => Style::Silent,
+            ProgressMode::Auto => {
+                if std::io::stderr().is_terminal() && std::env::var_os("CI").is_none() {
+                    Style::Bar
+                } else {
+                    Style::Lines
+                }
+            }
+        }
+    }
+}
+
+#[derive(Default)]
+struct CaseCounts {
+    remaining: u32,
+    passed: u32,
+    failed: u32,
+    errors: u32,
+}
+
+pub struct Progress {
+    style: Style,
+    bar: Option<ProgressBar>,
+    cases: HashMap<String, CaseCounts>,
+    totals: [u32; 3],
+}
+
+impl Progress {
+    pub fn start(style: Style, suite: &str, jobs: &[Job], concurrency: usize) -> Progress {
+        let mut cases: HashMap<String, CaseCounts> = HashMap::new();
+        for job in jobs {
+            cases.entry(job.case.id.clone()).or_default().remaining += 1;
+        }
+        let bar = (style == Style::Bar).then(|| {
+            let bar = ProgressBar::with_draw_target(
+                Some(jobs.len() as u64),
+                ProgressDrawTarget::stderr(),
+            );
+            if let Ok(template) = ProgressStyle::with_template(
+                "{prefix} [{bar:30}] {pos}/{len} runs  {msg}  {elapsed}",
+            ) {
+                bar.set_style(template.progress_chars("=> "));
+            }
+            bar.set_prefix(suite.to_owned());
+            bar
+        });
+        if style == Style::Lines {
+            eprintln!(
+                "ragprobe: {suite}: {} runs over {} cases, {concurrency} at a time",
+                jobs.len(),
+                cases.len()
+            );
+        }
+        Progress {
+            style,
+            bar,
+            cases,
+            totals: [0; 3],
+        }
+    }
+
+    pub fn write_event(&mut self, event: &Event) {
+        let Event::RunFinished(record) = event;
+        let slot = match record.status {
+            RunStatus::Passed => 0,
+            RunStatus::Failed => 1,
+            RunStatus::Error => 2,
+        };
+        self.totals[slot] += 1;
+        if let Some(bar) = &self.bar {
+            bar.inc(1);
+            bar.set_message(format!(
+                "{} passed, {} failed, {} errors",
+                self.totals[0], self.totals[1], self.totals[2]
+            ));
+        }
+        let Some(counts) = self.cases.get_mut(&record.case) else {
+            return;
+        };
+        match record.status {
+            RunStatus::Passed => counts.passed += 1,
+            RunStatus::Failed => counts.failed += 1,
+            RunStatus::Error => counts.errors += 1,
+        }
+        counts.remaining = counts.remaining.saturating_sub(1);
+        if counts.remaining == 0 && self.style == Style::Lines {
+            let mut stderr = std::io::stderr().lock();
+            // Progress is best effort: a closed stderr must not stop the runs.
+            let _ = writeln!(
+                stderr,
+                "ragprobe:   {}: {} runs: {} passed, {} failed, {} errors",
+                record.case,
+                counts.passed + counts.failed + counts.errors,
+                counts.passed,
+                counts.failed,
+                counts.errors
+            );
+        }
+    }
+
+    pub fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}

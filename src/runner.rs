@@ -1,0 +1,109 @@
+//! Runs the jobs of a plan on tokio with bounded concurrency and a per-run timeout, and
+//! emits one event per finished run. Dropping the future returned by [`execute`] (as the
+//! Ctrl-C handler does) aborts the runs in flight; finished runs have already been sent.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{Semaphore, mpsc};
+use tokio::task::JoinSet;
+
+use crate::chain::Chain;
+use crate::checks::judge;
+use crate::events::Event;
+use crate::plan::Job;
+use crate::store::{RunRecord, RunStatus};
+use crate::suite::schema::RuleSpec;
+use crate::trace::now_ns;
+
+/// What every run needs, shared between tasks.
+pub struct RunContext {
+    pub chain: Arc<Chain>,
+    pub rules: Arc<Vec<RuleSpec>>,
+    pub timeout: Duration,
+}
+
+pub async fn execute(
+    context: Arc<RunContext>,
+    jobs: Vec<Job>,
+    concurrency: usize,
+    events: mpsc::Sender<Event>,
+) {
+    let slots = Arc::new(Semaphore::new(concurrency.max(1)));
+    let mut tasks = JoinSet::new();
+    for job in jobs {
+        // Waiting for a slot before spawning keeps at most `concurrency` tasks alive.
+        let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
+            break;
+        };
+        let context = Arc::clone(&context);
+        let events = events.clone();
+        tasks.spawn(async move {
+            let record = run_one(&context, &job).await;
+            drop(slot);
+            // A closed channel means the receiver is shutting down; nothing to do.
+            let _ = events.send(Event::RunFinished(Box::new(record))).await;
+        });
+        while tasks.try_join_next().is_some() {}
+    }
+    while tasks.join_next().await.is_some() {}
+}
+
+async fn run_one(context: &RunContext, job: &Job) -> RunRecord {
+    let started_at_ns = now_ns();
+    let clock = Instant::now();
+    let invocation = tokio::time::timeout(
+        context.timeout,
+        context
+            .chain
+            .invoke(&job.case.question, &job.case.vars, job.seed),
+    )
+    .await;
+    let duration_ms = clock.elapsed().as_secs_f64() * 1000.0;
+    let mut record = RunRecord {
+        case: job.case.id.clone(),
+        run: job.run,
+        seed: job.seed,
+        question: job.case.question.clone(),
+        status: RunStatus::Error,
+        error: None,
+        retrieved: Vec::new(),
+        prompt: String::new(),
+        answer: String::new(),
+        verdict: None,
+        duration_ms,
+        started_at_ns,
+        trace: None,
+    };
+    match invocation {
+        Ok(Ok(output)) => {
+            let verdict = judge(
+                &context.rules,
+                job.case.spec.expect.as_ref(),
+                &output.retrieved,
+                &output.answer,
+            );
+            record.status = if verdict.passed {
+                RunStatus::Passed
+            } else {
+                RunStatus::Failed
+            };
+            record.verdict = Some(verdict);
+            record.retrieved = output.retrieved;
+            record.prompt = output.prompt;
+            record.answer = output.answer;
+            record.trace = Some(output.trace);
+        }
+        Ok(Err(failure)) => {
+            record.error = Some(failure.message);
+            record.trace = failure.trace;
+        }
+        Err(_elapsed) => {
+            record.error = Some(format!(
+                "timed out after {} ms",
+                context.timeout.as_millis()
+            ));
+        }
+    }
+    record
+}

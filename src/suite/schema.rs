@@ -1,0 +1,340 @@
+//! The suite file as a user writes it (serde, unknown keys denied). Checks that span
+//! several keys, or need the corpus, live in `validate.rs`.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use regex::Regex;
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::chain::config::ChainConfig;
+use crate::rules::Where;
+
+pub const DEFAULT_RUNS: u32 = 10;
+pub const DEFAULT_TIMEOUT_MS: u64 = 30_000;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SuiteSpec {
+    /// Shown in reports and used in the output folder name.
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    /// A path to a chain file (relative to this suite) or an inline chain mapping.
+    pub chain: ChainRef,
+    /// Repetitions per case.
+    #[serde(default = "default_runs")]
+    pub runs: u32,
+    /// Seed for every sampled choice; `--seed` overrides it.
+    #[serde(default)]
+    pub seed: Option<u64>,
+    /// Runs in flight at once; `--concurrency` overrides it.
+    #[serde(default)]
+    pub concurrency: Option<usize>,
+    /// Wall-clock limit for one run; a run over it is recorded as an error.
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+    /// A case passes when this share of its runs pass (cases may override it).
+    #[serde(default = "Rate::one")]
+    pub min_pass_rate: Rate,
+    /// Share of runs allowed to end in infrastructure errors before ragprobe exits 3.
+    #[serde(default)]
+    pub max_error_rate: Rate,
+    /// Variables for the prompt template, shared by every case.
+    #[serde(default)]
+    pub vars: Map<String, Value>,
+    #[serde(default)]
+    pub rules: Vec<RuleSpec>,
+    pub cases: Vec<CaseSpec>,
+}
+
+fn default_runs() -> u32 {
+    DEFAULT_RUNS
+}
+
+fn default_timeout_ms() -> u64 {
+    DEFAULT_TIMEOUT_MS
+}
+
+/// `chain:` is either a path or the chain itself.
+#[derive(Debug, Clone)]
+pub enum ChainRef {
+    Path(PathBuf),
+    Inline(Box<ChainConfig>),
+}
+
+impl<'de> Deserialize<'de> for ChainRef {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ChainRefVisitor;
+        impl<'de> Visitor<'de> for ChainRefVisitor {
+            type Value = ChainRef;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a path to a chain file, or a chain mapping with `retriever` and `llm`")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<ChainRef, E> {
+                Ok(ChainRef::Path(PathBuf::from(v)))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<ChainRef, A::Error> {
+                let config = ChainConfig::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                Ok(ChainRef::Inline(Box::new(config)))
+            }
+        }
+        deserializer.deserialize_any(ChainRefVisitor)
+    }
+}
+
+/// A share between 0 and 1.
+#[derive(Debug, Clone, Copy, PartialEq, PartialOrd, Default, Serialize)]
+pub struct Rate(pub f64);
+
+impl Rate {
+    pub fn one() -> Rate {
+        Rate(1.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Rate {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = f64::deserialize(deserializer)?;
+        if !(0.0..=1.0).contains(&value) {
+            return Err(de::Error::custom(format!(
+                "{value} is not a rate: write a share between 0 and 1 (0.95, not 95)"
+            )));
+        }
+        Ok(Rate(value))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// Fails the case (and the suite) when violated beyond `max_rate`.
+    #[default]
+    Error,
+    /// Reported, never fails anything.
+    Warn,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleSpec {
+    pub id: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub severity: Severity,
+    /// Share of runs allowed to violate the rule.
+    #[serde(default)]
+    pub max_rate: Rate,
+    /// A rule on the retrieved documents.
+    #[serde(default)]
+    pub retrieved: Option<RetrievedRule>,
+    /// A rule on the answer text.
+    #[serde(default)]
+    pub answer: Option<AnswerCheck>,
+}
+
+/// Which retrieved documents must satisfy the `where` expression.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RetrievedRule {
+    /// Every retrieved document matches.
+    Every(Where),
+    /// No retrieved document matches.
+    None(Where),
+    /// At least one retrieved document matches.
+    Any(Where),
+}
+
+// Written by hand: YAML would otherwise want `!every` tags, and users write `{every: …}`.
+impl<'de> Deserialize<'de> for RetrievedRule {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RetrievedRule;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("one of {every: <where>}, {none: <where>}, {any: <where>}")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RetrievedRule, A::Error> {
+                let Some(key) = map.next_key::<String>()? else {
+                    return Err(de::Error::custom(
+                        "empty mapping: write {every: …}, {none: …} or {any: …}",
+                    ));
+                };
+                let rule = match key.as_str() {
+                    "every" => RetrievedRule::Every(map.next_value()?),
+                    "none" => RetrievedRule::None(map.next_value()?),
+                    "any" => RetrievedRule::Any(map.next_value()?),
+                    other => {
+                        return Err(de::Error::unknown_variant(other, &["every", "none", "any"]));
+                    }
+                };
+                if let Some(extra) = map.next_key::<String>()? {
+                    return Err(de::Error::custom(format!(
+                        "`{extra}` next to another quantifier: a rule takes one of every, none, any"
+                    )));
+                }
+                Ok(rule)
+            }
+        }
+        deserializer.deserialize_map(V)
+    }
+}
+
+/// Checks on an answer's text; every key given must hold.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnswerCheck {
+    /// Every one of these strings appears.
+    #[serde(default)]
+    pub contains: Option<OneOrMany>,
+    /// At least one of these strings appears.
+    #[serde(default)]
+    pub contains_any: Option<OneOrMany>,
+    /// None of these strings appears.
+    #[serde(default)]
+    pub not_contains: Option<OneOrMany>,
+    /// The regular expression matches somewhere.
+    #[serde(default)]
+    pub matches: Option<Pattern>,
+    /// The regular expression matches nowhere.
+    #[serde(default)]
+    pub not_matches: Option<Pattern>,
+    /// Compare strings without regard to case (regexes take `(?i)` instead).
+    #[serde(default)]
+    pub ignore_case: bool,
+}
+
+impl AnswerCheck {
+    pub fn is_empty(&self) -> bool {
+        self.contains.is_none()
+            && self.contains_any.is_none()
+            && self.not_contains.is_none()
+            && self.matches.is_none()
+            && self.not_matches.is_none()
+    }
+}
+
+/// A string or a list of strings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OneOrMany(pub Vec<String>);
+
+impl<'de> Deserialize<'de> for OneOrMany {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = OneOrMany;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string or a list of strings")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<OneOrMany, E> {
+                Ok(OneOrMany(vec![v.to_owned()]))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<OneOrMany, A::Error> {
+                let mut items = Vec::new();
+                while let Some(item) = seq.next_element::<String>()? {
+                    items.push(item);
+                }
+                if items.is_empty() {
+                    return Err(de::Error::custom("the list is empty"));
+                }
+                Ok(OneOrMany(items))
+            }
+        }
+        deserializer.deserialize_any(V)
+    }
+}
+
+/// A regular expression, compiled when the suite loads so a bad one stops the suite early.
+#[derive(Debug, Clone)]
+pub struct Pattern(pub Regex);
+
+impl PartialEq for Pattern {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.as_str() == other.0.as_str()
+    }
+}
+
+impl<'de> Deserialize<'de> for Pattern {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let source = String::deserialize(deserializer)?;
+        Regex::new(&source).map(Pattern).map_err(|err| {
+            // The regex crate's message spans several lines with a caret; keep its last
+            // line, which names the problem.
+            let text = err.to_string();
+            let cause = text
+                .lines()
+                .rev()
+                .find(|l| l.trim_start().starts_with("error:"))
+                .map(|l| l.trim().trim_start_matches("error: ").to_owned())
+                .unwrap_or(text);
+            de::Error::custom(format!("invalid regular expression `{source}`: {cause}"))
+        })
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaseSpec {
+    pub id: String,
+    pub question: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Variables for this case, over the suite's.
+    #[serde(default)]
+    pub vars: Map<String, Value>,
+    #[serde(default)]
+    pub expect: Option<Expect>,
+    /// Overrides the suite's `min_pass_rate`.
+    #[serde(default)]
+    pub min_pass_rate: Option<Rate>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Expect {
+    /// Ids of the documents a good retrieval returns.
+    #[serde(default)]
+    pub sources: Vec<DocId>,
+    /// Share of `sources` that must be retrieved for a run to pass (default: all of them).
+    #[serde(default = "Rate::one")]
+    pub min_recall: Rate,
+    #[serde(default)]
+    pub answer: Option<AnswerCheck>,
+}
+
+/// A document id; corpora use numbers or strings, ragprobe compares them as strings.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct DocId(pub String);
+
+impl<'de> Deserialize<'de> for DocId {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = DocId;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a document id (string or integer)")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<DocId, E> {
+                Ok(DocId(v.to_owned()))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<DocId, E> {
+                Ok(DocId(v.to_string()))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<DocId, E> {
+                Ok(DocId(v.to_string()))
+            }
+        }
+        deserializer.deserialize_any(V)
+    }
+}
+
+impl fmt::Display for DocId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
