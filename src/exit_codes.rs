@@ -6,8 +6,9 @@ pub const OK: i32 = 0;
 pub const CHECKS_FAILED: i32 = 1;
 /// Usage or configuration error, found before any run started.
 pub const CONFIG_ERROR: i32 = 2;
-/// Infrastructure errors (timeouts, unreachable services) exceeded the allowed rate: the
-/// chain could not be evaluated. Takes precedence over 1.
+/// Infrastructure errors (timeouts, unreachable services) exceeded the allowed rate, or
+/// left a case with no run to judge: the chain could not be evaluated. Takes precedence
+/// over 1.
 pub const INFRASTRUCTURE: i32 = 3;
 /// Stopped by Ctrl-C or SIGTERM; finished runs are saved and `--resume` completes them.
 pub const INTERRUPTED: i32 = 130;

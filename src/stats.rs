@@ -99,6 +99,9 @@ pub struct CaseStats {
     pub sources: Option<SourceSummary>,
     pub latency: Latency,
     pub distinct_answers: usize,
+    /// The first infrastructure error met, if any run had one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub example_error: Option<String>,
     /// A failing run to show: the one that broke the most checks.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub example_failure: Option<RunRecord>,
@@ -135,6 +138,7 @@ struct Accumulator {
     source_count: u32,
     answers: std::collections::HashSet<u64>,
     example: Option<(usize, RunRecord)>,
+    first_error: Option<String>,
 }
 
 /// Aggregates the records of one suite, in any order.
@@ -166,6 +170,9 @@ pub fn aggregate(
         let verdict = match (&record.status, &record.verdict) {
             (RunStatus::Error, _) | (_, None) => {
                 acc.errors += 1;
+                if acc.first_error.is_none() {
+                    acc.first_error = Some(record.error.unwrap_or_else(|| "no verdict".into()));
+                }
                 continue;
             }
             (_, Some(verdict)) => verdict,
@@ -293,7 +300,11 @@ fn case_stats(
         ));
     }
     let outcome = if evaluated == 0 {
-        reasons.push(format!("all {} runs ended in errors", acc.runs));
+        reasons.push(format!(
+            "all {} runs ended in errors: {}",
+            acc.runs,
+            acc.first_error.as_deref().unwrap_or("none recorded")
+        ));
         CaseOutcome::Error
     } else if !reasons.is_empty() {
         CaseOutcome::Fail
@@ -340,6 +351,7 @@ fn case_stats(
         },
         distinct_answers: acc.answers.len(),
         example_failure: acc.example.map(|(_, record)| record),
+        example_error: acc.first_error,
     }
 }
 

@@ -15,7 +15,7 @@ use crate::plan::{DEFAULT_CONCURRENCY, Plan, Selection};
 use crate::report::progress::{Progress, Style};
 use crate::report::terminal::{SuiteReport, SuiteResult, render_text};
 use crate::runner::{RunContext, execute};
-use crate::stats::aggregate;
+use crate::stats::{CaseOutcome, aggregate};
 use crate::store::{Meta, RunReader, RunWriter, recorded_runs};
 use crate::suite::error::{ConfigError, Problem};
 use crate::suite::{Suite, discover, load};
@@ -348,7 +348,7 @@ async fn run_plan(plan: &Plan, args: &RunArgs) -> Result<SuiteReport, AppError> 
         .map_err(AppError::io(format!("cannot read {}", dir.display())))?;
     let (result, exit_code) = if interrupted {
         (SuiteResult::Interrupted, exit_codes::INTERRUPTED)
-    } else if stats.errors_exceeded {
+    } else if stats.errors_exceeded || stats.cases.iter().any(|c| c.outcome == CaseOutcome::Error) {
         (SuiteResult::Error, exit_codes::INFRASTRUCTURE)
     } else if stats.failed_cases().next().is_some() {
         (SuiteResult::Fail, exit_codes::CHECKS_FAILED)

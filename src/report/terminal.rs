@@ -225,7 +225,7 @@ pub fn result_line(report: &SuiteReport) -> String {
             failed.join(", ")
         ),
         SuiteResult::Error => format!(
-            "result: ERROR · infrastructure errors on {} exceed the allowed {} · {errors}",
+            "result: ERROR · the chain could not be evaluated: errors on {} of runs, {} allowed · {errors}",
             percent(stats.error_rate),
             percent(stats.max_error_rate)
         ),

@@ -44,8 +44,9 @@ impl ChainSource {
         Problem::new(&self.file, message).at_path(&self.text, &full)
     }
 
-    fn dir(&self) -> &Path {
-        self.file.parent().unwrap_or(Path::new("."))
+    /// A path written in this file, resolved against the file's folder.
+    fn resolve(&self, relative: &Path) -> PathBuf {
+        resolve(&self.file, relative)
     }
 }
 
@@ -56,7 +57,6 @@ pub fn load(path: &Path) -> Result<Suite, ConfigError> {
     })?;
     let spec: SuiteSpec =
         serde_yaml::from_str(&text).map_err(|err| Problem::from_yaml(path, &err))?;
-    let suite_dir = path.parent().unwrap_or(Path::new("."));
     let mut problems = Vec::new();
     let mut warnings = Vec::new();
     let at =
@@ -73,7 +73,7 @@ pub fn load(path: &Path) -> Result<Suite, ConfigError> {
             },
         ),
         ChainRef::Path(relative) => {
-            let chain_path = suite_dir.join(relative);
+            let chain_path = resolve(path, relative);
             let chain_text = std::fs::read_to_string(&chain_path).map_err(|err| {
                 at(
                     KeyPath::default().key("chain"),
@@ -177,7 +177,7 @@ pub fn load(path: &Path) -> Result<Suite, ConfigError> {
 
     // The chain: corpus, retriever, prompt.
     let retriever_path = KeyPath::default().key("retriever");
-    let corpus_path = chain_source.dir().join(&chain_config.retriever.corpus);
+    let corpus_path = chain_source.resolve(&chain_config.retriever.corpus);
     let corpus = match Corpus::load(&corpus_path) {
         Ok(corpus) => Some(Arc::new(corpus)),
         Err(err) if err.line.is_none() && err.message.starts_with("cannot read") => {
@@ -222,7 +222,7 @@ pub fn load(path: &Path) -> Result<Suite, ConfigError> {
         }
         (Some(inline), None) => Some(("prompt".to_owned(), inline.clone())),
         (None, Some(file)) => {
-            let prompt_path = chain_source.dir().join(file);
+            let prompt_path = chain_source.resolve(file);
             match std::fs::read_to_string(&prompt_path) {
                 Ok(source) => Some((file.display().to_string(), source)),
                 Err(err) => {
@@ -361,6 +361,25 @@ pub fn load(path: &Path) -> Result<Suite, ConfigError> {
         fingerprint,
         warnings,
     })
+}
+
+/// `relative` as written in the file `from`, resolved against that file's folder, with
+/// `a/b/../c` folded to `a/c` so messages show short paths.
+fn resolve(from: &Path, relative: &Path) -> PathBuf {
+    let joined = from.parent().unwrap_or(Path::new("")).join(relative);
+    let mut out = PathBuf::new();
+    for part in joined.components() {
+        match part {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir
+                if matches!(out.components().next_back(), Some(std::path::Component::Normal(_))) =>
+            {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 /// Case variables over suite variables.

@@ -95,15 +95,37 @@ impl Rate {
     }
 }
 
+// Checked inside the visitor, so the parser places the error on the number itself.
 impl<'de> Deserialize<'de> for Rate {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let value = f64::deserialize(deserializer)?;
-        if !(0.0..=1.0).contains(&value) {
-            return Err(de::Error::custom(format!(
-                "{value} is not a rate: write a share between 0 and 1 (0.95, not 95)"
-            )));
+        struct V;
+        impl V {
+            fn check<E: de::Error>(value: f64) -> Result<Rate, E> {
+                if (0.0..=1.0).contains(&value) {
+                    Ok(Rate(value))
+                } else {
+                    Err(E::custom(format!(
+                        "{value} is not a rate: write a share between 0 and 1 (0.95, not 95)"
+                    )))
+                }
+            }
         }
-        Ok(Rate(value))
+        impl Visitor<'_> for V {
+            type Value = Rate;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a rate between 0 and 1")
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Rate, E> {
+                V::check(v)
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Rate, E> {
+                V::check(v as f64)
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Rate, E> {
+                V::check(v as f64)
+            }
+        }
+        deserializer.deserialize_f64(V)
     }
 }
 
@@ -257,21 +279,31 @@ impl PartialEq for Pattern {
     }
 }
 
+// Compiled inside the visitor, so the parser places the error on the string itself.
 impl<'de> Deserialize<'de> for Pattern {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let source = String::deserialize(deserializer)?;
-        Regex::new(&source).map(Pattern).map_err(|err| {
-            // The regex crate's message spans several lines with a caret; keep its last
-            // line, which names the problem.
-            let text = err.to_string();
-            let cause = text
-                .lines()
-                .rev()
-                .find(|l| l.trim_start().starts_with("error:"))
-                .map(|l| l.trim().trim_start_matches("error: ").to_owned())
-                .unwrap_or(text);
-            de::Error::custom(format!("invalid regular expression `{source}`: {cause}"))
-        })
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Pattern;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a regular expression")
+            }
+            fn visit_str<E: de::Error>(self, source: &str) -> Result<Pattern, E> {
+                Regex::new(source).map(Pattern).map_err(|err| {
+                    // The regex crate's message spans several lines with a caret; keep the
+                    // line that names the problem.
+                    let text = err.to_string();
+                    let cause = text
+                        .lines()
+                        .rev()
+                        .find(|l| l.trim_start().starts_with("error:"))
+                        .map(|l| l.trim().trim_start_matches("error: ").to_owned())
+                        .unwrap_or(text);
+                    E::custom(format!("invalid regular expression `{source}`: {cause}"))
+                })
+            }
+        }
+        deserializer.deserialize_str(V)
     }
 }
 

@@ -1,0 +1,59 @@
+//! Helpers shared by the integration tests: the real binary, and redactions that keep
+//! snapshots free of timings and temporary paths.
+
+#![allow(dead_code)]
+
+use std::path::Path;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_ragprobe");
+
+/// The built `ragprobe`, run from the repository root, with no CI variable so that tests
+/// see the same defaults wherever they run (progress is switched off explicitly).
+pub fn ragprobe() -> assert_cmd::Command {
+    let mut command = assert_cmd::Command::new(BIN);
+    command.current_dir(env!("CARGO_MANIFEST_DIR"));
+    command.env_remove("CI");
+    command
+}
+
+/// Runs `ragprobe run` with the given extra arguments, results into `out`.
+pub fn run_suite(suite: &str, out: &Path, extra: &[&str]) -> std::process::Output {
+    ragprobe()
+        .args(["run", suite, "--progress", "none", "--out"])
+        .arg(out)
+        .args(extra)
+        .output()
+        .expect("ragprobe runs")
+}
+
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Filters for insta: durations, and the temporary output folder.
+pub fn redactions(out: &Path) -> Vec<(String, String)> {
+    vec![
+        (regex_escape(&out.display().to_string()), "[OUT]".to_owned()),
+        (r"\d+\.\d+ ms".to_owned(), "[ms]".to_owned()),
+    ]
+}
+
+fn regex_escape(text: &str) -> String {
+    text.chars()
+        .flat_map(|c| {
+            if "\\.+*?()|[]{}^$".contains(c) {
+                vec!['\\', c]
+            } else {
+                vec![c]
+            }
+        })
+        .collect()
+}
+
+/// Reads `runs.jsonl` back through the library, as the aggregation stage does.
+pub fn records(dir: &Path) -> Vec<ragprobe::store::RunRecord> {
+    ragprobe::store::RunReader::open(dir)
+        .expect("runs.jsonl exists")
+        .map(|r| r.expect("every complete line parses"))
+        .collect()
+}
