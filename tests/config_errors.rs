@@ -21,7 +21,11 @@ fn validate(path: &str) -> (Option<i32>, String, String) {
         .args(["validate", path])
         .output()
         .expect("ragprobe runs");
-    (output.status.code(), text(&output.stdout), text(&output.stderr))
+    (
+        output.status.code(),
+        text(&output.stdout),
+        text(&output.stderr),
+    )
 }
 
 #[test]
@@ -49,9 +53,7 @@ fn regex_lite_location(line: &str) -> bool {
         return false;
     };
     let parts: Vec<&str> = rest.splitn(4, ':').collect();
-    parts.len() == 4
-        && parts[1].parse::<usize>().is_ok()
-        && parts[2].parse::<usize>().is_ok()
+    parts.len() == 4 && parts[1].parse::<usize>().is_ok() && parts[2].parse::<usize>().is_ok()
 }
 
 #[test]
@@ -82,7 +84,9 @@ fn validate_accepts_the_shipped_suites_and_runs_nothing() {
     let (code, stdout, stderr) = validate("suites");
     assert_eq!(code, Some(0), "{stderr}");
     assert_eq!(stdout.lines().filter(|l| l.starts_with("ok: ")).count(), 2);
-    assert!(stdout.contains("before-fix.yaml (databricks-support-before-fix): 2 cases, 2 rules, 5 documents"));
+    assert!(stdout.contains(
+        "before-fix.yaml (databricks-support-before-fix): 2 cases, 2 rules, 5 documents"
+    ));
 }
 
 #[test]
@@ -95,6 +99,11 @@ fn usage_errors_exit_2() {
         vec!["run", "--runs", "many"],
     ] {
         let output = ragprobe().args(&args).output().expect("ragprobe runs");
-        assert_eq!(output.status.code(), Some(2), "{args:?}: {}", text(&output.stderr));
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            text(&output.stderr)
+        );
     }
 }

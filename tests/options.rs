@@ -37,7 +37,10 @@ fn a_folder_runs_every_suite_in_it_and_the_worst_exit_code_wins() {
     assert_eq!(stdout.lines().count(), 2, "{stdout}");
     assert!(stdout.contains("result: PASS"));
     assert!(stdout.contains("result: FAIL · 1 of 2 cases failed: cost"));
-    for suite in ["databricks-support-after-fix", "databricks-support-before-fix"] {
+    for suite in [
+        "databricks-support-after-fix",
+        "databricks-support-before-fix",
+    ] {
         assert_eq!(records(&out.path().join(suite)).len(), 6, "{suite}");
     }
 }
@@ -63,7 +66,11 @@ fn json_format_is_one_document_with_the_exit_code() {
 #[test]
 fn tolerated_and_warn_rules_make_a_flaky_pass() {
     let out = tempfile::tempdir().expect("tempdir");
-    let output = run_suite("tests/fixtures/tolerance.yaml", out.path(), &["--format", "json"]);
+    let output = run_suite(
+        "tests/fixtures/tolerance.yaml",
+        out.path(),
+        &["--format", "json"],
+    );
     let doc: Value = serde_json::from_slice(&output.stdout).expect("JSON");
     assert_eq!(output.status.code(), Some(0), "{doc}");
     let cost = &doc["suites"][0]["stats"]["cases"][0];
@@ -74,18 +81,29 @@ fn tolerated_and_warn_rules_make_a_flaky_pass() {
     let answer_rule = &cost["rules"][1];
     let rate = answer_rule["rate"].as_f64().expect("rate");
     assert!(rate > 0.0 && rate <= 0.5, "{answer_rule}");
-    assert_eq!(cost["pass_rate"], 1.0, "tolerated violations count as passes");
+    assert_eq!(
+        cost["pass_rate"], 1.0,
+        "tolerated violations count as passes"
+    );
 
     // The same rule with no tolerance fails the case.
     let out = tempfile::tempdir().expect("tempdir");
-    let output = run_suite("suites/databricks/before-fix.yaml", out.path(), &["--case", "cost"]);
+    let output = run_suite(
+        "suites/databricks/before-fix.yaml",
+        out.path(),
+        &["--case", "cost"],
+    );
     assert_eq!(output.status.code(), Some(1));
 }
 
 #[test]
 fn min_pass_rate_per_case() {
     let out = tempfile::tempdir().expect("tempdir");
-    let output = run_suite("tests/fixtures/min-pass-rate.yaml", out.path(), &["--format", "json"]);
+    let output = run_suite(
+        "tests/fixtures/min-pass-rate.yaml",
+        out.path(),
+        &["--format", "json"],
+    );
     let doc: Value = serde_json::from_slice(&output.stdout).expect("JSON");
     let cases = &doc["suites"][0]["stats"]["cases"];
     assert_eq!(cases[0]["id"], "cost-lenient");
@@ -104,14 +122,25 @@ fn timeouts_are_errors_not_wrong_answers_and_exit_3() {
     assert!(stdout.contains("timed out after 20 ms"), "{stdout}");
     let runs = records(out.path());
     assert_eq!(runs.len(), 3);
-    assert!(runs.iter().all(|r| r.verdict.is_none() && r.error.is_some()));
+    assert!(
+        runs.iter()
+            .all(|r| r.verdict.is_none() && r.error.is_some())
+    );
 }
 
 #[test]
 fn an_existing_report_folder_is_not_overwritten() {
     let out = tempfile::tempdir().expect("tempdir");
-    run_suite("suites/databricks/after-fix.yaml", out.path(), &["--runs", "1"]);
-    let output = run_suite("suites/databricks/after-fix.yaml", out.path(), &["--runs", "1"]);
+    run_suite(
+        "suites/databricks/after-fix.yaml",
+        out.path(),
+        &["--runs", "1"],
+    );
+    let output = run_suite(
+        "suites/databricks/after-fix.yaml",
+        out.path(),
+        &["--runs", "1"],
+    );
     assert_eq!(output.status.code(), Some(2));
     assert!(text(&output.stderr).contains("--resume"));
     assert_eq!(records(out.path()).len(), 2);
@@ -121,7 +150,12 @@ fn an_existing_report_folder_is_not_overwritten() {
 fn help_lists_the_exit_codes() {
     let output = ragprobe().args(["run", "--help"]).output().expect("runs");
     let help = text(&output.stdout);
-    for line in ["0    all checks passed", "1    checks failed", "2    usage or configuration error", "3    infrastructure errors"] {
+    for line in [
+        "0    all checks passed",
+        "1    checks failed",
+        "2    usage or configuration error",
+        "3    infrastructure errors",
+    ] {
         assert!(help.contains(line), "{line} missing from {help}");
     }
 }

@@ -62,7 +62,12 @@ fn before_fix_reports_the_aws_document_and_t4g_answers_and_exits_1() {
         .filter_map(|d| d["id"].as_str())
         .collect();
     assert!(retrieved_ids.contains(&"4"), "{retrieved_ids:?}");
-    assert!(example["answer"].as_str().unwrap_or("").contains("t4g.micro"));
+    assert!(
+        example["answer"]
+            .as_str()
+            .unwrap_or("")
+            .contains("t4g.micro")
+    );
 }
 
 #[test]
@@ -73,7 +78,13 @@ fn after_fix_passes_everything_and_exits_0() {
         let c = case(&summary, id);
         assert_eq!(c["outcome"], "pass", "{c}");
         assert_eq!(c["passed"], 20);
-        assert!(c["rules"].as_array().expect("rules").iter().all(|r| r["violations"] == 0));
+        assert!(
+            c["rules"]
+                .as_array()
+                .expect("rules")
+                .iter()
+                .all(|r| r["violations"] == 0)
+        );
         assert_eq!(c["sources"]["recall"], 1.0);
     }
 }
@@ -149,7 +160,11 @@ fn every_run_is_stored_with_question_documents_prompt_answer_verdict_and_trace()
         let verdict = run.verdict.expect("a verdict");
         assert!(!verdict.passed);
         let trace = run.trace.expect("a trace");
-        let kinds: Vec<String> = trace.spans.iter().map(|s| format!("{:?}", s.kind)).collect();
+        let kinds: Vec<String> = trace
+            .spans
+            .iter()
+            .map(|s| format!("{:?}", s.kind))
+            .collect();
         assert_eq!(kinds, ["Chain", "Retriever", "Prompt", "Llm"]);
         assert!(trace.spans.iter().all(|s| s.end_ns >= s.start_ns));
     }
