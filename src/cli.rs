@@ -27,6 +27,9 @@ pub enum Command {
     /// Check suites, chains and corpora without running anything.
     #[command(after_help = exit_codes::HELP)]
     Validate(ValidateArgs),
+    /// Compare two report folders case by case and write diff.html.
+    #[command(after_help = exit_codes::HELP)]
+    Diff(DiffArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -90,6 +93,26 @@ pub struct RunArgs {
     /// How to show progress on stderr
     #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
     pub progress: ProgressMode,
+    /// Gate on a previous report: fail only on rule violations or significant regressions
+    #[arg(long, value_name = "DIR")]
+    pub baseline: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// The earlier report folder
+    pub a: PathBuf,
+    /// The later report folder
+    pub b: PathBuf,
+    /// Where to write the HTML diff [default: B/diff.html]
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Significance level for calling a pass-rate change a regression or improvement
+    #[arg(long, value_name = "P", default_value_t = 0.05)]
+    pub alpha: f64,
+    /// Format of the summary on stdout
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
 }
 
 #[derive(Debug, Args)]

@@ -3,10 +3,12 @@
 //! The pipeline runs one way: suite YAML → [`plan`] → [`runner`] → [`checks`] → [`store`]
 //! → [`stats`] → [`report`].
 
+pub mod baseline;
 pub mod chain;
 pub mod checks;
 pub mod cli;
 pub mod commands;
+pub mod diff;
 pub mod error;
 pub mod events;
 pub mod exit_codes;

@@ -8,6 +8,7 @@ fn main() {
     let result = match cli.command {
         Command::Run(args) => commands::run::run(args),
         Command::Validate(args) => commands::validate::validate(args),
+        Command::Diff(args) => commands::diff::diff(args),
     };
     let code = match result {
         Ok(code) => code,

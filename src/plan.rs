@@ -27,6 +27,8 @@ pub struct Plan {
     pub concurrency: usize,
     pub timeout: Duration,
     pub out_dir: PathBuf,
+    /// The report folder to gate against, with `--baseline`.
+    pub baseline: Option<PathBuf>,
 }
 
 /// One run to make.

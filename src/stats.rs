@@ -13,7 +13,7 @@
 
 use std::collections::HashMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::store::{RunRecord, RunStatus};
 use crate::suite::Suite;
@@ -23,8 +23,10 @@ use crate::suite::schema::Severity;
 const Z95: f64 = 1.959_963_984_540_054;
 /// pass^k and pass@k are reported at this k (or the number of runs, if fewer).
 pub const K: u32 = 5;
+/// Failing runs kept per case for reports (JUnit failure text, markdown).
+pub const FAILING_RUNS_KEPT: usize = 5;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum CaseOutcome {
     Pass,
@@ -48,7 +50,7 @@ impl CaseOutcome {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RuleStats {
     pub id: String,
     pub severity: Severity,
@@ -58,7 +60,7 @@ pub struct RuleStats {
     pub exceeded: bool,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SourceSummary {
     pub precision: f64,
     pub recall: f64,
@@ -67,13 +69,54 @@ pub struct SourceSummary {
     pub ndcg: f64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// A failing run, in a line or two: enough for a CI failure message.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FailingRun {
+    pub run: u32,
+    pub seed: u64,
+    /// `rule-id: detail` or `expect.x: detail`, one per broken check.
+    pub broken: Vec<String>,
+    pub retrieved: Vec<String>,
+    pub answer: String,
+}
+
+impl FailingRun {
+    fn from_record(record: &RunRecord) -> FailingRun {
+        let mut broken = Vec::new();
+        if let Some(verdict) = &record.verdict {
+            for rule in verdict.rules.iter().filter(|r| !r.passed) {
+                broken.push(format!(
+                    "{} ({}): {}",
+                    rule.id,
+                    if rule.severity == Severity::Warn {
+                        "warn"
+                    } else {
+                        "error"
+                    },
+                    rule.detail.as_deref().unwrap_or("violated")
+                ));
+            }
+            for failure in &verdict.failed_expectations {
+                broken.push(format!("{}: {}", failure.check, failure.detail));
+            }
+        }
+        FailingRun {
+            run: record.run,
+            seed: record.seed,
+            broken,
+            retrieved: record.retrieved.iter().map(|d| d.id.clone()).collect(),
+            answer: record.answer.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Latency {
     pub p50_ms: f64,
     pub p95_ms: f64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CaseStats {
     pub id: String,
     pub question: String,
@@ -95,19 +138,21 @@ pub struct CaseStats {
     pub pass_at_k: f64,
     pub flaky: bool,
     pub rules: Vec<RuleStats>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sources: Option<SourceSummary>,
     pub latency: Latency,
     pub distinct_answers: usize,
     /// The first infrastructure error met, if any run had one.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub example_error: Option<String>,
+    /// The first failing runs, by run index.
+    pub failing_runs: Vec<FailingRun>,
     /// A failing run to show: the one that broke the most checks.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub example_failure: Option<RunRecord>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SuiteStats {
     pub suite: String,
     pub cases: Vec<CaseStats>,
@@ -139,6 +184,7 @@ struct Accumulator {
     answers: std::collections::HashSet<u64>,
     example: Option<(usize, RunRecord)>,
     first_error: Option<String>,
+    failing_runs: Vec<FailingRun>,
 }
 
 /// Aggregates the records of one suite, in any order.
@@ -207,6 +253,7 @@ pub fn aggregate(
         if expectations_failed || !violated_error_rules.is_empty() {
             acc.failing
                 .push((expectations_failed, violated_error_rules));
+            keep_first_failing(&mut acc.failing_runs, &record);
             let better = match &acc.example {
                 None => true,
                 Some((score, current)) => {
@@ -257,15 +304,16 @@ fn case_stats(
         .zip(&acc.violations)
         .map(|(rule, &violations)| {
             let rate = ratio(violations, evaluated);
+            let max_rate = allowed_rate(suite, spec, rule);
             RuleStats {
                 id: rule.id.clone(),
                 severity: rule.severity,
-                max_rate: rule.max_rate.0,
+                max_rate,
                 violations,
                 rate,
                 exceeded: rule.severity == Severity::Error
                     && violations > 0
-                    && rate > rule.max_rate.0 + 1e-12,
+                    && rate > max_rate + 1e-12,
             }
         })
         .collect();
@@ -352,7 +400,30 @@ fn case_stats(
         distinct_answers: acc.answers.len(),
         example_failure: acc.example.map(|(_, record)| record),
         example_error: acc.first_error,
+        failing_runs: acc.failing_runs,
     }
+}
+
+/// A rule's own `max_rate`, else the case's, else the suite's `max_violation_rate`, else 0.
+pub fn allowed_rate(
+    suite: &Suite,
+    case: &crate::suite::schema::CaseSpec,
+    rule: &crate::suite::schema::RuleSpec,
+) -> f64 {
+    rule.max_rate
+        .or(case.max_violation_rate)
+        .or(suite.spec.max_violation_rate)
+        .map_or(0.0, |rate| rate.0)
+}
+
+/// Keeps the failing runs with the lowest run indices, whatever order records come in.
+fn keep_first_failing(kept: &mut Vec<FailingRun>, record: &RunRecord) {
+    if kept.len() == FAILING_RUNS_KEPT && kept.last().is_some_and(|last| last.run < record.run) {
+        return;
+    }
+    let at = kept.partition_point(|k| k.run < record.run);
+    kept.insert(at, FailingRun::from_record(record));
+    kept.truncate(FAILING_RUNS_KEPT);
 }
 
 fn ratio(part: u32, whole: u32) -> f64 {
@@ -454,5 +525,50 @@ mod tests {
         assert_eq!(percent(1.0), "100%");
         assert_eq!(percent(0.35), "35%");
         assert_eq!(percent(1.0 / 3.0), "33.3%");
+    }
+}
+
+/// One-sided Fisher exact test for "B passes less often than A": the probability, with
+/// the table's margins fixed, of A having at least as many of the passes as it did.
+/// `a_pass` of `a_n` runs passed on side A, `b_pass` of `b_n` on side B.
+pub fn fisher_worse(a_pass: u32, a_n: u32, b_pass: u32, b_n: u32) -> f64 {
+    let n = (a_n + b_n) as usize;
+    let passes = a_pass + b_pass;
+    if a_n == 0 || b_n == 0 || passes == 0 || passes == a_n + b_n {
+        return 1.0;
+    }
+    let ln_fact: Vec<f64> = std::iter::once(0.0)
+        .chain((1..=n).scan(0.0, |acc, i| {
+            *acc += (i as f64).ln();
+            Some(*acc)
+        }))
+        .collect();
+    let ln_choose =
+        |n: u32, k: u32| ln_fact[n as usize] - ln_fact[k as usize] - ln_fact[(n - k) as usize];
+    let total = ln_choose(a_n + b_n, passes);
+    let low = passes.saturating_sub(b_n);
+    let high = passes.min(a_n);
+    let p: f64 = (a_pass.max(low)..=high)
+        .map(|x| (ln_choose(a_n, x) + ln_choose(b_n, passes - x) - total).exp())
+        .sum();
+    p.min(1.0)
+}
+
+#[cfg(test)]
+mod fisher_tests {
+    use super::fisher_worse;
+
+    #[test]
+    fn matches_reference_values() {
+        // Exact hypergeometric tails, computed independently with integer binomials:
+        // [[20, 0], [10, 10]] → 0.000218; [[8, 2], [6, 4]] → 0.3142.
+        let p = fisher_worse(20, 20, 10, 20);
+        assert!((p - 0.000_218).abs() < 1e-6, "{p}");
+        let p = fisher_worse(8, 10, 6, 10);
+        assert!((p - 0.3142).abs() < 1e-3, "{p}");
+        // No difference, or B better: not significant.
+        assert!(fisher_worse(10, 20, 10, 20) > 0.5);
+        assert!(fisher_worse(5, 20, 20, 20) > 0.99);
+        assert_eq!(fisher_worse(0, 0, 3, 5), 1.0);
     }
 }

@@ -1,4 +1,5 @@
 //! One function per subcommand; each returns the exit code.
 
+pub mod diff;
 pub mod run;
 pub mod validate;

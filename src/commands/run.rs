@@ -7,13 +7,16 @@ use std::time::{Duration, SystemTime};
 
 use tokio::sync::mpsc;
 
+use crate::baseline;
 use crate::cli::{Format, RunArgs};
+use crate::diff::Change;
 use crate::error::AppError;
 use crate::events::Event;
 use crate::exit_codes;
 use crate::plan::{DEFAULT_CONCURRENCY, Plan, Selection};
 use crate::report::progress::{Progress, Style};
 use crate::report::terminal::{SuiteReport, SuiteResult, render_text};
+use crate::report::{html, junit, markdown};
 use crate::runner::{RunContext, execute};
 use crate::stats::{CaseOutcome, aggregate};
 use crate::store::{Meta, RunReader, RunWriter, recorded_runs};
@@ -23,6 +26,9 @@ use crate::suite::{Suite, discover, load};
 pub const DEFAULT_SUITES: &str = "suites";
 pub const DEFAULT_REPORTS: &str = "reports";
 pub const SUMMARY_FILE: &str = "summary.json";
+pub const MARKDOWN_FILE: &str = "summary.md";
+pub const JUNIT_FILE: &str = "junit.xml";
+pub const HTML_FILE: &str = "report.html";
 
 pub fn run(args: RunArgs) -> Result<i32, AppError> {
     let plans = match &args.resume {
@@ -146,7 +152,7 @@ fn fresh_plans(args: &RunArgs) -> Result<Vec<Plan>, AppError> {
             (Some(out), true) => out.join(&slug),
             (None, _) => Path::new(DEFAULT_REPORTS).join(format!("{stamp}-{slug}")),
         };
-        plans.push(make_plan(
+        let mut plan = make_plan(
             suite,
             cases,
             args.runs,
@@ -154,7 +160,9 @@ fn fresh_plans(args: &RunArgs) -> Result<Vec<Plan>, AppError> {
             args.concurrency,
             args.timeout_ms,
             out_dir,
-        ));
+        );
+        plan.baseline = resolve_baseline(args, &slug)?;
+        plans.push(plan);
     }
     if let Some(id) = unmatched.first() {
         return Err(AppError::Usage(format!("no suite has a case `{id}`")));
@@ -166,6 +174,22 @@ fn fresh_plans(args: &RunArgs) -> Result<Vec<Plan>, AppError> {
         prepare_out_dir(plan)?;
     }
     Ok(plans)
+}
+
+/// The baseline folder for one suite, checked before any run starts.
+fn resolve_baseline(args: &RunArgs, slug: &str) -> Result<Option<PathBuf>, AppError> {
+    let Some(dir) = &args.baseline else {
+        return Ok(None);
+    };
+    let found = baseline::locate(dir, slug).ok_or_else(|| {
+        AppError::Usage(format!(
+            "--baseline {}: no summary.json there or in {}/{slug}",
+            dir.display(),
+            dir.display()
+        ))
+    })?;
+    baseline::load(&found).map_err(|e| AppError::Usage(format!("--baseline: {e}")))?;
+    Ok(Some(found))
 }
 
 fn make_plan(
@@ -188,6 +212,7 @@ fn make_plan(
         cases,
         suite: Arc::new(suite),
         out_dir,
+        baseline: None,
     }
 }
 
@@ -271,7 +296,8 @@ fn resume_plans(dir: &Path, args: &RunArgs) -> Result<Vec<Plan>, AppError> {
                 })?;
             cases.push(index);
         }
-        plans.push(make_plan(
+        let slug = slug(&suite.spec.name);
+        let mut plan = make_plan(
             suite,
             cases,
             Some(meta.runs),
@@ -279,7 +305,9 @@ fn resume_plans(dir: &Path, args: &RunArgs) -> Result<Vec<Plan>, AppError> {
             args.concurrency,
             args.timeout_ms,
             dir,
-        ));
+        );
+        plan.baseline = resolve_baseline(args, &slug)?;
+        plans.push(plan);
     }
     Ok(plans)
 }
@@ -346,11 +374,33 @@ async fn run_plan(plan: &Plan, args: &RunArgs) -> Result<SuiteReport, AppError> 
         RunReader::open(dir).map_err(AppError::io(format!("cannot read {}", dir.display())))?;
     let stats = aggregate(&plan.suite, &plan.case_ids(), reader)
         .map_err(AppError::io(format!("cannot read {}", dir.display())))?;
+    let baseline_cases = match &plan.baseline {
+        Some(baseline_dir) => {
+            let before = baseline::load(baseline_dir)
+                .map_err(|e| AppError::Usage(format!("--baseline: {e}")))?;
+            baseline::compare(&before, &stats, &plan.suite)
+        }
+        None => Vec::new(),
+    };
+    let failed: Vec<String> = match &plan.baseline {
+        Some(_) => stats
+            .cases
+            .iter()
+            .filter(|c| {
+                c.rules.iter().any(|r| r.exceeded)
+                    || baseline_cases
+                        .iter()
+                        .any(|b| b.id == c.id && b.change == Change::Regression)
+            })
+            .map(|c| c.id.clone())
+            .collect(),
+        None => stats.failed_cases().map(|c| c.id.clone()).collect(),
+    };
     let (result, exit_code) = if interrupted {
         (SuiteResult::Interrupted, exit_codes::INTERRUPTED)
     } else if stats.errors_exceeded || stats.cases.iter().any(|c| c.outcome == CaseOutcome::Error) {
         (SuiteResult::Error, exit_codes::INFRASTRUCTURE)
-    } else if stats.failed_cases().next().is_some() {
+    } else if !failed.is_empty() {
         (SuiteResult::Fail, exit_codes::CHECKS_FAILED)
     } else {
         (SuiteResult::Pass, exit_codes::OK)
@@ -365,6 +415,9 @@ async fn run_plan(plan: &Plan, args: &RunArgs) -> Result<SuiteReport, AppError> 
         planned_runs,
         result,
         exit_code,
+        baseline: plan.baseline.clone(),
+        baseline_cases,
+        failed,
         stats,
     };
     let summary = serde_json::to_string_pretty(&report).map_err(|e| AppError::Io {
@@ -373,7 +426,32 @@ async fn run_plan(plan: &Plan, args: &RunArgs) -> Result<SuiteReport, AppError> 
     })?;
     std::fs::write(dir.join(SUMMARY_FILE), summary + "\n")
         .map_err(AppError::io(format!("cannot write {}", dir.display())))?;
+    write_reports(&report, &plan.suite)?;
     Ok(report)
+}
+
+/// `summary.md`, `junit.xml` and `report.html` beside `runs.jsonl`.
+fn write_reports(report: &SuiteReport, suite: &Suite) -> Result<(), AppError> {
+    let dir = &report.out_dir;
+    let write = |name: &str, text: String| {
+        std::fs::write(dir.join(name), text).map_err(AppError::io(format!(
+            "cannot write {}",
+            dir.join(name).display()
+        )))
+    };
+    write(MARKDOWN_FILE, markdown::render(report))?;
+    let junit = junit::render(report).map_err(|e| AppError::Io {
+        context: "cannot encode junit.xml".into(),
+        source: std::io::Error::other(e),
+    })?;
+    write(JUNIT_FILE, junit)?;
+    let runs =
+        RunReader::open(dir).map_err(AppError::io(format!("cannot read {}", dir.display())))?;
+    let page = html::render(report, suite, runs, &html::new_nonce()).map_err(|e| AppError::Io {
+        context: "cannot render report.html".into(),
+        source: std::io::Error::other(e),
+    })?;
+    write(HTML_FILE, page)
 }
 
 /// Resolves on Ctrl-C, or on SIGTERM (what CI runners and `timeout` send).

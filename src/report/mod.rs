@@ -1,4 +1,8 @@
 //! Everything that turns events and statistics into something a person or a CI reads.
 
+pub mod diff_text;
+pub mod html;
+pub mod junit;
+pub mod markdown;
 pub mod progress;
 pub mod terminal;

@@ -4,12 +4,13 @@
 use std::fmt::Write;
 use std::path::PathBuf;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
+use crate::baseline::BaselineCase;
 use crate::stats::{CaseStats, SuiteStats, percent};
 use crate::store::RunRecord;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SuiteResult {
     Pass,
@@ -19,7 +20,7 @@ pub enum SuiteResult {
 }
 
 /// Everything the summary shows about one suite run.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct SuiteReport {
     pub suite: String,
     pub suite_path: PathBuf,
@@ -30,6 +31,16 @@ pub struct SuiteReport {
     pub planned_runs: u32,
     pub result: SuiteResult,
     pub exit_code: i32,
+    /// The report folder compared against, with `--baseline`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<PathBuf>,
+    /// Each case against the baseline, with `--baseline`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub baseline_cases: Vec<BaselineCase>,
+    /// Cases that fail the gate: below their thresholds, or (with a baseline) over a rule's
+    /// allowed rate or significantly worse than the baseline.
+    #[serde(default)]
+    pub failed: Vec<String>,
     pub stats: SuiteStats,
 }
 
@@ -153,6 +164,30 @@ pub fn render_text(report: &SuiteReport, quiet: bool) -> String {
         );
     }
 
+    if let Some(baseline) = &report.baseline {
+        let _ = writeln!(
+            out,
+            "\nagainst baseline {} (one-sided Fisher exact test on run counts)",
+            baseline.display()
+        );
+        let rows: Vec<Vec<String>> = report
+            .baseline_cases
+            .iter()
+            .map(|b| {
+                vec![
+                    b.id.clone(),
+                    format!(
+                        "{}/{} → {}/{}",
+                        b.baseline_passed, b.baseline_evaluated, b.passed, b.evaluated
+                    ),
+                    crate::report::diff_text::label(b.change).to_owned(),
+                    format!("p {:.4} (alpha {})", b.p_value, b.significance),
+                ]
+            })
+            .collect();
+        table(&mut out, &rows, "  ");
+    }
+
     out.push('\n');
     out.push_str(&result_line(report));
     out.push('\n');
@@ -206,7 +241,7 @@ fn example_run(out: &mut String, run: &RunRecord) {
 
 pub fn result_line(report: &SuiteReport) -> String {
     let stats = &report.stats;
-    let failed: Vec<&str> = stats.failed_cases().map(|c| c.id.as_str()).collect();
+    let failed = &report.failed;
     let errors = format!(
         "{} runs, {} errors ({})",
         stats.runs,
@@ -214,6 +249,9 @@ pub fn result_line(report: &SuiteReport) -> String {
         percent(stats.error_rate)
     );
     match report.result {
+        SuiteResult::Pass if report.baseline.is_some() => format!(
+            "result: PASS · no rule over its allowed rate, no regression against the baseline · {errors}"
+        ),
         SuiteResult::Pass => format!(
             "result: PASS · {} cases passed · {errors}",
             stats.cases.len()
@@ -250,7 +288,7 @@ fn row(cells: &[&str]) -> Vec<String> {
 }
 
 /// Left-aligned columns, two spaces apart; the last column is not padded.
-fn table(out: &mut String, rows: &[Vec<String>], indent: &str) {
+pub(crate) fn table(out: &mut String, rows: &[Vec<String>], indent: &str) {
     let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
     let widths: Vec<usize> = (0..columns)
         .map(|i| {

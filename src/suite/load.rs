@@ -23,6 +23,8 @@ pub struct Suite {
     pub path: PathBuf,
     pub spec: SuiteSpec,
     pub chain: Arc<Chain>,
+    /// The chain as configured, for reports.
+    pub chain_config: ChainConfig,
     pub corpus: Arc<Corpus>,
     /// Changes when the suite, its chain file or its corpus change.
     pub fingerprint: u64,
@@ -357,6 +359,7 @@ pub fn load(path: &Path) -> Result<Suite, ConfigError> {
         path: path.to_owned(),
         spec,
         chain: Arc::new(chain),
+        chain_config,
         corpus,
         fingerprint,
         warnings,

@@ -42,12 +42,22 @@ pub struct SuiteSpec {
     /// Share of runs allowed to end in infrastructure errors before ragprobe exits 3.
     #[serde(default)]
     pub max_error_rate: Rate,
+    /// Allowed violation rate of rules that set no `max_rate` (cases may override it).
+    #[serde(default)]
+    pub max_violation_rate: Option<Rate>,
+    /// Significance level for calling a change against `--baseline` a regression.
+    #[serde(default = "default_significance")]
+    pub significance: Significance,
     /// Variables for the prompt template, shared by every case.
     #[serde(default)]
     pub vars: Map<String, Value>,
     #[serde(default)]
     pub rules: Vec<RuleSpec>,
     pub cases: Vec<CaseSpec>,
+}
+
+fn default_significance() -> Significance {
+    Significance(0.05)
 }
 
 fn default_runs() -> u32 {
@@ -129,6 +139,22 @@ impl<'de> Deserialize<'de> for Rate {
     }
 }
 
+/// A significance level, strictly between 0 and 1.
+#[derive(Debug, Clone, Copy, PartialEq, PartialOrd, Serialize)]
+pub struct Significance(pub f64);
+
+impl<'de> Deserialize<'de> for Significance {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let Rate(value) = Rate::deserialize(deserializer)?;
+        if value <= 0.0 || value >= 1.0 {
+            return Err(de::Error::custom(format!(
+                "{value} is not a significance level: use a value strictly between 0 and 1, such as 0.05"
+            )));
+        }
+        Ok(Significance(value))
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
@@ -147,9 +173,10 @@ pub struct RuleSpec {
     pub description: Option<String>,
     #[serde(default)]
     pub severity: Severity,
-    /// Share of runs allowed to violate the rule.
+    /// Share of runs allowed to violate the rule [default: the case's or suite's
+    /// `max_violation_rate`, else 0].
     #[serde(default)]
-    pub max_rate: Rate,
+    pub max_rate: Option<Rate>,
     /// A rule on the retrieved documents.
     #[serde(default)]
     pub retrieved: Option<RetrievedRule>,
@@ -324,6 +351,12 @@ pub struct CaseSpec {
     /// Overrides the suite's `min_pass_rate`.
     #[serde(default)]
     pub min_pass_rate: Option<Rate>,
+    /// Overrides the suite's `max_violation_rate`.
+    #[serde(default)]
+    pub max_violation_rate: Option<Rate>,
+    /// Overrides the suite's `significance`.
+    #[serde(default)]
+    pub significance: Option<Significance>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -368,5 +401,49 @@ impl<'de> Deserialize<'de> for DocId {
 impl fmt::Display for DocId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
+    }
+}
+
+impl RuleSpec {
+    /// What the rule checks, in one line: `every {"docs":"databricks"}`,
+    /// `answer not_matches /t4g/`.
+    pub fn describe_check(&self) -> String {
+        let mut parts = Vec::new();
+        match &self.retrieved {
+            Some(RetrievedRule::Every(w)) => parts.push(format!("retrieved every {w}")),
+            Some(RetrievedRule::None(w)) => parts.push(format!("retrieved none {w}")),
+            Some(RetrievedRule::Any(w)) => parts.push(format!("retrieved any {w}")),
+            None => {}
+        }
+        if let Some(check) = &self.answer {
+            parts.push(format!("answer {}", check.describe()));
+        }
+        parts.join("; ")
+    }
+}
+
+impl AnswerCheck {
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        let list = |items: &OneOrMany| format!("{:?}", items.0);
+        if let Some(v) = &self.contains {
+            parts.push(format!("contains {}", list(v)));
+        }
+        if let Some(v) = &self.contains_any {
+            parts.push(format!("contains_any {}", list(v)));
+        }
+        if let Some(v) = &self.not_contains {
+            parts.push(format!("not_contains {}", list(v)));
+        }
+        if let Some(p) = &self.matches {
+            parts.push(format!("matches /{}/", p.0.as_str()));
+        }
+        if let Some(p) = &self.not_matches {
+            parts.push(format!("not_matches /{}/", p.0.as_str()));
+        }
+        if self.ignore_case {
+            parts.push("ignore_case".into());
+        }
+        parts.join(", ")
     }
 }

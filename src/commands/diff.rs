@@ -1,0 +1,41 @@
+//! `ragprobe diff A B`: the same report stage, fed two stores.
+
+use crate::cli::{DiffArgs, Format};
+use crate::diff::diff as compare;
+use crate::error::AppError;
+use crate::exit_codes;
+use crate::report::{diff_text, html};
+
+pub const DIFF_FILE: &str = "diff.html";
+
+pub fn diff(args: DiffArgs) -> Result<i32, AppError> {
+    if !(0.0..1.0).contains(&args.alpha) || args.alpha == 0.0 {
+        return Err(AppError::Usage(format!(
+            "--alpha {} is not a significance level: use a value between 0 and 1, such as 0.05",
+            args.alpha
+        )));
+    }
+    let report =
+        compare(&args.a, &args.b, args.alpha).map_err(|e| AppError::Usage(e.to_string()))?;
+    let page = html::render_diff(&report).map_err(|e| AppError::Io {
+        context: "cannot render diff.html".into(),
+        source: std::io::Error::other(e),
+    })?;
+    let out = args.out.clone().unwrap_or_else(|| args.b.join(DIFF_FILE));
+    std::fs::write(&out, page).map_err(AppError::io(format!("cannot write {}", out.display())))?;
+    match args.format {
+        Format::Text => {
+            print!("{}", diff_text::render(&report));
+            println!("diff: {}", out.display());
+        }
+        Format::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&report).unwrap_or_default()
+        ),
+    }
+    Ok(if report.regressions > 0 {
+        exit_codes::CHECKS_FAILED
+    } else {
+        exit_codes::OK
+    })
+}

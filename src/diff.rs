@@ -1,0 +1,426 @@
+//! Lines two report folders up case by case: pass-rate changes judged against noise
+//! (one-sided Fisher exact tests on the run counts), documents that entered or left the
+//! retrieved set, rule violation rate changes, word diffs of the most common answer and
+//! prompt, latency deltas, and a representative run of each side.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use similar::{ChangeTag, TextDiff};
+
+use crate::report::terminal::SuiteReport;
+use crate::stats::{CaseStats, fisher_worse};
+use crate::store::{RunReader, RunRecord, RunStatus};
+
+pub const SUMMARY_FILE: &str = "summary.json";
+
+#[derive(Debug, thiserror::Error)]
+pub enum DiffError {
+    #[error("{path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: not a ragprobe report summary: {source}")]
+    Summary {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Change {
+    /// B passes significantly less often than A.
+    Regression,
+    /// B passes significantly more often than A.
+    Improvement,
+    /// Any difference is within what flakiness explains.
+    Unchanged,
+    OnlyInA,
+    OnlyInB,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Side {
+    pub passed: u32,
+    pub evaluated: u32,
+    pub pass_rate: f64,
+    pub outcome: String,
+    pub p50_ms: f64,
+    pub p95_ms: f64,
+    pub errors: u32,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DocumentChange {
+    pub id: String,
+    pub a_runs: u32,
+    pub b_runs: u32,
+    /// `entered`, `left`, `more`, `fewer` or `same`.
+    pub kind: &'static str,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RuleChange {
+    pub id: String,
+    pub a_rate: Option<f64>,
+    pub b_rate: Option<f64>,
+}
+
+/// One word-level edit: `equal`, `delete` or `insert`, and its text.
+#[derive(Debug, Clone, Serialize)]
+pub struct Edit {
+    pub tag: &'static str,
+    pub text: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TextChange {
+    pub a: String,
+    pub a_runs: u32,
+    pub b: String,
+    pub b_runs: u32,
+    pub changed: bool,
+    pub edits: Vec<Edit>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CaseDiff {
+    pub id: String,
+    pub question: String,
+    pub change: Change,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub a: Option<Side>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub b: Option<Side>,
+    /// One-sided p-value for the direction the pass rate moved.
+    pub p_value: f64,
+    pub documents: Vec<DocumentChange>,
+    pub rules: Vec<RuleChange>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub answer: Option<TextChange>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<TextChange>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub a_run: Option<RunRecord>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub b_run: Option<RunRecord>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DiffReport {
+    pub a: PathBuf,
+    pub b: PathBuf,
+    pub a_suite: String,
+    pub b_suite: String,
+    pub alpha: f64,
+    pub regressions: usize,
+    pub improvements: usize,
+    pub cases: Vec<CaseDiff>,
+}
+
+/// What a side's runs say about one case.
+#[derive(Default)]
+struct CaseRuns {
+    document_runs: BTreeMap<String, u32>,
+    answers: HashMap<String, u32>,
+    prompts: HashMap<String, u32>,
+}
+
+pub fn read_summary(dir: &Path) -> Result<SuiteReport, DiffError> {
+    let path = dir.join(SUMMARY_FILE);
+    let text = std::fs::read_to_string(&path).map_err(|source| DiffError::Read {
+        path: path.clone(),
+        source,
+    })?;
+    serde_json::from_str(&text).map_err(|source| DiffError::Summary { path, source })
+}
+
+fn read_runs(dir: &Path) -> Result<HashMap<String, CaseRuns>, DiffError> {
+    let fail = |source| DiffError::Read {
+        path: dir.join(crate::store::RUNS_FILE),
+        source,
+    };
+    let mut cases: HashMap<String, CaseRuns> = HashMap::new();
+    for record in RunReader::open(dir).map_err(fail)? {
+        let record = record.map_err(fail)?;
+        if record.status == RunStatus::Error {
+            continue;
+        }
+        let case = cases.entry(record.case).or_default();
+        for doc in record.retrieved {
+            *case.document_runs.entry(doc.id).or_default() += 1;
+        }
+        *case.answers.entry(record.answer).or_default() += 1;
+        *case.prompts.entry(record.prompt).or_default() += 1;
+    }
+    Ok(cases)
+}
+
+/// The most frequent text and its count; ties go to the lexically first, for stable output.
+fn most_common(counts: &HashMap<String, u32>) -> Option<(String, u32)> {
+    counts
+        .iter()
+        .max_by(|a, b| a.1.cmp(b.1).then_with(|| b.0.cmp(a.0)))
+        .map(|(text, count)| (text.clone(), *count))
+}
+
+fn text_change(a: &HashMap<String, u32>, b: &HashMap<String, u32>) -> Option<TextChange> {
+    let (a_text, a_runs) = most_common(a)?;
+    let (b_text, b_runs) = most_common(b)?;
+    let words: Vec<(ChangeTag, String)> = TextDiff::from_words(&a_text, &b_text)
+        .iter_all_changes()
+        .map(|change| (change.tag(), change.value().to_owned()))
+        .collect();
+    let edits = readable_edits(words);
+    Some(TextChange {
+        changed: a_text != b_text,
+        a: a_text,
+        a_runs,
+        b: b_text,
+        b_runs,
+        edits,
+    })
+}
+
+/// Groups word edits into readable blocks: white space between two changes joins the
+/// change, and each block shows everything removed, then everything added.
+fn readable_edits(words: Vec<(ChangeTag, String)>) -> Vec<Edit> {
+    let mut edits = Vec::new();
+    let (mut removed, mut added) = (String::new(), String::new());
+    let flush = |edits: &mut Vec<Edit>, removed: &mut String, added: &mut String| {
+        if !removed.is_empty() {
+            edits.push(Edit {
+                tag: "delete",
+                text: std::mem::take(removed),
+            });
+        }
+        if !added.is_empty() {
+            edits.push(Edit {
+                tag: "insert",
+                text: std::mem::take(added),
+            });
+        }
+    };
+    for (i, (tag, text)) in words.iter().enumerate() {
+        let between_changes = *tag == ChangeTag::Equal
+            && text.trim().is_empty()
+            && i > 0
+            && words[i - 1].0 != ChangeTag::Equal
+            && words
+                .get(i + 1)
+                .is_some_and(|next| next.0 != ChangeTag::Equal);
+        match tag {
+            ChangeTag::Delete => removed.push_str(text),
+            ChangeTag::Insert => added.push_str(text),
+            ChangeTag::Equal if between_changes => {
+                removed.push_str(text);
+                added.push_str(text);
+            }
+            ChangeTag::Equal => {
+                flush(&mut edits, &mut removed, &mut added);
+                match edits.last_mut() {
+                    Some(last) if last.tag == "equal" => last.text.push_str(text),
+                    _ => edits.push(Edit {
+                        tag: "equal",
+                        text: text.clone(),
+                    }),
+                }
+            }
+        }
+    }
+    flush(&mut edits, &mut removed, &mut added);
+    edits
+}
+
+/// The lowest-numbered run of the case whose answer is `answer`.
+fn representative(dir: &Path, case: &str, answer: &str) -> Option<RunRecord> {
+    RunReader::open(dir)
+        .ok()?
+        .filter_map(Result::ok)
+        .filter(|r| r.case == case && r.answer == answer && r.status != RunStatus::Error)
+        .min_by_key(|r| r.run)
+}
+
+fn side(case: &CaseStats) -> Side {
+    Side {
+        passed: case.passed,
+        evaluated: case.evaluated,
+        pass_rate: case.pass_rate,
+        outcome: format!("{:?}", case.outcome).to_lowercase(),
+        p50_ms: case.latency.p50_ms,
+        p95_ms: case.latency.p95_ms,
+        errors: case.errors,
+    }
+}
+
+/// Judges B's pass count against A's: a regression or improvement only beyond noise.
+pub fn classify(a: &CaseStats, b: &CaseStats, alpha: f64) -> (Change, f64) {
+    let worse = fisher_worse(a.passed, a.evaluated, b.passed, b.evaluated);
+    let better = fisher_worse(b.passed, b.evaluated, a.passed, a.evaluated);
+    if worse < alpha {
+        (Change::Regression, worse)
+    } else if better < alpha {
+        (Change::Improvement, better)
+    } else {
+        (Change::Unchanged, worse.min(better))
+    }
+}
+
+pub fn diff(a_dir: &Path, b_dir: &Path, alpha: f64) -> Result<DiffReport, DiffError> {
+    let a = read_summary(a_dir)?;
+    let b = read_summary(b_dir)?;
+    let a_runs = read_runs(a_dir)?;
+    let b_runs = read_runs(b_dir)?;
+    let empty = CaseRuns::default();
+
+    let mut ids: Vec<&str> = a.stats.cases.iter().map(|c| c.id.as_str()).collect();
+    for case in &b.stats.cases {
+        if !ids.contains(&case.id.as_str()) {
+            ids.push(&case.id);
+        }
+    }
+    let mut cases = Vec::new();
+    for id in ids {
+        let a_case = a.stats.cases.iter().find(|c| c.id == id);
+        let b_case = b.stats.cases.iter().find(|c| c.id == id);
+        let a_case_runs = a_runs.get(id).unwrap_or(&empty);
+        let b_case_runs = b_runs.get(id).unwrap_or(&empty);
+        let (change, p_value) = match (a_case, b_case) {
+            (Some(x), Some(y)) => classify(x, y, alpha),
+            (Some(_), None) => (Change::OnlyInA, 1.0),
+            _ => (Change::OnlyInB, 1.0),
+        };
+        let question = a_case
+            .or(b_case)
+            .map(|c| c.question.clone())
+            .unwrap_or_default();
+
+        let doc_ids: BTreeSet<&String> = a_case_runs
+            .document_runs
+            .keys()
+            .chain(b_case_runs.document_runs.keys())
+            .collect();
+        let documents = doc_ids
+            .into_iter()
+            .map(|doc| {
+                let a_n = a_case_runs.document_runs.get(doc).copied().unwrap_or(0);
+                let b_n = b_case_runs.document_runs.get(doc).copied().unwrap_or(0);
+                let a_rate = a_case.map_or(0.0, |c| ratio(a_n, c.evaluated));
+                let b_rate = b_case.map_or(0.0, |c| ratio(b_n, c.evaluated));
+                DocumentChange {
+                    id: doc.clone(),
+                    a_runs: a_n,
+                    b_runs: b_n,
+                    kind: match (a_n, b_n) {
+                        (0, _) => "entered",
+                        (_, 0) => "left",
+                        _ if (a_rate - b_rate).abs() < 1e-12 => "same",
+                        _ if b_rate > a_rate => "more",
+                        _ => "fewer",
+                    },
+                }
+            })
+            .collect();
+
+        let mut rule_ids: Vec<&str> = Vec::new();
+        for case in a_case.iter().chain(b_case.iter()) {
+            for rule in &case.rules {
+                if !rule_ids.contains(&rule.id.as_str()) {
+                    rule_ids.push(&rule.id);
+                }
+            }
+        }
+        let rate_of = |case: Option<&CaseStats>, rule: &str| {
+            case.and_then(|c| c.rules.iter().find(|r| r.id == rule))
+                .map(|r| r.rate)
+        };
+        let rules = rule_ids
+            .into_iter()
+            .map(|rule| RuleChange {
+                id: rule.to_owned(),
+                a_rate: rate_of(a_case, rule),
+                b_rate: rate_of(b_case, rule),
+            })
+            .collect();
+
+        let answer = text_change(&a_case_runs.answers, &b_case_runs.answers);
+        let prompt = text_change(&a_case_runs.prompts, &b_case_runs.prompts);
+        let a_run = answer
+            .as_ref()
+            .and_then(|t| representative(a_dir, id, &t.a));
+        let b_run = answer
+            .as_ref()
+            .and_then(|t| representative(b_dir, id, &t.b));
+        cases.push(CaseDiff {
+            id: id.to_owned(),
+            question,
+            change,
+            a: a_case.map(side),
+            b: b_case.map(side),
+            p_value,
+            documents,
+            rules,
+            answer,
+            prompt,
+            a_run,
+            b_run,
+        });
+    }
+    Ok(DiffReport {
+        a: a_dir.to_owned(),
+        b: b_dir.to_owned(),
+        a_suite: a.suite,
+        b_suite: b.suite,
+        alpha,
+        regressions: cases
+            .iter()
+            .filter(|c| c.change == Change::Regression)
+            .count(),
+        improvements: cases
+            .iter()
+            .filter(|c| c.change == Change::Improvement)
+            .count(),
+        cases,
+    })
+}
+
+fn ratio(part: u32, whole: u32) -> f64 {
+    if whole == 0 {
+        0.0
+    } else {
+        f64::from(part) / f64::from(whole)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn render(a: &str, b: &str) -> String {
+        let words = TextDiff::from_words(a, b)
+            .iter_all_changes()
+            .map(|c| (c.tag(), c.value().to_owned()))
+            .collect();
+        readable_edits(words)
+            .iter()
+            .map(|e| match e.tag {
+                "delete" => format!("[-{}-]", e.text),
+                "insert" => format!("{{+{}+}}", e.text),
+                _ => e.text.clone(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn word_diffs_group_into_blocks() {
+        assert_eq!(
+            render("use t4g.micro instances today", "use Delta files today"),
+            "use [-t4g.micro instances-]{+Delta files+} today"
+        );
+        assert_eq!(render("same text", "same text"), "same text");
+        assert_eq!(render("a b", "a b c"), "a b{+ c+}");
+    }
+}

@@ -1,0 +1,143 @@
+//! The terminal summary of `ragprobe diff`.
+
+use std::fmt::Write;
+
+use crate::diff::{Change, DiffReport, TextChange};
+use crate::stats::percent;
+
+pub fn render(report: &DiffReport) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "diff {} ({}) → {} ({})",
+        report.a.display(),
+        report.a_suite,
+        report.b.display(),
+        report.b_suite
+    );
+    let _ = writeln!(
+        out,
+        "pass-rate changes tested with a one-sided Fisher exact test on run counts, alpha {}\n",
+        report.alpha
+    );
+    let mut rows = vec![vec![
+        "case".to_owned(),
+        "A".to_owned(),
+        "B".to_owned(),
+        "Δ pass rate".to_owned(),
+        "p".to_owned(),
+        "change".to_owned(),
+    ]];
+    for case in &report.cases {
+        let cell = |side: &Option<crate::diff::Side>| match side {
+            Some(s) => format!("{}/{} {}", s.passed, s.evaluated, percent(s.pass_rate)),
+            None => "—".to_owned(),
+        };
+        let delta = match (&case.a, &case.b) {
+            (Some(a), Some(b)) => format!("{:+.1} pp", (b.pass_rate - a.pass_rate) * 100.0),
+            _ => "—".to_owned(),
+        };
+        rows.push(vec![
+            case.id.clone(),
+            cell(&case.a),
+            cell(&case.b),
+            delta,
+            format!("{:.4}", case.p_value),
+            label(case.change).to_owned(),
+        ]);
+    }
+    crate::report::terminal::table(&mut out, &rows, "");
+
+    for case in &report.cases {
+        let _ = writeln!(
+            out,
+            "\n{} ({}): {}",
+            case.id,
+            label(case.change),
+            case.question
+        );
+        let moved: Vec<String> = case
+            .documents
+            .iter()
+            .filter(|d| d.kind != "same")
+            .map(|d| format!("{} {} ({} → {} runs)", d.id, d.kind, d.a_runs, d.b_runs))
+            .collect();
+        if moved.is_empty() {
+            out.push_str("  retrieved documents: unchanged\n");
+        } else {
+            let _ = writeln!(out, "  retrieved documents: {}", moved.join("; "));
+        }
+        let rules: Vec<String> = case
+            .rules
+            .iter()
+            .filter(|r| r.a_rate != r.b_rate)
+            .map(|r| format!("{} {} → {}", r.id, rate(r.a_rate), rate(r.b_rate)))
+            .collect();
+        if !rules.is_empty() {
+            let _ = writeln!(out, "  rule violations: {}", rules.join("; "));
+        }
+        if let (Some(a), Some(b)) = (&case.a, &case.b) {
+            let _ = writeln!(
+                out,
+                "  latency p50 {:.2} → {:.2} ms, p95 {:.2} → {:.2} ms",
+                a.p50_ms, b.p50_ms, a.p95_ms, b.p95_ms
+            );
+        }
+        if let Some(answer) = &case.answer {
+            text_change(&mut out, "answer", answer);
+        }
+        if let Some(prompt) = &case.prompt {
+            if prompt.changed {
+                text_change(&mut out, "prompt", prompt);
+            }
+        }
+    }
+    let _ = writeln!(
+        out,
+        "\nresult: {} regressions, {} improvements, {} cases compared",
+        report.regressions,
+        report.improvements,
+        report.cases.len()
+    );
+    out
+}
+
+pub fn label(change: Change) -> &'static str {
+    match change {
+        Change::Regression => "REGRESSION",
+        Change::Improvement => "improvement",
+        Change::Unchanged => "unchanged",
+        Change::OnlyInA => "only in A",
+        Change::OnlyInB => "only in B",
+    }
+}
+
+fn rate(value: Option<f64>) -> String {
+    value.map_or("—".to_owned(), percent)
+}
+
+fn text_change(out: &mut String, what: &str, change: &TextChange) {
+    if !change.changed {
+        let _ = writeln!(
+            out,
+            "  most common {what} unchanged ({} and {} runs)",
+            change.a_runs, change.b_runs
+        );
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "  most common {what} (A: {} runs, B: {} runs), word diff [-removed-] {{+added+}}:",
+        change.a_runs, change.b_runs
+    );
+    let mut line = String::from("    ");
+    for edit in &change.edits {
+        match edit.tag {
+            "delete" => line.push_str(&format!("[-{}-]", edit.text)),
+            "insert" => line.push_str(&format!("{{+{}+}}", edit.text)),
+            _ => line.push_str(&edit.text),
+        }
+    }
+    out.push_str(&line.replace('\n', "\n    "));
+    out.push('\n');
+}
