@@ -1,7 +1,7 @@
 //! ragprobe: an evaluation and regression-testing harness for RAG chains.
 //!
 //! The pipeline runs one way: suite YAML → [`plan`] → [`runner`] → [`checks`] → [`store`]
-//! → [`stats`] → [`report`].
+//! → [`results`] (parquet) → [`stats`] (polars) → [`report`].
 
 pub mod baseline;
 pub mod chain;
@@ -14,6 +14,7 @@ pub mod events;
 pub mod exit_codes;
 pub mod plan;
 pub mod report;
+pub mod results;
 pub mod rules;
 pub mod runner;
 pub mod seed;

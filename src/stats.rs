@@ -12,10 +12,14 @@
 //!   every run passed. `warn` rules are reported and never change an outcome.
 
 use std::collections::HashMap;
+use std::path::Path;
+
+use polars::prelude::*;
 
 use serde::{Deserialize, Serialize};
 
-use crate::store::{RunRecord, RunStatus};
+use crate::results::{RESULTS_FILE, RULE_SEPARATOR};
+use crate::store::{RunRecord, read_at};
 use crate::suite::Suite;
 use crate::suite::schema::Severity;
 
@@ -169,114 +173,198 @@ impl SuiteStats {
     }
 }
 
-/// Accumulates one case's records.
-#[derive(Default)]
-struct Accumulator {
-    runs: u32,
-    errors: u32,
-    latencies: Vec<f64>,
-    /// Per rule index: runs violating it.
-    violations: Vec<u32>,
-    /// Failing runs only: did expectations fail, which error rules did it violate.
-    failing: Vec<(bool, Vec<usize>)>,
-    source_sums: [f64; 5],
-    source_count: u32,
-    answers: std::collections::HashSet<u64>,
-    example: Option<(usize, RunRecord)>,
-    first_error: Option<String>,
-    failing_runs: Vec<FailingRun>,
+#[derive(Debug, thiserror::Error)]
+pub enum StatsError {
+    #[error("reading runs: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("aggregating results.parquet: {0}")]
+    Polars(#[from] PolarsError),
 }
 
-/// Aggregates the records of one suite, in any order.
-pub fn aggregate(
-    suite: &Suite,
-    selected: &[String],
-    records: impl Iterator<Item = std::io::Result<RunRecord>>,
-) -> std::io::Result<SuiteStats> {
-    let rules = &suite.spec.rules;
-    let mut by_case: HashMap<String, Accumulator> = selected
+/// What polars computes per case.
+#[derive(Default)]
+struct CaseNumbers {
+    runs: u32,
+    errors: u32,
+    source_runs: u32,
+    sources: [f64; 5],
+    p50_ms: f64,
+    p95_ms: f64,
+    distinct_answers: u32,
+    /// (expectations failed, rules violated, runs) over evaluated runs.
+    signatures: Vec<(bool, Vec<String>, u32)>,
+    /// (broken checks, offset in runs.jsonl) of the failing run to show.
+    example: Option<(u32, u64)>,
+    /// Offsets of the first failing runs.
+    failing_runs: Vec<u64>,
+    first_error: Option<(u32, String)>,
+}
+
+/// Aggregates a report folder: numbers from `results.parquet` with polars, then the few
+/// example records from `runs.jsonl`.
+pub fn aggregate(suite: &Suite, selected: &[String], dir: &Path) -> Result<SuiteStats, StatsError> {
+    let path = dir.join(RESULTS_FILE);
+    let frame = LazyFrame::scan_parquet(
+        PlRefPath::new(path.to_string_lossy().as_ref()),
+        ScanArgsParquet::default(),
+    )?;
+    let mut numbers: HashMap<String, CaseNumbers> = HashMap::new();
+
+    let per_case = frame
+        .clone()
+        .group_by([col("case")])
+        .agg([
+            len().alias("runs"),
+            col("status").eq(lit("error")).sum().alias("errors"),
+            col("precision").count().alias("source_runs"),
+            col("precision").mean().alias("precision"),
+            col("recall").mean().alias("recall"),
+            col("hit").cast(DataType::Float64).mean().alias("hit_rate"),
+            col("reciprocal_rank").mean().alias("mrr"),
+            col("ndcg").mean().alias("ndcg"),
+            col("duration_ms")
+                .quantile(lit(0.5), QuantileMethod::Nearest)
+                .alias("p50"),
+            col("duration_ms")
+                .quantile(lit(0.95), QuantileMethod::Nearest)
+                .alias("p95"),
+            col("answer")
+                .filter(col("status").neq(lit("error")))
+                .n_unique()
+                .alias("distinct_answers"),
+        ])
+        .collect()?;
+    let f64_at = |column: &str, row: usize| -> PolarsResult<f64> {
+        Ok(per_case
+            .column(column)?
+            .get(row)?
+            .extract::<f64>()
+            .unwrap_or(0.0))
+    };
+    let u32_at = |column: &str, row: usize| -> PolarsResult<u32> {
+        Ok(per_case
+            .column(column)?
+            .get(row)?
+            .extract::<u32>()
+            .unwrap_or(0))
+    };
+    let cases = per_case.column("case")?.str()?.clone();
+    for (row, case) in cases.iter().enumerate() {
+        let Some(case) = case else { continue };
+        let entry = numbers.entry(case.to_owned()).or_default();
+        entry.runs = u32_at("runs", row)?;
+        entry.errors = u32_at("errors", row)?;
+        entry.source_runs = u32_at("source_runs", row)?;
+        for (slot, column) in ["precision", "recall", "hit_rate", "mrr", "ndcg"]
+            .iter()
+            .enumerate()
+        {
+            entry.sources[slot] = f64_at(column, row)?;
+        }
+        entry.p50_ms = f64_at("p50", row)?;
+        entry.p95_ms = f64_at("p95", row)?;
+        entry.distinct_answers = u32_at("distinct_answers", row)?;
+    }
+
+    // Failure signatures: few distinct (expectations failed, rules violated) pairs per
+    // case, whatever the number of runs. The tolerance policy works on these.
+    let signatures = frame
+        .clone()
+        .filter(col("status").neq(lit("error")))
+        .group_by([col("case"), col("expect_failed"), col("violations")])
+        .agg([len().alias("runs")])
+        .collect()?;
+    let sig_case = signatures.column("case")?.str()?.clone();
+    let sig_expect = signatures.column("expect_failed")?.bool()?.clone();
+    let sig_rules = signatures.column("violations")?.str()?.clone();
+    let sig_runs = signatures.column("runs")?.cast(&DataType::UInt32)?;
+    let sig_runs = sig_runs.u32()?.clone();
+    for (((case, expect_failed), rules), runs) in sig_case
         .iter()
-        .map(|id| {
-            (
-                id.clone(),
-                Accumulator {
-                    violations: vec![0; rules.len()],
-                    ..Default::default()
-                },
-            )
-        })
-        .collect();
-    for record in records {
-        let record = record?;
-        let Some(acc) = by_case.get_mut(&record.case) else {
+        .zip(sig_expect.iter())
+        .zip(sig_rules.iter())
+        .zip(sig_runs.iter())
+    {
+        let (Some(case), Some(runs)) = (case, runs) else {
             continue;
         };
-        acc.runs += 1;
-        acc.latencies.push(record.duration_ms);
-        let verdict = match (&record.status, &record.verdict) {
-            (RunStatus::Error, _) | (_, None) => {
-                acc.errors += 1;
-                if acc.first_error.is_none() {
-                    acc.first_error = Some(record.error.unwrap_or_else(|| "no verdict".into()));
-                }
-                continue;
-            }
-            (_, Some(verdict)) => verdict,
+        let rules: Vec<String> = rules
+            .unwrap_or_default()
+            .split(RULE_SEPARATOR)
+            .filter(|r| !r.is_empty())
+            .map(str::to_owned)
+            .collect();
+        numbers
+            .entry(case.to_owned())
+            .or_default()
+            .signatures
+            .push((expect_failed.unwrap_or(false), rules, runs));
+    }
+
+    // Failing and errored runs, in run order: pick the examples to show.
+    let notable = frame
+        .filter(col("status").neq(lit("passed")))
+        .select([
+            col("case"),
+            col("run"),
+            col("status"),
+            col("broken"),
+            col("error"),
+            col("offset"),
+        ])
+        .sort(["case", "run"], SortMultipleOptions::default())
+        .collect()?;
+    let n_case = notable.column("case")?.str()?.clone();
+    let n_run = notable.column("run")?.u32()?.clone();
+    let n_status = notable.column("status")?.str()?.clone();
+    let n_broken = notable.column("broken")?.u32()?.clone();
+    let n_error = notable.column("error")?.str()?.clone();
+    let n_offset = notable.column("offset")?.u64()?.clone();
+    for row in 0..notable.height() {
+        let (Some(case), Some(run)) = (n_case.get(row), n_run.get(row)) else {
+            continue;
         };
-        acc.answers
-            .insert(crate::seed::stable_hash(&[record.answer.as_bytes()]));
-        let mut violated_error_rules = Vec::new();
-        let mut broken = verdict.failed_expectations.len();
-        for result in verdict.rules.iter().filter(|r| !r.passed) {
-            if let Some(index) = rules.iter().position(|r| r.id == result.id) {
-                acc.violations[index] += 1;
-                if rules[index].severity == Severity::Error {
-                    violated_error_rules.push(index);
-                }
-                broken += 1;
+        let entry = numbers.entry(case.to_owned()).or_default();
+        if n_status.get(row) == Some("error") {
+            if entry.first_error.is_none() {
+                entry.first_error =
+                    Some((run, n_error.get(row).unwrap_or("no verdict").to_owned()));
             }
+            continue;
         }
-        if let Some(sources) = &verdict.sources {
-            let values = [
-                sources.precision,
-                sources.recall,
-                f64::from(u8::from(sources.hit)),
-                sources.reciprocal_rank,
-                sources.ndcg,
-            ];
-            for (sum, value) in acc.source_sums.iter_mut().zip(values) {
-                *sum += value;
-            }
-            acc.source_count += 1;
+        let broken = n_broken.get(row).unwrap_or(0);
+        let offset = n_offset.get(row).unwrap_or(0);
+        if entry.example.is_none_or(|(best, _)| broken > best) {
+            entry.example = Some((broken, offset));
         }
-        let expectations_failed = !verdict.failed_expectations.is_empty();
-        if expectations_failed || !violated_error_rules.is_empty() {
-            acc.failing
-                .push((expectations_failed, violated_error_rules));
-            keep_first_failing(&mut acc.failing_runs, &record);
-            let better = match &acc.example {
-                None => true,
-                Some((score, current)) => {
-                    broken > *score || (broken == *score && record.run < current.run)
-                }
-            };
-            if better {
-                acc.example = Some((broken, record));
+        if entry.failing_runs.len() < FAILING_RUNS_KEPT {
+            entry.failing_runs.push(offset);
+        }
+    }
+
+    // The few whole records the reports show, read where results.parquet says they are.
+    let mut records: HashMap<u64, RunRecord> = HashMap::new();
+    for n in numbers.values() {
+        for offset in n
+            .example
+            .iter()
+            .map(|(_, o)| *o)
+            .chain(n.failing_runs.iter().copied())
+        {
+            if let std::collections::hash_map::Entry::Vacant(slot) = records.entry(offset) {
+                slot.insert(read_at(dir, offset)?);
             }
         }
     }
 
     let mut cases = Vec::new();
-    let mut total_runs = 0;
-    let mut total_errors = 0;
+    let (mut total_runs, mut total_errors) = (0, 0);
     for spec in suite.spec.cases.iter().filter(|c| selected.contains(&c.id)) {
-        let Some(acc) = by_case.remove(&spec.id) else {
-            continue;
-        };
-        total_runs += acc.runs;
-        total_errors += acc.errors;
+        let n = numbers.remove(&spec.id).unwrap_or_default();
+        total_runs += n.runs;
+        total_errors += n.errors;
         let min_pass_rate = spec.min_pass_rate.unwrap_or(suite.spec.min_pass_rate).0;
-        cases.push(case_stats(suite, spec, acc, min_pass_rate));
+        cases.push(case_stats(suite, spec, n, &records, min_pass_rate));
     }
     let error_rate = ratio(total_errors, total_runs);
     Ok(SuiteStats {
@@ -293,16 +381,22 @@ pub fn aggregate(
 fn case_stats(
     suite: &Suite,
     spec: &crate::suite::schema::CaseSpec,
-    mut acc: Accumulator,
+    n: CaseNumbers,
+    records: &HashMap<u64, RunRecord>,
     min_pass_rate: f64,
 ) -> CaseStats {
-    let evaluated = acc.runs - acc.errors;
+    let evaluated = n.runs - n.errors;
     let rules: Vec<RuleStats> = suite
         .spec
         .rules
         .iter()
-        .zip(&acc.violations)
-        .map(|(rule, &violations)| {
+        .map(|rule| {
+            let violations: u32 = n
+                .signatures
+                .iter()
+                .filter(|(_, violated, _)| violated.contains(&rule.id))
+                .map(|(_, _, runs)| runs)
+                .sum();
             let rate = ratio(violations, evaluated);
             let max_rate = allowed_rate(suite, spec, rule);
             RuleStats {
@@ -317,15 +411,24 @@ fn case_stats(
             }
         })
         .collect();
-    let strictly_failed = acc.failing.len() as u32;
-    // Runs that failed only on tolerated rules count as passing.
-    let effective_failures = acc
-        .failing
-        .iter()
-        .filter(|(expectations_failed, violated)| {
-            *expectations_failed || violated.iter().any(|&i| rules[i].exceeded)
-        })
-        .count() as u32;
+    let is_error_rule = |id: &str| {
+        rules
+            .iter()
+            .any(|r| r.id == id && r.severity == Severity::Error)
+    };
+    let exceeded = |id: &str| rules.iter().any(|r| r.id == id && r.exceeded);
+    // A run fails strictly on a failed expectation or any error rule; it still counts as
+    // passing when every rule it broke is tolerated.
+    let mut strictly_failed = 0;
+    let mut effective_failures = 0;
+    for (expect_failed, violated, runs) in &n.signatures {
+        if *expect_failed || violated.iter().any(|id| is_error_rule(id)) {
+            strictly_failed += runs;
+        }
+        if *expect_failed || violated.iter().any(|id| exceeded(id)) {
+            effective_failures += runs;
+        }
+    }
     let passed = evaluated - effective_failures;
     let pass_rate = ratio(passed, evaluated);
 
@@ -347,11 +450,12 @@ fn case_stats(
             percent(min_pass_rate)
         ));
     }
+    let first_error = n.first_error.map(|(_, message)| message);
     let outcome = if evaluated == 0 {
         reasons.push(format!(
             "all {} runs ended in errors: {}",
-            acc.runs,
-            acc.first_error.as_deref().unwrap_or("none recorded")
+            n.runs,
+            first_error.as_deref().unwrap_or("none recorded")
         ));
         CaseOutcome::Error
     } else if !reasons.is_empty() {
@@ -363,16 +467,13 @@ fn case_stats(
     };
 
     let k = K.min(evaluated);
-    acc.latencies.sort_by(f64::total_cmp);
-    let sources = (acc.source_count > 0).then(|| {
-        let n = f64::from(acc.source_count);
-        SourceSummary {
-            precision: acc.source_sums[0] / n,
-            recall: acc.source_sums[1] / n,
-            hit_rate: acc.source_sums[2] / n,
-            mrr: acc.source_sums[3] / n,
-            ndcg: acc.source_sums[4] / n,
-        }
+    let record = |offset: u64| records.get(&offset);
+    let sources = (n.source_runs > 0).then(|| SourceSummary {
+        precision: n.sources[0],
+        recall: n.sources[1],
+        hit_rate: n.sources[2],
+        mrr: n.sources[3],
+        ndcg: n.sources[4],
     });
     CaseStats {
         id: spec.id.clone(),
@@ -380,9 +481,9 @@ fn case_stats(
         tags: spec.tags.clone(),
         outcome,
         reasons,
-        runs: acc.runs,
+        runs: n.runs,
         evaluated,
-        errors: acc.errors,
+        errors: n.errors,
         passed,
         pass_rate,
         pass_rate_ci95: wilson(passed, evaluated),
@@ -394,36 +495,19 @@ fn case_stats(
         rules,
         sources,
         latency: Latency {
-            p50_ms: percentile(&acc.latencies, 0.50),
-            p95_ms: percentile(&acc.latencies, 0.95),
+            p50_ms: n.p50_ms,
+            p95_ms: n.p95_ms,
         },
-        distinct_answers: acc.answers.len(),
-        example_failure: acc.example.map(|(_, record)| record),
-        example_error: acc.first_error,
-        failing_runs: acc.failing_runs,
+        distinct_answers: n.distinct_answers as usize,
+        example_error: first_error,
+        failing_runs: n
+            .failing_runs
+            .iter()
+            .filter_map(|&offset| record(offset))
+            .map(FailingRun::from_record)
+            .collect(),
+        example_failure: n.example.and_then(|(_, offset)| record(offset).cloned()),
     }
-}
-
-/// A rule's own `max_rate`, else the case's, else the suite's `max_violation_rate`, else 0.
-pub fn allowed_rate(
-    suite: &Suite,
-    case: &crate::suite::schema::CaseSpec,
-    rule: &crate::suite::schema::RuleSpec,
-) -> f64 {
-    rule.max_rate
-        .or(case.max_violation_rate)
-        .or(suite.spec.max_violation_rate)
-        .map_or(0.0, |rate| rate.0)
-}
-
-/// Keeps the failing runs with the lowest run indices, whatever order records come in.
-fn keep_first_failing(kept: &mut Vec<FailingRun>, record: &RunRecord) {
-    if kept.len() == FAILING_RUNS_KEPT && kept.last().is_some_and(|last| last.run < record.run) {
-        return;
-    }
-    let at = kept.partition_point(|k| k.run < record.run);
-    kept.insert(at, FailingRun::from_record(record));
-    kept.truncate(FAILING_RUNS_KEPT);
 }
 
 fn ratio(part: u32, whole: u32) -> f64 {
@@ -470,13 +554,16 @@ pub fn all_of_k(good: u32, n: u32, k: u32) -> f64 {
     (0..k).fold(1.0, |acc, i| acc * f64::from(good - i) / f64::from(n - i))
 }
 
-/// Nearest-rank percentile of sorted values.
-pub fn percentile(sorted: &[f64], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let rank = (q * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
+/// A rule's own `max_rate`, else the case's, else the suite's `max_violation_rate`, else 0.
+pub fn allowed_rate(
+    suite: &Suite,
+    case: &crate::suite::schema::CaseSpec,
+    rule: &crate::suite::schema::RuleSpec,
+) -> f64 {
+    rule.max_rate
+        .or(case.max_violation_rate)
+        .or(suite.spec.max_violation_rate)
+        .map_or(0.0, |rate| rate.0)
 }
 
 #[cfg(test)]
@@ -509,15 +596,6 @@ mod tests {
         assert!((all_of_k(8, 10, 2) - 28.0 / 45.0).abs() < 1e-12);
         // pass@2 with 2 passes of 10: 1 - C(8,2)/C(10,2).
         assert!((1.0 - all_of_k(8, 10, 2) - 17.0 / 45.0).abs() < 1e-12);
-    }
-
-    #[test]
-    fn nearest_rank_percentiles() {
-        let v: Vec<f64> = (1..=20).map(f64::from).collect();
-        assert_eq!(percentile(&v, 0.5), 10.0);
-        assert_eq!(percentile(&v, 0.95), 19.0);
-        assert_eq!(percentile(&[3.0], 0.95), 3.0);
-        assert_eq!(percentile(&[], 0.5), 0.0);
     }
 
     #[test]

@@ -145,8 +145,13 @@ fn complete_length(file: &mut File) -> std::io::Result<u64> {
 /// Reads records back one at a time; a last line cut short by a crash is skipped, a
 /// malformed line elsewhere is an error naming its line.
 pub struct RunReader {
-    lines: std::io::Lines<BufReader<File>>,
+    reader: BufReader<File>,
+    line: String,
     line_number: usize,
+    /// Byte offset of the next line.
+    position: u64,
+    /// Byte offset of the record returned last.
+    last_offset: u64,
     path: PathBuf,
 }
 
@@ -155,10 +160,18 @@ impl RunReader {
         let path = dir.join(RUNS_FILE);
         let file = File::open(&path)?;
         Ok(RunReader {
-            lines: BufReader::with_capacity(1 << 16, file).lines(),
+            reader: BufReader::with_capacity(1 << 16, file),
+            line: String::new(),
             line_number: 0,
+            position: 0,
+            last_offset: 0,
             path,
         })
+    }
+
+    /// Where the record returned last starts in the file, for [`read_at`].
+    pub fn last_offset(&self) -> u64 {
+        self.last_offset
     }
 }
 
@@ -167,15 +180,19 @@ impl Iterator for RunReader {
 
     fn next(&mut self) -> Option<Self::Item> {
         loop {
-            let line = match self.lines.next()? {
-                Ok(line) => line,
+            self.line.clear();
+            let start = self.position;
+            match self.reader.read_line(&mut self.line) {
+                Ok(0) => return None,
+                Ok(n) => self.position += n as u64,
                 Err(err) => return Some(Err(err)),
-            };
+            }
             self.line_number += 1;
-            if line.trim().is_empty() {
+            if self.line.trim().is_empty() {
                 continue;
             }
-            return match serde_json::from_str::<RunRecord>(&line) {
+            self.last_offset = start;
+            return match serde_json::from_str::<RunRecord>(&self.line) {
                 Ok(record) => Some(Ok(record)),
                 // EOF inside the record: the tail of a killed write. Nothing follows it.
                 Err(err) if err.is_eof() => None,
@@ -186,6 +203,20 @@ impl Iterator for RunReader {
             };
         }
     }
+}
+
+/// The record that starts at byte `offset` of `dir/runs.jsonl`.
+pub fn read_at(dir: &Path, offset: u64) -> std::io::Result<RunRecord> {
+    let mut file = File::open(dir.join(RUNS_FILE))?;
+    file.seek(SeekFrom::Start(offset))?;
+    let mut line = String::new();
+    BufReader::new(file).read_line(&mut line)?;
+    serde_json::from_str(&line).map_err(|err| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("{} at byte {offset}: {err}", dir.join(RUNS_FILE).display()),
+        )
+    })
 }
 
 /// (case id, run index) of every run already recorded in `dir`.
@@ -246,6 +277,13 @@ mod tests {
         let mut writer = RunWriter::open(dir.path()).expect("resume");
         writer.append(&record("a", 2)).expect("append");
         let done = recorded_runs(dir.path()).expect("read");
+        let mut reader = RunReader::open(dir.path()).expect("reader");
+        let _ = reader.next();
+        let second = reader.next().expect("a second record").expect("parses");
+        assert_eq!(
+            read_at(dir.path(), reader.last_offset()).expect("seek").run,
+            second.run
+        );
         assert_eq!(done.len(), 3);
         let text = std::fs::read_to_string(&path).expect("text");
         assert_eq!(text.lines().count(), 3);

@@ -17,6 +17,7 @@ use crate::plan::{DEFAULT_CONCURRENCY, Plan, Selection};
 use crate::report::progress::{Progress, Style};
 use crate::report::terminal::{SuiteReport, SuiteResult, render_text};
 use crate::report::{html, junit, markdown};
+use crate::results;
 use crate::runner::{RunContext, execute};
 use crate::stats::{CaseOutcome, aggregate};
 use crate::store::{Meta, RunReader, RunWriter, recorded_runs};
@@ -370,10 +371,13 @@ async fn run_plan(plan: &Plan, args: &RunArgs) -> Result<SuiteReport, AppError> 
     }
     progress.finish();
 
-    let reader =
-        RunReader::open(dir).map_err(AppError::io(format!("cannot read {}", dir.display())))?;
-    let stats = aggregate(&plan.suite, &plan.case_ids(), reader)
-        .map_err(AppError::io(format!("cannot read {}", dir.display())))?;
+    let failed_to_aggregate = |e: &dyn std::fmt::Display| AppError::Io {
+        context: format!("cannot aggregate {}", dir.display()),
+        source: std::io::Error::other(e.to_string()),
+    };
+    results::write(dir, &plan.suite.spec.name).map_err(|e| failed_to_aggregate(&e))?;
+    let stats =
+        aggregate(&plan.suite, &plan.case_ids(), dir).map_err(|e| failed_to_aggregate(&e))?;
     let baseline_cases = match &plan.baseline {
         Some(baseline_dir) => {
             let before = baseline::load(baseline_dir)

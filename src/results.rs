@@ -1,0 +1,171 @@
+//! `results.parquet`: one row per run, written with polars from `runs.jsonl` in batches so
+//! memory stays flat however many runs there are. Several of these files concatenate for
+//! trend analysis: every row carries its suite, case, run, seed and start time, and the
+//! byte offset of its full record in `runs.jsonl`.
+
+use std::fs::File;
+use std::path::Path;
+
+use polars::io::parquet::write::BatchedWriter;
+use polars::prelude::*;
+
+use crate::store::{RunReader, RunRecord, RunStatus};
+
+pub const RESULTS_FILE: &str = "results.parquet";
+/// Joins rule ids in the `violations` column (a unit separator: never in a YAML id).
+pub const RULE_SEPARATOR: char = '\u{1f}';
+const BATCH_ROWS: usize = 16_384;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ResultsError {
+    #[error("reading runs: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("polars: {0}")]
+    Polars(#[from] PolarsError),
+}
+
+/// Column buffers for one batch of rows.
+#[derive(Default)]
+struct Batch {
+    suite: Vec<String>,
+    case: Vec<String>,
+    run: Vec<u32>,
+    seed: Vec<u64>,
+    status: Vec<&'static str>,
+    error: Vec<Option<String>>,
+    expect_failed: Vec<bool>,
+    violations: Vec<String>,
+    broken: Vec<u32>,
+    retrieved: Vec<String>,
+    precision: Vec<Option<f64>>,
+    recall: Vec<Option<f64>>,
+    hit: Vec<Option<bool>>,
+    reciprocal_rank: Vec<Option<f64>>,
+    ndcg: Vec<Option<f64>>,
+    answer: Vec<String>,
+    duration_ms: Vec<f64>,
+    started_at_ns: Vec<u64>,
+    offset: Vec<u64>,
+}
+
+impl Batch {
+    fn push(&mut self, suite: &str, record: RunRecord, offset: u64) {
+        self.offset.push(offset);
+        let verdict = record.verdict.as_ref();
+        let failed_rules: Vec<&str> = verdict
+            .map(|v| {
+                v.rules
+                    .iter()
+                    .filter(|r| !r.passed)
+                    .map(|r| r.id.as_str())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let sources = verdict.and_then(|v| v.sources.as_ref());
+        let expect_failed = verdict.is_some_and(|v| !v.failed_expectations.is_empty());
+        self.suite.push(suite.to_owned());
+        self.broken
+            .push((failed_rules.len() + verdict.map_or(0, |v| v.failed_expectations.len())) as u32);
+        self.violations
+            .push(failed_rules.join(&RULE_SEPARATOR.to_string()));
+        self.case.push(record.case);
+        self.run.push(record.run);
+        self.seed.push(record.seed);
+        self.status.push(match record.status {
+            RunStatus::Passed => "passed",
+            RunStatus::Failed => "failed",
+            RunStatus::Error => "error",
+        });
+        self.error.push(record.error);
+        self.expect_failed.push(expect_failed);
+        self.retrieved.push(
+            record
+                .retrieved
+                .iter()
+                .map(|d| d.id.as_str())
+                .collect::<Vec<_>>()
+                .join(","),
+        );
+        self.precision.push(sources.map(|s| s.precision));
+        self.recall.push(sources.map(|s| s.recall));
+        self.hit.push(sources.map(|s| s.hit));
+        self.reciprocal_rank
+            .push(sources.map(|s| s.reciprocal_rank));
+        self.ndcg.push(sources.map(|s| s.ndcg));
+        self.answer.push(record.answer);
+        self.duration_ms.push(record.duration_ms);
+        self.started_at_ns.push(record.started_at_ns);
+    }
+
+    fn len(&self) -> usize {
+        self.case.len()
+    }
+
+    fn take(&mut self) -> PolarsResult<DataFrame> {
+        let b = std::mem::take(self);
+        let height = b.case.len();
+        DataFrame::new(
+            height,
+            vec![
+                Column::new("suite".into(), b.suite),
+                Column::new("case".into(), b.case),
+                Column::new("run".into(), b.run),
+                Column::new("seed".into(), b.seed),
+                Column::new("status".into(), b.status),
+                Column::new("error".into(), b.error),
+                Column::new("expect_failed".into(), b.expect_failed),
+                Column::new("violations".into(), b.violations),
+                Column::new("broken".into(), b.broken),
+                Column::new("retrieved".into(), b.retrieved),
+                Column::new("precision".into(), b.precision),
+                Column::new("recall".into(), b.recall),
+                Column::new("hit".into(), b.hit),
+                Column::new("reciprocal_rank".into(), b.reciprocal_rank),
+                Column::new("ndcg".into(), b.ndcg),
+                Column::new("answer".into(), b.answer),
+                Column::new("duration_ms".into(), b.duration_ms),
+                Column::new("started_at_ns".into(), b.started_at_ns),
+                Column::new("offset".into(), b.offset),
+            ],
+        )
+    }
+}
+
+/// Writes `dir/results.parquet` from `dir/runs.jsonl`; returns the number of rows.
+pub fn write(dir: &Path, suite: &str) -> Result<usize, ResultsError> {
+    let mut batch = Batch::default();
+    let mut writer: Option<BatchedWriter<File>> = None;
+    let mut rows = 0;
+    let flush =
+        |batch: &mut Batch, writer: &mut Option<BatchedWriter<File>>| -> Result<(), ResultsError> {
+            let frame = batch.take()?;
+            if writer.is_none() {
+                let file = File::create(dir.join(RESULTS_FILE))?;
+                *writer = Some(
+                    ParquetWriter::new(file)
+                        .with_compression(ParquetCompression::Uncompressed)
+                        .batched(frame.schema())?,
+                );
+            }
+            if let Some(w) = writer.as_mut() {
+                w.write_batch(&frame)?;
+            }
+            Ok(())
+        };
+    let mut reader = RunReader::open(dir)?;
+    while let Some(record) = reader.next() {
+        batch.push(suite, record?, reader.last_offset());
+        rows += 1;
+        if batch.len() == BATCH_ROWS {
+            flush(&mut batch, &mut writer)?;
+        }
+    }
+    // Always write at least one batch, so an empty run still has a schema.
+    if batch.len() > 0 || writer.is_none() {
+        flush(&mut batch, &mut writer)?;
+    }
+    if let Some(w) = writer {
+        w.finish()?;
+    }
+    Ok(rows)
+}
