@@ -96,6 +96,9 @@ pub struct RunArgs {
     /// Gate on a previous report: fail only on rule violations or significant regressions
     #[arg(long, value_name = "DIR")]
     pub baseline: Option<PathBuf>,
+    /// Print how long each stage took (runs, parquet, aggregation, reports) on stderr
+    #[arg(long)]
+    pub timings: bool,
 }
 
 #[derive(Debug, Args)]

@@ -14,7 +14,8 @@ use crate::store::{RunReader, RunRecord, RunStatus};
 pub const RESULTS_FILE: &str = "results.parquet";
 /// Joins rule ids in the `violations` column (a unit separator: never in a YAML id).
 pub const RULE_SEPARATOR: char = '\u{1f}';
-const BATCH_ROWS: usize = 16_384;
+/// Rows per row group: small enough that writing holds little in memory.
+const BATCH_ROWS: usize = 2_048;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ResultsError {
@@ -43,6 +44,7 @@ struct Batch {
     reciprocal_rank: Vec<Option<f64>>,
     ndcg: Vec<Option<f64>>,
     answer: Vec<String>,
+    answer_hash: Vec<u64>,
     duration_ms: Vec<f64>,
     started_at_ns: Vec<u64>,
     offset: Vec<u64>,
@@ -92,6 +94,8 @@ impl Batch {
         self.reciprocal_rank
             .push(sources.map(|s| s.reciprocal_rank));
         self.ndcg.push(sources.map(|s| s.ndcg));
+        self.answer_hash
+            .push(crate::seed::stable_hash(&[record.answer.as_bytes()]));
         self.answer.push(record.answer);
         self.duration_ms.push(record.duration_ms);
         self.started_at_ns.push(record.started_at_ns);
@@ -123,6 +127,7 @@ impl Batch {
                 Column::new("reciprocal_rank".into(), b.reciprocal_rank),
                 Column::new("ndcg".into(), b.ndcg),
                 Column::new("answer".into(), b.answer),
+                Column::new("answer_hash".into(), b.answer_hash),
                 Column::new("duration_ms".into(), b.duration_ms),
                 Column::new("started_at_ns".into(), b.started_at_ns),
                 Column::new("offset".into(), b.offset),

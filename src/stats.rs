@@ -193,11 +193,17 @@ struct CaseNumbers {
     distinct_answers: u32,
     /// (expectations failed, rules violated, runs) over evaluated runs.
     signatures: Vec<(bool, Vec<String>, u32)>,
-    /// (broken checks, offset in runs.jsonl) of the failing run to show.
+    /// (unused, offset in runs.jsonl) of the failing run to show.
     example: Option<(u32, u64)>,
     /// Offsets of the first failing runs.
     failing_runs: Vec<u64>,
     first_error: Option<(u32, String)>,
+}
+
+/// Runs a query on polars' streaming engine, which reads the file in chunks so memory
+/// does not grow with the number of runs.
+fn collect(frame: LazyFrame) -> PolarsResult<DataFrame> {
+    frame.with_streaming(true).collect()
 }
 
 /// Aggregates a report folder: numbers from `results.parquet` with polars, then the few
@@ -210,30 +216,28 @@ pub fn aggregate(suite: &Suite, selected: &[String], dir: &Path) -> Result<Suite
     )?;
     let mut numbers: HashMap<String, CaseNumbers> = HashMap::new();
 
-    let per_case = frame
-        .clone()
-        .group_by([col("case")])
-        .agg([
-            len().alias("runs"),
-            col("status").eq(lit("error")).sum().alias("errors"),
-            col("precision").count().alias("source_runs"),
-            col("precision").mean().alias("precision"),
-            col("recall").mean().alias("recall"),
-            col("hit").cast(DataType::Float64).mean().alias("hit_rate"),
-            col("reciprocal_rank").mean().alias("mrr"),
-            col("ndcg").mean().alias("ndcg"),
-            col("duration_ms")
-                .quantile(lit(0.5), QuantileMethod::Nearest)
-                .alias("p50"),
-            col("duration_ms")
-                .quantile(lit(0.95), QuantileMethod::Nearest)
-                .alias("p95"),
-            col("answer")
-                .filter(col("status").neq(lit("error")))
-                .n_unique()
-                .alias("distinct_answers"),
-        ])
-        .collect()?;
+    let per_case = frame.clone().group_by([col("case")]).agg([
+        len().alias("runs"),
+        col("status").eq(lit("error")).sum().alias("errors"),
+        col("precision").count().alias("source_runs"),
+        col("precision").mean().alias("precision"),
+        col("recall").mean().alias("recall"),
+        col("hit").cast(DataType::Float64).mean().alias("hit_rate"),
+        col("reciprocal_rank").mean().alias("mrr"),
+        col("ndcg").mean().alias("ndcg"),
+        col("duration_ms")
+            .quantile(lit(0.5), QuantileMethod::Nearest)
+            .alias("p50"),
+        col("duration_ms")
+            .quantile(lit(0.95), QuantileMethod::Nearest)
+            .alias("p95"),
+        // Hashes, not texts: counting distinct answers need not load them all.
+        col("answer_hash")
+            .filter(col("status").neq(lit("error")))
+            .n_unique()
+            .alias("distinct_answers"),
+    ]);
+    let per_case = collect(per_case)?;
     let f64_at = |column: &str, row: usize| -> PolarsResult<f64> {
         Ok(per_case
             .column(column)?
@@ -272,8 +276,8 @@ pub fn aggregate(suite: &Suite, selected: &[String], dir: &Path) -> Result<Suite
         .clone()
         .filter(col("status").neq(lit("error")))
         .group_by([col("case"), col("expect_failed"), col("violations")])
-        .agg([len().alias("runs")])
-        .collect()?;
+        .agg([len().alias("runs")]);
+    let signatures = collect(signatures)?;
     let sig_case = signatures.column("case")?.str()?.clone();
     let sig_expect = signatures.column("expect_failed")?.bool()?.clone();
     let sig_rules = signatures.column("violations")?.str()?.clone();
@@ -301,44 +305,53 @@ pub fn aggregate(suite: &Suite, selected: &[String], dir: &Path) -> Result<Suite
             .push((expect_failed.unwrap_or(false), rules, runs));
     }
 
-    // Failing and errored runs, in run order: pick the examples to show.
-    let notable = frame
-        .filter(col("status").neq(lit("passed")))
-        .select([
-            col("case"),
-            col("run"),
-            col("status"),
-            col("broken"),
-            col("error"),
-            col("offset"),
-        ])
-        .sort(["case", "run"], SortMultipleOptions::default())
-        .collect()?;
-    let n_case = notable.column("case")?.str()?.clone();
-    let n_run = notable.column("run")?.u32()?.clone();
-    let n_status = notable.column("status")?.str()?.clone();
-    let n_broken = notable.column("broken")?.u32()?.clone();
-    let n_error = notable.column("error")?.str()?.clone();
-    let n_offset = notable.column("offset")?.u64()?.clone();
-    for row in 0..notable.height() {
-        let (Some(case), Some(run)) = (n_case.get(row), n_run.get(row)) else {
-            continue;
-        };
+    // The failing run to show per case (most broken checks, lowest run index on ties) and
+    // the first failing runs by index: a few rows per case, whatever the number of runs.
+    let rank = col("broken").cast(DataType::UInt64) * lit(1u64 << 32)
+        + (lit(u64::from(u32::MAX)) - col("run").cast(DataType::UInt64));
+    let examples = collect(
+        frame
+            .clone()
+            .filter(col("status").eq(lit("failed")))
+            .group_by([col("case")])
+            .agg([
+                col("offset").get(rank.arg_max(), false).alias("example"),
+                col("offset")
+                    .sort_by([col("run")], SortMultipleOptions::default())
+                    .head(Some(FAILING_RUNS_KEPT))
+                    .alias("first"),
+            ]),
+    )?;
+    let e_case = examples.column("case")?.str()?.clone();
+    let e_example = examples.column("example")?.u64()?.clone();
+    let e_first = examples.column("first")?.list()?.clone();
+    for ((case, example), first) in e_case
+        .iter()
+        .zip(e_example.iter())
+        .zip(e_first.amortized_iter())
+    {
+        let Some(case) = case else { continue };
         let entry = numbers.entry(case.to_owned()).or_default();
-        if n_status.get(row) == Some("error") {
-            if entry.first_error.is_none() {
-                entry.first_error =
-                    Some((run, n_error.get(row).unwrap_or("no verdict").to_owned()));
-            }
-            continue;
+        entry.example = example.map(|offset| (0, offset));
+        if let Some(first) = first {
+            entry.failing_runs = first.as_ref().u64()?.iter().flatten().collect();
         }
-        let broken = n_broken.get(row).unwrap_or(0);
-        let offset = n_offset.get(row).unwrap_or(0);
-        if entry.example.is_none_or(|(best, _)| broken > best) {
-            entry.example = Some((broken, offset));
-        }
-        if entry.failing_runs.len() < FAILING_RUNS_KEPT {
-            entry.failing_runs.push(offset);
+    }
+    let errors = collect(
+        frame
+            .filter(col("status").eq(lit("error")))
+            .group_by([col("case")])
+            .agg([col("error")
+                .sort_by([col("run")], SortMultipleOptions::default())
+                .first()
+                .alias("first_error")]),
+    )?;
+    let x_case = errors.column("case")?.str()?.clone();
+    let x_error = errors.column("first_error")?.str()?.clone();
+    for (case, error) in x_case.iter().zip(x_error.iter()) {
+        if let Some(case) = case {
+            numbers.entry(case.to_owned()).or_default().first_error =
+                Some((0, error.unwrap_or("no verdict").to_owned()));
         }
     }
 

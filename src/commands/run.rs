@@ -1,6 +1,7 @@
 //! `ragprobe run`: load every suite (stopping on any configuration problem before a single
 //! run), resolve a plan per suite, run it, aggregate, report, and choose the exit code.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -314,6 +315,7 @@ fn resume_plans(dir: &Path, args: &RunArgs) -> Result<Vec<Plan>, AppError> {
 }
 
 async fn run_plan(plan: &Plan, args: &RunArgs) -> Result<SuiteReport, AppError> {
+    let mut stages = Stages::new(args.timings);
     let dir = &plan.out_dir;
     let done =
         recorded_runs(dir).map_err(AppError::io(format!("cannot read {}", dir.display())))?;
@@ -371,13 +373,16 @@ async fn run_plan(plan: &Plan, args: &RunArgs) -> Result<SuiteReport, AppError> 
     }
     progress.finish();
 
+    stages.done("runs");
     let failed_to_aggregate = |e: &dyn std::fmt::Display| AppError::Io {
         context: format!("cannot aggregate {}", dir.display()),
         source: std::io::Error::other(e.to_string()),
     };
-    results::write(dir, &plan.suite.spec.name).map_err(|e| failed_to_aggregate(&e))?;
+    let rows = results::write(dir, &plan.suite.spec.name).map_err(|e| failed_to_aggregate(&e))?;
+    stages.done(&format!("results.parquet ({rows} rows)"));
     let stats =
         aggregate(&plan.suite, &plan.case_ids(), dir).map_err(|e| failed_to_aggregate(&e))?;
+    stages.done("aggregation (polars)");
     let baseline_cases = match &plan.baseline {
         Some(baseline_dir) => {
             let before = baseline::load(baseline_dir)
@@ -431,7 +436,42 @@ async fn run_plan(plan: &Plan, args: &RunArgs) -> Result<SuiteReport, AppError> 
     std::fs::write(dir.join(SUMMARY_FILE), summary + "\n")
         .map_err(AppError::io(format!("cannot write {}", dir.display())))?;
     write_reports(&report, &plan.suite)?;
+    stages.done("summary.json, summary.md, junit.xml, report.html");
     Ok(report)
+}
+
+/// With `--timings`, one stderr line per finished stage.
+struct Stages {
+    enabled: bool,
+    last: std::time::Instant,
+}
+
+impl Stages {
+    fn new(enabled: bool) -> Stages {
+        Stages {
+            enabled,
+            last: std::time::Instant::now(),
+        }
+    }
+
+    fn done(&mut self, stage: &str) {
+        if self.enabled {
+            eprintln!(
+                "timing: {stage}: {:.3} s{}",
+                self.last.elapsed().as_secs_f64(),
+                peak_rss_mb().map_or(String::new(), |mb| format!(", peak RSS so far {mb:.1} MB"))
+            );
+        }
+        self.last = std::time::Instant::now();
+    }
+}
+
+/// The process's peak resident set, from /proc (Linux only).
+fn peak_rss_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
 }
 
 /// `summary.md`, `junit.xml` and `report.html` beside `runs.jsonl`.
@@ -451,11 +491,16 @@ fn write_reports(report: &SuiteReport, suite: &Suite) -> Result<(), AppError> {
     write(JUNIT_FILE, junit)?;
     let runs =
         RunReader::open(dir).map_err(AppError::io(format!("cannot read {}", dir.display())))?;
-    let page = html::render(report, suite, runs, &html::new_nonce()).map_err(|e| AppError::Io {
-        context: "cannot render report.html".into(),
-        source: std::io::Error::other(e),
-    })?;
-    write(HTML_FILE, page)
+    let path = dir.join(HTML_FILE);
+    let file = std::fs::File::create(&path)
+        .map_err(AppError::io(format!("cannot write {}", path.display())))?;
+    let mut out = std::io::BufWriter::new(file);
+    html::render(report, suite, runs, &html::new_nonce(), &mut out)
+        .and_then(|()| out.flush().map_err(html::HtmlError::from))
+        .map_err(|e| AppError::Io {
+            context: format!("cannot write {}", path.display()),
+            source: std::io::Error::other(e),
+        })
 }
 
 /// Resolves on Ctrl-C, or on SIGTERM (what CI runners and `timeout` send).

@@ -4,6 +4,7 @@
 //! allows no network access and only the one inline script carrying this file's nonce.
 
 use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
 
 use minijinja::value::Serde;
 use minijinja::{Environment, context};
@@ -71,7 +72,14 @@ struct PageData {
     runs: BTreeMap<String, Vec<CompactRun>>,
     #[serde(skip)]
     index: HashMap<String, usize>,
+    /// Failing runs kept beyond the cap, per case.
+    #[serde(skip)]
+    extra_failures: HashMap<String, usize>,
 }
+
+/// Runs shown in detail per report; beyond it the page keeps, per case, the first runs by
+/// index and the failing ones, so memory and file size stay bounded (runs.jsonl has all).
+pub const DETAIL_LIMIT: usize = 10_000;
 
 impl PageData {
     fn intern(&mut self, text: &str) -> usize {
@@ -81,6 +89,20 @@ impl PageData {
         self.strings.push(text.to_owned());
         self.index.insert(text.to_owned(), self.strings.len() - 1);
         self.strings.len() - 1
+    }
+
+    /// Whether the run is drawn in detail: the first `cap` runs of each case by index, and
+    /// up to `cap` failing runs beyond them.
+    fn wanted(&mut self, record: &RunRecord, cap: usize) -> bool {
+        if (record.run as usize) < cap {
+            return true;
+        }
+        if record.status == RunStatus::Passed {
+            return false;
+        }
+        let extra = self.extra_failures.entry(record.case.clone()).or_default();
+        *extra += 1;
+        *extra <= cap
     }
 
     fn add(&mut self, record: RunRecord) {
@@ -164,22 +186,26 @@ struct RuleView {
     check: String,
 }
 
+/// Writes the page to `out`. The run data is streamed into the page rather than built as
+/// one string, so the page costs little memory beyond the runs it shows.
 pub fn render(
     report: &SuiteReport,
     suite: &Suite,
     runs: impl Iterator<Item = std::io::Result<RunRecord>>,
     nonce: &str,
-) -> Result<String, HtmlError> {
+    out: &mut impl Write,
+) -> Result<(), HtmlError> {
+    let cap = (DETAIL_LIMIT / report.stats.cases.len().max(1)).max(50);
     let mut data = PageData::default();
     for record in runs {
-        data.add(record?);
+        let record = record?;
+        if data.wanted(&record, cap) {
+            data.add(record);
+        }
     }
     for list in data.runs.values_mut() {
         list.sort_by_key(|r| r.r);
     }
-    // `<` never appears outside strings in JSON, so escaping it keeps `</script>` in a
-    // document from closing the data block, and the JSON stays valid.
-    let data_json = serde_json::to_string(&data)?.replace('<', "\\u003c");
 
     let mut tags: Vec<String> = report
         .stats
@@ -202,21 +228,51 @@ pub fn render(
             check: r.describe_check(),
         })
         .collect();
+    let shown: BTreeMap<&String, usize> = data.runs.iter().map(|(k, v)| (k, v.len())).collect();
     let chain_config = serde_yaml::to_string(&suite.chain_config).unwrap_or_default();
 
     let mut env = Environment::new();
     env.add_template("report.html", TEMPLATE)?;
-    let template = env.get_template("report.html")?;
-    Ok(template.render(context! {
+    let page = env.get_template("report.html")?.render(context! {
         report => Serde(report),
         version => env!("CARGO_PKG_VERSION"),
         chain_config => chain_config,
         rules => Serde(&rules),
+        shown => Serde(&shown),
         tags => tags,
         nonce => nonce,
-        data_json => data_json,
+        data_json => DATA_MARK,
         script => SCRIPT,
-    })?)
+    })?;
+    let (head, tail) = page.split_once(DATA_MARK).unwrap_or((page.as_str(), ""));
+    out.write_all(head.as_bytes())?;
+    serde_json::to_writer(EscapeLessThan(&mut *out), &data)?;
+    out.write_all(tail.as_bytes())?;
+    Ok(())
+}
+
+/// Where the run data goes in the rendered page.
+const DATA_MARK: &str = "\u{1}ragprobe-data\u{1}";
+
+/// `<` never appears outside strings in JSON, so writing it as `\u003c` keeps a
+/// `</script>` in a document from closing the data block, and the JSON stays valid.
+struct EscapeLessThan<W>(W);
+
+impl<W: Write> Write for EscapeLessThan<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let mut rest = buf;
+        while let Some(at) = rest.iter().position(|b| *b == b'<') {
+            self.0.write_all(&rest[..at])?;
+            self.0.write_all(b"\\u003c")?;
+            rest = &rest[at + 1..];
+        }
+        self.0.write_all(rest)?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
 }
 
 /// A fresh nonce for the page's Content-Security-Policy.
@@ -235,4 +291,59 @@ pub fn render_diff(diff: &crate::diff::DiffReport) -> Result<String, minijinja::
         diff => Serde(diff),
         version => env!("CARGO_PKG_VERSION"),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(run: u32, status: RunStatus) -> RunRecord {
+        RunRecord {
+            case: "c".into(),
+            run,
+            seed: 0,
+            question: String::new(),
+            status,
+            error: None,
+            retrieved: Vec::new(),
+            prompt: String::new(),
+            answer: String::new(),
+            verdict: None,
+            duration_ms: 0.0,
+            started_at_ns: 0,
+            trace: None,
+        }
+    }
+
+    #[test]
+    fn detail_keeps_the_first_runs_and_up_to_cap_failures_beyond() {
+        let mut data = PageData::default();
+        let cap = 3;
+        let kept: Vec<u32> = (0..10)
+            .map(|run| {
+                let status = if run % 2 == 0 {
+                    RunStatus::Failed
+                } else {
+                    RunStatus::Passed
+                };
+                (run, status)
+            })
+            .filter(|(run, status)| data.wanted(&record(*run, *status), cap))
+            .map(|(run, _)| run)
+            .collect();
+        // Runs 0-2 by index, then failing runs 4, 6, 8 (three beyond the cap).
+        assert_eq!(kept, [0, 1, 2, 4, 6, 8]);
+    }
+
+    #[test]
+    fn less_than_is_escaped_in_the_data_block() {
+        let mut out = Vec::new();
+        EscapeLessThan(&mut out)
+            .write_all(br#"{"t":"</script><b>"}"#)
+            .expect("writes");
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            r#"{"t":"\u003c/script>\u003cb>"}"#
+        );
+    }
 }

@@ -1,0 +1,310 @@
+//! A run's trace as OpenTelemetry spans, with the attributes three kinds of backends read:
+//! MLflow (`mlflow.spanType`, `mlflow.spanInputs`/`mlflow.spanOutputs` as structured values,
+//! `mlflow.traceTag.*` on the root span), OpenInference (`openinference.span.kind`,
+//! `input.value`, `output.value`, `retrieval.documents.N.document.*`) and the OpenTelemetry
+//! GenAI conventions (`gen_ai.*`). Encoders in `json.rs` and `proto.rs` write these out.
+//!
+//! MLflow JSON-encodes every attribute value it receives, once. Structured inputs and
+//! outputs therefore travel as OTLP key-value lists and arrays (they come back as objects),
+//! and `mlflow.spanType` as a plain string (a JSON-quoted one would break span-type search).
+
+use serde_json::{Map, Value, json};
+
+use crate::store::{RunRecord, RunStatus};
+use crate::trace::{SpanKind, SpanStatus};
+
+/// An OTLP attribute value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Attr {
+    Str(String),
+    Int(i64),
+    Double(f64),
+    Bool(bool),
+    Array(Vec<Attr>),
+    Map(Vec<(String, Attr)>),
+}
+
+impl From<&Value> for Attr {
+    fn from(value: &Value) -> Attr {
+        match value {
+            Value::Null => Attr::Str(String::new()),
+            Value::Bool(b) => Attr::Bool(*b),
+            Value::Number(n) => match n.as_i64() {
+                Some(i) => Attr::Int(i),
+                None => Attr::Double(n.as_f64().unwrap_or(0.0)),
+            },
+            Value::String(s) => Attr::Str(s.clone()),
+            Value::Array(items) => Attr::Array(items.iter().map(Attr::from).collect()),
+            Value::Object(map) => {
+                Attr::Map(map.iter().map(|(k, v)| (k.clone(), Attr::from(v))).collect())
+            }
+        }
+    }
+}
+
+impl From<&str> for Attr {
+    fn from(value: &str) -> Attr {
+        Attr::Str(value.to_owned())
+    }
+}
+
+impl From<String> for Attr {
+    fn from(value: String) -> Attr {
+        Attr::Str(value)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct OtlpSpan {
+    /// 32 lower-case hex digits.
+    pub trace_id: String,
+    /// 16 lower-case hex digits.
+    pub span_id: String,
+    pub parent_span_id: Option<String>,
+    pub name: String,
+    pub start_ns: u64,
+    pub end_ns: u64,
+    /// `None` for OK, the message for an error.
+    pub error: Option<String>,
+    pub attributes: Vec<(String, Attr)>,
+}
+
+/// The resource every exported span belongs to.
+pub fn resource_attributes() -> Vec<(String, Attr)> {
+    vec![
+        ("service.name".into(), "ragprobe".into()),
+        ("service.version".into(), env!("CARGO_PKG_VERSION").into()),
+    ]
+}
+
+fn mlflow_span_type(kind: SpanKind) -> &'static str {
+    match kind {
+        SpanKind::Chain => "CHAIN",
+        SpanKind::Retriever => "RETRIEVER",
+        SpanKind::Embedding => "EMBEDDING",
+        // MLflow has no prompt-rendering type; PARSER is the closest.
+        SpanKind::Prompt => "PARSER",
+        SpanKind::Llm => "LLM",
+    }
+}
+
+fn openinference_kind(kind: SpanKind) -> &'static str {
+    match kind {
+        SpanKind::Chain | SpanKind::Prompt => "CHAIN",
+        SpanKind::Retriever => "RETRIEVER",
+        SpanKind::Embedding => "EMBEDDING",
+        SpanKind::Llm => "LLM",
+    }
+}
+
+pub fn verdict_label(record: &RunRecord) -> &'static str {
+    match record.status {
+        RunStatus::Passed => "passed",
+        RunStatus::Failed => "failed",
+        RunStatus::Error => "error",
+    }
+}
+
+/// Every span of one run, root first. Records without a trace (a run that timed out
+/// before its chain reported one) get a root span of their own, so the run still shows.
+pub fn spans_for(record: &RunRecord, suite: &str) -> Vec<OtlpSpan> {
+    let Some(trace) = &record.trace else {
+        let mut root = OtlpSpan {
+            trace_id: format!("{:032x}", u128::from(record.seed) << 64 | u128::from(record.run)),
+            span_id: format!("{:016x}", record.seed | 1),
+            parent_span_id: None,
+            name: "rag-chain".into(),
+            start_ns: record.started_at_ns,
+            end_ns: record.started_at_ns + (record.duration_ms * 1e6) as u64,
+            error: record.error.clone(),
+            attributes: Vec::new(),
+        };
+        root_attributes(&mut root.attributes, record, suite);
+        return vec![root];
+    };
+    let offending: Vec<(String, Vec<String>)> = record
+        .verdict
+        .iter()
+        .flat_map(|v| v.rules.iter())
+        .filter(|r| !r.passed && !r.offending_documents.is_empty())
+        .map(|r| (r.id.clone(), r.offending_documents.clone()))
+        .collect();
+    trace
+        .spans
+        .iter()
+        .map(|span| {
+            let mut attributes: Vec<(String, Attr)> = vec![
+                ("mlflow.spanType".into(), mlflow_span_type(span.kind).into()),
+                (
+                    "openinference.span.kind".into(),
+                    openinference_kind(span.kind).into(),
+                ),
+            ];
+            match span.kind {
+                SpanKind::Chain => root_attributes(&mut attributes, record, suite),
+                SpanKind::Retriever => {
+                    retriever_attributes(&mut attributes, record, &offending, &span.attributes)
+                }
+                SpanKind::Prompt => {
+                    let template = span.attributes.get("template").cloned().unwrap_or(Value::Null);
+                    attributes.extend([
+                        ("input.value".into(), record.question.clone().into()),
+                        ("output.value".into(), record.prompt.clone().into()),
+                        (
+                            "mlflow.spanInputs".into(),
+                            Attr::from(&json!({"template": template, "question": record.question})),
+                        ),
+                        ("mlflow.spanOutputs".into(), record.prompt.clone().into()),
+                    ]);
+                }
+                SpanKind::Llm => llm_attributes(&mut attributes, record, &span.attributes),
+                SpanKind::Embedding => {}
+            }
+            for (key, value) in &span.attributes {
+                attributes.push((format!("ragprobe.{key}"), Attr::from(value)));
+            }
+            OtlpSpan {
+                trace_id: trace.trace_id.clone(),
+                span_id: span.span_id.clone(),
+                parent_span_id: span.parent_span_id.clone(),
+                name: span.name.clone(),
+                start_ns: span.start_ns,
+                end_ns: span.end_ns,
+                error: match &span.status {
+                    SpanStatus::Ok => None,
+                    SpanStatus::Error { message } => Some(message.clone()),
+                },
+                attributes,
+            }
+        })
+        .collect()
+}
+
+fn root_attributes(attributes: &mut Vec<(String, Attr)>, record: &RunRecord, suite: &str) {
+    let violated: Vec<Attr> = record
+        .verdict
+        .iter()
+        .flat_map(|v| v.rules.iter())
+        .filter(|r| !r.passed)
+        .map(|r| r.id.as_str().into())
+        .collect();
+    attributes.extend([
+        ("input.value".into(), record.question.clone().into()),
+        ("output.value".into(), record.answer.clone().into()),
+        (
+            "mlflow.spanInputs".into(),
+            Attr::from(&json!({"question": record.question})),
+        ),
+        ("mlflow.spanOutputs".into(), record.answer.clone().into()),
+        ("mlflow.traceTag.ragprobe.suite".into(), suite.into()),
+        ("mlflow.traceTag.ragprobe.case".into(), record.case.clone().into()),
+        ("mlflow.traceTag.ragprobe.run".into(), record.run.to_string().into()),
+        ("mlflow.traceTag.ragprobe.verdict".into(), verdict_label(record).into()),
+        ("mlflow.traceTag.ragprobe.seed".into(), record.seed.to_string().into()),
+        (
+            "mlflow.traceTag.ragprobe.version".into(),
+            env!("CARGO_PKG_VERSION").into(),
+        ),
+        ("ragprobe.violated_rules".into(), Attr::Array(violated)),
+    ]);
+    if let Some(error) = &record.error {
+        attributes.push(("ragprobe.error".into(), error.clone().into()));
+    }
+}
+
+fn retriever_attributes(
+    attributes: &mut Vec<(String, Attr)>,
+    record: &RunRecord,
+    offending: &[(String, Vec<String>)],
+    recorded: &Map<String, Value>,
+) {
+    let query = recorded
+        .get("query")
+        .and_then(Value::as_str)
+        .unwrap_or(&record.question)
+        .to_owned();
+    let documents: Vec<Value> = record
+        .retrieved
+        .iter()
+        .map(|d| json!({"page_content": d.text, "metadata": d.metadata, "id": d.id}))
+        .collect();
+    attributes.extend([
+        ("input.value".into(), query.clone().into()),
+        ("mlflow.spanInputs".into(), Attr::from(&json!({"query": query}))),
+        ("mlflow.spanOutputs".into(), Attr::from(&Value::Array(documents))),
+    ]);
+    for (i, doc) in record.retrieved.iter().enumerate() {
+        let prefix = format!("retrieval.documents.{i}.document");
+        let broken: Vec<Attr> = offending
+            .iter()
+            .filter(|(_, ids)| ids.contains(&doc.id))
+            .map(|(rule, _)| rule.as_str().into())
+            .collect();
+        attributes.extend([
+            (format!("{prefix}.id"), doc.id.clone().into()),
+            (format!("{prefix}.content"), doc.text.clone().into()),
+            (format!("{prefix}.score"), Attr::Double(doc.score)),
+            (
+                format!("{prefix}.metadata"),
+                Value::Object(doc.metadata.clone()).to_string().into(),
+            ),
+        ]);
+        if !broken.is_empty() {
+            attributes.push((format!("ragprobe.documents.{i}.violated_rules"), Attr::Array(broken)));
+        }
+    }
+}
+
+fn llm_attributes(
+    attributes: &mut Vec<(String, Attr)>,
+    record: &RunRecord,
+    recorded: &Map<String, Value>,
+) {
+    let model = recorded
+        .get("model")
+        .or_else(|| recorded.get("generator"))
+        .and_then(Value::as_str)
+        .unwrap_or("unknown")
+        .to_owned();
+    attributes.extend([
+        ("llm.model_name".into(), model.clone().into()),
+        ("gen_ai.request.model".into(), model.into()),
+        ("input.value".into(), record.prompt.clone().into()),
+        ("output.value".into(), record.answer.clone().into()),
+        ("llm.input_messages.0.message.role".into(), "user".into()),
+        ("llm.input_messages.0.message.content".into(), record.prompt.clone().into()),
+        ("llm.output_messages.0.message.role".into(), "assistant".into()),
+        ("llm.output_messages.0.message.content".into(), record.answer.clone().into()),
+        (
+            "mlflow.spanInputs".into(),
+            Attr::from(&json!({"messages": [{"role": "user", "content": record.prompt}]})),
+        ),
+        ("mlflow.spanOutputs".into(), record.answer.clone().into()),
+    ]);
+    if let Some(t) = recorded.get("temperature").and_then(Value::as_f64) {
+        attributes.push(("gen_ai.request.temperature".into(), Attr::Double(t)));
+    }
+    if let Some(reason) = recorded.get("finish_reason").and_then(Value::as_str) {
+        attributes.push((
+            "gen_ai.response.finish_reasons".into(),
+            Attr::Array(vec![reason.into()]),
+        ));
+    }
+    // Token usage is exported only when a model reported it: the extractive generator
+    // is not a model and has none.
+    let usage = |key: &str| recorded.get(key).and_then(Value::as_i64);
+    if let (Some(input), Some(output)) = (usage("input_tokens"), usage("output_tokens")) {
+        attributes.extend([
+            ("gen_ai.usage.input_tokens".into(), Attr::Int(input)),
+            ("gen_ai.usage.output_tokens".into(), Attr::Int(output)),
+            (
+                "mlflow.chat.tokenUsage".into(),
+                Attr::from(&json!({
+                    "input_tokens": input,
+                    "output_tokens": output,
+                    "total_tokens": input + output,
+                })),
+            ),
+        ]);
+    }
+}
