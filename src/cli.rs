@@ -30,6 +30,27 @@ pub enum Command {
     /// Compare two report folders case by case and write diff.html.
     #[command(after_help = exit_codes::HELP)]
     Diff(DiffArgs),
+    /// Print one run's trace as a tree (or as OTLP JSON).
+    #[command(after_help = exit_codes::HELP)]
+    Show(ShowArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// A report folder
+    pub dir: PathBuf,
+    /// The case to show
+    #[arg(long, value_name = "ID")]
+    pub case: Option<String>,
+    /// The run index to show [default: 0]
+    #[arg(long, value_name = "N", conflicts_with = "failed")]
+    pub run: Option<u32>,
+    /// Show the first run that failed or errored (of --case, if given)
+    #[arg(long)]
+    pub failed: bool,
+    /// Print the trace as OTLP JSON (an ExportTraceServiceRequest)
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

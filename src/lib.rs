@@ -12,6 +12,7 @@ pub mod diff;
 pub mod error;
 pub mod events;
 pub mod exit_codes;
+pub mod export;
 pub mod plan;
 pub mod report;
 pub mod results;

@@ -9,6 +9,7 @@ fn main() {
         Command::Run(args) => commands::run::run(args),
         Command::Validate(args) => commands::validate::validate(args),
         Command::Diff(args) => commands::diff::diff(args),
+        Command::Show(args) => commands::show::show(args),
     };
     let code = match result {
         Ok(code) => code,

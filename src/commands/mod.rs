@@ -2,4 +2,5 @@
 
 pub mod diff;
 pub mod run;
+pub mod show;
 pub mod validate;

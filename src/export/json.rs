@@ -11,7 +11,9 @@ fn value(attr: &Attr) -> Value {
         Attr::Int(i) => json!({ "intValue": i.to_string() }),
         Attr::Double(d) => json!({ "doubleValue": d }),
         Attr::Bool(b) => json!({ "boolValue": b }),
-        Attr::Array(items) => json!({ "arrayValue": { "values": items.iter().map(value).collect::<Vec<_>>() } }),
+        Attr::Array(items) => {
+            json!({ "arrayValue": { "values": items.iter().map(value).collect::<Vec<_>>() } })
+        }
         Attr::Map(entries) => json!({ "kvlistValue": { "values": key_values(entries) } }),
     }
 }

@@ -35,9 +35,11 @@ impl From<&Value> for Attr {
             },
             Value::String(s) => Attr::Str(s.clone()),
             Value::Array(items) => Attr::Array(items.iter().map(Attr::from).collect()),
-            Value::Object(map) => {
-                Attr::Map(map.iter().map(|(k, v)| (k.clone(), Attr::from(v))).collect())
-            }
+            Value::Object(map) => Attr::Map(
+                map.iter()
+                    .map(|(k, v)| (k.clone(), Attr::from(v)))
+                    .collect(),
+            ),
         }
     }
 }
@@ -110,7 +112,10 @@ pub fn verdict_label(record: &RunRecord) -> &'static str {
 pub fn spans_for(record: &RunRecord, suite: &str) -> Vec<OtlpSpan> {
     let Some(trace) = &record.trace else {
         let mut root = OtlpSpan {
-            trace_id: format!("{:032x}", u128::from(record.seed) << 64 | u128::from(record.run)),
+            trace_id: format!(
+                "{:032x}",
+                u128::from(record.seed) << 64 | u128::from(record.run)
+            ),
             span_id: format!("{:016x}", record.seed | 1),
             parent_span_id: None,
             name: "rag-chain".into(),
@@ -146,7 +151,11 @@ pub fn spans_for(record: &RunRecord, suite: &str) -> Vec<OtlpSpan> {
                     retriever_attributes(&mut attributes, record, &offending, &span.attributes)
                 }
                 SpanKind::Prompt => {
-                    let template = span.attributes.get("template").cloned().unwrap_or(Value::Null);
+                    let template = span
+                        .attributes
+                        .get("template")
+                        .cloned()
+                        .unwrap_or(Value::Null);
                     attributes.extend([
                         ("input.value".into(), record.question.clone().into()),
                         ("output.value".into(), record.prompt.clone().into()),
@@ -197,10 +206,22 @@ fn root_attributes(attributes: &mut Vec<(String, Attr)>, record: &RunRecord, sui
         ),
         ("mlflow.spanOutputs".into(), record.answer.clone().into()),
         ("mlflow.traceTag.ragprobe.suite".into(), suite.into()),
-        ("mlflow.traceTag.ragprobe.case".into(), record.case.clone().into()),
-        ("mlflow.traceTag.ragprobe.run".into(), record.run.to_string().into()),
-        ("mlflow.traceTag.ragprobe.verdict".into(), verdict_label(record).into()),
-        ("mlflow.traceTag.ragprobe.seed".into(), record.seed.to_string().into()),
+        (
+            "mlflow.traceTag.ragprobe.case".into(),
+            record.case.clone().into(),
+        ),
+        (
+            "mlflow.traceTag.ragprobe.run".into(),
+            record.run.to_string().into(),
+        ),
+        (
+            "mlflow.traceTag.ragprobe.verdict".into(),
+            verdict_label(record).into(),
+        ),
+        (
+            "mlflow.traceTag.ragprobe.seed".into(),
+            record.seed.to_string().into(),
+        ),
         (
             "mlflow.traceTag.ragprobe.version".into(),
             env!("CARGO_PKG_VERSION").into(),
@@ -230,8 +251,14 @@ fn retriever_attributes(
         .collect();
     attributes.extend([
         ("input.value".into(), query.clone().into()),
-        ("mlflow.spanInputs".into(), Attr::from(&json!({"query": query}))),
-        ("mlflow.spanOutputs".into(), Attr::from(&Value::Array(documents))),
+        (
+            "mlflow.spanInputs".into(),
+            Attr::from(&json!({"query": query})),
+        ),
+        (
+            "mlflow.spanOutputs".into(),
+            Attr::from(&Value::Array(documents)),
+        ),
     ]);
     for (i, doc) in record.retrieved.iter().enumerate() {
         let prefix = format!("retrieval.documents.{i}.document");
@@ -250,7 +277,10 @@ fn retriever_attributes(
             ),
         ]);
         if !broken.is_empty() {
-            attributes.push((format!("ragprobe.documents.{i}.violated_rules"), Attr::Array(broken)));
+            attributes.push((
+                format!("ragprobe.documents.{i}.violated_rules"),
+                Attr::Array(broken),
+            ));
         }
     }
 }
@@ -272,9 +302,18 @@ fn llm_attributes(
         ("input.value".into(), record.prompt.clone().into()),
         ("output.value".into(), record.answer.clone().into()),
         ("llm.input_messages.0.message.role".into(), "user".into()),
-        ("llm.input_messages.0.message.content".into(), record.prompt.clone().into()),
-        ("llm.output_messages.0.message.role".into(), "assistant".into()),
-        ("llm.output_messages.0.message.content".into(), record.answer.clone().into()),
+        (
+            "llm.input_messages.0.message.content".into(),
+            record.prompt.clone().into(),
+        ),
+        (
+            "llm.output_messages.0.message.role".into(),
+            "assistant".into(),
+        ),
+        (
+            "llm.output_messages.0.message.content".into(),
+            record.answer.clone().into(),
+        ),
         (
             "mlflow.spanInputs".into(),
             Attr::from(&json!({"messages": [{"role": "user", "content": record.prompt}]})),

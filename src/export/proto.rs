@@ -170,15 +170,25 @@ pub fn request(spans: &[OtlpSpan]) -> ExportTraceServiceRequest {
                     .map(|s| Span {
                         trace_id: id_bytes(&s.trace_id),
                         span_id: id_bytes(&s.span_id),
-                        parent_span_id: s.parent_span_id.as_deref().map(id_bytes).unwrap_or_default(),
+                        parent_span_id: s
+                            .parent_span_id
+                            .as_deref()
+                            .map(id_bytes)
+                            .unwrap_or_default(),
                         name: s.name.clone(),
                         kind: 1,
                         start_time_unix_nano: s.start_ns,
                         end_time_unix_nano: s.end_ns,
                         attributes: key_values(&s.attributes),
                         status: Some(match &s.error {
-                            None => Status { message: String::new(), code: 1 },
-                            Some(message) => Status { message: message.clone(), code: 2 },
+                            None => Status {
+                                message: String::new(),
+                                code: 1,
+                            },
+                            Some(message) => Status {
+                                message: message.clone(),
+                                code: 2,
+                            },
                         }),
                     })
                     .collect(),

@@ -6,3 +6,4 @@ pub mod junit;
 pub mod markdown;
 pub mod progress;
 pub mod terminal;
+pub mod trace_tree;
