@@ -10,7 +10,7 @@ use serde::Serialize;
 use similar::{ChangeTag, TextDiff};
 
 use crate::report::terminal::SuiteReport;
-use crate::stats::{CaseStats, fisher_worse};
+use crate::stats::{CaseStats, fisher_worse, ratio};
 use crate::store::{RunReader, RunRecord, RunStatus};
 
 pub const SUMMARY_FILE: &str = "summary.json";
@@ -385,14 +385,6 @@ pub fn diff(a_dir: &Path, b_dir: &Path, alpha: f64) -> Result<DiffReport, DiffEr
             .count(),
         cases,
     })
-}
-
-fn ratio(part: u32, whole: u32) -> f64 {
-    if whole == 0 {
-        0.0
-    } else {
-        f64::from(part) / f64::from(whole)
-    }
 }
 
 #[cfg(test)]

@@ -523,7 +523,8 @@ fn case_stats(
     }
 }
 
-fn ratio(part: u32, whole: u32) -> f64 {
+/// `part / whole`, and 0 for an empty whole.
+pub fn ratio(part: u32, whole: u32) -> f64 {
     if whole == 0 {
         0.0
     } else {

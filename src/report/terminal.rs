@@ -203,26 +203,7 @@ fn example_run(out: &mut String, run: &RunRecord) {
     let _ = writeln!(out, "  example: run {} (seed {})", run.run, run.seed);
     let Some(verdict) = &run.verdict else { return };
     let _ = writeln!(out, "    retrieved:");
-    for doc in &run.retrieved {
-        let broken: Vec<&str> = verdict
-            .rules
-            .iter()
-            .filter(|r| r.offending_documents.contains(&doc.id))
-            .map(|r| r.id.as_str())
-            .collect();
-        let mark = if broken.is_empty() {
-            String::new()
-        } else {
-            format!("  ✗ {}", broken.join(", "))
-        };
-        let _ = writeln!(
-            out,
-            "      {}  score {:.4}  {}{mark}",
-            doc.id,
-            doc.score,
-            serde_json::Value::Object(doc.metadata.clone())
-        );
-    }
+    retrieved_lines(out, run, "      ");
     let _ = writeln!(out, "    answer: {}", run.answer);
     let _ = writeln!(out, "    broken:");
     for rule in verdict.rules.iter().filter(|r| !r.passed) {
@@ -236,6 +217,31 @@ fn example_run(out: &mut String, run: &RunRecord) {
     }
     for failure in &verdict.failed_expectations {
         let _ = writeln!(out, "      {}: {}", failure.check, failure.detail);
+    }
+}
+
+/// One line per retrieved document: id, score, metadata, and the rules it broke.
+pub(crate) fn retrieved_lines(out: &mut String, run: &RunRecord, indent: &str) {
+    for doc in &run.retrieved {
+        let broken: Vec<&str> = run
+            .verdict
+            .iter()
+            .flat_map(|v| v.rules.iter())
+            .filter(|r| r.offending_documents.contains(&doc.id))
+            .map(|r| r.id.as_str())
+            .collect();
+        let mark = if broken.is_empty() {
+            String::new()
+        } else {
+            format!("  ✗ {}", broken.join(", "))
+        };
+        let _ = writeln!(
+            out,
+            "{indent}{}  score {:.4}  {}{mark}",
+            doc.id,
+            doc.score,
+            serde_json::Value::Object(doc.metadata.clone())
+        );
     }
 }
 

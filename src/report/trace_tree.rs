@@ -115,27 +115,7 @@ fn details(out: &mut String, record: &RunRecord, span: &Span, indent: &str) {
                 "{indent}query: {}  k={k}  filter: {filter}",
                 record.question
             );
-            for doc in &record.retrieved {
-                let broken: Vec<&str> = record
-                    .verdict
-                    .iter()
-                    .flat_map(|v| v.rules.iter())
-                    .filter(|r| r.offending_documents.contains(&doc.id))
-                    .map(|r| r.id.as_str())
-                    .collect();
-                let mark = if broken.is_empty() {
-                    String::new()
-                } else {
-                    format!("  ✗ {}", broken.join(", "))
-                };
-                let _ = writeln!(
-                    out,
-                    "{indent}{}  score {:.4}  {}{mark}",
-                    doc.id,
-                    doc.score,
-                    serde_json::Value::Object(doc.metadata.clone())
-                );
-            }
+            crate::report::terminal::retrieved_lines(out, record, indent);
         }
         SpanKind::Prompt => {
             let template = attr("template").and_then(|t| t.as_str()).unwrap_or("?");
