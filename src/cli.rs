@@ -33,6 +33,9 @@ pub enum Command {
     /// Print one run's trace as a tree (or as OTLP JSON).
     #[command(after_help = exit_codes::HELP)]
     Show(ShowArgs),
+    /// Send the traces of a report to an OTLP endpoint, or write them to a file.
+    #[command(after_help = exit_codes::HELP)]
+    Export(ExportArgs),
 }
 
 #[derive(Debug, Args)]
@@ -120,6 +123,33 @@ pub struct RunArgs {
     /// Print how long each stage took (runs, parquet, aggregation, reports) on stderr
     #[arg(long)]
     pub timings: bool,
+    #[command(flatten)]
+    pub otlp: OtlpArgs,
+}
+
+/// Where traces go; the OTEL_EXPORTER_OTLP_TRACES_* variables apply when these are unset.
+#[derive(Debug, Args, Clone)]
+pub struct OtlpArgs {
+    /// Stream every run's trace to this OTLP/HTTP endpoint (e.g. http://127.0.0.1:5000/v1/traces)
+    #[arg(long, value_name = "URL")]
+    pub otlp: Option<String>,
+    /// A header for the OTLP endpoint, KEY=VALUE (repeatable; values are never printed)
+    #[arg(long = "otlp-header", value_name = "KEY=VALUE")]
+    pub otlp_headers: Vec<String>,
+    /// OTLP encoding: http/protobuf (default) or http/json
+    #[arg(long, value_name = "PROTOCOL")]
+    pub otlp_protocol: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// A report folder
+    pub dir: PathBuf,
+    /// Write the traces as OTLP JSON Lines (one ExportTraceServiceRequest per line) instead of sending them
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    #[command(flatten)]
+    pub otlp: OtlpArgs,
 }
 
 #[derive(Debug, Args)]

@@ -10,6 +10,7 @@ fn main() {
         Command::Validate(args) => commands::validate::validate(args),
         Command::Diff(args) => commands::diff::diff(args),
         Command::Show(args) => commands::show::show(args),
+        Command::Export(args) => commands::export::export(args),
     };
     let code = match result {
         Ok(code) => code,

@@ -1,6 +1,7 @@
 //! One function per subcommand; each returns the exit code.
 
 pub mod diff;
+pub mod export;
 pub mod run;
 pub mod show;
 pub mod validate;

@@ -14,6 +14,8 @@ use crate::diff::Change;
 use crate::error::AppError;
 use crate::events::Event;
 use crate::exit_codes;
+use crate::export::otlp;
+use crate::export::send::{self, OtlpTarget, StreamExporter};
 use crate::plan::{DEFAULT_CONCURRENCY, Plan, Selection};
 use crate::report::progress::{Progress, Style};
 use crate::report::terminal::{SuiteReport, SuiteResult, render_text};
@@ -33,6 +35,7 @@ pub const JUNIT_FILE: &str = "junit.xml";
 pub const HTML_FILE: &str = "report.html";
 
 pub fn run(args: RunArgs) -> Result<i32, AppError> {
+    let target = crate::commands::export::resolve_target(&args.otlp)?;
     let plans = match &args.resume {
         Some(dir) => resume_plans(dir, &args)?,
         None => fresh_plans(&args)?,
@@ -42,9 +45,14 @@ pub fn run(args: RunArgs) -> Result<i32, AppError> {
         .build()
         .map_err(AppError::io("cannot start the async runtime"))?;
 
+    let client = match &target {
+        Some(_) => Some(send::client().map_err(AppError::Usage)?),
+        None => None,
+    };
+    let exporter = target.as_ref().zip(client.as_ref());
     let mut reports = Vec::new();
     for plan in plans {
-        let report = runtime.block_on(run_plan(&plan, &args))?;
+        let report = runtime.block_on(run_plan(&plan, &args, exporter))?;
         if args.format == Format::Text {
             if !reports.is_empty() && !args.quiet {
                 println!();
@@ -314,7 +322,11 @@ fn resume_plans(dir: &Path, args: &RunArgs) -> Result<Vec<Plan>, AppError> {
     Ok(plans)
 }
 
-async fn run_plan(plan: &Plan, args: &RunArgs) -> Result<SuiteReport, AppError> {
+async fn run_plan(
+    plan: &Plan,
+    args: &RunArgs,
+    otlp_target: Option<(&OtlpTarget, &reqwest::Client)>,
+) -> Result<SuiteReport, AppError> {
     let mut stages = Stages::new(args.timings);
     let dir = &plan.out_dir;
     let done =
@@ -342,11 +354,17 @@ async fn run_plan(plan: &Plan, args: &RunArgs) -> Result<SuiteReport, AppError> 
     tokio::pin!(stop);
     let mut runner_done = false;
     let mut interrupted = false;
+    let exporter =
+        otlp_target.map(|(target, client)| StreamExporter::start(target.clone(), client.clone()));
+    let suite_name = plan.suite.spec.name.clone();
     let mut handle = |event: Event| -> Result<(), AppError> {
         let Event::RunFinished(record) = &event;
         writer
             .append(record)
             .map_err(AppError::io(format!("cannot append to {}", dir.display())))?;
+        if let Some(exporter) = &exporter {
+            exporter.offer(otlp::spans_for(record, &suite_name));
+        }
         progress.write_event(&event);
         Ok(())
     };
@@ -372,6 +390,12 @@ async fn run_plan(plan: &Plan, args: &RunArgs) -> Result<SuiteReport, AppError> 
         }
     }
     progress.finish();
+    if let (Some(exporter), Some((target, _))) = (exporter, otlp_target) {
+        let report = exporter.finish().await;
+        if !args.quiet || report.failed > 0 {
+            eprintln!("{}", report.summary(target));
+        }
+    }
 
     stages.done("runs");
     let failed_to_aggregate = |e: &dyn std::fmt::Display| AppError::Io {

@@ -4,3 +4,4 @@
 pub mod json;
 pub mod otlp;
 pub mod proto;
+pub mod send;

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod sink;
+
 use std::path::Path;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_ragprobe");
