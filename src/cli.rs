@@ -36,6 +36,34 @@ pub enum Command {
     /// Send the traces of a report to an OTLP endpoint, or write them to a file.
     #[command(after_help = exit_codes::HELP)]
     Export(ExportArgs),
+    /// Turn a trace from MLflow or an OTLP file into a regression case in a suite.
+    #[command(after_help = exit_codes::HELP)]
+    Import(ImportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The suite file to append the case to (created if missing)
+    #[arg(long, value_name = "FILE")]
+    pub suite: PathBuf,
+    /// An OTLP JSON file (one request, or one per line)
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["mlflow_json", "mlflow"])]
+    pub otlp_json: Option<PathBuf>,
+    /// A trace file written by MLflow's Trace.to_json()
+    #[arg(long, value_name = "FILE", conflicts_with = "mlflow")]
+    pub mlflow_json: Option<PathBuf>,
+    /// An MLflow tracking server to fetch the trace from (with --trace-id)
+    #[arg(long, value_name = "URL")]
+    pub mlflow: Option<String>,
+    /// Which trace: tr-… for MLflow, or the hex trace id in an OTLP file [default: the first]
+    #[arg(long, value_name = "ID")]
+    pub trace_id: Option<String>,
+    /// The chain for a new suite file
+    #[arg(long, value_name = "PATH")]
+    pub chain: Option<PathBuf>,
+    /// The new case's id [default: imported-<trace id prefix>]
+    #[arg(long, value_name = "ID")]
+    pub id: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -13,6 +13,7 @@ pub mod error;
 pub mod events;
 pub mod exit_codes;
 pub mod export;
+pub mod import;
 pub mod plan;
 pub mod report;
 pub mod results;

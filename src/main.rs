@@ -11,6 +11,7 @@ fn main() {
         Command::Diff(args) => commands::diff::diff(args),
         Command::Show(args) => commands::show::show(args),
         Command::Export(args) => commands::export::export(args),
+        Command::Import(args) => commands::import::import(args),
     };
     let code = match result {
         Ok(code) => code,

@@ -260,6 +260,36 @@ fn traces_round_trip_through_mlflow() {
         cost_run.answer.as_str()
     );
 
+    // A trace fetched from the server becomes a case.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let suite = dir.path().join("regressions.yaml");
+    let output = common::ragprobe()
+        .args([
+            "import",
+            "--mlflow",
+            &server.base,
+            "--trace-id",
+            &trace_id,
+            "--suite",
+        ])
+        .arg(&suite)
+        .output()
+        .expect("import runs");
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let yaml = std::fs::read_to_string(&suite).expect("suite written");
+    assert!(
+        yaml.contains("question: \"How much does it cost to run a database?\""),
+        "{yaml}"
+    );
+    assert!(yaml.contains("4 {\"docs\":\"aws\"}"), "{yaml}");
+    assert!(
+        yaml.contains(&format!(
+            "[{}]",
+            serde_json::to_string(&cost_run.answer).expect("json")
+        )),
+        "{yaml}"
+    );
+
     // Exported afterwards, OTLP/JSON, into another experiment.
     let after = tempfile::tempdir().expect("tempdir");
     run_suite(

@@ -2,6 +2,7 @@
 
 pub mod diff;
 pub mod export;
+pub mod import;
 pub mod run;
 pub mod show;
 pub mod validate;

@@ -1,0 +1,256 @@
+//! Traces from tracing backends back into ragprobe: a production trace becomes a case.
+//!
+//! Three shapes are read: OTLP JSON (camelCase, typed values, hex ids), MLflow's REST
+//! `traces/get` (snake_case typed values, base64 ids) and MLflow's `Trace.to_json()`
+//! (attribute values as JSON-encoded strings). All become plain spans, then the question,
+//! the answer and the retrieved documents are read from the attributes MLflow and
+//! OpenInference define.
+
+use serde_json::{Map, Value};
+
+/// A span with plain-JSON attribute values.
+#[derive(Debug, Clone)]
+pub struct PlainSpan {
+    pub span_id: String,
+    pub parent_span_id: Option<String>,
+    pub name: String,
+    pub attributes: Map<String, Value>,
+}
+
+/// What a trace says happened.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Observed {
+    pub trace_id: String,
+    pub question: String,
+    pub answer: String,
+    /// Retrieved documents: id and metadata, in rank order.
+    pub documents: Vec<(String, Value)>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    #[error("not a trace this reader knows: {0}")]
+    Shape(String),
+    #[error("the trace has no {0}")]
+    Missing(&'static str),
+}
+
+/// An OTLP or MLflow-REST typed value (`stringValue` / `string_value`, …) as plain JSON.
+fn typed(value: &Value) -> Value {
+    let field = |camel: &str, snake: &str| value.get(camel).or_else(|| value.get(snake));
+    if let Some(s) = field("stringValue", "string_value") {
+        return s.clone();
+    }
+    if let Some(b) = field("boolValue", "bool_value") {
+        return b.clone();
+    }
+    if let Some(i) = field("intValue", "int_value") {
+        // OTLP JSON writes 64-bit integers as strings.
+        return i
+            .as_str()
+            .and_then(|s| s.parse::<i64>().ok())
+            .map_or(i.clone(), Value::from);
+    }
+    if let Some(d) = field("doubleValue", "double_value") {
+        return d.clone();
+    }
+    if let Some(list) = field("arrayValue", "array_value") {
+        return Value::Array(
+            list["values"]
+                .as_array()
+                .map(|v| v.iter().map(typed).collect())
+                .unwrap_or_default(),
+        );
+    }
+    if let Some(list) = field("kvlistValue", "kvlist_value") {
+        return Value::Object(key_values(&list["values"]));
+    }
+    Value::Null
+}
+
+fn key_values(list: &Value) -> Map<String, Value> {
+    list.as_array()
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(|kv| Some((kv["key"].as_str()?.to_owned(), typed(&kv["value"]))))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn text(value: &Value) -> Option<String> {
+    value.as_str().map(str::to_owned)
+}
+
+/// Spans of every trace in `document`, whichever of the three shapes it is.
+pub fn spans(document: &Value) -> Result<Vec<(String, PlainSpan)>, ImportError> {
+    let mut out = Vec::new();
+    if let Some(resource_spans) = document.get("resourceSpans").and_then(Value::as_array) {
+        for scope in resource_spans
+            .iter()
+            .flat_map(|r| r["scopeSpans"].as_array().cloned().unwrap_or_default())
+        {
+            for span in scope["spans"].as_array().cloned().unwrap_or_default() {
+                let trace_id = text(&span["traceId"]).unwrap_or_default();
+                out.push((
+                    trace_id,
+                    PlainSpan {
+                        span_id: text(&span["spanId"]).unwrap_or_default(),
+                        parent_span_id: text(&span["parentSpanId"]).filter(|p| !p.is_empty()),
+                        name: text(&span["name"]).unwrap_or_default(),
+                        attributes: key_values(&span["attributes"]),
+                    },
+                ));
+            }
+        }
+        return Ok(out);
+    }
+    // MLflow: `{trace: {trace_info, spans}}` from REST, `{info, data: {spans}}` from to_json.
+    let (info, spans) = if let Some(trace) = document.get("trace") {
+        (&trace["trace_info"], &trace["spans"])
+    } else if let Some(data) = document.get("data") {
+        (&document["info"], &data["spans"])
+    } else {
+        return Err(ImportError::Shape(
+            "expected OTLP JSON (resourceSpans), MLflow REST ({trace: …}) or MLflow to_json ({info, data})".into(),
+        ));
+    };
+    let trace_id = text(&info["trace_id"]).unwrap_or_default();
+    for span in spans.as_array().cloned().unwrap_or_default() {
+        let attributes = match &span["attributes"] {
+            // to_json: every value is a JSON-encoded string.
+            Value::Object(map) => map
+                .iter()
+                .map(|(k, v)| {
+                    let decoded = v
+                        .as_str()
+                        .and_then(|s| serde_json::from_str(s).ok())
+                        .unwrap_or_else(|| v.clone());
+                    (k.clone(), decoded)
+                })
+                .collect(),
+            list => key_values(list),
+        };
+        out.push((
+            trace_id.clone(),
+            PlainSpan {
+                span_id: text(&span["span_id"]).unwrap_or_default(),
+                parent_span_id: text(&span["parent_span_id"]).filter(|p| !p.is_empty()),
+                name: text(&span["name"]).unwrap_or_default(),
+                attributes,
+            },
+        ));
+    }
+    Ok(out)
+}
+
+fn kind(span: &PlainSpan) -> String {
+    span.attributes
+        .get("mlflow.spanType")
+        .or_else(|| span.attributes.get("openinference.span.kind"))
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_ascii_uppercase()
+}
+
+/// A question or answer from inputs/outputs that may be a string or an object.
+fn message(value: Option<&Value>, keys: &[&str]) -> Option<String> {
+    match value? {
+        Value::String(s) => Some(s.clone()),
+        Value::Object(map) => keys
+            .iter()
+            .find_map(|k| map.get(*k).and_then(|v| message(Some(v), keys))),
+        Value::Array(items) => items.iter().rev().find_map(|v| message(Some(v), keys)),
+        _ => None,
+    }
+}
+
+/// What the trace `trace_id` (or the first trace, if `None`) observed.
+pub fn observe(document: &Value, trace_id: Option<&str>) -> Result<Observed, ImportError> {
+    let all = spans(document)?;
+    let wanted = |id: &str| {
+        trace_id.is_none_or(|want| {
+            let want = want.trim_start_matches("tr-");
+            id.trim_start_matches("tr-") == want
+        })
+    };
+    let chosen: Vec<&(String, PlainSpan)> = all.iter().filter(|(id, _)| wanted(id)).collect();
+    let first_trace = chosen
+        .first()
+        .map(|(id, _)| id.clone())
+        .ok_or(ImportError::Missing("spans"))?;
+    let spans: Vec<&PlainSpan> = chosen
+        .iter()
+        .filter(|(id, _)| *id == first_trace)
+        .map(|(_, s)| s)
+        .collect();
+    let root = spans
+        .iter()
+        .find(|s| {
+            s.parent_span_id
+                .as_ref()
+                .is_none_or(|p| !spans.iter().any(|o| &o.span_id == p))
+        })
+        .ok_or(ImportError::Missing("root span"))?;
+    let question_keys = [
+        "question", "query", "input", "content", "inputs", "messages",
+    ];
+    let answer_keys = [
+        "answer", "output", "content", "text", "outputs", "choices", "message",
+    ];
+    let question = message(root.attributes.get("mlflow.spanInputs"), &question_keys)
+        .or_else(|| message(root.attributes.get("input.value"), &question_keys))
+        .ok_or(ImportError::Missing(
+            "question (mlflow.spanInputs or input.value on the root span)",
+        ))?;
+    let answer = message(root.attributes.get("mlflow.spanOutputs"), &answer_keys)
+        .or_else(|| message(root.attributes.get("output.value"), &answer_keys))
+        .unwrap_or_default();
+    let mut documents = Vec::new();
+    if let Some(retriever) = spans.iter().find(|s| kind(s) == "RETRIEVER") {
+        if let Some(items) = retriever
+            .attributes
+            .get("mlflow.spanOutputs")
+            .and_then(Value::as_array)
+        {
+            for item in items {
+                let metadata = item
+                    .get("metadata")
+                    .cloned()
+                    .unwrap_or(Value::Object(Map::new()));
+                let id = item
+                    .get("id")
+                    .or_else(|| metadata.get("id"))
+                    .or_else(|| metadata.get("doc_uri"))
+                    .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned));
+                if let Some(id) = id {
+                    documents.push((id, metadata));
+                }
+            }
+        }
+        if documents.is_empty() {
+            for i in 0.. {
+                let prefix = format!("retrieval.documents.{i}.document");
+                let Some(id) = retriever.attributes.get(&format!("{prefix}.id")) else {
+                    break;
+                };
+                let metadata = match retriever.attributes.get(&format!("{prefix}.metadata")) {
+                    Some(Value::String(s)) => serde_json::from_str(s).unwrap_or(Value::Null),
+                    Some(other) => other.clone(),
+                    None => Value::Null,
+                };
+                documents.push((
+                    id.as_str().map_or_else(|| id.to_string(), str::to_owned),
+                    metadata,
+                ));
+            }
+        }
+    }
+    Ok(Observed {
+        trace_id: first_trace,
+        question,
+        answer,
+        documents,
+    })
+}
