@@ -5,6 +5,21 @@ mod common;
 
 use common::{ragprobe, run_suite, text};
 
+/// `ragprobe import` of the MLflow trace fixture into `suite`.
+fn import_fixture(suite: &std::path::Path, extra: &[&str]) -> std::process::Output {
+    ragprobe()
+        .args([
+            "import",
+            "--mlflow-json",
+            "tests/fixtures/traces/mlflow-trace.json",
+            "--suite",
+        ])
+        .arg(suite)
+        .args(extra)
+        .output()
+        .expect("import runs")
+}
+
 fn chain() -> String {
     format!(
         "{}/suites/databricks/chains/support.yaml",
@@ -16,20 +31,7 @@ fn chain() -> String {
 fn an_mlflow_trace_file_becomes_a_case_in_a_new_suite() {
     let dir = tempfile::tempdir().expect("tempdir");
     let suite = dir.path().join("regressions.yaml");
-    let import = |extra: &[&str]| {
-        ragprobe()
-            .args([
-                "import",
-                "--mlflow-json",
-                "tests/fixtures/traces/mlflow-trace.json",
-                "--suite",
-            ])
-            .arg(&suite)
-            .args(extra)
-            .output()
-            .expect("import runs")
-    };
-    let output = import(&["--chain", &chain()]);
+    let output = import_fixture(&suite, &["--chain", &chain()]);
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
     let yaml = std::fs::read_to_string(&suite).expect("suite written");
     assert!(
@@ -46,7 +48,7 @@ fn an_mlflow_trace_file_becomes_a_case_in_a_new_suite() {
     assert!(yaml.contains("answer: {not_contains: [\"Database instances cost money"));
 
     // Importing again keeps ids unique, and the suite still validates and runs.
-    assert_eq!(import(&[]).status.code(), Some(0));
+    assert_eq!(import_fixture(&suite, &[]).status.code(), Some(0));
     let yaml = std::fs::read_to_string(&suite).expect("suite");
     assert!(yaml.contains("- id: \"imported-307bca75-2\""));
     let validate = ragprobe()
@@ -124,16 +126,7 @@ fn a_suite_whose_cases_are_not_last_is_left_alone() {
     let suite = dir.path().join("suite.yaml");
     let original = "name: x\nchain: c.yaml\ncases:\n  - {id: a, question: q}\nruns: 3\n";
     std::fs::write(&suite, original).expect("suite");
-    let output = ragprobe()
-        .args([
-            "import",
-            "--mlflow-json",
-            "tests/fixtures/traces/mlflow-trace.json",
-            "--suite",
-        ])
-        .arg(&suite)
-        .output()
-        .expect("import runs");
+    let output = import_fixture(&suite, &[]);
     assert_eq!(output.status.code(), Some(2));
     assert!(text(&output.stderr).contains("must be the last top-level key"));
     assert_eq!(std::fs::read_to_string(&suite).expect("suite"), original);
