@@ -11,10 +11,10 @@ use crate::rules::Where;
 pub struct ChainConfig {
     pub retriever: RetrieverConfig,
     /// A minijinja template; it receives `question`, `documents` and `vars`.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prompt: Option<String>,
     /// A file holding the template, relative to the file that names it.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prompt_file: Option<PathBuf>,
     #[serde(default)]
     pub llm: LlmConfig,
@@ -37,7 +37,7 @@ pub struct RetrieverConfig {
     #[serde(default = "default_k")]
     pub k: usize,
     /// Only documents matching this `where` expression can be retrieved.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub filter: Option<Where>,
 }
 
