@@ -159,3 +159,36 @@ fn help_lists_the_exit_codes() {
         assert!(help.contains(line), "{line} missing from {help}");
     }
 }
+
+#[test]
+fn run_without_a_path_runs_the_suites_folder() {
+    let out = tempfile::tempdir().expect("tempdir");
+    let output = ragprobe()
+        .args([
+            "run",
+            "--runs",
+            "1",
+            "--quiet",
+            "--progress",
+            "none",
+            "--out",
+        ])
+        .arg(out.path())
+        .output()
+        .expect("ragprobe runs");
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "before-fix fails, after-fix passes"
+    );
+    assert!(
+        out.path()
+            .join("databricks-support-before-fix/runs.jsonl")
+            .is_file()
+    );
+    assert!(
+        out.path()
+            .join("databricks-support-after-fix/runs.jsonl")
+            .is_file()
+    );
+}

@@ -303,3 +303,35 @@ fn results_parquet_has_one_row_per_run() {
         );
     }
 }
+
+#[test]
+fn diff_lists_cases_only_on_one_side() {
+    let both = tempfile::tempdir().expect("tempdir");
+    let one = tempfile::tempdir().expect("tempdir");
+    run_suite(BEFORE, both.path(), &["--runs", "2"]);
+    run_suite(BEFORE, one.path(), &["--runs", "2", "--case", "storage"]);
+    let output = ragprobe()
+        .arg("diff")
+        .args([both.path(), one.path()])
+        .args(["--format", "json"])
+        .output()
+        .expect("diff runs");
+    let diff: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    let changes: Vec<(&str, &str)> = diff["cases"]
+        .as_array()
+        .expect("cases")
+        .iter()
+        .filter_map(|c| Some((c["id"].as_str()?, c["change"].as_str()?)))
+        .collect();
+    assert_eq!(changes, [("storage", "unchanged"), ("cost", "only_in_a")]);
+    let output = ragprobe()
+        .arg("diff")
+        .args([one.path(), both.path()])
+        .output()
+        .expect("diff runs");
+    assert!(
+        text(&output.stdout).contains("cost (only in B)"),
+        "{}",
+        text(&output.stdout)
+    );
+}
