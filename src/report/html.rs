@@ -91,6 +91,30 @@ impl PageData {
         self.strings.len() - 1
     }
 
+    /// Numbers the string table by first use in (case, run) order: runs arrive in the order
+    /// they finished, which depends on scheduling, and the page must not.
+    fn renumber_strings(&mut self) {
+        let mut order: Vec<usize> = Vec::new();
+        let mut new_index: HashMap<usize, usize> = HashMap::new();
+        for run in self.runs.values_mut().flat_map(|runs| runs.iter_mut()) {
+            for slot in [&mut run.a, &mut run.p, &mut run.e].into_iter().flatten() {
+                *slot = *new_index.entry(*slot).or_insert_with(|| {
+                    order.push(*slot);
+                    order.len() - 1
+                });
+            }
+        }
+        self.index.clear();
+        let mut old: Vec<Option<String>> = std::mem::take(&mut self.strings)
+            .into_iter()
+            .map(Some)
+            .collect();
+        self.strings = order
+            .into_iter()
+            .map(|i| old.get_mut(i).and_then(Option::take).unwrap_or_default())
+            .collect();
+    }
+
     /// Whether the run is drawn in detail: the first `cap` runs of each case by index, and
     /// up to `cap` failing runs beyond them.
     fn wanted(&mut self, record: &RunRecord, cap: usize) -> bool {
@@ -206,6 +230,7 @@ pub fn render(
     for list in data.runs.values_mut() {
         list.sort_by_key(|r| r.r);
     }
+    data.renumber_strings();
 
     let mut tags: Vec<String> = report
         .stats
@@ -333,6 +358,29 @@ mod tests {
             .collect();
         // Runs 0-2 by index, then failing runs 4, 6, 8 (three beyond the cap).
         assert_eq!(kept, [0, 1, 2, 4, 6, 8]);
+    }
+
+    #[test]
+    fn string_numbers_do_not_depend_on_arrival_order() {
+        let mut one = PageData::default();
+        let mut two = PageData::default();
+        let mut a = record(0, RunStatus::Passed);
+        a.answer = "first".into();
+        let mut b = record(1, RunStatus::Passed);
+        b.answer = "second".into();
+        one.add(a.clone());
+        one.add(b.clone());
+        two.add(b);
+        two.add(a);
+        for data in [&mut one, &mut two] {
+            for list in data.runs.values_mut() {
+                list.sort_by_key(|r| r.r);
+            }
+            data.renumber_strings();
+        }
+        let json = |d: &PageData| serde_json::to_string(d).expect("serializes");
+        assert_eq!(json(&one), json(&two));
+        assert_eq!(one.strings[one.runs["c"][0].a.expect("answer")], "first");
     }
 
     #[test]
