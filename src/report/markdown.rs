@@ -36,13 +36,13 @@ pub fn render(report: &SuiteReport) -> String {
         for case in &report.baseline_cases {
             let _ = writeln!(
                 out,
-                "- `{}` {}/{} → {}/{}: {:?} (p {:.4})",
+                "- `{}` {}/{} → {}/{}: {} (p {:.4})",
                 escape(&case.id),
                 case.baseline_passed,
                 case.baseline_evaluated,
                 case.passed,
                 case.evaluated,
-                case.change,
+                crate::report::diff_text::label(case.change),
                 case.p_value
             );
         }
