@@ -38,7 +38,7 @@ def measure(per_case, extra):
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
         child = subprocess.Popen(
-            [BINARY, "run", SUITE, "--runs", str(per_case), "--quiet", "--progress", "none",
+            [BINARY, "run", SUITE, "--runs", str(per_case), "--progress", "none",
              "--out", os.path.join(tmp, "r"), *extra],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
         )
@@ -63,8 +63,9 @@ def main():
         wall, cpu, rss, stderr = measure(per_case, extra)
         note = f"  {received['requests']} requests, {received['bytes'] / 1e6:.1f} MB" if extra else ""
         print(f"{label:<28} {wall:>7.3f} {cpu:>7.3f} {rss:>11.1f}{note}")
-        if extra and "exported" not in stderr:
-            print(f"   ({stderr})")
+        for line in stderr.splitlines():
+            if line.startswith("otlp:"):
+                print(f"   {line.split(' to ')[0]}, {line.split(', ', 1)[1]}")
     server.shutdown()
 
 

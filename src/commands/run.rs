@@ -392,8 +392,14 @@ async fn run_plan(
     progress.finish();
     if let (Some(exporter), Some((target, _))) = (exporter, otlp_target) {
         let report = exporter.finish().await;
-        if !args.quiet || report.failed > 0 {
+        if !args.quiet || report.failed > 0 || report.dropped > 0 {
             eprintln!("{}", report.summary(target));
+        }
+        if report.failed > 0 || report.dropped > 0 {
+            eprintln!(
+                "otlp: runs.jsonl has every trace; `ragprobe export {} --otlp …` sends them again",
+                dir.display()
+            );
         }
     }
 
