@@ -92,10 +92,13 @@ impl Plan {
             .collect()
     }
 
-    /// Every run of the plan not already in `done`, case by case, run by run.
-    pub fn jobs(&self, done: &HashSet<(String, u32)>) -> Vec<Job> {
-        let mut jobs = Vec::new();
-        for &index in &self.cases {
+    /// Every run of the plan not already in `done`, case by case, run by run. Made lazily:
+    /// a million runs must not mean a million jobs in memory.
+    pub fn jobs<'a>(
+        &'a self,
+        done: &'a HashSet<(String, u32)>,
+    ) -> impl Iterator<Item = Job> + Send + 'a {
+        self.cases.iter().flat_map(move |&index| {
             let spec = &self.suite.spec.cases[index];
             let case = Arc::new(CaseJob {
                 id: spec.id.clone(),
@@ -103,18 +106,29 @@ impl Plan {
                 vars: merged_vars(&self.suite.spec.vars, &spec.vars),
                 spec: spec.clone(),
             });
-            for run in 0..self.runs {
-                if done.contains(&(spec.id.clone(), run)) {
-                    continue;
-                }
-                jobs.push(Job {
+            let seed = self.seed;
+            (0..self.runs)
+                .filter(move |run| !done.contains(&(spec.id.clone(), *run)))
+                .map(move |run| Job {
+                    seed: run_seed(seed, &case.id, run),
                     case: Arc::clone(&case),
                     run,
-                    seed: run_seed(self.seed, &spec.id, run),
-                });
-            }
-        }
-        jobs
+                })
+        })
+    }
+
+    /// How many runs of each selected case are still to make, in suite order.
+    pub fn remaining(&self, done: &HashSet<(String, u32)>) -> Vec<(String, u32)> {
+        self.cases
+            .iter()
+            .map(|&index| {
+                let id = &self.suite.spec.cases[index].id;
+                let finished = (0..self.runs)
+                    .filter(|run| done.contains(&(id.clone(), *run)))
+                    .count();
+                (id.clone(), self.runs - finished as u32)
+            })
+            .collect()
     }
 }
 

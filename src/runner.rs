@@ -25,7 +25,7 @@ pub struct RunContext {
 
 pub async fn execute(
     context: Arc<RunContext>,
-    jobs: Vec<Job>,
+    jobs: impl Iterator<Item = Job> + Send,
     concurrency: usize,
     events: mpsc::Sender<Event>,
 ) {

@@ -331,14 +331,14 @@ async fn run_plan(
     let dir = &plan.out_dir;
     let done =
         recorded_runs(dir).map_err(AppError::io(format!("cannot read {}", dir.display())))?;
-    let jobs = plan.jobs(&done);
+    let remaining = plan.remaining(&done);
     let planned_runs = plan.runs * plan.cases.len() as u32;
     let mut writer =
         RunWriter::open(dir).map_err(AppError::io(format!("cannot open {}", dir.display())))?;
     let mut progress = Progress::start(
         Style::resolve(args.progress, args.quiet),
         &plan.suite.spec.name,
-        &jobs,
+        &remaining,
         plan.concurrency,
     );
 
@@ -348,7 +348,7 @@ async fn run_plan(
         timeout: plan.timeout,
     });
     let (sender, mut receiver) = mpsc::channel::<Event>(256);
-    let runner = execute(context, jobs, plan.concurrency, sender);
+    let runner = execute(context, plan.jobs(&done), plan.concurrency, sender);
     tokio::pin!(runner);
     let stop = stop_signal();
     tokio::pin!(stop);

@@ -8,7 +8,6 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::cli::ProgressMode;
 use crate::events::Event;
-use crate::plan::Job;
 use crate::store::RunStatus;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,16 +54,29 @@ pub struct Progress {
 }
 
 impl Progress {
-    pub fn start(style: Style, suite: &str, jobs: &[Job], concurrency: usize) -> Progress {
-        let mut cases: HashMap<String, CaseCounts> = HashMap::new();
-        for job in jobs {
-            cases.entry(job.case.id.clone()).or_default().remaining += 1;
-        }
+    /// `remaining`: each case and the runs it still has to make.
+    pub fn start(
+        style: Style,
+        suite: &str,
+        remaining: &[(String, u32)],
+        concurrency: usize,
+    ) -> Progress {
+        let total: u64 = remaining.iter().map(|(_, n)| u64::from(*n)).sum();
+        let cases: HashMap<String, CaseCounts> = remaining
+            .iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(id, n)| {
+                (
+                    id.clone(),
+                    CaseCounts {
+                        remaining: *n,
+                        ..Default::default()
+                    },
+                )
+            })
+            .collect();
         let bar = (style == Style::Bar).then(|| {
-            let bar = ProgressBar::with_draw_target(
-                Some(jobs.len() as u64),
-                ProgressDrawTarget::stderr(),
-            );
+            let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
             if let Ok(template) = ProgressStyle::with_template(
                 "{prefix} [{bar:30}] {pos}/{len} runs  {msg}  {elapsed}",
             ) {
@@ -76,7 +88,7 @@ impl Progress {
         if style == Style::Lines {
             eprintln!(
                 "ragprobe: {suite}: {} runs over {} cases, {concurrency} at a time",
-                jobs.len(),
+                total,
                 cases.len()
             );
         }
