@@ -4,14 +4,12 @@
 //!
 //! Needs MLflow in `.venv` (bash .ci/run installs it) or at $RAGPROBE_MLFLOW.
 
-mod common;
-
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{records, run_suite, text};
+use crate::common::{records, run_suite, text};
 use serde_json::{Value, json};
 
 struct Server {
@@ -263,7 +261,7 @@ fn traces_round_trip_through_mlflow() {
     // A trace fetched from the server becomes a case.
     let dir = tempfile::tempdir().expect("tempdir");
     let suite = dir.path().join("regressions.yaml");
-    let output = common::ragprobe()
+    let output = crate::common::ragprobe()
         .args([
             "import",
             "--mlflow",
@@ -297,7 +295,7 @@ fn traces_round_trip_through_mlflow() {
         after.path(),
         &["--runs", "2", "--seed", "99"],
     );
-    let output = common::ragprobe()
+    let output = crate::common::ragprobe()
         .arg("export")
         .arg(after.path())
         .args([

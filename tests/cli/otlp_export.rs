@@ -2,10 +2,8 @@
 //! variables, failures that are counted and never fatal, and secrets that never reach a
 //! report, a log line or a trace.
 
-mod common;
-
-use common::sink::Sink;
-use common::{ragprobe, run_suite, text};
+use crate::common::sink::Sink;
+use crate::common::{ragprobe, run_suite, text};
 use prost::Message;
 
 const SECRET: &str = "sekrit-7f3a9c";

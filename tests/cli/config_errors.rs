@@ -1,8 +1,6 @@
 //! Broken suites stop before any run, with file:line:column, a fix hint and exit code 2.
 
-mod common;
-
-use common::{ragprobe, text};
+use crate::common::{ragprobe, text};
 
 const BROKEN: &[&str] = &[
     "unknown-key",

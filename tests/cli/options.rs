@@ -1,8 +1,6 @@
 //! Selection, repetition, output formats, tolerances and exit codes.
 
-mod common;
-
-use common::{ragprobe, records, run_suite, text};
+use crate::common::{ragprobe, records, run_suite, text};
 use serde_json::Value;
 
 #[test]

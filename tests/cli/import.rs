@@ -1,9 +1,7 @@
 //! A trace seen in production becomes a regression case: from MLflow's to_json file, from
 //! OTLP JSON, appended to a suite (created if needed) that still validates.
 
-mod common;
-
-use common::{ragprobe, run_suite, text};
+use crate::common::{ragprobe, run_suite, text};
 
 /// `ragprobe import` of the MLflow trace fixture into `suite`.
 fn import_fixture(suite: &std::path::Path, extra: &[&str]) -> std::process::Output {
@@ -109,7 +107,8 @@ fn otlp_json_from_show_imports_and_the_case_runs() {
 
     // The draft fails while the bad answer still comes back on some runs.
     let out = tempfile::tempdir().expect("tempdir");
-    let output = common::run_suite(&suite.to_string_lossy(), out.path(), &["--format", "json"]);
+    let output =
+        crate::common::run_suite(&suite.to_string_lossy(), out.path(), &["--format", "json"]);
     let summary: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
     let case = &summary["suites"][0]["stats"]["cases"][0];
     assert_eq!(case["id"], "t4g-report");

@@ -1,14 +1,12 @@
 //! A killed or interrupted run keeps every finished run readable, and `--resume` completes
 //! the plan without losing or duplicating a run.
 
-mod common;
-
 use std::collections::HashSet;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{BIN, records, run_suite, text};
+use crate::common::{BIN, records, run_suite, text};
 
 const SLOW: &str = "tests/fixtures/slow.yaml";
 const PLANNED: usize = 120;
@@ -54,7 +52,7 @@ fn answers(dir: &Path) -> Vec<(String, u32, String)> {
 }
 
 fn resume(out: &Path) -> std::process::Output {
-    common::ragprobe()
+    crate::common::ragprobe()
         .args(["run", "--progress", "none", "--resume"])
         .arg(out)
         .output()

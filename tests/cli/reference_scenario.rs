@@ -1,8 +1,6 @@
 //! The reference incident from DESIGN.md, end to end through the binary.
 
-mod common;
-
-use common::{records, redactions, run_suite, text};
+use crate::common::{records, redactions, run_suite, text};
 use serde_json::Value;
 
 const BEFORE: &str = "suites/databricks/before-fix.yaml";

@@ -1,11 +1,9 @@
 //! The files beside runs.jsonl: results.parquet, report.html, summary.md, junit.xml; and
 //! `ragprobe diff` and `--baseline` on the reference scenario.
 
-mod common;
-
 use std::path::Path;
 
-use common::{ragprobe, redactions, run_suite, text};
+use crate::common::{ragprobe, redactions, run_suite, text};
 
 const BEFORE: &str = "suites/databricks/before-fix.yaml";
 const AFTER: &str = "suites/databricks/after-fix.yaml";

@@ -1,9 +1,7 @@
 //! Every run carries a trace; `ragprobe show` prints it as a tree or as OTLP JSON with the
 //! attributes MLflow, OpenInference and the GenAI conventions read.
 
-mod common;
-
-use common::{ragprobe, run_suite, text};
+use crate::common::{ragprobe, run_suite, text};
 use serde_json::Value;
 
 fn attribute<'a>(span: &'a Value, key: &str) -> Option<&'a Value> {

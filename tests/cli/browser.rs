@@ -5,15 +5,13 @@
 //!
 //! Needs Debian's `chromium` and `chromium-driver` (.ci/run installs them).
 
-mod common;
-
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::common::{ragprobe, run_suite};
 use base64::Engine;
-use common::{ragprobe, run_suite};
 use serde_json::{Value, json};
 
 const CHROMIUM: &str = "/usr/bin/chromium";

@@ -1,0 +1,17 @@
+//! Integration tests through the real `ragprobe` binary.
+//!
+//! One test binary, not one per file: each binary links polars, and a dozen of them
+//! filled CI's disk and spent most of the build in the linker.
+
+mod common;
+
+mod browser;
+mod config_errors;
+mod import;
+mod mlflow;
+mod options;
+mod otlp_export;
+mod reference_scenario;
+mod reports;
+mod resume;
+mod traces;
