@@ -36,9 +36,24 @@ pub enum Command {
     /// Send the traces of a report to an OTLP endpoint, or write them to a file.
     #[command(after_help = exit_codes::HELP)]
     Export(ExportArgs),
+    /// Load a chain's corpus into its Chroma collection, with the chain's embedder.
+    #[command(after_help = exit_codes::HELP)]
+    Index(IndexArgs),
     /// Turn a trace from MLflow or an OTLP file into a regression case in a suite.
     #[command(after_help = exit_codes::HELP)]
     Import(ImportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct IndexArgs {
+    /// A chain file, or a suite whose chain uses `retriever: {kind: chroma}`
+    pub path: PathBuf,
+    /// Delete the collection first, so documents no longer in the corpus go too
+    #[arg(long)]
+    pub recreate: bool,
+    /// Documents embedded and sent per request
+    #[arg(long, default_value_t = 64, value_name = "N")]
+    pub batch: usize,
 }
 
 #[derive(Debug, Args)]
@@ -108,6 +123,9 @@ pub enum ProgressMode {
 pub struct RunArgs {
     /// Suite file, or folder searched for suites [default: suites/]
     pub path: Option<PathBuf>,
+    /// Run the suites' cases against this chain file instead of their own
+    #[arg(long, value_name = "FILE")]
+    pub chain: Option<PathBuf>,
     /// Repetitions per case (overrides the suite's `runs`)
     #[arg(long, value_name = "N")]
     pub runs: Option<u32>,

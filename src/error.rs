@@ -11,6 +11,9 @@ pub enum AppError {
     /// A command line that cannot be carried out (unknown case, missing folder).
     #[error("{0}")]
     Usage(String),
+    /// A server the command needs did not answer or refused (one line: what and why).
+    #[error("{0}")]
+    Unreachable(String),
     /// Reading or writing the report folder failed.
     #[error("{context}: {source}")]
     Io {
@@ -31,6 +34,7 @@ impl AppError {
             AppError::Config(_) | AppError::Usage(_) | AppError::Io { .. } => {
                 exit_codes::CONFIG_ERROR
             }
+            AppError::Unreachable(_) => exit_codes::INFRASTRUCTURE,
         }
     }
 }

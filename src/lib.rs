@@ -3,6 +3,7 @@
 //! The pipeline runs one way: suite YAML → [`plan`] → [`runner`] → [`checks`] → [`store`]
 //! → [`results`] (parquet) → [`stats`] (polars) → [`report`].
 
+pub mod backend;
 pub mod baseline;
 pub mod chain;
 pub mod checks;
@@ -14,6 +15,7 @@ pub mod events;
 pub mod exit_codes;
 pub mod export;
 pub mod import;
+pub mod loopback;
 pub mod plan;
 pub mod report;
 pub mod results;

@@ -12,6 +12,7 @@ fn main() {
         Command::Show(args) => commands::show::show(args),
         Command::Export(args) => commands::export::export(args),
         Command::Import(args) => commands::import::import(args),
+        Command::Index(args) => commands::index::index(args),
     };
     let code = match result {
         Ok(code) => code,

@@ -58,6 +58,9 @@ pub struct Meta {
     /// The suite file, as an absolute path where it could be resolved.
     pub suite_path: PathBuf,
     pub suite_fingerprint: u64,
+    /// The chain file given with `--chain` in place of the suite's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chain_path: Option<PathBuf>,
     pub seed: u64,
     pub runs: u32,
     /// The selected case ids, in suite order.

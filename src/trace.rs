@@ -92,6 +92,22 @@ impl TraceBuilder {
         }
     }
 
+    pub fn trace_id(&self) -> &str {
+        &self.trace_id
+    }
+
+    /// Takes in a span recorded elsewhere (a service that joined the trace through
+    /// `traceparent`); one without a parent hangs under `parent`, one without an id gets one.
+    pub fn adopt(&mut self, mut span: Span, parent: &str) {
+        if span.span_id.len() != 16 || span.span_id.chars().any(|c| !c.is_ascii_hexdigit()) {
+            span.span_id = format!("{:016x}", self.rng.u64(1..));
+        }
+        if span.parent_span_id.is_none() {
+            span.parent_span_id = Some(parent.to_owned());
+        }
+        self.spans.push(span);
+    }
+
     pub fn start(&mut self, name: &str, kind: SpanKind, parent: Option<&OpenSpan>) -> OpenSpan {
         // A span id of all zeroes is invalid in W3C trace context.
         let id = self.rng.u64(1..);

@@ -1,23 +1,72 @@
 //! The chain under test, as configured in YAML (inline in a suite or in its own file).
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
 use crate::rules::Where;
 
+/// What ragprobe drives: its own pipeline (retriever → prompt → generator), a RAG service
+/// over HTTP, or a program per question.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChainKind {
+    #[default]
+    Pipeline,
+    Http,
+    Command,
+}
+
+/// One flat mapping for every kind, so `deny_unknown_fields` keeps catching typos with a
+/// line and column; the loader says which keys do not belong to the chosen kind.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChainConfig {
-    pub retriever: RetrieverConfig,
+    #[serde(default)]
+    pub kind: ChainKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retriever: Option<RetrieverConfig>,
+    /// Turns texts into vectors for the `chroma` retriever.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embedder: Option<EmbedderConfig>,
     /// A minijinja template; it receives `question`, `documents` and `vars`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prompt: Option<String>,
     /// A file holding the template, relative to the file that names it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prompt_file: Option<PathBuf>,
-    #[serde(default)]
-    pub llm: LlmConfig,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub llm: Option<LlmConfig>,
+
+    /// `http`: the service's endpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// `http`: POST unless set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    /// `http`: request headers; values are templates like the body (`{{ env.TOKEN }}`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+    /// `http`: the request body, a minijinja template over `question`, `vars`, `seed`,
+    /// `traceparent` and `env`. Default: `{"question": …, "vars": …, "seed": …}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+    /// `http`, `command`: JSON pointer to the answer in the response (default `/answer`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer_pointer: Option<String>,
+    /// `http`, `command`: JSON pointer to the retrieved documents (default `/documents`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub documents_pointer: Option<String>,
+    /// `http`, `command`: JSON pointer to spans the service recorded (default `/spans`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spans_pointer: Option<String>,
+    /// `http`: timeouts, retries and rate limits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<Limits>,
+    /// `command`: the program and its arguments, run once per question.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cmd: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -25,6 +74,8 @@ pub struct ChainConfig {
 pub enum RetrieverKind {
     /// In-process BM25 over a corpus file.
     Memory,
+    /// A Chroma server's collection, queried with embeddings from the chain's embedder.
+    Chroma,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -32,13 +83,122 @@ pub enum RetrieverKind {
 pub struct RetrieverConfig {
     pub kind: RetrieverKind,
     /// JSONL or YAML file of `{id, text, metadata}`, relative to the file that names it.
-    pub corpus: PathBuf,
+    /// Required for `memory`; for `chroma` it is what `ragprobe index` loads and what
+    /// `expect.sources` is checked against.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub corpus: Option<PathBuf>,
     /// How many documents to return.
     #[serde(default = "default_k")]
     pub k: usize,
     /// Only documents matching this `where` expression can be retrieved.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub filter: Option<Where>,
+    /// `chroma`: the server, e.g. `http://127.0.0.1:8000`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// `chroma`: the collection's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub collection: Option<String>,
+    #[serde(default = "default_tenant")]
+    pub tenant: String,
+    #[serde(default = "default_database")]
+    pub database: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<Limits>,
+}
+
+fn default_tenant() -> String {
+    "default_tenant".into()
+}
+
+fn default_database() -> String {
+    "default_database".into()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EmbedderKind {
+    /// Offline: hashed word features, L2-normalised. Deterministic, no server.
+    Hashing,
+    /// An OpenAI-compatible `/embeddings` endpoint.
+    Openai,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmbedderConfig {
+    pub kind: EmbedderKind,
+    /// `hashing`: vector length.
+    #[serde(default = "default_dims")]
+    pub dims: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// Name of the environment variable holding the API key (never the key itself).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key_env: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<Limits>,
+}
+
+fn default_dims() -> usize {
+    256
+}
+
+/// How ragprobe treats one backend: per-request timeout, retries, and client-side limits
+/// so a suite never floods a shared endpoint.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Per request (each retry gets its own).
+    #[serde(default = "default_request_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Retries after a connection error, a timeout, a 5xx or a 429.
+    #[serde(default = "default_retries")]
+    pub retries: u32,
+    /// First backoff; doubled on each retry, with full jitter, at most `max_backoff_ms`.
+    #[serde(default = "default_backoff_ms")]
+    pub backoff_ms: u64,
+    #[serde(default = "default_max_backoff_ms")]
+    pub max_backoff_ms: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests_per_second: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens_per_minute: Option<f64>,
+    /// Requests in flight to this backend at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<usize>,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            timeout_ms: default_request_timeout_ms(),
+            retries: default_retries(),
+            backoff_ms: default_backoff_ms(),
+            max_backoff_ms: default_max_backoff_ms(),
+            requests_per_second: None,
+            tokens_per_minute: None,
+            concurrency: None,
+        }
+    }
+}
+
+fn default_request_timeout_ms() -> u64 {
+    60_000
+}
+
+fn default_retries() -> u32 {
+    4
+}
+
+fn default_backoff_ms() -> u64 {
+    250
+}
+
+fn default_max_backoff_ms() -> u64 {
+    8_000
 }
 
 fn default_k() -> usize {
@@ -53,6 +213,9 @@ pub enum LlmKind {
     Extractive,
     /// Retrieval only; the answer is empty.
     None,
+    /// An OpenAI-compatible `/chat/completions` endpoint (OpenAI, vLLM, Ollama, LiteLLM,
+    /// Databricks model serving).
+    Openai,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -69,6 +232,21 @@ pub struct LlmConfig {
     /// harness (timeouts, concurrency, Ctrl-C). Zero by default.
     #[serde(default)]
     pub latency_ms: u64,
+    /// `openai`: e.g. `https://api.openai.com/v1` or `http://127.0.0.1:8000/v1`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<u32>,
+    /// `openai`: a system message sent before the prompt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system: Option<String>,
+    /// Name of the environment variable holding the API key (never the key itself).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key_env: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<Limits>,
 }
 
 impl Default for LlmConfig {
@@ -78,6 +256,12 @@ impl Default for LlmConfig {
             temperature: default_temperature(),
             max_sentences: default_max_sentences(),
             latency_ms: 0,
+            base_url: None,
+            model: None,
+            max_tokens: None,
+            system: None,
+            api_key_env: None,
+            limits: None,
         }
     }
 }

@@ -1,14 +1,19 @@
 //! The chain under test: what ragprobe asks, and how each answer came about.
 
+pub mod chroma;
 pub mod config;
 pub mod corpus;
-mod embedded;
+pub mod embed;
 pub mod extractive;
 pub mod memory;
+pub mod openai;
+pub mod pipeline;
 pub mod prompt;
+pub mod service;
 pub mod text;
 
-pub use embedded::EmbeddedChain;
+pub use pipeline::PipelineChain;
+pub use service::{CommandChain, HttpChain};
 
 use serde::{Deserialize, Serialize};
 
@@ -46,7 +51,9 @@ pub struct ChainFailure {
 /// variant keeps plain `async fn`s.
 #[derive(Debug)]
 pub enum Chain {
-    Embedded(EmbeddedChain),
+    Pipeline(PipelineChain),
+    Http(HttpChain),
+    Command(CommandChain),
 }
 
 impl Chain {
@@ -57,14 +64,41 @@ impl Chain {
         seed: u64,
     ) -> Result<ChainOutput, ChainFailure> {
         match self {
-            Chain::Embedded(chain) => chain.invoke(question, vars, seed).await,
+            Chain::Pipeline(chain) => chain.invoke(question, vars, seed).await,
+            Chain::Http(chain) => chain.invoke(question, vars, seed).await,
+            Chain::Command(chain) => chain.invoke(question, vars, seed).await,
         }
+    }
+
+    /// Checks, before any run, what would make every run fail the same way: today, that a
+    /// Chroma collection exists (a missing one means `ragprobe index` was not run).
+    pub async fn preflight(&self) -> Result<(), String> {
+        if let Chain::Pipeline(PipelineChain {
+            retriever: pipeline::Retriever::Chroma(chroma),
+            ..
+        }) = self
+        {
+            chroma
+                .handle
+                .id(&chroma.client, &chroma.collection)
+                .await
+                .map_err(|e| {
+                    if e.message.contains("404") {
+                        format!("{} (fill it with `ragprobe index`)", e.message)
+                    } else {
+                        e.message
+                    }
+                })?;
+        }
+        Ok(())
     }
 
     /// One line for summaries: what retrieves and what generates.
     pub fn describe(&self) -> String {
         match self {
-            Chain::Embedded(chain) => chain.describe(),
+            Chain::Pipeline(chain) => chain.describe(),
+            Chain::Http(chain) => chain.describe(),
+            Chain::Command(chain) => chain.describe(),
         }
     }
 }

@@ -3,6 +3,7 @@
 pub mod diff;
 pub mod export;
 pub mod import;
+pub mod index;
 pub mod run;
 pub mod show;
 pub mod validate;

@@ -25,7 +25,8 @@ use crate::runner::{RunContext, execute};
 use crate::stats::{CaseOutcome, aggregate};
 use crate::store::{Meta, RunReader, RunWriter, recorded_runs};
 use crate::suite::error::{ConfigError, Problem};
-use crate::suite::{Suite, discover, load};
+use crate::suite::load::load_with;
+use crate::suite::{Suite, discover};
 
 pub const DEFAULT_SUITES: &str = "suites";
 pub const DEFAULT_REPORTS: &str = "reports";
@@ -88,11 +89,11 @@ fn overall_exit_code(codes: impl Iterator<Item = i32>) -> i32 {
     codes.max_by_key(|c| rank(*c)).unwrap_or(exit_codes::OK)
 }
 
-fn load_all(files: &[PathBuf]) -> Result<Vec<Suite>, AppError> {
+fn load_all(files: &[PathBuf], chain: Option<&Path>) -> Result<Vec<Suite>, AppError> {
     let mut suites = Vec::new();
     let mut problems = Vec::new();
     for file in files {
-        match load(file) {
+        match load_with(file, chain) {
             Ok(suite) => suites.push(suite),
             Err(err) => problems.extend(err.problems),
         }
@@ -128,7 +129,7 @@ pub fn suite_files(path: Option<&Path>) -> Result<Vec<PathBuf>, AppError> {
 
 fn fresh_plans(args: &RunArgs) -> Result<Vec<Plan>, AppError> {
     let files = suite_files(args.path.as_deref())?;
-    let suites = load_all(&files)?;
+    let suites = load_all(&files, args.chain.as_deref())?;
     let selection = Selection {
         ids: args.cases.clone(),
         filter: args.filter.clone(),
@@ -244,6 +245,7 @@ fn prepare_out_dir(plan: &Plan) -> Result<(), AppError> {
         suite_name: plan.suite.spec.name.clone(),
         suite_path,
         suite_fingerprint: plan.suite.fingerprint,
+        chain_path: plan.suite.chain_override.clone(),
         seed: plan.seed,
         runs: plan.runs,
         cases: plan.case_ids(),
@@ -279,7 +281,7 @@ fn resume_plans(dir: &Path, args: &RunArgs) -> Result<Vec<Plan>, AppError> {
     for dir in dirs {
         let meta =
             Meta::read(&dir).map_err(AppError::io(format!("cannot read {}", dir.display())))?;
-        let suite = load(&meta.suite_path)?;
+        let suite = load_with(&meta.suite_path, meta.chain_path.as_deref())?;
         if suite.fingerprint != meta.suite_fingerprint {
             eprintln!(
                 "warning: {} (or its chain or corpus) changed since {} was started; \
@@ -332,6 +334,11 @@ async fn run_plan(
     let done =
         recorded_runs(dir).map_err(AppError::io(format!("cannot read {}", dir.display())))?;
     let remaining = plan.remaining(&done);
+    if remaining.iter().any(|(_, left)| *left > 0) {
+        plan.suite.chain.preflight().await.map_err(|cause| {
+            AppError::Unreachable(format!("{}: {cause}", plan.suite.path.display()))
+        })?;
+    }
     let planned_runs = plan.runs * plan.cases.len() as u32;
     let mut writer =
         RunWriter::open(dir).map_err(AppError::io(format!("cannot open {}", dir.display())))?;

@@ -22,7 +22,7 @@ pub fn validate(args: ValidateArgs) -> Result<i32, AppError> {
                     suite.spec.name,
                     suite.spec.cases.len(),
                     suite.spec.rules.len(),
-                    suite.corpus.documents.len(),
+                    suite.corpus.as_ref().map_or(0, |c| c.documents.len()),
                     suite.chain.describe()
                 );
             }

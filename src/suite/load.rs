@@ -7,12 +7,12 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
-use crate::chain::config::{ChainConfig, DEFAULT_PROMPT};
-use crate::chain::corpus::Corpus;
-use crate::chain::memory::MemoryRetriever;
-use crate::chain::prompt::{PromptTemplate, describe_template_error};
-use crate::chain::{Chain, EmbeddedChain};
+use crate::chain::Chain;
+use crate::chain::config::ChainConfig;
+use crate::chain::corpus::{Corpus, Document};
+use crate::chain::prompt::describe_template_error;
 use crate::seed::stable_hash;
+use crate::suite::build::{ChainSource, build_chain, check_sources, prompt_key};
 use crate::suite::error::{ConfigError, Problem};
 use crate::suite::locate::KeyPath;
 use crate::suite::schema::{ChainRef, SuiteSpec};
@@ -25,34 +25,23 @@ pub struct Suite {
     pub chain: Arc<Chain>,
     /// The chain as configured, for reports.
     pub chain_config: ChainConfig,
-    pub corpus: Arc<Corpus>,
+    /// The corpus the chain retrieves from, where ragprobe knows it.
+    pub corpus: Option<Arc<Corpus>>,
     /// Changes when the suite, its chain file or its corpus change.
     pub fingerprint: u64,
+    /// The chain file that replaced the suite's own chain (`run --chain`).
+    pub chain_override: Option<PathBuf>,
     /// Things worth knowing that do not stop the suite.
     pub warnings: Vec<Problem>,
 }
 
-/// A YAML file and the key path, inside it, where the chain mapping starts.
-struct ChainSource {
-    file: PathBuf,
-    text: String,
-    root: KeyPath,
-}
-
-impl ChainSource {
-    fn problem(&self, path: KeyPath, message: impl Into<String>) -> Problem {
-        let mut full = self.root.clone();
-        full.0.extend(path.0);
-        Problem::new(&self.file, message).at_path(&self.text, &full)
-    }
-
-    /// A path written in this file, resolved against the file's folder.
-    fn resolve(&self, relative: &Path) -> PathBuf {
-        resolve(&self.file, relative)
-    }
-}
-
 pub fn load(path: &Path) -> Result<Suite, ConfigError> {
+    load_with(path, None)
+}
+
+/// Loads a suite; `chain` (a chain file) replaces the suite's own chain, to run the same
+/// cases against another version of the chain.
+pub fn load_with(path: &Path, chain: Option<&Path>) -> Result<Suite, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|err| {
         Problem::new(path, format!("cannot read suite: {err}"))
             .hint("give the path of a suite YAML file or of a folder of suites")
@@ -65,7 +54,11 @@ pub fn load(path: &Path) -> Result<Suite, ConfigError> {
         |key_path: KeyPath, message: String| Problem::new(path, message).at_path(&text, &key_path);
 
     // The chain: inline, or in a file of its own.
-    let (chain_config, chain_source): (ChainConfig, ChainSource) = match &spec.chain {
+    let chain_ref = match chain {
+        Some(file) => ChainRef::Path(std::path::absolute(file).unwrap_or_else(|_| file.to_owned())),
+        None => spec.chain.clone(),
+    };
+    let (chain_config, chain_source): (ChainConfig, ChainSource) = match &chain_ref {
         ChainRef::Inline(config) => (
             (**config).clone(),
             ChainSource {
@@ -177,198 +170,82 @@ pub fn load(path: &Path) -> Result<Suite, ConfigError> {
         }
     }
 
-    // The chain: corpus, retriever, prompt.
-    let retriever_path = KeyPath::default().key("retriever");
-    let corpus_path = chain_source.resolve(&chain_config.retriever.corpus);
-    let corpus = match Corpus::load(&corpus_path) {
-        Ok(corpus) => Some(Arc::new(corpus)),
-        Err(err) if err.line.is_none() && err.message.starts_with("cannot read") => {
-            problems.push(
-                chain_source
-                    .problem(
-                        retriever_path.clone().key("corpus"),
-                        format!(
-                            "corpus file {} not found or unreadable",
-                            corpus_path.display()
-                        ),
-                    )
-                    .hint("the corpus path is relative to the file that names it"),
-            );
-            None
-        }
-        Err(err) => {
-            let mut problem = Problem::new(&err.path, err.message);
-            if let (Some(line), Some(column)) = (err.line, err.column) {
-                problem = problem.at(line, column);
-            }
-            problem.hint = err.hint;
-            problems.push(problem);
-            None
-        }
-    };
-    if chain_config.retriever.k == 0 {
-        problems
-            .push(chain_source.problem(retriever_path.clone().key("k"), "k must be at least 1"));
+    let built = build_chain(&chain_config, &chain_source, &mut problems, &mut warnings);
+
+    // Checks that need the corpus.
+    if let Some(corpus) = built.as_ref().and_then(|b| b.corpus.as_ref()) {
+        check_sources(&spec, corpus, &at, &mut problems);
     }
-    let prompt_source = match (&chain_config.prompt, &chain_config.prompt_file) {
-        (Some(_), Some(_)) => {
-            problems.push(
-                chain_source
-                    .problem(
-                        KeyPath::default().key("prompt_file"),
-                        "both `prompt` and `prompt_file` are set",
-                    )
-                    .hint("keep one of them"),
-            );
-            None
-        }
-        (Some(inline), None) => Some(("prompt".to_owned(), inline.clone())),
-        (None, Some(file)) => {
-            let prompt_path = chain_source.resolve(file);
-            match std::fs::read_to_string(&prompt_path) {
-                Ok(source) => Some((file.display().to_string(), source)),
-                Err(err) => {
+    // A strict template fails on a misspelt variable: try it on every case now rather
+    // than on every run later.
+    if let Some(built) = &built {
+        if let Chain::Pipeline(pipeline) = &built.chain {
+            let sample: Vec<&Document> = built
+                .corpus
+                .iter()
+                .flat_map(|c| c.documents.iter())
+                .take(pipeline.retriever.k())
+                .collect();
+            for case in &spec.cases {
+                let vars = merged_vars(&spec.vars, &case.vars);
+                if let Err(err) = pipeline.prompt.render(&case.question, &sample, &vars) {
                     problems.push(
                         chain_source
                             .problem(
-                                KeyPath::default().key("prompt_file"),
-                                format!("cannot read prompt file {}: {err}", prompt_path.display()),
+                                KeyPath::default().key(prompt_key(&chain_config)),
+                                format!(
+                                    "prompt template fails for case `{}`: {}",
+                                    case.id,
+                                    describe_template_error(&err)
+                                ),
                             )
-                            .hint("the prompt path is relative to the file that names it"),
+                            .hint("the template sees `question`, `documents` (id, text, metadata) and `vars`"),
                     );
-                    None
+                    break;
                 }
             }
         }
-        (None, None) => Some(("default-prompt".to_owned(), DEFAULT_PROMPT.to_owned())),
-    };
-    let prompt_key = if chain_config.prompt_file.is_some() {
-        "prompt_file"
-    } else {
-        "prompt"
-    };
-    let template =
-        prompt_source.and_then(|(name, source)| match PromptTemplate::new(&name, source) {
-            Ok(template) => Some(template),
-            Err(err) => {
-                problems.push(
-                    chain_source
-                        .problem(
-                            KeyPath::default().key(prompt_key),
-                            format!("prompt template: {}", describe_template_error(&err)),
-                        )
-                        .hint("minijinja syntax: {{ variable }}, {% for x in list %}…{% endfor %}"),
-                );
-                None
-            }
-        });
-
-    let Some(corpus) = corpus else {
-        return Err(ConfigError { problems });
-    };
-
-    // Checks that need the corpus.
-    let known_ids = || {
-        let ids: Vec<&str> = corpus
-            .documents
-            .iter()
-            .map(|d| d.id.as_str())
-            .take(12)
-            .collect();
-        let more = if corpus.documents.len() > 12 {
-            ", …"
-        } else {
-            ""
-        };
-        format!("{}{more}", ids.join(", "))
-    };
-    for (i, case) in spec.cases.iter().enumerate() {
-        let Some(expect) = &case.expect else { continue };
-        for (j, source) in expect.sources.iter().enumerate() {
-            if !corpus.contains(&source.0) {
-                problems.push(
-                    at(
-                        KeyPath::default()
-                            .key("cases")
-                            .index(i)
-                            .key("expect")
-                            .key("sources")
-                            .index(j),
-                        format!(
-                            "document `{source}` is not in the corpus {}",
-                            corpus.path.display()
-                        ),
-                    )
-                    .hint(format!("known ids: {}", known_ids())),
-                );
-            }
-        }
-    }
-    let retriever = MemoryRetriever::new(
-        Arc::clone(&corpus),
-        chain_config.retriever.k,
-        chain_config.retriever.filter.clone(),
-    );
-    if retriever.searchable() == 0 {
-        let message = if corpus.documents.is_empty() {
-            "the corpus is empty".to_owned()
-        } else {
-            "the retriever filter excludes every document".to_owned()
-        };
-        warnings.push(chain_source.problem(retriever_path.key("filter"), message));
-    }
-
-    // A strict template fails on a misspelt variable: try it on every case now rather
-    // than on every run later.
-    if let Some(template) = &template {
-        let sample: Vec<&crate::chain::corpus::Document> = corpus
-            .documents
-            .iter()
-            .take(chain_config.retriever.k)
-            .collect();
-        for case in &spec.cases {
-            let vars = merged_vars(&spec.vars, &case.vars);
-            if let Err(err) = template.render(&case.question, &sample, &vars) {
-                problems.push(
-                    chain_source
-                        .problem(
-                            KeyPath::default().key(prompt_key),
-                            format!(
-                                "prompt template fails for case `{}`: {}",
-                                case.id,
-                                describe_template_error(&err)
+        if let Chain::Http(http) = &built.chain {
+            for case in &spec.cases {
+                let vars = merged_vars(&spec.vars, &case.vars);
+                if let Err(err) = http.render(&case.question, &vars, 0, "00-0-0-01") {
+                    problems.push(
+                        chain_source
+                            .problem(KeyPath::default().key("body"), err)
+                            .hint(
+                                "the body sees `question`, `vars`, `seed`, `traceparent` and `env`",
                             ),
-                        )
-                        .hint("the template sees `question`, `documents` (id, text, metadata) and `vars`"),
-                );
-                break;
+                    );
+                    break;
+                }
             }
         }
     }
 
-    if !problems.is_empty() {
-        return Err(ConfigError { problems });
-    }
-    let Some(template) = template else {
+    let Some(built) = built.filter(|_| problems.is_empty()) else {
         return Err(ConfigError { problems });
     };
-    let corpus_bytes = std::fs::read(&corpus.path).unwrap_or_default();
+    let corpus_bytes = built
+        .corpus
+        .as_ref()
+        .and_then(|c| std::fs::read(&c.path).ok())
+        .unwrap_or_default();
     let fingerprint = stable_hash(&[text.as_bytes(), chain_source.text.as_bytes(), &corpus_bytes]);
-    let chain = Chain::Embedded(EmbeddedChain::new(retriever, template, &chain_config.llm));
     Ok(Suite {
         path: path.to_owned(),
         spec,
-        chain: Arc::new(chain),
+        chain: Arc::new(built.chain),
         chain_config,
-        corpus,
+        corpus: built.corpus,
         fingerprint,
+        chain_override: chain.map(|c| std::path::absolute(c).unwrap_or_else(|_| c.to_owned())),
         warnings,
     })
 }
 
 /// `relative` as written in the file `from`, resolved against that file's folder, with
 /// `a/b/../c` folded to `a/c` so messages show short paths.
-fn resolve(from: &Path, relative: &Path) -> PathBuf {
+pub(crate) fn resolve(from: &Path, relative: &Path) -> PathBuf {
     let joined = from.parent().unwrap_or(Path::new("")).join(relative);
     let mut out = PathBuf::new();
     for part in joined.components() {

@@ -1,5 +1,6 @@
 //! Suites: the YAML schema, loading with located errors, and the checks made before a run.
 
+pub mod build;
 pub mod error;
 pub mod load;
 pub mod locate;

@@ -1,0 +1,212 @@
+//! OpenAI-compatible clients: `/chat/completions` and `/embeddings`, as served by OpenAI,
+//! vLLM, Ollama, LiteLLM and Databricks model serving.
+
+use reqwest::header::HeaderMap;
+use serde_json::{Value, json};
+
+use crate::backend::{Backend, BackendError};
+use crate::chain::config::{EmbedderConfig, LlmConfig};
+
+#[derive(Debug)]
+pub struct ChatModel {
+    backend: Backend,
+    url: String,
+    headers: HeaderMap,
+    pub model: String,
+    pub temperature: f64,
+    pub max_tokens: Option<u32>,
+    pub system: Option<String>,
+}
+
+/// One completion and what the server said about it.
+#[derive(Debug, Clone)]
+pub struct Completion {
+    pub answer: String,
+    pub finish_reason: Option<String>,
+    pub input_tokens: Option<i64>,
+    pub output_tokens: Option<i64>,
+    pub attempts: u32,
+    pub messages: Value,
+}
+
+impl ChatModel {
+    pub fn new(config: &LlmConfig) -> Result<Self, String> {
+        let base_url = config
+            .base_url
+            .as_deref()
+            .ok_or("llm kind openai needs `base_url`")?;
+        let model = config
+            .model
+            .clone()
+            .ok_or("llm kind openai needs `model`")?;
+        let url = endpoint(base_url, "chat/completions");
+        Ok(ChatModel {
+            backend: Backend::new(
+                format!("chat completions at {url}"),
+                config.limits.clone().unwrap_or_default(),
+            )?,
+            headers: crate::backend::bearer(config.api_key_env.as_deref())?,
+            url,
+            model,
+            temperature: config.temperature,
+            max_tokens: config.max_tokens,
+            system: config.system.clone(),
+        })
+    }
+
+    pub fn describe(&self) -> String {
+        format!(
+            "model {} at {} (temperature {})",
+            self.model, self.url, self.temperature
+        )
+    }
+
+    /// Asks for one completion. The run's seed is sent too: servers that honour it
+    /// (OpenAI, vLLM) then sample the same way when the run is repeated.
+    pub async fn complete(&self, prompt: &str, seed: u64) -> Result<Completion, BackendError> {
+        let mut messages = Vec::new();
+        if let Some(system) = &self.system {
+            messages.push(json!({"role": "system", "content": system}));
+        }
+        messages.push(json!({"role": "user", "content": prompt}));
+        let mut body = json!({
+            "model": self.model,
+            "messages": messages,
+            "temperature": self.temperature,
+            // Servers take the seed as a signed 64-bit integer.
+            "seed": seed & (i64::MAX as u64),
+        });
+        if let Some(max_tokens) = self.max_tokens {
+            body["max_tokens"] = max_tokens.into();
+        }
+        // Rough token estimate for the tokens-per-minute limit: four characters a token.
+        let estimate = prompt.len() as f64 / 4.0 + f64::from(self.max_tokens.unwrap_or(256));
+        let (reply, attempts) = self
+            .backend
+            .post_json(&self.url, &self.headers, &body, estimate)
+            .await?;
+        let malformed = |what: &str| BackendError {
+            message: format!(
+                "{}: malformed response: {what}: {}",
+                self.backend.label(),
+                crate::backend::quote(&reply.to_string())
+            ),
+            attempts,
+        };
+        let choice = reply
+            .pointer("/choices/0")
+            .ok_or_else(|| malformed("no choices[0]"))?;
+        let answer = match choice.pointer("/message/content") {
+            Some(Value::String(text)) => text.clone(),
+            // A refusal or tool call has no content; the run still has an answer: empty.
+            Some(Value::Null) => String::new(),
+            _ => return Err(malformed("choices[0].message.content is missing")),
+        };
+        let usage = |key: &str| {
+            reply
+                .pointer(&format!("/usage/{key}"))
+                .and_then(Value::as_i64)
+        };
+        Ok(Completion {
+            answer,
+            finish_reason: choice
+                .get("finish_reason")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+            input_tokens: usage("prompt_tokens"),
+            output_tokens: usage("completion_tokens"),
+            attempts,
+            messages: Value::Array(messages),
+        })
+    }
+}
+
+#[derive(Debug)]
+pub struct EmbeddingModel {
+    backend: Backend,
+    url: String,
+    headers: HeaderMap,
+    pub model: String,
+}
+
+impl EmbeddingModel {
+    pub fn new(config: &EmbedderConfig) -> Result<Self, String> {
+        let base_url = config
+            .base_url
+            .as_deref()
+            .ok_or("embedder kind openai needs `base_url`")?;
+        let model = config
+            .model
+            .clone()
+            .ok_or("embedder kind openai needs `model`")?;
+        let url = endpoint(base_url, "embeddings");
+        Ok(EmbeddingModel {
+            backend: Backend::new(
+                format!("embeddings at {url}"),
+                config.limits.clone().unwrap_or_default(),
+            )?,
+            headers: crate::backend::bearer(config.api_key_env.as_deref())?,
+            url,
+            model,
+        })
+    }
+
+    pub fn describe(&self) -> String {
+        format!("embeddings {} at {}", self.model, self.url)
+    }
+
+    /// One vector per input, in input order.
+    pub async fn embed(&self, inputs: &[String]) -> Result<Vec<Vec<f32>>, BackendError> {
+        let body = json!({"model": self.model, "input": inputs});
+        let estimate = inputs.iter().map(|t| t.len() as f64 / 4.0).sum();
+        let (reply, attempts) = self
+            .backend
+            .post_json(&self.url, &self.headers, &body, estimate)
+            .await?;
+        let malformed = |what: &str| BackendError {
+            message: format!(
+                "{}: malformed response: {what}: {}",
+                self.backend.label(),
+                crate::backend::quote(&reply.to_string())
+            ),
+            attempts,
+        };
+        let data = reply
+            .get("data")
+            .and_then(Value::as_array)
+            .ok_or_else(|| malformed("no `data` list"))?;
+        if data.len() != inputs.len() {
+            return Err(malformed(&format!(
+                "{} embeddings for {} inputs",
+                data.len(),
+                inputs.len()
+            )));
+        }
+        let mut vectors = vec![Vec::new(); inputs.len()];
+        for (position, item) in data.iter().enumerate() {
+            // `index` says which input an item belongs to; servers may reorder.
+            let index = item
+                .get("index")
+                .and_then(Value::as_u64)
+                .map_or(position, |i| i as usize);
+            let vector = item
+                .get("embedding")
+                .and_then(Value::as_array)
+                .ok_or_else(|| malformed("an item has no `embedding` list"))?
+                .iter()
+                .map(|x| x.as_f64().map(|x| x as f32))
+                .collect::<Option<Vec<f32>>>()
+                .ok_or_else(|| malformed("an embedding holds a non-number"))?;
+            let slot = vectors
+                .get_mut(index)
+                .ok_or_else(|| malformed("an item's `index` is out of range"))?;
+            *slot = vector;
+        }
+        Ok(vectors)
+    }
+}
+
+/// `base_url` + `/path`, whether or not the base ends in a slash.
+fn endpoint(base_url: &str, path: &str) -> String {
+    format!("{}/{path}", base_url.trim_end_matches('/'))
+}

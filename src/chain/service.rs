@@ -1,0 +1,453 @@
+//! RAG services ragprobe does not build but calls: over HTTP (`kind: http`) or as a
+//! program per question (`kind: command`). Both answer with JSON holding the answer, the
+//! documents the service retrieved and, optionally, spans it recorded; ragprobe sends a
+//! W3C `traceparent` so those spans join the run's trace.
+
+use std::collections::BTreeMap;
+use std::process::Stdio;
+
+use minijinja::{Environment, UndefinedBehavior};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use tokio::io::AsyncWriteExt;
+
+use crate::backend::{Backend, quote};
+use crate::chain::{ChainFailure, ChainOutput, RetrievedDoc};
+use crate::trace::{OpenSpan, Span, SpanKind, SpanStatus, TraceBuilder};
+
+/// The default request body: the question, the case's variables and the run's seed.
+pub const DEFAULT_BODY: &str =
+    r#"{"question": {{ question | tojson }}, "vars": {{ vars | tojson }}, "seed": {{ seed }}}"#;
+
+/// Where the answer, documents and spans are in a reply.
+#[derive(Debug, Clone)]
+pub struct ReplyShape {
+    pub answer: String,
+    pub documents: String,
+    pub spans: String,
+}
+
+impl ReplyShape {
+    pub fn new(answer: Option<&str>, documents: Option<&str>, spans: Option<&str>) -> Self {
+        ReplyShape {
+            answer: answer.unwrap_or("/answer").to_owned(),
+            documents: documents.unwrap_or("/documents").to_owned(),
+            spans: spans.unwrap_or("/spans").to_owned(),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct HttpChain {
+    pub backend: Backend,
+    pub url: String,
+    pub method: reqwest::Method,
+    templates: Environment<'static>,
+    header_names: Vec<String>,
+    pub shape: ReplyShape,
+}
+
+#[derive(Debug)]
+pub struct CommandChain {
+    pub cmd: Vec<String>,
+    pub shape: ReplyShape,
+}
+
+impl HttpChain {
+    pub fn new(
+        url: &str,
+        method: Option<&str>,
+        headers: &BTreeMap<String, String>,
+        body: Option<&str>,
+        shape: ReplyShape,
+        backend: Backend,
+    ) -> Result<Self, String> {
+        let method = method
+            .unwrap_or("POST")
+            .to_ascii_uppercase()
+            .parse::<reqwest::Method>()
+            .map_err(|_| "`method` is not an HTTP method".to_owned())?;
+        let mut templates = Environment::new();
+        templates.set_undefined_behavior(UndefinedBehavior::Strict);
+        templates
+            .add_template_owned("body", body.unwrap_or(DEFAULT_BODY).to_owned())
+            .map_err(|e| format!("body template: {e}"))?;
+        let mut header_names = Vec::new();
+        for (name, value) in headers {
+            crate::backend::header_map(&[(name.clone(), "x".into())])?;
+            templates
+                .add_template_owned(format!("header:{name}"), value.clone())
+                .map_err(|e| format!("header `{name}` template: {e}"))?;
+            header_names.push(name.clone());
+        }
+        Ok(HttpChain {
+            backend,
+            url: url.to_owned(),
+            method,
+            templates,
+            header_names,
+            shape,
+        })
+    }
+
+    pub fn describe(&self) -> String {
+        format!("RAG service at {} {}", self.method, self.url)
+    }
+
+    /// Renders the body and headers for one question (also used by `validate`).
+    pub fn render(
+        &self,
+        question: &str,
+        vars: &Map<String, Value>,
+        seed: u64,
+        traceparent: &str,
+    ) -> Result<(String, Vec<(String, String)>), String> {
+        let context = minijinja::context! {
+            question => question,
+            vars => minijinja::Value::from(minijinja::value::Serde(vars)),
+            seed => seed & (i64::MAX as u64),
+            traceparent => traceparent,
+            env => minijinja::Value::from(minijinja::value::Serde(std::env::vars().collect::<BTreeMap<_, _>>())),
+        };
+        let render = |name: &str| {
+            self.templates
+                .get_template(name)
+                .and_then(|t| t.render(&context))
+                .map_err(|e| format!("{name} template: {e}"))
+        };
+        let body = render("body")?;
+        let mut headers = Vec::new();
+        for name in &self.header_names {
+            headers.push((name.clone(), render(&format!("header:{name}"))?));
+        }
+        headers.push(("traceparent".into(), traceparent.to_owned()));
+        Ok((body, headers))
+    }
+
+    pub async fn invoke(
+        &self,
+        question: &str,
+        vars: &Map<String, Value>,
+        seed: u64,
+    ) -> Result<ChainOutput, ChainFailure> {
+        let mut trace = TraceBuilder::new(seed);
+        let mut root = trace.start("rag-service", SpanKind::Chain, None);
+        root.set("question", question);
+        root.set("url", crate::export::send::redact_url(&self.url));
+        let traceparent = traceparent(&trace, &root);
+        let outcome = async {
+            let (body, headers) = self.render(question, vars, seed, &traceparent)?;
+            let headers = crate::backend::header_map(&headers)?;
+            let reply = self
+                .backend
+                .send(self.method.clone(), &self.url, &headers, Some(body), 0.0)
+                .await
+                .map_err(|e| e.message)?;
+            root.set("attempts", reply.attempts);
+            serde_json::from_str::<Value>(&reply.text).map_err(|err| {
+                format!(
+                    "{}: malformed response: not JSON ({err}): {}",
+                    self.backend.label(),
+                    quote(&reply.text)
+                )
+            })
+        }
+        .await;
+        finish(trace, root, outcome, &self.shape)
+    }
+}
+
+impl CommandChain {
+    pub fn describe(&self) -> String {
+        format!("command `{}`", self.cmd.join(" "))
+    }
+
+    /// Runs the program with `{question, vars, seed, traceparent}` on stdin and reads the
+    /// reply from stdout. The program is killed if the run is cancelled or times out.
+    pub async fn invoke(
+        &self,
+        question: &str,
+        vars: &Map<String, Value>,
+        seed: u64,
+    ) -> Result<ChainOutput, ChainFailure> {
+        let mut trace = TraceBuilder::new(seed);
+        let mut root = trace.start("rag-command", SpanKind::Chain, None);
+        root.set("question", question);
+        root.set("cmd", self.cmd.join(" "));
+        let traceparent = traceparent(&trace, &root);
+        let input = json!({
+            "question": question,
+            "vars": vars,
+            "seed": seed & (i64::MAX as u64),
+            "traceparent": traceparent,
+        });
+        let outcome = self.run(input.to_string()).await;
+        finish(trace, root, outcome, &self.shape)
+    }
+
+    async fn run(&self, input: String) -> Result<Value, String> {
+        let (program, args) = self.cmd.split_first().ok_or("`cmd` is empty")?;
+        let mut child = tokio::process::Command::new(program)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|err| format!("cannot start `{program}`: {err}"))?;
+        if let Some(mut stdin) = child.stdin.take() {
+            // A program that exits without reading its input is its own business; its
+            // exit status says what happened.
+            let _ = stdin.write_all(input.as_bytes()).await;
+        }
+        let output = child
+            .wait_with_output()
+            .await
+            .map_err(|err| format!("`{program}`: {err}"))?;
+        if !output.status.success() {
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            let tail: Vec<&str> = stderr.lines().rev().take(3).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            return Err(format!(
+                "`{program}` exited with {}: {}",
+                output.status,
+                quote(&tail.join(" | "))
+            ));
+        }
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        serde_json::from_str(&stdout).map_err(|err| {
+            format!(
+                "`{program}` printed something that is not JSON ({err}): {}",
+                quote(&stdout)
+            )
+        })
+    }
+}
+
+/// W3C trace context naming the run's trace and `parent` span, sampled.
+fn traceparent(trace: &TraceBuilder, parent: &OpenSpan) -> String {
+    format!("00-{}-{}-01", trace.trace_id(), parent.id())
+}
+
+/// Turns a reply into the run's output, or the failure into a failed root span.
+fn finish(
+    mut trace: TraceBuilder,
+    mut root: OpenSpan,
+    outcome: Result<Value, String>,
+    shape: &ReplyShape,
+) -> Result<ChainOutput, ChainFailure> {
+    let parsed = outcome.and_then(|reply| parse_reply(&reply, shape).map(|p| (reply, p)));
+    let (_, (answer, retrieved, spans, prompt)) = match parsed {
+        Ok(parsed) => parsed,
+        Err(message) => {
+            trace.end(
+                root,
+                SpanStatus::Error {
+                    message: message.clone(),
+                },
+            );
+            return Err(ChainFailure {
+                message,
+                trace: Some(trace.finish()),
+            });
+        }
+    };
+    root.set(
+        "document_ids",
+        retrieved.iter().map(|d| d.id.clone()).collect::<Vec<_>>(),
+    );
+    let adopted = spans.len();
+    for span in spans {
+        trace.adopt(span, root.id());
+    }
+    if adopted > 0 {
+        root.set("service_spans", adopted);
+    }
+    trace.end(root, SpanStatus::Ok);
+    Ok(ChainOutput {
+        retrieved,
+        prompt,
+        answer,
+        trace: trace.finish(),
+    })
+}
+
+type Parsed = (String, Vec<RetrievedDoc>, Vec<Span>, String);
+
+/// Answer, documents, spans and prompt from a reply, by the configured pointers.
+fn parse_reply(reply: &Value, shape: &ReplyShape) -> Result<Parsed, String> {
+    let answer = match reply.pointer(&shape.answer) {
+        Some(Value::String(text)) => text.clone(),
+        Some(other) => {
+            return Err(format!(
+                "malformed response: the answer at {} is not a string: {}",
+                shape.answer,
+                quote(&other.to_string())
+            ));
+        }
+        None => {
+            return Err(format!(
+                "malformed response: no answer at {}: {}",
+                shape.answer,
+                quote(&reply.to_string())
+            ));
+        }
+    };
+    let documents = match reply.pointer(&shape.documents) {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| document(i, item))
+            .collect::<Result<_, _>>()?,
+        Some(other) => {
+            return Err(format!(
+                "malformed response: the documents at {} are not a list: {}",
+                shape.documents,
+                quote(&other.to_string())
+            ));
+        }
+    };
+    let spans = match reply.pointer(&shape.spans) {
+        Some(Value::Array(items)) => items
+            .iter()
+            .filter_map(|item| serde_json::from_value::<ServiceSpan>(item.clone()).ok())
+            .map(ServiceSpan::into_span)
+            .collect(),
+        _ => Vec::new(),
+    };
+    let prompt = reply
+        .get("prompt")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    Ok((answer, documents, spans, prompt))
+}
+
+/// One document as services tend to return it: `{id, text | page_content | content,
+/// metadata, score}`, or a bare string.
+fn document(position: usize, item: &Value) -> Result<RetrievedDoc, String> {
+    if let Value::String(text) = item {
+        return Ok(RetrievedDoc {
+            id: position.to_string(),
+            text: text.clone(),
+            metadata: Map::new(),
+            score: 0.0,
+        });
+    }
+    let object = item.as_object().ok_or_else(|| {
+        format!(
+            "malformed response: document {position} is neither an object nor a string: {}",
+            quote(&item.to_string())
+        )
+    })?;
+    let id = match object.get("id") {
+        Some(Value::String(id)) => id.clone(),
+        Some(Value::Number(n)) => n.to_string(),
+        _ => position.to_string(),
+    };
+    let text = ["text", "page_content", "content"]
+        .iter()
+        .find_map(|key| object.get(*key).and_then(Value::as_str))
+        .unwrap_or_default()
+        .to_owned();
+    Ok(RetrievedDoc {
+        id,
+        text,
+        metadata: object
+            .get("metadata")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default(),
+        score: object.get("score").and_then(Value::as_f64).unwrap_or(0.0),
+    })
+}
+
+/// A span as a service reports it: ragprobe's own field names or OTLP's.
+#[derive(Debug, Deserialize)]
+struct ServiceSpan {
+    #[serde(alias = "spanId")]
+    span_id: Option<String>,
+    #[serde(alias = "parentSpanId", default)]
+    parent_span_id: Option<String>,
+    name: String,
+    #[serde(default)]
+    kind: Option<String>,
+    #[serde(alias = "start_time_unix_nano", alias = "startTimeUnixNano")]
+    start_ns: u64,
+    #[serde(alias = "end_time_unix_nano", alias = "endTimeUnixNano")]
+    end_ns: u64,
+    #[serde(default)]
+    attributes: Map<String, Value>,
+    #[serde(default)]
+    error: Option<String>,
+}
+
+impl ServiceSpan {
+    fn into_span(self) -> Span {
+        let kind = match self.kind.as_deref().map(str::to_ascii_uppercase).as_deref() {
+            Some("RETRIEVER") => SpanKind::Retriever,
+            Some("LLM" | "CHAT_MODEL") => SpanKind::Llm,
+            Some("EMBEDDING") => SpanKind::Embedding,
+            Some("PROMPT" | "PARSER") => SpanKind::Prompt,
+            _ => SpanKind::Chain,
+        };
+        Span {
+            span_id: self.span_id.unwrap_or_default(),
+            parent_span_id: self.parent_span_id.filter(|p| !p.is_empty()),
+            name: self.name,
+            kind,
+            start_ns: self.start_ns,
+            end_ns: self.end_ns.max(self.start_ns),
+            status: match self.error {
+                Some(message) => SpanStatus::Error { message },
+                None => SpanStatus::Ok,
+            },
+            attributes: self.attributes,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replies_are_read_by_pointer_with_lenient_documents() {
+        let shape = ReplyShape::new(Some("/data/answer"), Some("/data/docs"), None);
+        let reply = json!({"data": {"answer": "yes", "docs": [
+            {"id": 4, "page_content": "aws", "metadata": {"docs": "aws"}, "score": 0.5},
+            "bare text",
+        ]}});
+        let (answer, docs, spans, _) = parse_reply(&reply, &shape).expect("parse");
+        assert_eq!(answer, "yes");
+        assert_eq!(docs[0].id, "4");
+        assert_eq!(docs[0].text, "aws");
+        assert_eq!(docs[0].metadata.get("docs"), Some(&json!("aws")));
+        assert_eq!(docs[1].id, "1");
+        assert!(spans.is_empty());
+    }
+
+    #[test]
+    fn a_reply_without_an_answer_is_malformed() {
+        let shape = ReplyShape::new(None, None, None);
+        let err = parse_reply(&json!({"text": "x"}), &shape).expect_err("no answer");
+        assert!(err.contains("no answer at /answer"), "{err}");
+        let err = parse_reply(&json!({"answer": 3}), &shape).expect_err("not a string");
+        assert!(err.contains("not a string"), "{err}");
+    }
+
+    #[test]
+    fn service_spans_keep_their_kind_and_times() {
+        let shape = ReplyShape::new(None, None, None);
+        let reply = json!({"answer": "a", "spans": [
+            {"span_id": "00000000000000aa", "parent_span_id": "00000000000000bb", "name": "search",
+             "kind": "RETRIEVER", "start_ns": 5, "end_ns": 9, "attributes": {"k": 2}},
+            {"name": "no times"},
+        ]});
+        let (_, _, spans, _) = parse_reply(&reply, &shape).expect("parse");
+        assert_eq!(spans.len(), 1);
+        assert_eq!(spans[0].kind, SpanKind::Retriever);
+        assert_eq!(spans[0].duration_ns(), 4);
+    }
+}

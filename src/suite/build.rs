@@ -1,0 +1,714 @@
+//! Turns a chain configuration into a chain, checking everything that can be checked
+//! before a run: required keys for the chosen kind, keys that belong to another kind,
+//! corpus files, prompt templates, filters a store cannot express, API keys. Every
+//! problem points at its line and column.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::backend::Backend;
+use crate::chain::Chain;
+use crate::chain::chroma::{ChromaClient, CollectionHandle, translate};
+use crate::chain::config::{
+    ChainConfig, ChainKind, DEFAULT_PROMPT, LlmKind, RetrieverConfig, RetrieverKind,
+};
+use crate::chain::corpus::Corpus;
+use crate::chain::embed::{Embedder, Idf};
+use crate::chain::extractive::Extractive;
+use crate::chain::memory::MemoryRetriever;
+use crate::chain::openai::ChatModel;
+use crate::chain::pipeline::{ChromaRetriever, Generator, PipelineChain, Retriever};
+use crate::chain::prompt::{PromptTemplate, describe_template_error};
+use crate::chain::service::{CommandChain, HttpChain, ReplyShape};
+use crate::suite::error::{ConfigError, Problem};
+use crate::suite::load::resolve;
+use crate::suite::locate::KeyPath;
+use crate::suite::schema::SuiteSpec;
+
+/// A YAML file and the key path, inside it, where the chain mapping starts.
+pub struct ChainSource {
+    pub file: PathBuf,
+    pub text: String,
+    pub root: KeyPath,
+}
+
+impl ChainSource {
+    pub fn problem(&self, path: KeyPath, message: impl Into<String>) -> Problem {
+        let mut full = self.root.clone();
+        full.0.extend(path.0);
+        Problem::new(&self.file, message).at_path(&self.text, &full)
+    }
+
+    /// A path written in this file, resolved against the file's folder.
+    pub fn resolve(&self, relative: &Path) -> PathBuf {
+        resolve(&self.file, relative)
+    }
+}
+
+/// A chain and the corpus it retrieves from, where ragprobe knows it.
+pub struct BuiltChain {
+    pub chain: Chain,
+    pub corpus: Option<Arc<Corpus>>,
+}
+
+/// A chain file on its own (for `ragprobe index` and `ragprobe repro --chain`).
+pub struct LoadedChain {
+    pub config: ChainConfig,
+    pub chain: Chain,
+    pub corpus: Option<Arc<Corpus>>,
+    pub file: PathBuf,
+}
+
+pub fn load_chain(path: &Path) -> Result<LoadedChain, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|err| {
+        Problem::new(path, format!("cannot read chain file: {err}"))
+            .hint("give the path of a chain YAML file")
+    })?;
+    let config: ChainConfig =
+        serde_yaml::from_str(&text).map_err(|err| Problem::from_yaml(path, &err))?;
+    let source = ChainSource {
+        file: path.to_owned(),
+        text,
+        root: KeyPath::default(),
+    };
+    let mut problems = Vec::new();
+    let mut warnings = Vec::new();
+    let built = build_chain(&config, &source, &mut problems, &mut warnings);
+    match built.filter(|_| problems.is_empty()) {
+        Some(built) => Ok(LoadedChain {
+            config,
+            chain: built.chain,
+            corpus: built.corpus,
+            file: path.to_owned(),
+        }),
+        None => Err(ConfigError { problems }),
+    }
+}
+
+pub fn prompt_key(config: &ChainConfig) -> &'static str {
+    if config.prompt_file.is_some() {
+        "prompt_file"
+    } else {
+        "prompt"
+    }
+}
+
+/// `${NAME}` and `${NAME:-default}` in a URL or model name, from the environment, so one chain file
+/// serves a laptop and CI (`url: ${CHROMA_URL:-http://127.0.0.1:8000}`).
+pub fn expand_env(text: &str) -> Result<String, String> {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after
+            .find('}')
+            .ok_or_else(|| format!("`{text}`: `${{` without a closing `}}`"))?;
+        let (name, default) = match after[..end].split_once(":-") {
+            Some((name, default)) => (name, Some(default)),
+            None => (&after[..end], None),
+        };
+        match (std::env::var(name).ok().filter(|v| !v.is_empty()), default) {
+            (Some(value), _) => out.push_str(&value),
+            (None, Some(default)) => out.push_str(default),
+            (None, None) => {
+                return Err(format!(
+                    "`{text}` needs the environment variable {name}, which is not set"
+                ));
+            }
+        }
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// Builds the chain, pushing what is wrong; `None` when it cannot be built.
+pub fn build_chain(
+    config: &ChainConfig,
+    source: &ChainSource,
+    problems: &mut Vec<Problem>,
+    warnings: &mut Vec<Problem>,
+) -> Option<BuiltChain> {
+    let config = &with_env(config, source, problems)?;
+    let here = |key: &str| KeyPath::default().key(key);
+    let mut misplaced = |key: &str, present: bool, kind: &str| {
+        if present {
+            problems.push(
+                source
+                    .problem(
+                        here(key),
+                        format!("`{key}` does not apply to a {kind} chain"),
+                    )
+                    .hint(format!(
+                        "remove it, or set `kind:` to the chain kind it belongs to (now {kind})"
+                    )),
+            );
+        }
+    };
+    match config.kind {
+        ChainKind::Pipeline => {
+            for (key, present) in [
+                ("url", config.url.is_some()),
+                ("method", config.method.is_some()),
+                ("headers", !config.headers.is_empty()),
+                ("body", config.body.is_some()),
+                ("answer_pointer", config.answer_pointer.is_some()),
+                ("documents_pointer", config.documents_pointer.is_some()),
+                ("spans_pointer", config.spans_pointer.is_some()),
+                ("limits", config.limits.is_some()),
+                ("cmd", config.cmd.is_some()),
+            ] {
+                misplaced(key, present, "pipeline");
+            }
+            build_pipeline(config, source, problems, warnings)
+        }
+        ChainKind::Http | ChainKind::Command => {
+            let kind = if config.kind == ChainKind::Http {
+                "http"
+            } else {
+                "command"
+            };
+            for (key, present) in [
+                ("retriever", config.retriever.is_some()),
+                ("embedder", config.embedder.is_some()),
+                ("prompt", config.prompt.is_some()),
+                ("prompt_file", config.prompt_file.is_some()),
+                ("llm", config.llm.is_some()),
+            ] {
+                misplaced(key, present, kind);
+            }
+            if config.kind == ChainKind::Http {
+                misplaced("cmd", config.cmd.is_some(), kind);
+                build_http(config, source, problems)
+            } else {
+                for (key, present) in [
+                    ("url", config.url.is_some()),
+                    ("method", config.method.is_some()),
+                    ("headers", !config.headers.is_empty()),
+                    ("body", config.body.is_some()),
+                    ("limits", config.limits.is_some()),
+                ] {
+                    misplaced(key, present, kind);
+                }
+                build_command(config, source, problems)
+            }
+        }
+    }
+}
+
+/// The config with `${…}` expanded in every URL.
+fn with_env(
+    config: &ChainConfig,
+    source: &ChainSource,
+    problems: &mut Vec<Problem>,
+) -> Option<ChainConfig> {
+    let mut config = config.clone();
+    let mut ok = true;
+    let mut expand = |value: &mut Option<String>, path: KeyPath| {
+        if let Some(text) = value.as_mut() {
+            match expand_env(text) {
+                Ok(expanded) => *text = expanded,
+                Err(err) => {
+                    problems.push(
+                        source
+                            .problem(path, err)
+                            .hint("export it, or write `${NAME:-default}`"),
+                    );
+                    ok = false;
+                }
+            }
+        }
+    };
+    expand(&mut config.url, KeyPath::default().key("url"));
+    if let Some(retriever) = config.retriever.as_mut() {
+        expand(
+            &mut retriever.url,
+            KeyPath::default().key("retriever").key("url"),
+        );
+    }
+    if let Some(embedder) = config.embedder.as_mut() {
+        expand(
+            &mut embedder.base_url,
+            KeyPath::default().key("embedder").key("base_url"),
+        );
+        expand(
+            &mut embedder.model,
+            KeyPath::default().key("embedder").key("model"),
+        );
+    }
+    if let Some(llm) = config.llm.as_mut() {
+        expand(
+            &mut llm.base_url,
+            KeyPath::default().key("llm").key("base_url"),
+        );
+        expand(&mut llm.model, KeyPath::default().key("llm").key("model"));
+    }
+    ok.then_some(config)
+}
+
+fn shape(config: &ChainConfig, source: &ChainSource, problems: &mut Vec<Problem>) -> ReplyShape {
+    for (key, pointer) in [
+        ("answer_pointer", &config.answer_pointer),
+        ("documents_pointer", &config.documents_pointer),
+        ("spans_pointer", &config.spans_pointer),
+    ] {
+        if let Some(pointer) = pointer {
+            if !pointer.is_empty() && !pointer.starts_with('/') {
+                problems.push(
+                    source
+                        .problem(
+                            KeyPath::default().key(key),
+                            format!("`{pointer}` is not a JSON pointer"),
+                        )
+                        .hint("JSON pointers start with `/`, e.g. /answer or /data/0/text"),
+                );
+            }
+        }
+    }
+    ReplyShape::new(
+        config.answer_pointer.as_deref(),
+        config.documents_pointer.as_deref(),
+        config.spans_pointer.as_deref(),
+    )
+}
+
+fn build_http(
+    config: &ChainConfig,
+    source: &ChainSource,
+    problems: &mut Vec<Problem>,
+) -> Option<BuiltChain> {
+    let shape = shape(config, source, problems);
+    let Some(url) = &config.url else {
+        problems.push(
+            source
+                .problem(KeyPath::default().key("kind"), "an http chain needs `url`")
+                .hint("url: http://127.0.0.1:8080/ask"),
+        );
+        return None;
+    };
+    if !url.starts_with("http://") && !url.starts_with("https://") {
+        problems.push(source.problem(
+            KeyPath::default().key("url"),
+            format!("`{url}` is not an http(s) URL"),
+        ));
+        return None;
+    }
+    let backend = match Backend::new(
+        format!("RAG service at {}", crate::export::send::redact_url(url)),
+        config.limits.clone().unwrap_or_default(),
+    ) {
+        Ok(backend) => backend,
+        Err(err) => {
+            problems.push(source.problem(KeyPath::default().key("url"), err));
+            return None;
+        }
+    };
+    match HttpChain::new(
+        url,
+        config.method.as_deref(),
+        &config.headers,
+        config.body.as_deref(),
+        shape,
+        backend,
+    ) {
+        Ok(chain) => Some(BuiltChain {
+            chain: Chain::Http(chain),
+            corpus: None,
+        }),
+        Err(err) => {
+            let key = if err.starts_with("header") {
+                "headers"
+            } else if err.starts_with("`method`") {
+                "method"
+            } else {
+                "body"
+            };
+            problems.push(source.problem(KeyPath::default().key(key), err));
+            None
+        }
+    }
+}
+
+fn build_command(
+    config: &ChainConfig,
+    source: &ChainSource,
+    problems: &mut Vec<Problem>,
+) -> Option<BuiltChain> {
+    let shape = shape(config, source, problems);
+    match &config.cmd {
+        Some(cmd) if !cmd.is_empty() => Some(BuiltChain {
+            chain: Chain::Command(CommandChain {
+                cmd: cmd.clone(),
+                shape,
+            }),
+            corpus: None,
+        }),
+        _ => {
+            problems.push(
+                source
+                    .problem(
+                        KeyPath::default().key("kind"),
+                        "a command chain needs `cmd`",
+                    )
+                    .hint("cmd: [python3, examples/rag_service.py, --stdio]"),
+            );
+            None
+        }
+    }
+}
+
+fn build_pipeline(
+    config: &ChainConfig,
+    source: &ChainSource,
+    problems: &mut Vec<Problem>,
+    warnings: &mut Vec<Problem>,
+) -> Option<BuiltChain> {
+    let Some(retriever_config) = &config.retriever else {
+        problems.push(
+            source
+                .problem(KeyPath::default(), "the chain has no `retriever`")
+                .hint("retriever: {kind: memory, corpus: corpus.jsonl, k: 3}"),
+        );
+        return None;
+    };
+    let retriever_path = KeyPath::default().key("retriever");
+    let corpus = retriever_config
+        .corpus
+        .as_ref()
+        .and_then(|relative| load_corpus(&source.resolve(relative), source, problems));
+    if retriever_config.k == 0 {
+        problems.push(source.problem(retriever_path.clone().key("k"), "k must be at least 1"));
+    }
+    let template = prompt_template(config, source, problems);
+    let retriever = match retriever_config.kind {
+        RetrieverKind::Memory => {
+            for (key, present) in [
+                ("url", retriever_config.url.is_some()),
+                ("collection", retriever_config.collection.is_some()),
+                ("limits", retriever_config.limits.is_some()),
+            ] {
+                if present {
+                    problems.push(source.problem(
+                        retriever_path.clone().key(key),
+                        format!("`{key}` does not apply to the memory retriever"),
+                    ));
+                }
+            }
+            if retriever_config.corpus.is_none() {
+                problems.push(
+                    source
+                        .problem(
+                            retriever_path.clone(),
+                            "the memory retriever needs `corpus`",
+                        )
+                        .hint("corpus: corpus.jsonl (relative to this file)"),
+                );
+            }
+            corpus.as_ref().map(|corpus| {
+                let memory = MemoryRetriever::new(
+                    Arc::clone(corpus),
+                    retriever_config.k,
+                    retriever_config.filter.clone(),
+                );
+                if memory.searchable() == 0 {
+                    let message = if corpus.documents.is_empty() {
+                        "the corpus is empty"
+                    } else {
+                        "the retriever filter excludes every document"
+                    };
+                    warnings.push(source.problem(retriever_path.clone().key("filter"), message));
+                }
+                Retriever::Memory(memory)
+            })
+        }
+        RetrieverKind::Chroma => chroma_retriever(
+            config,
+            retriever_config,
+            corpus.as_deref(),
+            source,
+            problems,
+        ),
+    };
+    let generator = generator(config, source, problems);
+    let (Some(retriever), Some(prompt), Some(generator)) = (retriever, template, generator) else {
+        return None;
+    };
+    Some(BuiltChain {
+        chain: Chain::Pipeline(PipelineChain {
+            retriever,
+            prompt,
+            generator,
+        }),
+        corpus,
+    })
+}
+
+fn chroma_retriever(
+    config: &ChainConfig,
+    retriever: &RetrieverConfig,
+    corpus: Option<&Corpus>,
+    source: &ChainSource,
+    problems: &mut Vec<Problem>,
+) -> Option<Retriever> {
+    let path = KeyPath::default().key("retriever");
+    let mut missing = |key: &str, hint: &str| {
+        problems.push(
+            source
+                .problem(path.clone(), format!("the chroma retriever needs `{key}`"))
+                .hint(hint.to_owned()),
+        );
+    };
+    if retriever.url.is_none() {
+        missing("url", "url: http://127.0.0.1:8000");
+    }
+    if retriever.collection.is_none() {
+        missing(
+            "collection",
+            "collection: support-docs (fill it with `ragprobe index`)",
+        );
+    }
+    let chroma_filter = match retriever.filter.as_ref().map(translate) {
+        Some(Ok(filter)) => Some(filter),
+        Some(Err(err)) => {
+            problems.push(
+                source
+                    .problem(
+                        path.clone().key("filter"),
+                        format!("Chroma cannot run this filter: {err}"),
+                    )
+                    .hint("Chroma's where takes $eq $ne $gt $gte $lt $lte $in $nin $and $or"),
+            );
+            None
+        }
+        None => None,
+    };
+    let embedder = match &config.embedder {
+        Some(embedder) => match Embedder::new(embedder) {
+            // Fitted on the corpus, so `ragprobe index` and the queries weigh words alike.
+            Ok(Embedder::Hashing { dims, .. }) => Some(Embedder::Hashing {
+                dims,
+                idf: corpus.map(|c| Arc::new(Idf::fit(c))),
+            }),
+            Ok(embedder) => Some(embedder),
+            Err(err) => {
+                problems.push(source.problem(KeyPath::default().key("embedder"), err));
+                None
+            }
+        },
+        None => {
+            problems.push(
+                source
+                    .problem(path.clone(), "the chroma retriever needs an `embedder` for its queries")
+                    .hint("embedder: {kind: hashing, dims: 256} works offline; use the one the collection was indexed with"),
+            );
+            None
+        }
+    };
+    let (Some(url), Some(collection), Some(embedder)) =
+        (&retriever.url, &retriever.collection, embedder)
+    else {
+        return None;
+    };
+    match ChromaClient::new(
+        url,
+        &retriever.tenant,
+        &retriever.database,
+        retriever.limits.clone().unwrap_or_default(),
+    ) {
+        Ok(client) => Some(Retriever::Chroma(ChromaRetriever {
+            client,
+            collection: collection.clone(),
+            handle: CollectionHandle::default(),
+            k: retriever.k,
+            filter: retriever.filter.clone(),
+            chroma_filter,
+            embedder,
+        })),
+        Err(err) => {
+            problems.push(source.problem(path.key("url"), err));
+            None
+        }
+    }
+}
+
+fn generator(
+    config: &ChainConfig,
+    source: &ChainSource,
+    problems: &mut Vec<Problem>,
+) -> Option<Generator> {
+    let llm = config.llm.clone().unwrap_or_default();
+    match llm.kind {
+        LlmKind::Extractive => Some(Generator::Extractive(
+            Extractive {
+                temperature: llm.temperature,
+                max_sentences: llm.max_sentences,
+            },
+            std::time::Duration::from_millis(llm.latency_ms),
+        )),
+        LlmKind::None => Some(Generator::None),
+        LlmKind::Openai => match ChatModel::new(&llm) {
+            Ok(model) => Some(Generator::OpenAi(model)),
+            Err(err) => {
+                let key = if err.contains("environment variable") {
+                    "api_key_env"
+                } else {
+                    "kind"
+                };
+                problems.push(
+                    source
+                        .problem(KeyPath::default().key("llm").key(key), err)
+                        .hint("llm: {kind: openai, base_url: http://127.0.0.1:8000/v1, model: …, api_key_env: OPENAI_API_KEY}"),
+                );
+                None
+            }
+        },
+    }
+}
+
+fn load_corpus(
+    path: &Path,
+    source: &ChainSource,
+    problems: &mut Vec<Problem>,
+) -> Option<Arc<Corpus>> {
+    match Corpus::load(path) {
+        Ok(corpus) => Some(Arc::new(corpus)),
+        Err(err) if err.line.is_none() && err.message.starts_with("cannot read") => {
+            problems.push(
+                source
+                    .problem(
+                        KeyPath::default().key("retriever").key("corpus"),
+                        format!("corpus file {} not found or unreadable", path.display()),
+                    )
+                    .hint("the corpus path is relative to the file that names it"),
+            );
+            None
+        }
+        Err(err) => {
+            let mut problem = Problem::new(&err.path, err.message);
+            if let (Some(line), Some(column)) = (err.line, err.column) {
+                problem = problem.at(line, column);
+            }
+            problem.hint = err.hint;
+            problems.push(problem);
+            None
+        }
+    }
+}
+
+fn prompt_template(
+    config: &ChainConfig,
+    source: &ChainSource,
+    problems: &mut Vec<Problem>,
+) -> Option<PromptTemplate> {
+    let prompt_source = match (&config.prompt, &config.prompt_file) {
+        (Some(_), Some(_)) => {
+            problems.push(
+                source
+                    .problem(
+                        KeyPath::default().key("prompt_file"),
+                        "both `prompt` and `prompt_file` are set",
+                    )
+                    .hint("keep one of them"),
+            );
+            None
+        }
+        (Some(inline), None) => Some(("prompt".to_owned(), inline.clone())),
+        (None, Some(file)) => {
+            let prompt_path = source.resolve(file);
+            match std::fs::read_to_string(&prompt_path) {
+                Ok(text) => Some((file.display().to_string(), text)),
+                Err(err) => {
+                    problems.push(
+                        source
+                            .problem(
+                                KeyPath::default().key("prompt_file"),
+                                format!("cannot read prompt file {}: {err}", prompt_path.display()),
+                            )
+                            .hint("the prompt path is relative to the file that names it"),
+                    );
+                    None
+                }
+            }
+        }
+        (None, None) => Some(("default-prompt".to_owned(), DEFAULT_PROMPT.to_owned())),
+    };
+    let (name, text) = prompt_source?;
+    match PromptTemplate::new(&name, text) {
+        Ok(template) => Some(template),
+        Err(err) => {
+            problems.push(
+                source
+                    .problem(
+                        KeyPath::default().key(prompt_key(config)),
+                        format!("prompt template: {}", describe_template_error(&err)),
+                    )
+                    .hint("minijinja syntax: {{ variable }}, {% for x in list %}…{% endfor %}"),
+            );
+            None
+        }
+    }
+}
+
+/// Every `expect.sources` id must be in the corpus.
+pub fn check_sources(
+    spec: &SuiteSpec,
+    corpus: &Corpus,
+    at: &dyn Fn(KeyPath, String) -> Problem,
+    problems: &mut Vec<Problem>,
+) {
+    let known_ids = || {
+        let ids: Vec<&str> = corpus
+            .documents
+            .iter()
+            .map(|d| d.id.as_str())
+            .take(12)
+            .collect();
+        let more = if corpus.documents.len() > 12 {
+            ", …"
+        } else {
+            ""
+        };
+        format!("{}{more}", ids.join(", "))
+    };
+    for (i, case) in spec.cases.iter().enumerate() {
+        let Some(expect) = &case.expect else { continue };
+        for (j, source) in expect.sources.iter().enumerate() {
+            if !corpus.contains(&source.0) {
+                problems.push(
+                    at(
+                        KeyPath::default()
+                            .key("cases")
+                            .index(i)
+                            .key("expect")
+                            .key("sources")
+                            .index(j),
+                        format!(
+                            "document `{source}` is not in the corpus {}",
+                            corpus.path.display()
+                        ),
+                    )
+                    .hint(format!("known ids: {}", known_ids())),
+                );
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::expand_env;
+
+    #[test]
+    fn urls_take_environment_variables_with_defaults() {
+        assert_eq!(expand_env("http://h:1/v1").as_deref(), Ok("http://h:1/v1"));
+        assert_eq!(
+            expand_env("${RAGPROBE_TEST_UNSET_VAR:-http://127.0.0.1:8000}/v1").as_deref(),
+            Ok("http://127.0.0.1:8000/v1")
+        );
+        let path = std::env::var("PATH").unwrap_or_default();
+        assert_eq!(expand_env("${PATH}").as_deref(), Ok(path.as_str()));
+        assert!(expand_env("${RAGPROBE_TEST_UNSET_VAR}").is_err());
+        assert!(expand_env("${OPEN").is_err());
+    }
+}
