@@ -99,20 +99,14 @@ pub struct RetrieverConfig {
     /// `chroma`: the collection's name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub collection: Option<String>,
-    #[serde(default = "default_tenant")]
-    pub tenant: String,
-    #[serde(default = "default_database")]
-    pub database: String,
+    /// `chroma`: default `default_tenant`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+    /// `chroma`: default `default_database`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limits: Option<Limits>,
-}
-
-fn default_tenant() -> String {
-    "default_tenant".into()
-}
-
-fn default_database() -> String {
-    "default_database".into()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]

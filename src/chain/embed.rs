@@ -17,7 +17,7 @@ pub enum Embedder {
         /// Word weights fitted on the chain's corpus, when it has one.
         idf: Option<Arc<Idf>>,
     },
-    OpenAi(EmbeddingModel),
+    OpenAi(Box<EmbeddingModel>),
 }
 
 /// Inverse document frequencies, Lucene's form (as the BM25 retriever uses), so a rare
@@ -64,7 +64,7 @@ impl Embedder {
                 dims: config.dims,
                 idf: None,
             }),
-            EmbedderKind::Openai => Ok(Embedder::OpenAi(EmbeddingModel::new(config)?)),
+            EmbedderKind::Openai => Ok(Embedder::OpenAi(Box::new(EmbeddingModel::new(config)?))),
         }
     }
 

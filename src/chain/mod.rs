@@ -51,8 +51,8 @@ pub struct ChainFailure {
 /// variant keeps plain `async fn`s.
 #[derive(Debug)]
 pub enum Chain {
-    Pipeline(PipelineChain),
-    Http(HttpChain),
+    Pipeline(Box<PipelineChain>),
+    Http(Box<HttpChain>),
     Command(CommandChain),
 }
 
@@ -73,10 +73,8 @@ impl Chain {
     /// Checks, before any run, what would make every run fail the same way: today, that a
     /// Chroma collection exists (a missing one means `ragprobe index` was not run).
     pub async fn preflight(&self) -> Result<(), String> {
-        if let Chain::Pipeline(PipelineChain {
-            retriever: pipeline::Retriever::Chroma(chroma),
-            ..
-        }) = self
+        if let Chain::Pipeline(pipeline) = self
+            && let pipeline::Retriever::Chroma(chroma) = &pipeline.retriever
         {
             chroma
                 .handle

@@ -24,7 +24,7 @@ use crate::trace::{OpenSpan, SpanKind, SpanStatus, TraceBuilder};
 #[derive(Debug)]
 pub enum Retriever {
     Memory(MemoryRetriever),
-    Chroma(ChromaRetriever),
+    Chroma(Box<ChromaRetriever>),
 }
 
 #[derive(Debug)]
@@ -43,7 +43,7 @@ pub struct ChromaRetriever {
 pub enum Generator {
     /// The offline reference generator (not a model), with an optional added wait.
     Extractive(Extractive, Duration),
-    OpenAi(ChatModel),
+    OpenAi(Box<ChatModel>),
     /// Retrieval only; the answer is empty.
     None,
 }

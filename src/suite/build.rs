@@ -313,7 +313,7 @@ fn build_http(
         backend,
     ) {
         Ok(chain) => Some(BuiltChain {
-            chain: Chain::Http(chain),
+            chain: Chain::Http(Box::new(chain)),
             corpus: None,
         }),
         Err(err) => {
@@ -435,11 +435,11 @@ fn build_pipeline(
         return None;
     };
     Some(BuiltChain {
-        chain: Chain::Pipeline(PipelineChain {
+        chain: Chain::Pipeline(Box::new(PipelineChain {
             retriever,
             prompt,
             generator,
-        }),
+        })),
         corpus,
     })
 }
@@ -512,11 +512,11 @@ fn chroma_retriever(
     };
     match ChromaClient::new(
         url,
-        &retriever.tenant,
-        &retriever.database,
+        retriever.tenant.as_deref().unwrap_or("default_tenant"),
+        retriever.database.as_deref().unwrap_or("default_database"),
         retriever.limits.clone().unwrap_or_default(),
     ) {
-        Ok(client) => Some(Retriever::Chroma(ChromaRetriever {
+        Ok(client) => Some(Retriever::Chroma(Box::new(ChromaRetriever {
             client,
             collection: collection.clone(),
             handle: CollectionHandle::default(),
@@ -524,7 +524,7 @@ fn chroma_retriever(
             filter: retriever.filter.clone(),
             chroma_filter,
             embedder,
-        })),
+        }))),
         Err(err) => {
             problems.push(source.problem(path.key("url"), err));
             None
@@ -548,7 +548,7 @@ fn generator(
         )),
         LlmKind::None => Some(Generator::None),
         LlmKind::Openai => match ChatModel::new(&llm) {
-            Ok(model) => Some(Generator::OpenAi(model)),
+            Ok(model) => Some(Generator::OpenAi(Box::new(model))),
             Err(err) => {
                 let key = if err.contains("environment variable") {
                     "api_key_env"

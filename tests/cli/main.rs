@@ -5,10 +5,13 @@
 
 mod common;
 
+mod adapters;
 mod browser;
+mod chroma;
 mod config_errors;
 mod import;
 mod mlflow;
+mod openai;
 mod options;
 mod otlp_export;
 mod reference_scenario;

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod servers;
 pub mod sink;
 
 use std::path::Path;

@@ -1,0 +1,137 @@
+//! Real servers for the tests, on loopback ports: the in-repo OpenAI-compatible loopback
+//! server, a Chroma server from `.venv`, and the example RAG service. Each is killed when
+//! its guard drops.
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+pub struct Process {
+    child: Child,
+    pub url: String,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+/// Spawns `command` and reads its first stdout line, which names the URL it serves.
+fn spawn_announcing(mut command: Command, what: &str) -> Process {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{what} starts: {e}"));
+    let stdout = child.stdout.take().expect("stdout piped");
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .unwrap_or_else(|e| panic!("{what} announces its address: {e}"));
+    let url = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("{what} said {line:?}"))
+        .to_owned();
+    Process {
+        child,
+        url,
+        _dir: None,
+    }
+}
+
+/// `openai-loopback` with the given fault flags; `url` ends in `/v1`.
+pub fn loopback(flags: &[&str]) -> Process {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_openai-loopback"));
+    command.args(flags);
+    spawn_announcing(command, "openai-loopback")
+}
+
+/// What the loopback server counted.
+pub fn loopback_stats(server: &Process) -> serde_json::Value {
+    let base = server.url.trim_end_matches("/v1");
+    ureq::get(format!("{base}/stats"))
+        .call()
+        .expect("stats")
+        .body_mut()
+        .read_json()
+        .expect("stats json")
+}
+
+/// The example RAG service over HTTP; `url` is its `/ask` endpoint.
+pub fn rag_service(extra: &[&str]) -> Process {
+    let mut command = Command::new("python3");
+    command
+        .arg(Path::new(ROOT).join("examples/service/rag_service.py"))
+        .args(["--port", "0"])
+        .args(extra);
+    spawn_announcing(command, "the example RAG service")
+}
+
+pub fn chroma_binary() -> PathBuf {
+    std::env::var_os("RAGPROBE_CHROMA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(ROOT).join(".venv/bin/chroma"))
+}
+
+/// `chroma run` on a fresh folder and a free port.
+pub fn chroma() -> Process {
+    let binary = chroma_binary();
+    assert!(
+        binary.exists(),
+        "{} is missing: run bash .ci/run, which installs chromadb into .venv",
+        binary.display()
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let log = std::fs::File::create(dir.path().join("chroma.log")).expect("log");
+    let child = Command::new(&binary)
+        .arg("run")
+        .arg("--path")
+        .arg(dir.path().join("data"))
+        .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("chroma starts");
+    let url = format!("http://127.0.0.1:{port}");
+    let process = Process {
+        child,
+        url,
+        _dir: Some(dir),
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while ureq::get(format!("{}/api/v2/heartbeat", process.url))
+        .call()
+        .is_err()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "Chroma did not start within 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    process
+}
+
+/// Writes a chain file into `dir`; `{ROOT}` in `yaml` becomes the repository root, so the
+/// chain can name the shipped corpus and prompt.
+pub fn chain_file(dir: &Path, name: &str, yaml: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, yaml.replace("{ROOT}", ROOT)).expect("chain file");
+    path
+}
