@@ -193,11 +193,11 @@ struct CaseNumbers {
     distinct_answers: u32,
     /// (expectations failed, rules violated, runs) over evaluated runs.
     signatures: Vec<(bool, Vec<String>, u32)>,
-    /// (unused, offset in runs.jsonl) of the failing run to show.
-    example: Option<(u32, u64)>,
+    /// Offset in runs.jsonl of the failing run to show.
+    example: Option<u64>,
     /// Offsets of the first failing runs.
     failing_runs: Vec<u64>,
-    first_error: Option<(u32, String)>,
+    first_error: Option<String>,
 }
 
 /// Runs a query on polars' streaming engine, which reads the file in chunks so memory
@@ -332,7 +332,7 @@ pub fn aggregate(suite: &Suite, selected: &[String], dir: &Path) -> Result<Suite
     {
         let Some(case) = case else { continue };
         let entry = numbers.entry(case.to_owned()).or_default();
-        entry.example = example.map(|offset| (0, offset));
+        entry.example = example;
         if let Some(first) = first {
             entry.failing_runs = first.as_ref().u64()?.iter().flatten().collect();
         }
@@ -351,7 +351,7 @@ pub fn aggregate(suite: &Suite, selected: &[String], dir: &Path) -> Result<Suite
     for (case, error) in x_case.iter().zip(x_error.iter()) {
         if let Some(case) = case {
             numbers.entry(case.to_owned()).or_default().first_error =
-                Some((0, error.unwrap_or("no verdict").to_owned()));
+                Some(error.unwrap_or("no verdict").to_owned());
         }
     }
 
@@ -361,7 +361,7 @@ pub fn aggregate(suite: &Suite, selected: &[String], dir: &Path) -> Result<Suite
         for offset in n
             .example
             .iter()
-            .map(|(_, o)| *o)
+            .copied()
             .chain(n.failing_runs.iter().copied())
         {
             if let std::collections::hash_map::Entry::Vacant(slot) = records.entry(offset) {
@@ -463,7 +463,7 @@ fn case_stats(
             percent(min_pass_rate)
         ));
     }
-    let first_error = n.first_error.map(|(_, message)| message);
+    let first_error = n.first_error;
     let outcome = if evaluated == 0 {
         reasons.push(format!(
             "all {} runs ended in errors: {}",
@@ -519,7 +519,7 @@ fn case_stats(
             .filter_map(|&offset| record(offset))
             .map(FailingRun::from_record)
             .collect(),
-        example_failure: n.example.and_then(|(_, offset)| record(offset).cloned()),
+        example_failure: n.example.and_then(|offset| record(offset).cloned()),
     }
 }
 

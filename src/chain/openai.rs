@@ -29,23 +29,56 @@ pub struct Completion {
     pub messages: Value,
 }
 
+/// What both clients need: the endpoint, its backend, the auth header and the model.
+struct Connection {
+    backend: Backend,
+    url: String,
+    headers: HeaderMap,
+    model: String,
+}
+
+impl Connection {
+    fn open(
+        what: &str,
+        path: &str,
+        base_url: Option<&str>,
+        model: Option<&str>,
+        api_key_env: Option<&str>,
+        limits: Option<&crate::chain::config::Limits>,
+    ) -> Result<Self, String> {
+        let base_url = base_url.ok_or(format!("{what} kind openai needs `base_url`"))?;
+        let model = model.ok_or(format!("{what} kind openai needs `model`"))?;
+        let url = format!("{}/{path}", base_url.trim_end_matches('/'));
+        Ok(Connection {
+            backend: Backend::new(
+                format!("{} at {url}", path.replace('/', " ")),
+                limits.cloned().unwrap_or_default(),
+            )?,
+            headers: crate::backend::bearer(api_key_env)?,
+            url,
+            model: model.to_owned(),
+        })
+    }
+}
+
 impl ChatModel {
     pub fn new(config: &LlmConfig) -> Result<Self, String> {
-        let base_url = config
-            .base_url
-            .as_deref()
-            .ok_or("llm kind openai needs `base_url`")?;
-        let model = config
-            .model
-            .clone()
-            .ok_or("llm kind openai needs `model`")?;
-        let url = endpoint(base_url, "chat/completions");
+        let Connection {
+            backend,
+            url,
+            headers,
+            model,
+        } = Connection::open(
+            "llm",
+            "chat/completions",
+            config.base_url.as_deref(),
+            config.model.as_deref(),
+            config.api_key_env.as_deref(),
+            config.limits.as_ref(),
+        )?;
         Ok(ChatModel {
-            backend: Backend::new(
-                format!("chat completions at {url}"),
-                config.limits.clone().unwrap_or_default(),
-            )?,
-            headers: crate::backend::bearer(config.api_key_env.as_deref())?,
+            backend,
+            headers,
             url,
             model,
             temperature: config.temperature,
@@ -131,21 +164,22 @@ pub struct EmbeddingModel {
 
 impl EmbeddingModel {
     pub fn new(config: &EmbedderConfig) -> Result<Self, String> {
-        let base_url = config
-            .base_url
-            .as_deref()
-            .ok_or("embedder kind openai needs `base_url`")?;
-        let model = config
-            .model
-            .clone()
-            .ok_or("embedder kind openai needs `model`")?;
-        let url = endpoint(base_url, "embeddings");
+        let Connection {
+            backend,
+            url,
+            headers,
+            model,
+        } = Connection::open(
+            "embedder",
+            "embeddings",
+            config.base_url.as_deref(),
+            config.model.as_deref(),
+            config.api_key_env.as_deref(),
+            config.limits.as_ref(),
+        )?;
         Ok(EmbeddingModel {
-            backend: Backend::new(
-                format!("embeddings at {url}"),
-                config.limits.clone().unwrap_or_default(),
-            )?,
-            headers: crate::backend::bearer(config.api_key_env.as_deref())?,
+            backend,
+            headers,
             url,
             model,
         })
@@ -204,9 +238,4 @@ impl EmbeddingModel {
         }
         Ok(vectors)
     }
-}
-
-/// `base_url` + `/path`, whether or not the base ends in a slash.
-fn endpoint(base_url: &str, path: &str) -> String {
-    format!("{}/{path}", base_url.trim_end_matches('/'))
 }

@@ -34,26 +34,34 @@ fn check_cost_runs(dir: &std::path::Path) {
     }
 }
 
-#[test]
-fn http_adapter_reads_the_service_and_its_spans_join_the_trace() {
-    let service = rag_service(&[]);
-    let out = tempfile::tempdir().expect("tempdir");
-    let output = ragprobe()
+/// `ragprobe run` of the reference suite on the example service over HTTP.
+fn run_on_service(
+    service: &crate::common::servers::Process,
+    out: &std::path::Path,
+    extra: &[&str],
+) -> std::process::Output {
+    ragprobe()
         .args([
             "run",
             BEFORE,
             "--progress",
             "none",
-            "--runs",
-            "3",
             "--chain",
+            "examples/chains/service-http.yaml",
         ])
-        .arg("examples/chains/service-http.yaml")
+        .args(extra)
         .arg("--out")
-        .arg(out.path())
+        .arg(out)
         .env("RAG_SERVICE_URL", &service.url)
         .output()
-        .expect("runs");
+        .expect("runs")
+}
+
+#[test]
+fn http_adapter_reads_the_service_and_its_spans_join_the_trace() {
+    let service = rag_service(&[]);
+    let out = tempfile::tempdir().expect("tempdir");
+    let output = run_on_service(&service, out.path(), &["--runs", "3"]);
     assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
     check_cost_runs(out.path());
 }
@@ -79,24 +87,7 @@ fn command_adapter_runs_a_program_per_question() {
 fn the_fix_in_the_service_passes_the_rule() {
     let service = rag_service(&["--filter-docs", "databricks"]);
     let out = tempfile::tempdir().expect("tempdir");
-    ragprobe()
-        .args([
-            "run",
-            BEFORE,
-            "--progress",
-            "none",
-            "--runs",
-            "2",
-            "--case",
-            "cost",
-            "--chain",
-        ])
-        .arg("examples/chains/service-http.yaml")
-        .arg("--out")
-        .arg(out.path())
-        .env("RAG_SERVICE_URL", &service.url)
-        .output()
-        .expect("runs");
+    run_on_service(&service, out.path(), &["--runs", "2", "--case", "cost"]);
     let runs = records(out.path());
     assert!(runs.iter().all(|r| {
         r.retrieved
