@@ -36,12 +36,101 @@ pub enum Command {
     /// Send the traces of a report to an OTLP endpoint, or write them to a file.
     #[command(after_help = exit_codes::HELP)]
     Export(ExportArgs),
+    /// Ask a question until a reported bad answer's rate is known, and say what bad runs share.
+    #[command(after_help = REPRO_HELP)]
+    Repro(ReproArgs),
+    /// Rerun a bad answer under controlled edits of the context and name the likely cause.
+    #[command(after_help = REPRO_HELP)]
+    Triage(TriageArgs),
+    /// Combine the report folders of `run --shard` into one report.
+    #[command(after_help = exit_codes::HELP)]
+    Merge(MergeArgs),
     /// Load a chain's corpus into its Chroma collection, with the chain's embedder.
     #[command(after_help = exit_codes::HELP)]
     Index(IndexArgs),
     /// Turn a trace from MLflow or an OTLP file into a regression case in a suite.
     #[command(after_help = exit_codes::HELP)]
     Import(ImportArgs),
+}
+
+pub const REPRO_HELP: &str = "\
+Exit codes:
+  0    the bad answer was reproduced
+  1    it was not reproduced within the budget
+  2    usage or configuration error (nothing was run)
+  3    every run failed for infrastructure reasons";
+
+/// The question to reproduce, the chain to ask, and what makes an answer bad.
+#[derive(Debug, Args)]
+pub struct ReproTarget {
+    /// A chain file (with --question or --trace), or the chain replacing the suite's
+    #[arg(long, value_name = "FILE")]
+    pub chain: Option<PathBuf>,
+    /// A suite: its chain, rules, corpus, and with --case the case's question and sources
+    #[arg(long, value_name = "FILE")]
+    pub suite: Option<PathBuf>,
+    /// The case of --suite to reproduce
+    #[arg(long, value_name = "ID", requires = "suite")]
+    pub case: Option<String>,
+    /// The question as the user asked it
+    #[arg(long, value_name = "TEXT")]
+    pub question: Option<String>,
+    /// A trace file (OTLP JSON or MLflow's to_json) whose question to ask
+    #[arg(long, value_name = "FILE")]
+    pub trace: Option<PathBuf>,
+    /// What makes an answer bad, as an answer check: 'matches: t4g\.micro',
+    /// 'contains: [AWS]' … [default with --case: the run fails the case]
+    #[arg(long, value_name = "CHECK")]
+    pub bad: Option<String>,
+    /// A `where` every retrieved document must match (a rule, without a suite): '{docs: databricks}'
+    #[arg(long, value_name = "WHERE")]
+    pub rule: Option<String>,
+    /// A prompt variable, NAME=VALUE (repeatable)
+    #[arg(long = "var", value_name = "NAME=VALUE")]
+    pub vars: Vec<String>,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    #[arg(long, short = 'j', default_value_t = 8)]
+    pub concurrency: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct ReproArgs {
+    #[command(flatten)]
+    pub target: ReproTarget,
+    /// Stop when the 95% interval of the bad-answer rate is this narrow (half-width)
+    #[arg(long, default_value_t = 0.1, value_name = "RATE")]
+    pub precision: f64,
+    /// Never fewer runs than this
+    #[arg(long, default_value_t = 16, value_name = "N")]
+    pub min_runs: u32,
+    /// The budget: never more runs than this
+    #[arg(long, default_value_t = 200, value_name = "N")]
+    pub max_runs: u32,
+    /// Append the question to this suite as a regression case that fails on the bad answer
+    #[arg(long, value_name = "FILE")]
+    pub save_case: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct TriageArgs {
+    #[command(flatten)]
+    pub target: ReproTarget,
+    /// Runs per condition (the same seeds in every condition)
+    #[arg(long, default_value_t = 30, value_name = "N")]
+    pub runs: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// The shard folders (every k of one n, same suite, seed and runs)
+    #[arg(required = true, num_args = 1..)]
+    pub dirs: Vec<PathBuf>,
+    /// The merged report folder
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    #[arg(long)]
+    pub quiet: bool,
 }
 
 #[derive(Debug, Args)]
@@ -126,6 +215,9 @@ pub struct RunArgs {
     /// Run the suites' cases against this chain file instead of their own
     #[arg(long, value_name = "FILE")]
     pub chain: Option<PathBuf>,
+    /// Run only the k-th of n deterministic slices of the cases × runs (combine with `merge`)
+    #[arg(long, value_name = "K/N", value_parser = crate::plan::Shard::parse)]
+    pub shard: Option<crate::plan::Shard>,
     /// Repetitions per case (overrides the suite's `runs`)
     #[arg(long, value_name = "N")]
     pub runs: Option<u32>,

@@ -18,6 +18,7 @@ pub mod import;
 pub mod loopback;
 pub mod plan;
 pub mod report;
+pub mod repro;
 pub mod results;
 pub mod rules;
 pub mod runner;

@@ -13,6 +13,9 @@ fn main() {
         Command::Export(args) => commands::export::export(args),
         Command::Import(args) => commands::import::import(args),
         Command::Index(args) => commands::index::index(args),
+        Command::Merge(args) => commands::merge::merge(args),
+        Command::Repro(args) => commands::repro::repro(args),
+        Command::Triage(args) => commands::repro::triage(args),
     };
     let code = match result {
         Ok(code) => code,

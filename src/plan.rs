@@ -29,6 +29,46 @@ pub struct Plan {
     pub out_dir: PathBuf,
     /// The report folder to gate against, with `--baseline`.
     pub baseline: Option<PathBuf>,
+    /// Only this share of the cases × runs (`--shard k/n`).
+    pub shard: Option<Shard>,
+}
+
+/// The k-th of n deterministic slices of a plan's cases × runs: run `r` of the `c`-th
+/// selected case belongs to slice (c × runs + r) mod n, so slices differ by at most one run
+/// and every run is in exactly one slice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    /// 0-based.
+    pub index: u32,
+    pub count: u32,
+}
+
+impl Shard {
+    /// `k/n` with 1 ≤ k ≤ n.
+    pub fn parse(text: &str) -> Result<Shard, String> {
+        let bad = || format!("--shard {text}: write k/n with 1 <= k <= n, e.g. 2/4");
+        let (k, n) = text.split_once('/').ok_or_else(bad)?;
+        let k: u32 = k.trim().parse().map_err(|_| bad())?;
+        let n: u32 = n.trim().parse().map_err(|_| bad())?;
+        if k == 0 || n == 0 || k > n {
+            return Err(bad());
+        }
+        Ok(Shard {
+            index: k - 1,
+            count: n,
+        })
+    }
+
+    fn holds(self, case_ordinal: usize, runs: u32, run: u32) -> bool {
+        (case_ordinal as u64 * u64::from(runs) + u64::from(run)) % u64::from(self.count)
+            == u64::from(self.index)
+    }
+}
+
+impl std::fmt::Display for Shard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.index + 1, self.count)
+    }
 }
 
 /// One run to make.
@@ -98,36 +138,59 @@ impl Plan {
         &'a self,
         done: &'a HashSet<(String, u32)>,
     ) -> impl Iterator<Item = Job> + Send + 'a {
-        self.cases.iter().flat_map(move |&index| {
-            let spec = &self.suite.spec.cases[index];
-            let case = Arc::new(CaseJob {
-                id: spec.id.clone(),
-                question: spec.question.clone(),
-                vars: merged_vars(&self.suite.spec.vars, &spec.vars),
-                spec: spec.clone(),
-            });
-            let seed = self.seed;
-            (0..self.runs)
-                .filter(move |run| !done.contains(&(spec.id.clone(), *run)))
-                .map(move |run| Job {
-                    seed: run_seed(seed, &case.id, run),
-                    case: Arc::clone(&case),
-                    run,
-                })
-        })
+        self.cases
+            .iter()
+            .enumerate()
+            .flat_map(move |(ordinal, &index)| {
+                let spec = &self.suite.spec.cases[index];
+                let case = Arc::new(CaseJob {
+                    id: spec.id.clone(),
+                    question: spec.question.clone(),
+                    vars: merged_vars(&self.suite.spec.vars, &spec.vars),
+                    spec: spec.clone(),
+                });
+                let seed = self.seed;
+                let (runs, shard) = (self.runs, self.shard);
+                (0..self.runs)
+                    .filter(move |run| shard.is_none_or(|s| s.holds(ordinal, runs, *run)))
+                    .filter(move |run| !done.contains(&(spec.id.clone(), *run)))
+                    .map(move |run| Job {
+                        seed: run_seed(seed, &case.id, run),
+                        case: Arc::clone(&case),
+                        run,
+                    })
+            })
     }
 
     /// How many runs of each selected case are still to make, in suite order.
     pub fn remaining(&self, done: &HashSet<(String, u32)>) -> Vec<(String, u32)> {
         self.cases
             .iter()
-            .map(|&index| {
+            .enumerate()
+            .map(|(ordinal, &index)| {
                 let id = &self.suite.spec.cases[index].id;
-                let finished = (0..self.runs)
-                    .filter(|run| done.contains(&(id.clone(), *run)))
+                let left = self
+                    .runs_of(ordinal)
+                    .filter(|run| !done.contains(&(id.clone(), *run)))
                     .count();
-                (id.clone(), self.runs - finished as u32)
+                (id.clone(), left as u32)
             })
+            .collect()
+    }
+
+    /// The run indices of the `ordinal`-th selected case that this plan (or shard) makes.
+    fn runs_of(&self, ordinal: usize) -> impl Iterator<Item = u32> + '_ {
+        (0..self.runs)
+            .filter(move |run| self.shard.is_none_or(|s| s.holds(ordinal, self.runs, *run)))
+    }
+
+    /// The selected cases with at least one run in this plan (all of them, unsharded).
+    pub fn case_ids_with_runs(&self) -> Vec<String> {
+        self.cases
+            .iter()
+            .enumerate()
+            .filter(|(ordinal, _)| self.runs_of(*ordinal).next().is_some())
+            .map(|(_, &i)| self.suite.spec.cases[i].id.clone())
             .collect()
     }
 }

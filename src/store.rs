@@ -61,6 +61,9 @@ pub struct Meta {
     /// The chain file given with `--chain` in place of the suite's own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chain_path: Option<PathBuf>,
+    /// `k/n` when this folder holds one shard of the runs (`run --shard`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<String>,
     pub seed: u64,
     pub runs: u32,
     /// The selected case ids, in suite order.

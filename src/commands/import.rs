@@ -129,7 +129,7 @@ fn read_source(args: &ImportArgs) -> Result<(Value, String), AppError> {
 }
 
 /// Appending keeps comments, so `cases:` must be the file's last top-level key.
-fn check_cases_last(text: &str, path: &Path) -> Result<(), AppError> {
+pub(crate) fn check_cases_last(text: &str, path: &Path) -> Result<(), AppError> {
     let last_key = text
         .lines()
         .rev()
@@ -144,7 +144,7 @@ fn check_cases_last(text: &str, path: &Path) -> Result<(), AppError> {
     Ok(())
 }
 
-fn new_suite(chain: Option<&Path>) -> String {
+pub(crate) fn new_suite(chain: Option<&Path>) -> String {
     let chain = chain.map_or(
         "chain.yaml   # EDIT: the chain these cases run against".to_owned(),
         |p| p.display().to_string(),
@@ -177,7 +177,7 @@ fn case_id(observed: &Observed, taken: &[String]) -> String {
 }
 
 /// A JSON string is a valid YAML double-quoted scalar.
-fn quoted(text: &str) -> String {
+pub(crate) fn quoted(text: &str) -> String {
     serde_json::to_string(text).unwrap_or_else(|_| "\"\"".into())
 }
 

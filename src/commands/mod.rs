@@ -4,6 +4,8 @@ pub mod diff;
 pub mod export;
 pub mod import;
 pub mod index;
+pub mod merge;
+pub mod repro;
 pub mod run;
 pub mod show;
 pub mod validate;

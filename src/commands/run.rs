@@ -1,6 +1,7 @@
 //! `ragprobe run`: load every suite (stopping on any configuration problem before a single
 //! run), resolve a plan per suite, run it, aggregate, report, and choose the exit code.
 
+use std::collections::HashSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -173,6 +174,7 @@ fn fresh_plans(args: &RunArgs) -> Result<Vec<Plan>, AppError> {
             out_dir,
         );
         plan.baseline = resolve_baseline(args, &slug)?;
+        plan.shard = args.shard;
         plans.push(plan);
     }
     if let Some(id) = unmatched.first() {
@@ -203,7 +205,7 @@ fn resolve_baseline(args: &RunArgs, slug: &str) -> Result<Option<PathBuf>, AppEr
     Ok(Some(found))
 }
 
-fn make_plan(
+pub(crate) fn make_plan(
     suite: Suite,
     cases: Vec<usize>,
     runs: Option<u32>,
@@ -224,10 +226,11 @@ fn make_plan(
         suite: Arc::new(suite),
         out_dir,
         baseline: None,
+        shard: None,
     }
 }
 
-fn prepare_out_dir(plan: &Plan) -> Result<(), AppError> {
+pub(crate) fn prepare_out_dir(plan: &Plan) -> Result<(), AppError> {
     let dir = &plan.out_dir;
     if dir.join(crate::store::RUNS_FILE).exists() {
         return Err(AppError::Usage(format!(
@@ -246,6 +249,7 @@ fn prepare_out_dir(plan: &Plan) -> Result<(), AppError> {
         suite_path,
         suite_fingerprint: plan.suite.fingerprint,
         chain_path: plan.suite.chain_override.clone(),
+        shard: plan.shard.map(|s| s.to_string()),
         seed: plan.seed,
         runs: plan.runs,
         cases: plan.case_ids(),
@@ -319,6 +323,10 @@ fn resume_plans(dir: &Path, args: &RunArgs) -> Result<Vec<Plan>, AppError> {
             dir,
         );
         plan.baseline = resolve_baseline(args, &slug)?;
+        plan.shard = match meta.shard.as_deref() {
+            Some(text) => Some(crate::plan::Shard::parse(text).map_err(AppError::Usage)?),
+            None => None,
+        };
         plans.push(plan);
     }
     Ok(plans)
@@ -339,7 +347,7 @@ async fn run_plan(
             AppError::Unreachable(format!("{}: {cause}", plan.suite.path.display()))
         })?;
     }
-    let planned_runs = plan.runs * plan.cases.len() as u32;
+    let planned_runs: u32 = plan.remaining(&HashSet::new()).iter().map(|(_, n)| n).sum();
     let mut writer =
         RunWriter::open(dir).map_err(AppError::io(format!("cannot open {}", dir.display())))?;
     let mut progress = Progress::start(
@@ -411,14 +419,26 @@ async fn run_plan(
     }
 
     stages.done("runs");
+    finish_report(plan, planned_runs, interrupted, &mut stages)
+}
+
+/// From a folder of runs to every report: results.parquet, aggregation, the exit code,
+/// summary.json, summary.md, junit.xml, report.html. `merge` ends the same way.
+pub(crate) fn finish_report(
+    plan: &Plan,
+    planned_runs: u32,
+    interrupted: bool,
+    stages: &mut Stages,
+) -> Result<SuiteReport, AppError> {
+    let dir = &plan.out_dir;
     let failed_to_aggregate = |e: &dyn std::fmt::Display| AppError::Io {
         context: format!("cannot aggregate {}", dir.display()),
         source: std::io::Error::other(e.to_string()),
     };
     let rows = results::write(dir, &plan.suite.spec.name).map_err(|e| failed_to_aggregate(&e))?;
     stages.done(&format!("results.parquet ({rows} rows)"));
-    let stats =
-        aggregate(&plan.suite, &plan.case_ids(), dir).map_err(|e| failed_to_aggregate(&e))?;
+    let stats = aggregate(&plan.suite, &plan.case_ids_with_runs(), dir)
+        .map_err(|e| failed_to_aggregate(&e))?;
     stages.done("aggregation (polars)");
     let baseline_cases = match &plan.baseline {
         Some(baseline_dir) => {
@@ -478,13 +498,13 @@ async fn run_plan(
 }
 
 /// With `--timings`, one stderr line per finished stage.
-struct Stages {
+pub(crate) struct Stages {
     enabled: bool,
     last: std::time::Instant,
 }
 
 impl Stages {
-    fn new(enabled: bool) -> Stages {
+    pub(crate) fn new(enabled: bool) -> Stages {
         Stages {
             enabled,
             last: std::time::Instant::now(),

@@ -16,5 +16,6 @@ mod options;
 mod otlp_export;
 mod reference_scenario;
 mod reports;
+mod repro;
 mod resume;
 mod traces;

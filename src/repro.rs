@@ -1,0 +1,756 @@
+//! Reproducing a reported bad answer, and finding which part of the chain caused it.
+//!
+//! `repro` asks the same question again and again, in batches, until the bad answer's rate
+//! is known to the requested precision (the 95% Wilson interval's half-width) or the
+//! budget is spent, then contrasts bad runs with good ones. `triage` reruns the question
+//! under controlled edits of the context, with the same seeds in every condition (common
+//! random numbers: a difference between conditions is the edit's, not the dice's), and
+//! attributes the bad answer.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use crate::chain::corpus::Corpus;
+use crate::chain::pipeline::PipelineChain;
+use crate::chain::{Chain, ChainOutput, RetrievedDoc};
+use crate::checks::{check_answer, judge};
+use crate::rules::Where;
+use crate::seed::run_seed;
+use crate::stats::{fisher_worse, wilson};
+use crate::store::{RunRecord, RunStatus};
+use crate::suite::schema::{AnswerCheck, Expect, RetrievedRule, RuleSpec};
+use crate::trace::{SpanKind, TraceBuilder, now_ns};
+
+/// What makes an answer bad.
+#[derive(Debug, Clone)]
+pub enum Bad {
+    /// The answer satisfies this check (`--bad 'matches: t4g\.micro'`).
+    Answer(AnswerCheck),
+    /// The run fails its case's rules or expectations.
+    FailedVerdict,
+}
+
+impl Bad {
+    pub fn describe(&self) -> String {
+        match self {
+            Bad::Answer(check) => format!("the answer satisfies {}", describe_check(check)),
+            Bad::FailedVerdict => "the run fails the case's rules or expectations".into(),
+        }
+    }
+
+    fn is_bad(&self, record: &RunRecord) -> bool {
+        match self {
+            Bad::Answer(check) => check_answer(check, &record.answer).is_empty(),
+            Bad::FailedVerdict => record.verdict.as_ref().is_some_and(|v| !v.passed),
+        }
+    }
+}
+
+/// The check as YAML flow (JSON-quoted strings), e.g. `{matches: "t4g\\.micro"}`.
+pub fn describe_check(check: &AnswerCheck) -> String {
+    let quote = |s: &str| Value::String(s.to_owned()).to_string();
+    let list = |items: &[String]| {
+        let quoted: Vec<String> = items.iter().map(|s| quote(s)).collect();
+        format!("[{}]", quoted.join(", "))
+    };
+    let mut parts = Vec::new();
+    if let Some(v) = &check.contains {
+        parts.push(format!("contains: {}", list(&v.0)));
+    }
+    if let Some(v) = &check.contains_any {
+        parts.push(format!("contains_any: {}", list(&v.0)));
+    }
+    if let Some(v) = &check.not_contains {
+        parts.push(format!("not_contains: {}", list(&v.0)));
+    }
+    if let Some(p) = &check.matches {
+        parts.push(format!("matches: {}", quote(p.0.as_str())));
+    }
+    if let Some(p) = &check.not_matches {
+        parts.push(format!("not_matches: {}", quote(p.0.as_str())));
+    }
+    if check.ignore_case {
+        parts.push("ignore_case: true".into());
+    }
+    format!("{{{}}}", parts.join(", "))
+}
+
+/// The question to reproduce and everything needed to judge its answers.
+pub struct Target {
+    pub chain: Arc<Chain>,
+    pub question: String,
+    pub vars: Map<String, Value>,
+    pub rules: Vec<RuleSpec>,
+    pub expect: Option<Expect>,
+    pub corpus: Option<Arc<Corpus>>,
+    pub bad: Bad,
+    /// Names the runs' seeds and traces.
+    pub label: String,
+    pub seed: u64,
+    pub concurrency: usize,
+}
+
+/// One run and whether its answer was bad.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    pub record: RunRecord,
+    pub bad: bool,
+}
+
+impl Sample {
+    fn errored(&self) -> bool {
+        self.record.status == RunStatus::Error
+    }
+}
+
+/// Edits the retrieved context before the prompt (triage's conditions).
+pub type Edit = Arc<dyn Fn(Vec<RetrievedDoc>) -> Vec<RetrievedDoc> + Send + Sync>;
+
+impl Target {
+    /// Runs `runs` (indices into the seed stream), `concurrency` at a time.
+    pub async fn sample(&self, runs: std::ops::Range<u32>, edit: Option<Edit>) -> Vec<Sample> {
+        let slots = Arc::new(Semaphore::new(self.concurrency.max(1)));
+        let mut tasks = JoinSet::new();
+        for run in runs.clone() {
+            let seed = run_seed(self.seed, &self.label, run);
+            let chain = Arc::clone(&self.chain);
+            let question = self.question.clone();
+            let vars = self.vars.clone();
+            let edit = edit.clone();
+            let slots = Arc::clone(&slots);
+            tasks.spawn(async move {
+                let _slot = slots.acquire_owned().await.ok();
+                let started_at_ns = now_ns();
+                let clock = std::time::Instant::now();
+                let output = match (&edit, chain.as_ref()) {
+                    (Some(edit), Chain::Pipeline(pipeline)) => {
+                        pipeline
+                            .invoke_with(&question, &vars, seed, edit.as_ref())
+                            .await
+                    }
+                    _ => chain.invoke(&question, &vars, seed).await,
+                };
+                (run, seed, started_at_ns, clock.elapsed(), output)
+            });
+        }
+        let mut samples = Vec::new();
+        while let Some(joined) = tasks.join_next().await {
+            let Ok((run, seed, started_at_ns, elapsed, output)) = joined else {
+                continue;
+            };
+            let mut record = RunRecord {
+                case: self.label.clone(),
+                run,
+                seed,
+                question: self.question.clone(),
+                status: RunStatus::Error,
+                error: None,
+                retrieved: Vec::new(),
+                prompt: String::new(),
+                answer: String::new(),
+                verdict: None,
+                duration_ms: elapsed.as_secs_f64() * 1000.0,
+                started_at_ns,
+                trace: None,
+            };
+            match output {
+                Ok(ChainOutput {
+                    retrieved,
+                    prompt,
+                    answer,
+                    trace,
+                }) => {
+                    let verdict = judge(&self.rules, self.expect.as_ref(), &retrieved, &answer);
+                    record.status = if verdict.passed {
+                        RunStatus::Passed
+                    } else {
+                        RunStatus::Failed
+                    };
+                    record.verdict = Some(verdict);
+                    record.retrieved = retrieved;
+                    record.prompt = prompt;
+                    record.answer = answer;
+                    record.trace = Some(trace);
+                }
+                Err(failure) => {
+                    record.error = Some(failure.message);
+                    record.trace = failure.trace;
+                }
+            }
+            let bad = record.status != RunStatus::Error && self.bad.is_bad(&record);
+            samples.push(Sample { record, bad });
+        }
+        samples.sort_by_key(|s| s.record.run);
+        samples
+    }
+}
+
+/// Why `repro` stopped asking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// The interval's half-width reached the requested precision.
+    Precise,
+    /// The run budget is spent.
+    Budget,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Stopping {
+    /// Wanted half-width of the 95% interval of the bad-answer rate.
+    pub precision: f64,
+    pub min_runs: u32,
+    pub max_runs: u32,
+}
+
+pub struct Reproduction {
+    pub samples: Vec<Sample>,
+    pub stop: Stop,
+}
+
+impl Reproduction {
+    pub fn judged(&self) -> impl Iterator<Item = &Sample> {
+        self.samples.iter().filter(|s| !s.errored())
+    }
+
+    pub fn counts(&self) -> (u32, u32) {
+        counts(&self.samples)
+    }
+
+    pub fn first_bad(&self) -> Option<&Sample> {
+        self.samples.iter().find(|s| s.bad)
+    }
+}
+
+/// (bad runs, judged runs): runs that errored are neither.
+pub fn counts(samples: &[Sample]) -> (u32, u32) {
+    let judged = samples.iter().filter(|s| !s.errored()).count() as u32;
+    let bad = samples.iter().filter(|s| s.bad).count() as u32;
+    (bad, judged)
+}
+
+pub fn half_width(bad: u32, n: u32) -> f64 {
+    let [low, high] = wilson(bad, n);
+    (high - low) / 2.0
+}
+
+/// Asks in batches of `concurrency` until the rate is precise enough or the budget is
+/// spent. Errors do not count towards precision but do count towards the budget.
+pub async fn reproduce(target: &Target, stopping: Stopping) -> Reproduction {
+    let mut samples = Vec::new();
+    let mut next = 0u32;
+    let batch = (target.concurrency as u32).max(1);
+    loop {
+        let end = (next + batch).min(stopping.max_runs);
+        samples.extend(target.sample(next..end, None).await);
+        next = end;
+        let (bad, judged) = counts(&samples);
+        if judged >= stopping.min_runs
+            && judged > 0
+            && half_width(bad, judged) <= stopping.precision
+        {
+            return Reproduction {
+                samples,
+                stop: Stop::Precise,
+            };
+        }
+        if next >= stopping.max_runs {
+            return Reproduction {
+                samples,
+                stop: Stop::Budget,
+            };
+        }
+    }
+}
+
+/// One thing that differs between bad and good runs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Contrast {
+    pub feature: String,
+    pub in_bad: f64,
+    pub in_good: f64,
+}
+
+/// What bad runs have in common that good runs lack, and the other way round: retrieved
+/// documents and metadata values by how often they are present, strongest first.
+pub fn contrasts(samples: &[Sample]) -> Vec<Contrast> {
+    let bad: Vec<&Sample> = samples.iter().filter(|s| s.bad).collect();
+    let good: Vec<&Sample> = samples.iter().filter(|s| !s.bad && !s.errored()).collect();
+    if bad.is_empty() || good.is_empty() {
+        return Vec::new();
+    }
+    let features = |sample: &Sample| -> BTreeSet<String> {
+        let mut set = BTreeSet::new();
+        for doc in &sample.record.retrieved {
+            set.insert(format!("document {} retrieved", doc.id));
+            for (key, value) in &doc.metadata {
+                set.insert(format!("a document with {key}={} retrieved", plain(value)));
+            }
+        }
+        set
+    };
+    let mut presence: BTreeMap<String, (u32, u32)> = BTreeMap::new();
+    for sample in &bad {
+        for feature in features(sample) {
+            presence.entry(feature).or_default().0 += 1;
+        }
+    }
+    for sample in &good {
+        for feature in features(sample) {
+            presence.entry(feature).or_default().1 += 1;
+        }
+    }
+    let mut out: Vec<Contrast> = presence
+        .into_iter()
+        .map(|(feature, (b, g))| Contrast {
+            feature,
+            in_bad: f64::from(b) / bad.len() as f64,
+            in_good: f64::from(g) / good.len() as f64,
+        })
+        .collect();
+    out.sort_by(|a, b| {
+        let gap = |c: &Contrast| (c.in_bad - c.in_good).abs();
+        gap(b)
+            .partial_cmp(&gap(a))
+            .unwrap_or(std::cmp::Ordering::Equal)
+            .then_with(|| a.feature.cmp(&b.feature))
+    });
+    out
+}
+
+/// Mean prompt length (chars) of bad and of good runs.
+pub fn prompt_lengths(samples: &[Sample]) -> (f64, f64) {
+    let mean = |bad: bool| {
+        let lengths: Vec<f64> = samples
+            .iter()
+            .filter(|s| s.bad == bad && !s.errored())
+            .map(|s| s.record.prompt.chars().count() as f64)
+            .collect();
+        if lengths.is_empty() {
+            0.0
+        } else {
+            lengths.iter().sum::<f64>() / lengths.len() as f64
+        }
+    };
+    (mean(true), mean(false))
+}
+
+/// The generator's temperatures seen in bad and in good runs.
+pub fn temperatures(samples: &[Sample]) -> (BTreeSet<String>, BTreeSet<String>) {
+    let seen = |bad: bool| {
+        samples
+            .iter()
+            .filter(|s| s.bad == bad && !s.errored())
+            .flat_map(|s| s.record.trace.iter().flat_map(|t| t.spans.iter()))
+            .filter(|span| span.kind == SpanKind::Llm)
+            .filter_map(|span| span.attributes.get("temperature").map(plain))
+            .collect()
+    };
+    (seen(true), seen(false))
+}
+
+fn plain(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Triage
+
+/// One condition's result.
+#[derive(Debug, Clone)]
+pub struct Condition {
+    pub key: char,
+    pub label: String,
+    pub bad: u32,
+    pub judged: u32,
+    pub errors: u32,
+}
+
+impl Condition {
+    pub fn rate(&self) -> f64 {
+        if self.judged == 0 {
+            0.0
+        } else {
+            f64::from(self.bad) / f64::from(self.judged)
+        }
+    }
+
+    /// Whether this condition's bad rate is significantly below `other`'s (one-sided
+    /// Fisher exact test at 5%).
+    fn clearly_below(&self, other: &Condition) -> bool {
+        fisher_worse(
+            self.judged - self.bad,
+            self.judged,
+            other.judged - other.bad,
+            other.judged,
+        ) < 0.05
+    }
+}
+
+/// The retriever's query and filter replayed on their own.
+#[derive(Debug, Clone)]
+pub struct Replay {
+    pub query: String,
+    pub filter: Option<String>,
+    pub documents: Vec<RetrievedDoc>,
+    /// Same documents, same order, on every replay.
+    pub deterministic: bool,
+    pub replays: u32,
+}
+
+pub struct Triage {
+    pub conditions: Vec<Condition>,
+    pub replay: Option<Replay>,
+    /// Documents (id, metadata) that break a `retrieved` rule, seen in condition (a).
+    pub violators: Vec<(String, Map<String, Value>, String)>,
+    pub cause: String,
+    pub fix: Option<String>,
+}
+
+/// Which documents a `retrieved` rule objects to, one by one (`any` rules object to no
+/// single document).
+fn violates(rule: &RuleSpec, doc: &RetrievedDoc) -> bool {
+    match &rule.retrieved {
+        Some(RetrievedRule::Every(w)) => !w.matches(&doc.metadata),
+        Some(RetrievedRule::None(w)) => w.matches(&doc.metadata),
+        _ => false,
+    }
+}
+
+/// The retriever filter that keeps out what `rule` objects to.
+fn filter_for(rule: &RuleSpec) -> Option<Value> {
+    match &rule.retrieved {
+        Some(RetrievedRule::Every(w)) => Some(w.to_json()),
+        Some(RetrievedRule::None(w)) => Some(serde_json::json!({"$not": w.to_json()})),
+        _ => None,
+    }
+}
+
+fn field_names(filter: &Where) -> Vec<String> {
+    let mut names = Vec::new();
+    for clause in &filter.clauses {
+        match clause {
+            crate::rules::Clause::Field { name, .. } => names.push(name.clone()),
+            crate::rules::Clause::And(items) | crate::rules::Clause::Or(items) => {
+                names.extend(items.iter().flat_map(field_names));
+            }
+            crate::rules::Clause::Not(inner) => names.extend(field_names(inner)),
+        }
+    }
+    names
+}
+
+pub async fn triage(target: &Target, pipeline: &PipelineChain, runs: u32) -> Triage {
+    let retrieved_rules: Vec<RuleSpec> = target
+        .rules
+        .iter()
+        .filter(|r| {
+            matches!(
+                r.retrieved,
+                Some(RetrievedRule::Every(_) | RetrievedRule::None(_))
+            )
+        })
+        .cloned()
+        .collect();
+    let mut conditions = Vec::new();
+    let mut run_condition = |key: char, label: String, samples: Vec<Sample>| {
+        let (bad, judged) = counts(&samples);
+        let errors = samples.len() as u32 - judged;
+        conditions.push(Condition {
+            key,
+            label,
+            bad,
+            judged,
+            errors,
+        });
+        samples
+    };
+
+    let as_retrieved = target.sample(0..runs, None).await;
+    let as_retrieved = run_condition('a', "context as retrieved".into(), as_retrieved);
+
+    let mut violators: Vec<(String, Map<String, Value>, String)> = Vec::new();
+    for sample in &as_retrieved {
+        for doc in &sample.record.retrieved {
+            for rule in &retrieved_rules {
+                if violates(rule, doc) && !violators.iter().any(|(id, _, _)| id == &doc.id) {
+                    violators.push((doc.id.clone(), doc.metadata.clone(), rule.id.clone()));
+                }
+            }
+        }
+    }
+
+    if !retrieved_rules.is_empty() {
+        let rules = retrieved_rules.clone();
+        let edit: Edit = Arc::new(move |docs: Vec<RetrievedDoc>| {
+            docs.into_iter()
+                .filter(|d| !rules.iter().any(|r| violates(r, d)))
+                .collect()
+        });
+        let samples = target.sample(0..runs, Some(edit)).await;
+        run_condition('b', "rule-violating documents removed".into(), samples);
+    }
+
+    let sources: Vec<String> = target
+        .expect
+        .as_ref()
+        .map(|e| e.sources.iter().map(|s| s.0.clone()).collect())
+        .unwrap_or_default();
+    if let (Some(corpus), false) = (&target.corpus, sources.is_empty()) {
+        let docs: Vec<RetrievedDoc> = sources
+            .iter()
+            .filter_map(|id| corpus.documents.iter().find(|d| &d.id == id))
+            .map(|d| RetrievedDoc {
+                id: d.id.clone(),
+                text: d.text.clone(),
+                metadata: d.metadata.clone(),
+                score: 0.0,
+            })
+            .collect();
+        let edit: Edit = Arc::new(move |_| docs.clone());
+        let samples = target.sample(0..runs, Some(edit)).await;
+        run_condition(
+            'c',
+            format!("expected sources only ({})", sources.join(", ")),
+            samples,
+        );
+    }
+
+    let edit: Edit = Arc::new(|_| Vec::new());
+    let samples = target.sample(0..runs, Some(edit)).await;
+    run_condition('d', "no context".into(), samples);
+
+    let replay = replay(target, pipeline, 3).await;
+    let (cause, fix) = attribute(&conditions, &violators, &retrieved_rules, replay.as_ref());
+    Triage {
+        conditions,
+        replay,
+        violators,
+        cause,
+        fix,
+    }
+}
+
+/// Calls the retriever alone with the question as query, `times` times.
+async fn replay(target: &Target, pipeline: &PipelineChain, times: u32) -> Option<Replay> {
+    let mut results: Vec<Vec<RetrievedDoc>> = Vec::new();
+    for i in 0..times {
+        let mut trace = TraceBuilder::new(run_seed(target.seed, "replay", i));
+        let root = trace.start("replay", SpanKind::Chain, None);
+        if let Ok(docs) = pipeline
+            .retriever
+            .retrieve(&target.question, &mut trace, &root)
+            .await
+        {
+            results.push(docs);
+        }
+    }
+    let first = results.first()?.clone();
+    let ids = |docs: &[RetrievedDoc]| docs.iter().map(|d| d.id.clone()).collect::<Vec<_>>();
+    Some(Replay {
+        query: target.question.clone(),
+        filter: pipeline.retriever.filter().map(|f| f.to_string()),
+        deterministic: results.iter().all(|r| ids(r) == ids(&first)),
+        documents: first,
+        replays: results.len() as u32,
+    })
+}
+
+fn attribute(
+    conditions: &[Condition],
+    violators: &[(String, Map<String, Value>, String)],
+    rules: &[RuleSpec],
+    replay: Option<&Replay>,
+) -> (String, Option<String>) {
+    let get = |key: char| conditions.iter().find(|c| c.key == key);
+    let Some(a) = get('a') else {
+        return ("nothing was run".into(), None);
+    };
+    if a.bad == 0 {
+        return (
+            "the bad answer did not appear with the context as retrieved; run `ragprobe repro` with a larger budget first".into(),
+            None,
+        );
+    }
+    let none = get('d');
+    let without_context = match none {
+        Some(d) if d.bad == 0 => "does not appear without context",
+        Some(d) if d.clearly_below(a) => "is rarer without context",
+        _ => "",
+    };
+    if let Some(d) = none {
+        if d.bad > 0 && !d.clearly_below(a) {
+            return (
+                format!(
+                    "the bad answer appears without any context ({:.0}% of runs): it comes from the model's trained-in knowledge or the prompt, not from retrieval",
+                    d.rate() * 100.0
+                ),
+                None,
+            );
+        }
+    }
+    let good_query = match replay {
+        Some(r) if r.deterministic => "for a good query",
+        _ => "for the query",
+    };
+    if let Some(b) = get('b') {
+        if !violators.is_empty() && b.clearly_below(a) {
+            let rule_id = &violators[0].2;
+            let rule = rules.iter().find(|r| &r.id == rule_id);
+            let keys: Vec<String> = rule
+                .and_then(|r| match &r.retrieved {
+                    Some(RetrievedRule::Every(w) | RetrievedRule::None(w)) => Some(field_names(w)),
+                    _ => None,
+                })
+                .unwrap_or_default();
+            let tags: BTreeSet<String> = violators
+                .iter()
+                .flat_map(|(_, metadata, _)| {
+                    keys.iter()
+                        .filter_map(|k| metadata.get(k).map(plain))
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+            let ids: Vec<&str> = violators.iter().map(|(id, _, _)| id.as_str()).collect();
+            let tag = tags.into_iter().collect::<Vec<_>>().join("/");
+            let (noun, pronoun) = if ids.len() == 1 {
+                (format!("an {tag}-tagged document ({})", ids[0]), "it is")
+            } else {
+                (
+                    format!("{tag}-tagged documents ({})", ids.join(", ")),
+                    "they are",
+                )
+            };
+            let noun = if tag.is_empty() {
+                noun.replace(&format!("an {tag}-tagged"), "a rule-violating")
+                    .replace(&format!("{tag}-tagged"), "rule-violating")
+            } else if !tag.starts_with(['a', 'e', 'i', 'o', 'u']) {
+                noun.replacen("an ", "a ", 1)
+            } else {
+                noun
+            };
+            let mut cause = format!(
+                "the retriever returned {noun} {good_query}; the bad answer disappears when {pronoun} removed"
+            );
+            if b.bad > 0 {
+                cause = cause.replace("disappears", "becomes rarer");
+            }
+            if !without_context.is_empty() {
+                cause.push_str(&format!(", and {without_context}"));
+            }
+            let fix = rule.and_then(filter_for).map(|filter| {
+                format!(
+                    "retriever filter {filter} (what rule `{rule_id}` requires of every document)"
+                )
+            });
+            return (cause, fix);
+        }
+    }
+    if let Some(c) = get('c') {
+        if c.clearly_below(a) {
+            return (
+                format!(
+                    "the retriever returned the wrong documents {good_query}: with only the expected sources the bad answer {}; look at the query and the ranking",
+                    if c.bad == 0 {
+                        "disappears"
+                    } else {
+                        "becomes rarer"
+                    }
+                ),
+                None,
+            );
+        }
+    }
+    (
+        "the bad answer persists with the right documents in context: the generator (prompt or model) makes it from good context".into(),
+        None,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn condition(key: char, bad: u32, judged: u32) -> Condition {
+        Condition {
+            key,
+            label: String::new(),
+            bad,
+            judged,
+            errors: 0,
+        }
+    }
+
+    fn rule() -> RuleSpec {
+        serde_yaml::from_str("{id: only-databricks-docs, retrieved: {every: {docs: databricks}}}")
+            .expect("rule")
+    }
+
+    fn aws() -> Vec<(String, Map<String, Value>, String)> {
+        let metadata: Map<String, Value> =
+            serde_json::from_str(r#"{"docs": "aws"}"#).expect("metadata");
+        vec![("4".into(), metadata, "only-databricks-docs".into())]
+    }
+
+    #[test]
+    fn a_violating_document_that_explains_the_answer_is_named_with_its_fix() {
+        let conditions = [
+            condition('a', 9, 30),
+            condition('b', 0, 30),
+            condition('d', 0, 30),
+        ];
+        let (cause, fix) = attribute(&conditions, &aws(), &[rule()], None);
+        assert_eq!(
+            cause,
+            "the retriever returned an aws-tagged document (4) for the query; the bad answer disappears when it is removed, and does not appear without context"
+        );
+        assert!(fix.expect("fix").contains(r#"{"docs":"databricks"}"#));
+    }
+
+    #[test]
+    fn an_answer_without_context_is_the_models_own() {
+        let conditions = [
+            condition('a', 9, 30),
+            condition('b', 8, 30),
+            condition('d', 10, 30),
+        ];
+        let (cause, fix) = attribute(&conditions, &aws(), &[rule()], None);
+        assert!(cause.contains("trained-in knowledge"), "{cause}");
+        assert!(fix.is_none());
+    }
+
+    #[test]
+    fn noise_is_not_a_cause() {
+        // 3/30 against 1/30 is no evidence that removing the document helped.
+        let conditions = [
+            condition('a', 3, 30),
+            condition('b', 1, 30),
+            condition('d', 0, 30),
+        ];
+        let (cause, _) = attribute(&conditions, &aws(), &[rule()], None);
+        assert!(cause.contains("generator"), "{cause}");
+    }
+
+    #[test]
+    fn the_expected_sources_point_at_ranking() {
+        let conditions = [
+            condition('a', 12, 30),
+            condition('c', 0, 30),
+            condition('d', 0, 30),
+        ];
+        let (cause, _) = attribute(&conditions, &[], &[], None);
+        assert!(cause.contains("wrong documents"), "{cause}");
+    }
+
+    #[test]
+    fn precision_tightens_with_runs() {
+        assert!(half_width(5, 20) > half_width(25, 100));
+        assert!(half_width(0, 40) < 0.05);
+    }
+}

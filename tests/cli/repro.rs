@@ -1,0 +1,359 @@
+//! `repro` and `triage` on the reference incident, on the embedded chain and through the
+//! OpenAI protocol; `run --shard` and `merge` against an unsharded run.
+
+use crate::common::servers::{ROOT, chain_file, loopback};
+use crate::common::{ragprobe, records, text};
+
+const COST: &str = "How much does it cost to run a database?";
+const BAD: &str = r"matches: t4g\.micro";
+
+fn repro(args: &[&str]) -> (i32, String) {
+    let output = ragprobe()
+        .arg("repro")
+        .args(args)
+        .output()
+        .expect("repro runs");
+    (
+        output.status.code().unwrap_or(-1),
+        text(&output.stdout) + &text(&output.stderr),
+    )
+}
+
+fn triage(args: &[&str]) -> (i32, String) {
+    let output = ragprobe()
+        .arg("triage")
+        .args(args)
+        .output()
+        .expect("triage runs");
+    (
+        output.status.code().unwrap_or(-1),
+        text(&output.stdout) + &text(&output.stderr),
+    )
+}
+
+/// The number after `runs: ` in repro's output.
+fn runs_made(output: &str) -> u32 {
+    output
+        .lines()
+        .find_map(|l| l.strip_prefix("runs: "))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no runs line in {output}"))
+}
+
+#[test]
+fn repro_finds_the_rate_with_fewer_runs_than_a_fixed_loop() {
+    let (code, out) = repro(&[
+        "--chain",
+        "suites/databricks/chains/support.yaml",
+        "--question",
+        COST,
+        "--bad",
+        BAD,
+        "--var",
+        "product=Databricks",
+        "--rule",
+        "{docs: databricks}",
+    ]);
+    assert_eq!(code, 0, "{out}");
+    let runs = runs_made(&out);
+    assert!((16..100).contains(&runs), "{runs} runs\n{out}");
+    assert!(
+        out.contains("stopped when the 95% interval was within ±10%"),
+        "{out}"
+    );
+    assert!(out.contains("reproduction rate"), "{out}");
+    // The first bad run's trace, with the aws document marked.
+    assert!(out.contains("first bad run: run"), "{out}");
+    assert!(
+        out.contains(r#"4  score 2.1395  {"docs":"aws"}  ✗ rule"#),
+        "{out}"
+    );
+    // Retrieval is deterministic here: the contrast says the difference is in generation.
+    assert!(
+        out.contains("the difference arises after retrieval, in generation"),
+        "{out}"
+    );
+}
+
+#[test]
+fn repro_without_the_bad_answer_exits_1_at_the_budget() {
+    let (code, out) = repro(&[
+        "--chain",
+        "suites/databricks/chains/support.yaml",
+        "--question",
+        COST,
+        "--bad",
+        "contains: Kubernetes",
+        "--var",
+        "product=Databricks",
+        "--max-runs",
+        "24",
+        "--precision",
+        "0.02",
+    ]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("runs: 24 (stopped at the budget of 24 runs)"),
+        "{out}"
+    );
+    assert!(out.contains("not reproduced within the budget"), "{out}");
+}
+
+#[test]
+fn repro_stops_early_when_zero_bad_runs_already_bound_the_rate() {
+    let (code, out) = repro(&[
+        "--chain",
+        "suites/databricks/chains/support.yaml",
+        "--question",
+        COST,
+        "--bad",
+        "contains: Kubernetes",
+        "--var",
+        "product=Databricks",
+    ]);
+    assert_eq!(code, 1, "{out}");
+    // 0 of 16: the 95% interval [0%, 19.4%] is within ±10%.
+    assert!(
+        out.contains("runs: 16 (stopped when the 95% interval was within ±10%)"),
+        "{out}"
+    );
+}
+
+#[test]
+fn repro_saves_a_regression_case_that_catches_the_bad_answer() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let suite = dir.path().join("regressions.yaml");
+    let chain = format!("{ROOT}/suites/databricks/chains/support.yaml");
+    let suite_arg = suite.to_string_lossy().into_owned();
+    let (code, out) = repro(&[
+        "--chain",
+        &chain,
+        "--question",
+        COST,
+        "--bad",
+        BAD,
+        "--var",
+        "product=Databricks",
+        "--save-case",
+        &suite_arg,
+    ]);
+    assert_eq!(code, 0, "{out}");
+    let yaml = std::fs::read_to_string(&suite).expect("suite written");
+    assert!(
+        yaml.contains(r#"answer: {not_matches: "t4g\\.micro"}"#),
+        "{yaml}"
+    );
+    // The saved suite runs, and its case fails on the runs that give the bad answer.
+    let text_with_vars = yaml.replace("runs: 20\n", "runs: 20\nvars: {product: Databricks}\n");
+    std::fs::write(&suite, text_with_vars).expect("vars");
+    let report = dir.path().join("report");
+    let output = crate::common::run_suite(&suite_arg, &report, &[]);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
+    let runs = records(&report);
+    let failing = runs
+        .iter()
+        .filter(|r| r.answer.contains("t4g.micro"))
+        .count();
+    assert!(failing > 0);
+    assert!(
+        runs.iter()
+            .filter(|r| r.answer.contains("t4g.micro"))
+            .all(|r| r.status == ragprobe::store::RunStatus::Failed)
+    );
+}
+
+#[test]
+fn repro_takes_the_question_from_a_trace() {
+    let (code, out) = repro(&[
+        "--chain",
+        "suites/databricks/chains/support.yaml",
+        "--trace",
+        "tests/fixtures/traces/mlflow-trace.json",
+        "--bad",
+        BAD,
+        "--var",
+        "product=Databricks",
+    ]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.starts_with(&format!("repro: {COST:?}")), "{out}");
+}
+
+#[test]
+fn triage_names_the_aws_document_and_proposes_the_filter() {
+    let (code, out) = triage(&[
+        "--suite",
+        "suites/databricks/before-fix.yaml",
+        "--case",
+        "cost",
+        "--bad",
+        BAD,
+    ]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("cause: the retriever returned an aws-tagged document (4) for a good query; the bad answer disappears when it is removed, and does not appear without context."),
+        "{out}"
+    );
+    assert!(
+        out.contains(r#"suggested fix: retriever filter {"docs":"databricks"}"#),
+        "{out}"
+    );
+    for condition in [
+        "(a) context as retrieved",
+        "(b) rule-violating documents removed",
+        "(c) expected sources only (2, 3)",
+        "(d) no context",
+        "(e) retriever replayed",
+    ] {
+        assert!(out.contains(condition), "{condition}\n{out}");
+    }
+}
+
+#[test]
+fn repro_and_triage_work_through_the_openai_protocol() {
+    let server = loopback(&[]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let chain = chain_file(
+        dir.path(),
+        "chain.yaml",
+        &format!(
+            "retriever: {{kind: memory, corpus: '{{ROOT}}/suites/databricks/corpus.jsonl', k: 2}}\n\
+             prompt_file: '{{ROOT}}/examples/chains/support-prompt.j2'\n\
+             llm: {{kind: openai, base_url: '{}', model: loopback-chat, temperature: 1.0}}\n",
+            server.url
+        ),
+    );
+    let chain = chain.to_string_lossy().into_owned();
+    let common = [
+        "--chain",
+        chain.as_str(),
+        "--question",
+        COST,
+        "--bad",
+        BAD,
+        "--var",
+        "product=Databricks",
+        "--rule",
+        "{docs: databricks}",
+    ];
+    let (code, out) = repro(&common);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("LLM chat"), "{out}");
+    let (code, out) = triage(&common);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("cause: the retriever returned an aws-tagged document (4)"),
+        "{out}"
+    );
+    assert!(
+        out.contains(r#"suggested fix: retriever filter {"docs":"databricks"}"#),
+        "{out}"
+    );
+}
+
+#[test]
+fn triage_of_an_http_chain_is_a_usage_error() {
+    let (code, out) = triage(&[
+        "--suite",
+        "suites/databricks/before-fix.yaml",
+        "--case",
+        "cost",
+        "--chain",
+        "examples/chains/service-command.yaml",
+    ]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("needs a pipeline chain"), "{out}");
+}
+
+#[test]
+fn shards_merge_into_the_unsharded_report() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let suite = "suites/databricks/before-fix.yaml";
+    let mut shards = Vec::new();
+    for k in 1..=3 {
+        let out = dir.path().join(format!("shard-{k}"));
+        let output = crate::common::run_suite(suite, &out, &["--shard", &format!("{k}/3")]);
+        assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
+        let runs = records(&out).len();
+        assert!((13..=14).contains(&runs), "shard {k}: {runs} runs");
+        shards.push(out);
+    }
+    let whole = dir.path().join("whole");
+    crate::common::run_suite(suite, &whole, &[]);
+
+    // A missing shard is refused.
+    let output = ragprobe()
+        .args(["merge"])
+        .args(&shards[..2])
+        .arg("--out")
+        .arg(dir.path().join("partial"))
+        .output()
+        .expect("merge runs");
+    assert_eq!(output.status.code(), Some(2));
+    assert!(text(&output.stderr).contains("shards missing: 3/3"));
+
+    let merged = dir.path().join("merged");
+    let output = ragprobe()
+        .arg("merge")
+        .args(&shards)
+        .arg("--out")
+        .arg(&merged)
+        .output()
+        .expect("merge runs");
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
+
+    // Same runs, same content (times aside).
+    let content = |dir: &std::path::Path| {
+        let mut runs: Vec<_> = records(dir)
+            .into_iter()
+            .map(|r| {
+                let ids: Vec<String> = r.retrieved.iter().map(|d| d.id.clone()).collect();
+                let trace = r.trace.map(|t| t.trace_id);
+                (
+                    r.case,
+                    r.run,
+                    r.seed,
+                    r.answer,
+                    r.prompt,
+                    ids,
+                    format!("{:?}", r.status),
+                    trace,
+                )
+            })
+            .collect();
+        runs.sort();
+        runs
+    };
+    assert_eq!(content(&merged), content(&whole));
+    // Same statistics and verdicts.
+    let summary = |dir: &std::path::Path| {
+        let text = std::fs::read_to_string(dir.join("summary.json")).expect("summary");
+        let mut value: serde_json::Value = serde_json::from_str(&text).expect("json");
+        strip_times(&mut value);
+        value
+    };
+    assert_eq!(summary(&merged), summary(&whole));
+    assert!(merged.join("report.html").exists() && merged.join("junit.xml").exists());
+}
+
+/// Removes what differs between two runs of the same seed: paths, times, latencies.
+fn strip_times(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for key in [
+                "out_dir",
+                "suite_path",
+                "latency",
+                "duration_ms",
+                "started_at_ns",
+                "start_ns",
+                "end_ns",
+            ] {
+                map.remove(key);
+            }
+            map.values_mut().for_each(strip_times);
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(strip_times),
+        _ => {}
+    }
+}
