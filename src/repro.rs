@@ -16,9 +16,10 @@ use tokio::task::JoinSet;
 
 use crate::chain::corpus::Corpus;
 use crate::chain::pipeline::PipelineChain;
-use crate::chain::{Chain, ChainOutput, RetrievedDoc};
-use crate::checks::{check_answer, judge};
+use crate::chain::{Chain, RetrievedDoc};
+use crate::checks::check_answer;
 use crate::rules::Where;
+use crate::runner::{RunIdentity, record};
 use crate::seed::run_seed;
 use crate::stats::{fisher_worse, wilson};
 use crate::store::{RunRecord, RunStatus};
@@ -142,45 +143,19 @@ impl Target {
             let Ok((run, seed, started_at_ns, elapsed, output)) = joined else {
                 continue;
             };
-            let mut record = RunRecord {
-                case: self.label.clone(),
-                run,
-                seed,
-                question: self.question.clone(),
-                status: RunStatus::Error,
-                error: None,
-                retrieved: Vec::new(),
-                prompt: String::new(),
-                answer: String::new(),
-                verdict: None,
-                duration_ms: elapsed.as_secs_f64() * 1000.0,
-                started_at_ns,
-                trace: None,
-            };
-            match output {
-                Ok(ChainOutput {
-                    retrieved,
-                    prompt,
-                    answer,
-                    trace,
-                }) => {
-                    let verdict = judge(&self.rules, self.expect.as_ref(), &retrieved, &answer);
-                    record.status = if verdict.passed {
-                        RunStatus::Passed
-                    } else {
-                        RunStatus::Failed
-                    };
-                    record.verdict = Some(verdict);
-                    record.retrieved = retrieved;
-                    record.prompt = prompt;
-                    record.answer = answer;
-                    record.trace = Some(trace);
-                }
-                Err(failure) => {
-                    record.error = Some(failure.message);
-                    record.trace = failure.trace;
-                }
-            }
+            let record = record(
+                RunIdentity {
+                    case: &self.label,
+                    run,
+                    seed,
+                    question: &self.question,
+                    started_at_ns,
+                    duration_ms: elapsed.as_secs_f64() * 1000.0,
+                },
+                output,
+                &self.rules,
+                self.expect.as_ref(),
+            );
             let bad = record.status != RunStatus::Error && self.bad.is_bad(&record);
             samples.push(Sample { record, bad });
         }

@@ -8,12 +8,12 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 
-use crate::chain::Chain;
+use crate::chain::{Chain, ChainFailure, ChainOutput};
 use crate::checks::judge;
 use crate::events::Event;
 use crate::plan::Job;
 use crate::store::{RunRecord, RunStatus};
-use crate::suite::schema::RuleSpec;
+use crate::suite::schema::{Expect, RuleSpec};
 use crate::trace::now_ns;
 
 /// What every run needs, shared between tasks.
@@ -60,29 +60,69 @@ async fn run_one(context: &RunContext, job: &Job) -> RunRecord {
     )
     .await;
     let duration_ms = clock.elapsed().as_secs_f64() * 1000.0;
-    let mut record = RunRecord {
-        case: job.case.id.clone(),
+    let identity = RunIdentity {
+        case: &job.case.id,
         run: job.run,
         seed: job.seed,
-        question: job.case.question.clone(),
+        question: &job.case.question,
+        started_at_ns,
+        duration_ms,
+    };
+    match invocation {
+        Ok(result) => record(
+            identity,
+            result,
+            &context.rules,
+            job.case.spec.expect.as_ref(),
+        ),
+        Err(_elapsed) => record(
+            identity,
+            Err(ChainFailure {
+                message: format!("timed out after {} ms", context.timeout.as_millis()),
+                trace: None,
+            }),
+            &context.rules,
+            None,
+        ),
+    }
+}
+
+/// Which run a record is, and when it ran.
+pub struct RunIdentity<'a> {
+    pub case: &'a str,
+    pub run: u32,
+    pub seed: u64,
+    pub question: &'a str,
+    pub started_at_ns: u64,
+    pub duration_ms: f64,
+}
+
+/// The record of one invocation: judged when it produced an output, an error (never a
+/// wrong answer) when it did not.
+pub fn record(
+    identity: RunIdentity<'_>,
+    result: Result<ChainOutput, ChainFailure>,
+    rules: &[RuleSpec],
+    expect: Option<&Expect>,
+) -> RunRecord {
+    let mut record = RunRecord {
+        case: identity.case.to_owned(),
+        run: identity.run,
+        seed: identity.seed,
+        question: identity.question.to_owned(),
         status: RunStatus::Error,
         error: None,
         retrieved: Vec::new(),
         prompt: String::new(),
         answer: String::new(),
         verdict: None,
-        duration_ms,
-        started_at_ns,
+        duration_ms: identity.duration_ms,
+        started_at_ns: identity.started_at_ns,
         trace: None,
     };
-    match invocation {
-        Ok(Ok(output)) => {
-            let verdict = judge(
-                &context.rules,
-                job.case.spec.expect.as_ref(),
-                &output.retrieved,
-                &output.answer,
-            );
+    match result {
+        Ok(output) => {
+            let verdict = judge(rules, expect, &output.retrieved, &output.answer);
             record.status = if verdict.passed {
                 RunStatus::Passed
             } else {
@@ -94,15 +134,9 @@ async fn run_one(context: &RunContext, job: &Job) -> RunRecord {
             record.answer = output.answer;
             record.trace = Some(output.trace);
         }
-        Ok(Err(failure)) => {
+        Err(failure) => {
             record.error = Some(failure.message);
             record.trace = failure.trace;
-        }
-        Err(_elapsed) => {
-            record.error = Some(format!(
-                "timed out after {} ms",
-                context.timeout.as_millis()
-            ));
         }
     }
     record

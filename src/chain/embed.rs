@@ -83,7 +83,7 @@ impl Embedder {
     pub fn model_name(&self) -> String {
         match self {
             Embedder::Hashing { dims, .. } => format!("hashing-{dims}"),
-            Embedder::OpenAi(model) => model.model.clone(),
+            Embedder::OpenAi(model) => model.model().to_owned(),
         }
     }
 

@@ -9,10 +9,7 @@ use crate::chain::config::{EmbedderConfig, LlmConfig};
 
 #[derive(Debug)]
 pub struct ChatModel {
-    backend: Backend,
-    url: String,
-    headers: HeaderMap,
-    pub model: String,
+    connection: Connection,
     pub temperature: f64,
     pub max_tokens: Option<u32>,
     pub system: Option<String>,
@@ -30,6 +27,7 @@ pub struct Completion {
 }
 
 /// What both clients need: the endpoint, its backend, the auth header and the model.
+#[derive(Debug)]
 struct Connection {
     backend: Backend,
     url: String,
@@ -61,14 +59,33 @@ impl Connection {
     }
 }
 
+impl Connection {
+    async fn post(&self, body: &Value, tokens: f64) -> Result<(Value, u32), BackendError> {
+        self.backend
+            .post_json(&self.url, &self.headers, body, tokens)
+            .await
+    }
+
+    /// A reply that parsed as JSON but is not what the protocol promises.
+    fn malformed(&self, what: &str, reply: &Value, attempts: u32) -> BackendError {
+        BackendError {
+            message: format!(
+                "{}: malformed response: {what}: {}",
+                self.backend.label(),
+                crate::backend::quote(&reply.to_string())
+            ),
+            attempts,
+        }
+    }
+}
+
 impl ChatModel {
+    pub fn model(&self) -> &str {
+        &self.connection.model
+    }
+
     pub fn new(config: &LlmConfig) -> Result<Self, String> {
-        let Connection {
-            backend,
-            url,
-            headers,
-            model,
-        } = Connection::open(
+        let connection = Connection::open(
             "llm",
             "chat/completions",
             config.base_url.as_deref(),
@@ -77,10 +94,7 @@ impl ChatModel {
             config.limits.as_ref(),
         )?;
         Ok(ChatModel {
-            backend,
-            headers,
-            url,
-            model,
+            connection,
             temperature: config.temperature,
             max_tokens: config.max_tokens,
             system: config.system.clone(),
@@ -90,7 +104,7 @@ impl ChatModel {
     pub fn describe(&self) -> String {
         format!(
             "model {} at {} (temperature {})",
-            self.model, self.url, self.temperature
+            self.connection.model, self.connection.url, self.temperature
         )
     }
 
@@ -103,7 +117,7 @@ impl ChatModel {
         }
         messages.push(json!({"role": "user", "content": prompt}));
         let mut body = json!({
-            "model": self.model,
+            "model": self.connection.model,
             "messages": messages,
             "temperature": self.temperature,
             // Servers take the seed as a signed 64-bit integer.
@@ -114,18 +128,8 @@ impl ChatModel {
         }
         // Rough token estimate for the tokens-per-minute limit: four characters a token.
         let estimate = prompt.len() as f64 / 4.0 + f64::from(self.max_tokens.unwrap_or(256));
-        let (reply, attempts) = self
-            .backend
-            .post_json(&self.url, &self.headers, &body, estimate)
-            .await?;
-        let malformed = |what: &str| BackendError {
-            message: format!(
-                "{}: malformed response: {what}: {}",
-                self.backend.label(),
-                crate::backend::quote(&reply.to_string())
-            ),
-            attempts,
-        };
+        let (reply, attempts) = self.connection.post(&body, estimate).await?;
+        let malformed = |what: &str| self.connection.malformed(what, &reply, attempts);
         let choice = reply
             .pointer("/choices/0")
             .ok_or_else(|| malformed("no choices[0]"))?;
@@ -156,20 +160,16 @@ impl ChatModel {
 
 #[derive(Debug)]
 pub struct EmbeddingModel {
-    backend: Backend,
-    url: String,
-    headers: HeaderMap,
-    pub model: String,
+    connection: Connection,
 }
 
 impl EmbeddingModel {
+    pub fn model(&self) -> &str {
+        &self.connection.model
+    }
+
     pub fn new(config: &EmbedderConfig) -> Result<Self, String> {
-        let Connection {
-            backend,
-            url,
-            headers,
-            model,
-        } = Connection::open(
+        let connection = Connection::open(
             "embedder",
             "embeddings",
             config.base_url.as_deref(),
@@ -177,34 +177,22 @@ impl EmbeddingModel {
             config.api_key_env.as_deref(),
             config.limits.as_ref(),
         )?;
-        Ok(EmbeddingModel {
-            backend,
-            headers,
-            url,
-            model,
-        })
+        Ok(EmbeddingModel { connection })
     }
 
     pub fn describe(&self) -> String {
-        format!("embeddings {} at {}", self.model, self.url)
+        format!(
+            "embeddings {} at {}",
+            self.connection.model, self.connection.url
+        )
     }
 
     /// One vector per input, in input order.
     pub async fn embed(&self, inputs: &[String]) -> Result<Vec<Vec<f32>>, BackendError> {
-        let body = json!({"model": self.model, "input": inputs});
+        let body = json!({"model": self.connection.model, "input": inputs});
         let estimate = inputs.iter().map(|t| t.len() as f64 / 4.0).sum();
-        let (reply, attempts) = self
-            .backend
-            .post_json(&self.url, &self.headers, &body, estimate)
-            .await?;
-        let malformed = |what: &str| BackendError {
-            message: format!(
-                "{}: malformed response: {what}: {}",
-                self.backend.label(),
-                crate::backend::quote(&reply.to_string())
-            ),
-            attempts,
-        };
+        let (reply, attempts) = self.connection.post(&body, estimate).await?;
+        let malformed = |what: &str| self.connection.malformed(what, &reply, attempts);
         let data = reply
             .get("data")
             .and_then(Value::as_array)

@@ -282,7 +282,7 @@ impl PipelineChain {
             }
             Generator::OpenAi(model) => {
                 let mut llm = trace.start("chat", SpanKind::Llm, Some(&root));
-                llm.set("model", model.model.as_str());
+                llm.set("model", model.model());
                 llm.set("temperature", model.temperature);
                 if let Some(max_tokens) = model.max_tokens {
                     llm.set("max_tokens", max_tokens);

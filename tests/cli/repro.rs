@@ -7,28 +7,25 @@ use crate::common::{ragprobe, records, text};
 const COST: &str = "How much does it cost to run a database?";
 const BAD: &str = r"matches: t4g\.micro";
 
-fn repro(args: &[&str]) -> (i32, String) {
+/// `ragprobe <command> <args>`: exit code, and stdout followed by stderr.
+fn subcommand(command: &str, args: &[&str]) -> (i32, String) {
     let output = ragprobe()
-        .arg("repro")
+        .arg(command)
         .args(args)
         .output()
-        .expect("repro runs");
+        .expect("ragprobe runs");
     (
         output.status.code().unwrap_or(-1),
         text(&output.stdout) + &text(&output.stderr),
     )
 }
 
+fn repro(args: &[&str]) -> (i32, String) {
+    subcommand("repro", args)
+}
+
 fn triage(args: &[&str]) -> (i32, String) {
-    let output = ragprobe()
-        .arg("triage")
-        .args(args)
-        .output()
-        .expect("triage runs");
-    (
-        output.status.code().unwrap_or(-1),
-        text(&output.stdout) + &text(&output.stderr),
-    )
+    subcommand("triage", args)
 }
 
 /// The number after `runs: ` in repro's output.
