@@ -89,8 +89,10 @@ pub struct Target {
     pub expect: Option<Expect>,
     pub corpus: Option<Arc<Corpus>>,
     pub bad: Bad,
-    /// Names the runs' seeds and traces.
+    /// Names the runs' seeds and records (the case id, or `repro`).
     pub label: String,
+    /// The suite the question comes from, for trace headers.
+    pub suite: String,
     pub seed: u64,
     pub concurrency: usize,
 }

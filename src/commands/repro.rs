@@ -189,7 +189,7 @@ fn resolve(args: &ReproTarget) -> Result<Target, AppError> {
         }
         None => None,
     };
-    let (chain, corpus, case, label, seed) = match &args.suite {
+    let (chain, corpus, case, label, seed, suite_name) = match &args.suite {
         Some(path) => {
             let suite = load_with(path, args.chain.as_deref())?;
             rules.extend(suite.spec.rules.iter().cloned());
@@ -220,6 +220,7 @@ fn resolve(args: &ReproTarget) -> Result<Target, AppError> {
                 case,
                 label,
                 suite.spec.seed.unwrap_or(args.seed),
+                suite.spec.name.clone(),
             )
         }
         None => {
@@ -236,6 +237,7 @@ fn resolve(args: &ReproTarget) -> Result<Target, AppError> {
                 None,
                 "repro".to_owned(),
                 args.seed,
+                chain.display().to_string(),
             )
         }
     };
@@ -263,6 +265,7 @@ fn resolve(args: &ReproTarget) -> Result<Target, AppError> {
         corpus,
         bad,
         label,
+        suite: suite_name,
         seed: if args.seed != 1 { args.seed } else { seed },
         concurrency: args.concurrency.max(1),
     })
@@ -330,7 +333,7 @@ fn render_repro(target: &Target, result: &Reproduction, stopping: Stopping) -> S
         "\nfirst bad run: run {} (seed {})",
         first.record.run, first.record.seed
     );
-    out.push_str(&trace_tree::render(&first.record, &target.label));
+    out.push_str(&trace_tree::render(&first.record, &target.suite));
 
     let _ = writeln!(
         out,

@@ -126,20 +126,33 @@ fn details(out: &mut String, record: &RunRecord, span: &Span, indent: &str) {
             );
         }
         SpanKind::Llm => {
-            let temperature = attr("temperature").map_or("?".to_owned(), |t| t.to_string());
-            let finish = attr("finish_reason")
-                .and_then(|f| f.as_str())
-                .unwrap_or("?");
-            let generator = attr("generator")
-                .or_else(|| attr("model"))
-                .and_then(|g| g.as_str())
-                .unwrap_or("?");
-            let _ = writeln!(
-                out,
-                "{indent}{generator} · temperature {temperature} · finish {finish}"
-            );
+            // What the span recorded, in a fixed order; nothing is shown as unknown.
+            let mut parts = vec![
+                attr("generator")
+                    .or_else(|| attr("model"))
+                    .and_then(|g| g.as_str())
+                    .unwrap_or("generator")
+                    .to_owned(),
+            ];
+            if let Some(t) = attr("temperature") {
+                parts.push(format!("temperature {t}"));
+            }
+            if let (Some(input), Some(output)) = (attr("input_tokens"), attr("output_tokens")) {
+                parts.push(format!("tokens {input} in, {output} out"));
+            }
+            if let Some(finish) = attr("finish_reason").and_then(|f| f.as_str()) {
+                parts.push(format!("finish {finish}"));
+            }
+            if let Some(attempts) = attr("attempts").and_then(|a| a.as_u64()).filter(|a| *a > 1) {
+                parts.push(format!("{attempts} attempts"));
+            }
+            let _ = writeln!(out, "{indent}{}", parts.join(" · "));
             let _ = writeln!(out, "{indent}answer: {}", record.answer);
         }
-        SpanKind::Embedding => {}
+        SpanKind::Embedding => {
+            let model = attr("model").and_then(|m| m.as_str()).unwrap_or("embedder");
+            let dims = attr("dims").map_or(String::new(), |d| format!(" · {d} dims"));
+            let _ = writeln!(out, "{indent}{model}{dims}");
+        }
     }
 }
