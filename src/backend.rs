@@ -69,7 +69,7 @@ enum Attempt {
 
 impl Backend {
     pub fn new(label: impl Into<String>, limits: Limits) -> Result<Self, String> {
-        let client = http_client()?;
+        let client = http_client(None)?;
         Ok(Backend {
             label: label.into(),
             client,
@@ -309,12 +309,16 @@ impl Pacer {
     }
 }
 
-/// The shared HTTP client; installs the TLS crypto provider once.
-pub fn http_client() -> Result<reqwest::Client, String> {
+/// The one way ragprobe builds an HTTP client; installs the TLS crypto provider once.
+/// `timeout` bounds each request (backends set theirs per attempt instead).
+pub fn http_client(timeout: Option<Duration>) -> Result<reqwest::Client, String> {
     // Ignore "already installed": another client may have done it.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::builder()
-        .pool_max_idle_per_host(64)
+    let mut builder = reqwest::Client::builder().pool_max_idle_per_host(64);
+    if let Some(timeout) = timeout {
+        builder = builder.timeout(timeout);
+    }
+    builder
         .build()
         .map_err(|e| format!("cannot build the HTTP client: {e}"))
 }

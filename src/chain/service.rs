@@ -44,6 +44,8 @@ pub struct HttpChain {
     pub method: reqwest::Method,
     templates: Environment<'static>,
     header_names: Vec<String>,
+    /// The environment, read once, for `{{ env.NAME }}` in the body and headers.
+    env: minijinja::Value,
     pub shape: ReplyShape,
 }
 
@@ -86,6 +88,9 @@ impl HttpChain {
             method,
             templates,
             header_names,
+            env: minijinja::Value::from(minijinja::value::Serde(
+                std::env::vars().collect::<BTreeMap<_, _>>(),
+            )),
             shape,
         })
     }
@@ -107,7 +112,7 @@ impl HttpChain {
             vars => minijinja::Value::from(minijinja::value::Serde(vars)),
             seed => seed & (i64::MAX as u64),
             traceparent => traceparent,
-            env => minijinja::Value::from(minijinja::value::Serde(std::env::vars().collect::<BTreeMap<_, _>>())),
+            env => self.env.clone(),
         };
         let render = |name: &str| {
             self.templates

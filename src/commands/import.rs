@@ -65,18 +65,7 @@ pub fn import(args: ImportArgs) -> Result<i32, AppError> {
 }
 
 fn read_source(args: &ImportArgs) -> Result<(Value, String), AppError> {
-    let parse_file = |path: &Path| -> Result<Value, AppError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(AppError::io(format!("cannot read {}", path.display())))?;
-        // OTLP files may hold one request per line: take the first that parses.
-        serde_json::from_str(&text)
-            .or_else(|e| {
-                text.lines()
-                    .find_map(|l| serde_json::from_str(l).ok())
-                    .ok_or(e)
-            })
-            .map_err(|e| AppError::Usage(format!("{}: not JSON: {e}", path.display())))
-    };
+    let parse_file = read_trace_file;
     if let Some(path) = &args.otlp_json {
         return Ok((
             parse_file(path)?,
@@ -129,6 +118,19 @@ fn read_source(args: &ImportArgs) -> Result<(Value, String), AppError> {
 }
 
 /// Appending keeps comments, so `cases:` must be the file's last top-level key.
+/// A trace file as JSON: one document, or (OTLP files) the first line that parses.
+pub(crate) fn read_trace_file(path: &Path) -> Result<Value, AppError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(AppError::io(format!("cannot read {}", path.display())))?;
+    serde_json::from_str(&text)
+        .or_else(|e| {
+            text.lines()
+                .find_map(|l| serde_json::from_str(l).ok())
+                .ok_or(e)
+        })
+        .map_err(|e| AppError::Usage(format!("{}: not JSON: {e}", path.display())))
+}
+
 pub(crate) fn check_cases_last(text: &str, path: &Path) -> Result<(), AppError> {
     let last_key = text
         .lines()

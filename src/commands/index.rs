@@ -89,10 +89,7 @@ type ChainAndCorpus = (
 
 /// The chain of a suite file, or a chain file itself.
 fn chain_and_corpus(path: &Path) -> Result<ChainAndCorpus, AppError> {
-    let is_suite = std::fs::read_to_string(path)
-        .map(|text| text.lines().any(|line| line.starts_with("cases:")))
-        .unwrap_or(false);
-    if is_suite {
+    if crate::suite::load::looks_like_suite(path) {
         let suite = crate::suite::load(path)?;
         Ok((suite.chain, suite.corpus))
     } else {

@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 
 use crate::chain::Chain;
 use crate::cli::{ReproArgs, ReproTarget, TriageArgs};
-use crate::commands::import::{check_cases_last, new_suite, quoted};
+use crate::commands::import::{check_cases_last, new_suite, quoted, read_trace_file};
 use crate::error::AppError;
 use crate::exit_codes;
 use crate::report::trace_tree;
@@ -174,15 +174,7 @@ fn resolve(args: &ReproTarget) -> Result<Target, AppError> {
     }
     let trace_question = match &args.trace {
         Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(AppError::io(format!("cannot read {}", path.display())))?;
-            let document: Value = serde_json::from_str(&text)
-                .or_else(|e| {
-                    text.lines()
-                        .find_map(|l| serde_json::from_str(l).ok())
-                        .ok_or(e)
-                })
-                .map_err(|e| AppError::Usage(format!("{}: not JSON: {e}", path.display())))?;
+            let document = read_trace_file(path)?;
             let observed = crate::import::observe(&document, None)
                 .map_err(|e| AppError::Usage(format!("{}: {e}", path.display())))?;
             Some(observed.question)

@@ -161,14 +161,9 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
-/// The HTTP client for exports; installs the TLS crypto provider once.
+/// The HTTP client for exports: the shared one, with a 10 s limit per request.
 pub fn client() -> Result<reqwest::Client, String> {
-    // Ignore "already installed": another client may have done it.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .map_err(|e| format!("cannot build the HTTP client: {e}"))
+    crate::backend::http_client(Some(Duration::from_secs(10)))
 }
 
 /// Sends one batch; an error says what the endpoint answered, never the headers.

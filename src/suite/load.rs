@@ -298,7 +298,7 @@ pub fn discover(path: &Path) -> std::io::Result<Vec<PathBuf>> {
     Ok(found)
 }
 
-fn looks_like_suite(path: &Path) -> bool {
+pub(crate) fn looks_like_suite(path: &Path) -> bool {
     std::fs::read_to_string(path)
         .map(|text| text.lines().any(|line| line.starts_with("cases:")))
         .unwrap_or(false)
