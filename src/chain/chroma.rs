@@ -16,16 +16,19 @@ pub struct ChromaClient {
     backend: Backend,
     /// `…/api/v2/tenants/{tenant}/databases/{database}`
     base: String,
+    /// The server, as shown (credentials removed).
     pub url: String,
 }
 
 impl ChromaClient {
     pub fn new(url: &str, tenant: &str, database: &str, limits: Limits) -> Result<Self, String> {
-        let url = url.trim_end_matches('/').to_owned();
+        let url = url.trim_end_matches('/');
+        // Shown in messages and reports: without credentials a URL may carry.
+        let shown = crate::export::send::redact_url(url);
         Ok(ChromaClient {
-            backend: Backend::new(format!("Chroma at {url}"), limits)?,
+            backend: Backend::new(format!("Chroma at {shown}"), limits)?,
             base: format!("{url}/api/v2/tenants/{tenant}/databases/{database}"),
-            url,
+            url: shown,
         })
     }
 

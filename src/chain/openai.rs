@@ -49,7 +49,11 @@ impl Connection {
         let url = format!("{}/{path}", base_url.trim_end_matches('/'));
         Ok(Connection {
             backend: Backend::new(
-                format!("{} at {url}", path.replace('/', " ")),
+                format!(
+                    "{} at {}",
+                    path.replace('/', " "),
+                    crate::export::send::redact_url(&url)
+                ),
                 limits.cloned().unwrap_or_default(),
             )?,
             headers: crate::backend::bearer(api_key_env)?,
@@ -104,7 +108,9 @@ impl ChatModel {
     pub fn describe(&self) -> String {
         format!(
             "model {} at {} (temperature {})",
-            self.connection.model, self.connection.url, self.temperature
+            self.connection.model,
+            crate::export::send::redact_url(&self.connection.url),
+            self.temperature
         )
     }
 
@@ -183,7 +189,8 @@ impl EmbeddingModel {
     pub fn describe(&self) -> String {
         format!(
             "embeddings {} at {}",
-            self.connection.model, self.connection.url
+            self.connection.model,
+            crate::export::send::redact_url(&self.connection.url)
         )
     }
 

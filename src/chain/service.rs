@@ -96,7 +96,11 @@ impl HttpChain {
     }
 
     pub fn describe(&self) -> String {
-        format!("RAG service at {} {}", self.method, self.url)
+        format!(
+            "RAG service at {} {}",
+            self.method,
+            crate::export::send::redact_url(&self.url)
+        )
     }
 
     /// Renders the body and headers for one question (also used by `validate`).

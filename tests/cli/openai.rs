@@ -209,3 +209,51 @@ fn an_unset_api_key_variable_stops_before_any_run() {
     assert!(stderr.contains("chain.yaml:2:"), "{stderr}");
     assert!(stderr.contains("RAGPROBE_TEST_NO_SUCH_KEY"), "{stderr}");
 }
+
+#[test]
+fn credentials_in_a_url_stay_out_of_reports_and_messages() {
+    let server = loopback(&[]);
+    let secret = "sekrit-9c1e";
+    let with_secret = server
+        .url
+        .replace("http://", &format!("http://probe:{secret}@"));
+    let dead = format!("http://probe:{secret}@127.0.0.1:{}/v1", free_port());
+    for (url, expected) in [(with_secret, 1), (dead, 3)] {
+        let out = tempfile::tempdir().expect("tempdir");
+        let chain = chain(out.path(), "${RAGPROBE_TEST_MODEL_URL}", "{retries: 0}");
+        let report = out.path().join("report");
+        let output = crate::common::ragprobe()
+            .args([
+                "run",
+                BEFORE,
+                "--progress",
+                "none",
+                "--runs",
+                "2",
+                "--chain",
+                &chain,
+            ])
+            .arg("--out")
+            .arg(&report)
+            .env("RAGPROBE_TEST_MODEL_URL", &url)
+            .output()
+            .expect("runs");
+        assert_eq!(
+            output.status.code(),
+            Some(expected),
+            "{}",
+            text(&output.stderr)
+        );
+        let said = text(&output.stdout) + &text(&output.stderr);
+        assert!(!said.contains(secret), "{said}");
+        for entry in std::fs::read_dir(&report).expect("report") {
+            let path = entry.expect("entry").path();
+            let bytes = std::fs::read(&path).expect("file");
+            assert!(
+                !String::from_utf8_lossy(&bytes).contains(secret),
+                "{} holds the secret",
+                path.display()
+            );
+        }
+    }
+}
