@@ -139,11 +139,12 @@ impl HttpChain {
         vars: &Map<String, Value>,
         seed: u64,
     ) -> Result<ChainOutput, ChainFailure> {
-        let mut trace = TraceBuilder::new(seed);
-        let mut root = trace.start("rag-service", SpanKind::Chain, None);
-        root.set("question", question);
-        root.set("url", crate::export::send::redact_url(&self.url));
-        let traceparent = traceparent(&trace, &root);
+        let (trace, mut root, traceparent) = start_trace(
+            seed,
+            "rag-service",
+            question,
+            ("url", crate::export::send::redact_url(&self.url)),
+        );
         let outcome = async {
             let (body, headers) = self.render(question, vars, seed, &traceparent)?;
             let headers = crate::backend::header_map(&headers)?;
@@ -179,11 +180,8 @@ impl CommandChain {
         vars: &Map<String, Value>,
         seed: u64,
     ) -> Result<ChainOutput, ChainFailure> {
-        let mut trace = TraceBuilder::new(seed);
-        let mut root = trace.start("rag-command", SpanKind::Chain, None);
-        root.set("question", question);
-        root.set("cmd", self.cmd.join(" "));
-        let traceparent = traceparent(&trace, &root);
+        let (trace, root, traceparent) =
+            start_trace(seed, "rag-command", question, ("cmd", self.cmd.join(" ")));
         let input = json!({
             "question": question,
             "vars": vars,
@@ -233,9 +231,20 @@ impl CommandChain {
     }
 }
 
-/// W3C trace context naming the run's trace and `parent` span, sampled.
-fn traceparent(trace: &TraceBuilder, parent: &OpenSpan) -> String {
-    format!("00-{}-{}-01", trace.trace_id(), parent.id())
+/// The run's trace with its root span open, and the W3C `traceparent` (sampled) that
+/// makes the service's spans children of that root.
+fn start_trace(
+    seed: u64,
+    name: &str,
+    question: &str,
+    (key, value): (&str, String),
+) -> (TraceBuilder, OpenSpan, String) {
+    let mut trace = TraceBuilder::new(seed);
+    let mut root = trace.start(name, SpanKind::Chain, None);
+    root.set("question", question);
+    root.set(key, value);
+    let traceparent = format!("00-{}-{}-01", trace.trace_id(), root.id());
+    (trace, root, traceparent)
 }
 
 /// Turns a reply into the run's output, or the failure into a failed root span.

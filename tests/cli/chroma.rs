@@ -25,6 +25,17 @@ fn run(suite: &str, chain: &str, url: &str, out: &std::path::Path) -> std::proce
         .expect("runs")
 }
 
+/// `ragprobe index` of the shipped Chroma chain; it must succeed.
+fn index(url: &str) -> std::process::Output {
+    let output = ragprobe()
+        .args(["index", "examples/chains/support-chroma.yaml"])
+        .env("CHROMA_URL", url)
+        .output()
+        .expect("index runs");
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    output
+}
+
 #[test]
 fn the_incident_reproduces_on_chroma_and_the_filter_fixes_it() {
     let server = chroma();
@@ -44,12 +55,7 @@ fn the_incident_reproduces_on_chroma_and_the_filter_fixes_it() {
         "{stderr}"
     );
 
-    let index = ragprobe()
-        .args(["index", "examples/chains/support-chroma.yaml"])
-        .env("CHROMA_URL", &server.url)
-        .output()
-        .expect("index runs");
-    assert_eq!(index.status.code(), Some(0), "{}", text(&index.stderr));
+    let index = index(&server.url);
     assert!(text(&index.stdout).contains("indexed 5 documents"));
 
     let before = run(
@@ -97,12 +103,7 @@ fn the_incident_reproduces_on_chroma_and_the_filter_fixes_it() {
 fn chroma_errors_reach_the_user_verbatim() {
     let server = chroma();
     let out = tempfile::tempdir().expect("tempdir");
-    let index = ragprobe()
-        .args(["index", "examples/chains/support-chroma.yaml"])
-        .env("CHROMA_URL", &server.url)
-        .output()
-        .expect("index runs");
-    assert_eq!(index.status.code(), Some(0), "{}", text(&index.stderr));
+    index(&server.url);
     // Queries of another length than the collection's vectors: Chroma says so.
     let chain = chain_file(
         out.path(),

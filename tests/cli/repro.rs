@@ -28,6 +28,20 @@ fn triage(args: &[&str]) -> (i32, String) {
     subcommand("triage", args)
 }
 
+/// The shipped support chain asked the cost question, then `extra`.
+fn on_support_chain<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "--chain",
+        "suites/databricks/chains/support.yaml",
+        "--question",
+        COST,
+        "--var",
+        "product=Databricks",
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
 /// The number after `runs: ` in repro's output.
 fn runs_made(output: &str) -> u32 {
     output
@@ -40,18 +54,12 @@ fn runs_made(output: &str) -> u32 {
 
 #[test]
 fn repro_finds_the_rate_with_fewer_runs_than_a_fixed_loop() {
-    let (code, out) = repro(&[
-        "--chain",
-        "suites/databricks/chains/support.yaml",
-        "--question",
-        COST,
+    let (code, out) = repro(&on_support_chain(&[
         "--bad",
         BAD,
-        "--var",
-        "product=Databricks",
         "--rule",
         "{docs: databricks}",
-    ]);
+    ]));
     assert_eq!(code, 0, "{out}");
     let runs = runs_made(&out);
     assert!((16..100).contains(&runs), "{runs} runs\n{out}");
@@ -75,20 +83,14 @@ fn repro_finds_the_rate_with_fewer_runs_than_a_fixed_loop() {
 
 #[test]
 fn repro_without_the_bad_answer_exits_1_at_the_budget() {
-    let (code, out) = repro(&[
-        "--chain",
-        "suites/databricks/chains/support.yaml",
-        "--question",
-        COST,
+    let (code, out) = repro(&on_support_chain(&[
         "--bad",
         "contains: Kubernetes",
-        "--var",
-        "product=Databricks",
         "--max-runs",
         "24",
         "--precision",
         "0.02",
-    ]);
+    ]));
     assert_eq!(code, 1, "{out}");
     assert!(
         out.contains("runs: 24 (stopped at the budget of 24 runs)"),
@@ -99,16 +101,7 @@ fn repro_without_the_bad_answer_exits_1_at_the_budget() {
 
 #[test]
 fn repro_stops_early_when_zero_bad_runs_already_bound_the_rate() {
-    let (code, out) = repro(&[
-        "--chain",
-        "suites/databricks/chains/support.yaml",
-        "--question",
-        COST,
-        "--bad",
-        "contains: Kubernetes",
-        "--var",
-        "product=Databricks",
-    ]);
+    let (code, out) = repro(&on_support_chain(&["--bad", "contains: Kubernetes"]));
     assert_eq!(code, 1, "{out}");
     // 0 of 16: the 95% interval [0%, 19.4%] is within ±10%.
     assert!(
