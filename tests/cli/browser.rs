@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 
 use crate::common::{ragprobe, run_suite};
 use base64::Engine;
+
+use crate::common::servers::{spawn_group, stop_group};
 use serde_json::{Value, json};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -34,15 +36,16 @@ impl Browser {
             .and_then(|l| l.local_addr())
             .expect("a free loopback port")
             .port();
-        let driver = Command::new(CHROMEDRIVER)
-            .args([
-                format!("--port={port}"),
-                "--allowed-ips=127.0.0.1".to_owned(),
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("chromedriver starts");
+        let driver = spawn_group(
+            Command::new(CHROMEDRIVER)
+                .args([
+                    format!("--port={port}"),
+                    "--allowed-ips=127.0.0.1".to_owned(),
+                ])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+        )
+        .expect("chromedriver starts");
         let base = format!("http://127.0.0.1:{port}");
         let deadline = Instant::now() + Duration::from_secs(20);
         while ureq::get(format!("{base}/status")).call().is_err() {
@@ -131,8 +134,7 @@ impl Browser {
 impl Drop for Browser {
     fn drop(&mut self) {
         let _ = ureq::delete(format!("{}/session/{}", self.base, self.session)).call();
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
+        stop_group(&mut self.driver);
     }
 }
 

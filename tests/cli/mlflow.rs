@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::common::servers::{spawn_group, stop_group};
 use crate::common::{records, run_suite, text};
 use serde_json::{Value, json};
 
@@ -20,8 +21,7 @@ struct Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        stop_group(&mut self.child);
     }
 }
 
@@ -44,19 +44,20 @@ fn start() -> Server {
         .expect("free port")
         .port();
     let log = std::fs::File::create(dir.path().join("server.log")).expect("log");
-    let child = Command::new(&binary)
-        .args(["server", "--host", "127.0.0.1", "--port", &port.to_string()])
-        .arg("--backend-store-uri")
-        .arg(format!(
-            "sqlite:///{}",
-            dir.path().join("mlflow.db").display()
-        ))
-        .arg("--default-artifact-root")
-        .arg(dir.path().join("artifacts"))
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("mlflow server starts");
+    let child = spawn_group(
+        Command::new(&binary)
+            .args(["server", "--host", "127.0.0.1", "--port", &port.to_string()])
+            .arg("--backend-store-uri")
+            .arg(format!(
+                "sqlite:///{}",
+                dir.path().join("mlflow.db").display()
+            ))
+            .arg("--default-artifact-root")
+            .arg(dir.path().join("artifacts"))
+            .stdout(Stdio::null())
+            .stderr(log),
+    )
+    .expect("mlflow server starts");
     let base = format!("http://127.0.0.1:{port}");
     let server = Server {
         child,

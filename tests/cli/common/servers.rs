@@ -18,9 +18,33 @@ pub struct Process {
 
 impl Drop for Process {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        stop_group(&mut self.child);
     }
+}
+
+/// Starts `command` as the leader of a new process group, so that `stop_group` also ends
+/// what it spawns (MLflow's workers and job consumers outlive a killed parent otherwise).
+pub fn spawn_group(command: &mut Command) -> std::io::Result<Child> {
+    use std::os::unix::process::CommandExt;
+    command.process_group(0).spawn()
+}
+
+/// SIGTERM to the whole group, then SIGKILL to what is left.
+pub fn stop_group(child: &mut Child) {
+    let group = format!("-{}", child.id());
+    let signal = |name: &str| {
+        let _ = Command::new("kill")
+            .args([name, "--", &group])
+            .stderr(Stdio::null())
+            .status();
+    };
+    signal("-TERM");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline && matches!(child.try_wait(), Ok(None)) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    signal("-KILL");
+    let _ = child.wait();
 }
 
 pub fn free_port() -> u16 {
@@ -32,10 +56,7 @@ pub fn free_port() -> u16 {
 
 /// Spawns `command` and reads its first stdout line, which names the URL it serves.
 fn spawn_announcing(mut command: Command, what: &str) -> Process {
-    let mut child = command
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
+    let mut child = spawn_group(command.stdout(Stdio::piped()).stderr(Stdio::inherit()))
         .unwrap_or_else(|e| panic!("{what} starts: {e}"));
     let stdout = child.stdout.take().expect("stdout piped");
     let mut line = String::new();
@@ -99,15 +120,16 @@ pub fn chroma() -> Process {
     let dir = tempfile::tempdir().expect("tempdir");
     let port = free_port();
     let log = std::fs::File::create(dir.path().join("chroma.log")).expect("log");
-    let child = Command::new(&binary)
-        .arg("run")
-        .arg("--path")
-        .arg(dir.path().join("data"))
-        .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("chroma starts");
+    let child = spawn_group(
+        Command::new(&binary)
+            .arg("run")
+            .arg("--path")
+            .arg(dir.path().join("data"))
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(log),
+    )
+    .expect("chroma starts");
     let url = format!("http://127.0.0.1:{port}");
     let process = Process {
         child,
