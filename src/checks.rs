@@ -117,7 +117,7 @@ fn judge_rule(rule: &RuleSpec, retrieved: &[RetrievedDoc], answer: &str) -> Rule
             RetrievedRule::Every(w) => {
                 let bad: Vec<_> = retrieved
                     .iter()
-                    .filter(|d| !w.matches(&d.metadata))
+                    .filter(|d| retrieved_rule.objects_to(&d.metadata))
                     .collect();
                 let detail =
                     (!bad.is_empty()).then(|| format!("retrieved documents not matching {w}"));
@@ -126,7 +126,7 @@ fn judge_rule(rule: &RuleSpec, retrieved: &[RetrievedDoc], answer: &str) -> Rule
             RetrievedRule::None(w) => {
                 let bad: Vec<_> = retrieved
                     .iter()
-                    .filter(|d| w.matches(&d.metadata))
+                    .filter(|d| retrieved_rule.objects_to(&d.metadata))
                     .collect();
                 let detail = (!bad.is_empty()).then(|| format!("retrieved documents matching {w}"));
                 (bad, detail)

@@ -390,14 +390,11 @@ pub struct Triage {
     pub fix: Option<String>,
 }
 
-/// Which documents a `retrieved` rule objects to, one by one (`any` rules object to no
-/// single document).
+/// Whether `rule` objects to `doc` on its own (as the run's verdict judged it).
 fn violates(rule: &RuleSpec, doc: &RetrievedDoc) -> bool {
-    match &rule.retrieved {
-        Some(RetrievedRule::Every(w)) => !w.matches(&doc.metadata),
-        Some(RetrievedRule::None(w)) => w.matches(&doc.metadata),
-        _ => false,
-    }
+    rule.retrieved
+        .as_ref()
+        .is_some_and(|r| r.objects_to(&doc.metadata))
 }
 
 /// The retriever filter that keeps out what `rule` objects to.

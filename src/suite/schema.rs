@@ -198,6 +198,18 @@ pub enum RetrievedRule {
 }
 
 // Written by hand: YAML would otherwise want `!every` tags, and users write `{every: …}`.
+impl RetrievedRule {
+    /// Whether this rule objects to one document on its own: `every` to a document that
+    /// does not match, `none` to one that does; `any` is about the set, never one document.
+    pub fn objects_to(&self, metadata: &crate::rules::Metadata) -> bool {
+        match self {
+            RetrievedRule::Every(w) => !w.matches(metadata),
+            RetrievedRule::None(w) => w.matches(metadata),
+            RetrievedRule::Any(_) => false,
+        }
+    }
+}
+
 impl<'de> Deserialize<'de> for RetrievedRule {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct V;

@@ -5,24 +5,13 @@
 
 use std::time::Instant;
 
-use crate::common::servers::{Process, chain_file, free_port, loopback, loopback_stats};
+use crate::common::servers::{
+    Process, chain_file, free_port, loopback, loopback_stats, openai_chain,
+};
 use crate::common::{records, run_suite, text};
 use ragprobe::store::RunStatus;
 
 const BEFORE: &str = "suites/databricks/before-fix.yaml";
-
-/// A chain on the shipped corpus and prompt, with the model at `base_url`.
-fn chain(dir: &std::path::Path, base_url: &str, limits: &str) -> String {
-    let yaml = format!(
-        "retriever: {{kind: memory, corpus: '{{ROOT}}/suites/databricks/corpus.jsonl', k: 2}}\n\
-         prompt_file: '{{ROOT}}/examples/chains/support-prompt.j2'\n\
-         llm:\n  kind: openai\n  base_url: {base_url}\n  model: loopback-chat\n  temperature: 1.0\n  \
-         limits: {limits}\n"
-    );
-    chain_file(dir, "chain.yaml", &yaml)
-        .to_string_lossy()
-        .into_owned()
-}
 
 fn run(
     server: &Process,
@@ -30,7 +19,7 @@ fn run(
     extra: &[&str],
 ) -> (std::process::Output, tempfile::TempDir) {
     let out = tempfile::tempdir().expect("tempdir");
-    let chain = chain(out.path(), &server.url, limits);
+    let chain = openai_chain(out.path(), &server.url, limits);
     let mut args = vec!["--chain", chain.as_str()];
     args.extend_from_slice(extra);
     let output = run_suite(BEFORE, &out.path().join("report"), &args);
@@ -158,7 +147,7 @@ fn a_slow_model_times_out_per_request() {
 fn a_dead_endpoint_is_one_line_and_exit_3() {
     let port = free_port();
     let out = tempfile::tempdir().expect("tempdir");
-    let chain = chain(
+    let chain = openai_chain(
         out.path(),
         &format!("http://127.0.0.1:{port}/v1"),
         "{retries: 1, backoff_ms: 5}",
@@ -220,7 +209,7 @@ fn credentials_in_a_url_stay_out_of_reports_and_messages() {
     let dead = format!("http://probe:{secret}@127.0.0.1:{}/v1", free_port());
     for (url, expected) in [(with_secret, 1), (dead, 3)] {
         let out = tempfile::tempdir().expect("tempdir");
-        let chain = chain(out.path(), "${RAGPROBE_TEST_MODEL_URL}", "{retries: 0}");
+        let chain = openai_chain(out.path(), "${RAGPROBE_TEST_MODEL_URL}", "{retries: 0}");
         let report = out.path().join("report");
         let output = crate::common::ragprobe()
             .args([

@@ -1,7 +1,7 @@
 //! `repro` and `triage` on the reference incident, on the embedded chain and through the
 //! OpenAI protocol; `run --shard` and `merge` against an unsharded run.
 
-use crate::common::servers::{ROOT, chain_file, loopback};
+use crate::common::servers::{ROOT, loopback, openai_chain};
 use crate::common::{ragprobe, records, text};
 
 const COST: &str = "How much does it cost to run a database?";
@@ -203,17 +203,7 @@ fn triage_names_the_aws_document_and_proposes_the_filter() {
 fn repro_and_triage_work_through_the_openai_protocol() {
     let server = loopback(&[]);
     let dir = tempfile::tempdir().expect("tempdir");
-    let chain = chain_file(
-        dir.path(),
-        "chain.yaml",
-        &format!(
-            "retriever: {{kind: memory, corpus: '{{ROOT}}/suites/databricks/corpus.jsonl', k: 2}}\n\
-             prompt_file: '{{ROOT}}/examples/chains/support-prompt.j2'\n\
-             llm: {{kind: openai, base_url: '{}', model: loopback-chat, temperature: 1.0}}\n",
-            server.url
-        ),
-    );
-    let chain = chain.to_string_lossy().into_owned();
+    let chain = openai_chain(dir.path(), &server.url, "{}");
     let common = [
         "--chain",
         chain.as_str(),

@@ -150,6 +150,20 @@ pub fn chroma() -> Process {
     process
 }
 
+/// A chain on the shipped corpus and prompt with the model at `base_url` (the loopback
+/// server's, usually) and the given `limits` mapping; returns its path.
+pub fn openai_chain(dir: &Path, base_url: &str, limits: &str) -> String {
+    let yaml = format!(
+        "retriever: {{kind: memory, corpus: '{{ROOT}}/suites/databricks/corpus.jsonl', k: 2}}\n\
+         prompt_file: '{{ROOT}}/examples/chains/support-prompt.j2'\n\
+         llm:\n  kind: openai\n  base_url: '{base_url}'\n  model: loopback-chat\n  temperature: 1.0\n  \
+         limits: {limits}\n"
+    );
+    chain_file(dir, "chain.yaml", &yaml)
+        .to_string_lossy()
+        .into_owned()
+}
+
 /// Writes a chain file into `dir`; `{ROOT}` in `yaml` becomes the repository root, so the
 /// chain can name the shipped corpus and prompt.
 pub fn chain_file(dir: &Path, name: &str, yaml: &str) -> PathBuf {
