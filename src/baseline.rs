@@ -4,37 +4,27 @@
 //! or suite's `significance`). A case that was already failing and did not get worse does
 //! not fail the gate: that is what a baseline is for.
 
-use std::path::{Path, PathBuf};
-
-use serde::{Deserialize, Serialize};
-
-use crate::diff::{Change, SUMMARY_FILE, classify, read_summary};
-use crate::report::terminal::SuiteReport;
-use crate::stats::SuiteStats;
+use crate::diff::classify;
+use crate::model::summary::{BaselineCase, Change, SuiteReport, SuiteStats};
 use crate::suite::Suite;
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct BaselineCase {
-    pub id: String,
-    pub baseline_passed: u32,
-    pub baseline_evaluated: u32,
-    pub passed: u32,
-    pub evaluated: u32,
-    pub change: Change,
-    pub p_value: f64,
-    pub significance: f64,
-}
-
-/// The folder holding this suite's baseline summary: `dir` itself, or `dir/<slug>` when
-/// the baseline is a multi-suite report.
-pub fn locate(dir: &Path, suite_slug: &str) -> Option<PathBuf> {
-    [dir.to_owned(), dir.join(suite_slug)]
-        .into_iter()
-        .find(|candidate| candidate.join(SUMMARY_FILE).exists())
-}
-
-pub fn load(dir: &Path) -> Result<SuiteReport, crate::diff::DiffError> {
-    read_summary(dir)
+/// The cases that fail the gate. Without a baseline: those below their thresholds. With
+/// one: those over a rule's allowed rate or significantly worse than the baseline.
+pub fn failing_cases(stats: &SuiteStats, baseline: Option<&[BaselineCase]>) -> Vec<String> {
+    match baseline {
+        Some(baseline_cases) => stats
+            .cases
+            .iter()
+            .filter(|c| {
+                c.rules.iter().any(|r| r.exceeded)
+                    || baseline_cases
+                        .iter()
+                        .any(|b| b.id == c.id && b.change == Change::Regression)
+            })
+            .map(|c| c.id.clone())
+            .collect(),
+        None => stats.failed_cases().map(|c| c.id.clone()).collect(),
+    }
 }
 
 /// Case by case, for the cases both runs have.

@@ -3,54 +3,10 @@
 //! A run passes when every expectation of its case holds and no `error`-severity rule is
 //! violated. Rule tolerances (`max_rate`) are judged over all runs of a case in `stats`.
 
-use serde::{Deserialize, Serialize};
-
-use crate::chain::RetrievedDoc;
-use crate::suite::schema::{AnswerCheck, Expect, RetrievedRule, RuleSpec, Severity};
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Verdict {
-    pub passed: bool,
-    /// Every rule's result on this run.
-    pub rules: Vec<RuleResult>,
-    /// Expected-source metrics, when the case names sources.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sources: Option<SourceMetrics>,
-    /// Expectations that did not hold (empty when they all did).
-    #[serde(default)]
-    pub failed_expectations: Vec<Failure>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct RuleResult {
-    pub id: String,
-    pub severity: Severity,
-    pub passed: bool,
-    /// Ids of the retrieved documents that broke the rule.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub offending_documents: Vec<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub detail: Option<String>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Failure {
-    pub check: String,
-    pub detail: String,
-}
-
-/// Retrieval quality against the expected document ids (binary relevance).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct SourceMetrics {
-    pub precision: f64,
-    pub recall: f64,
-    pub hit: bool,
-    pub reciprocal_rank: f64,
-    pub ndcg: f64,
-    /// Expected ids that were not retrieved.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub missing: Vec<String>,
-}
+use crate::model::record::RetrievedDoc;
+use crate::model::record::Severity;
+use crate::model::record::{Failure, RuleResult, SourceMetrics, Verdict};
+use crate::suite::schema::{AnswerCheck, Expect, RetrievedRule, RuleSpec};
 
 pub fn judge(
     rules: &[RuleSpec],

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::exit_codes;
+use crate::report::progress::ProgressMode;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -88,10 +89,15 @@ pub struct ReproTarget {
     /// A prompt variable, NAME=VALUE (repeatable)
     #[arg(long = "var", value_name = "NAME=VALUE")]
     pub vars: Vec<String>,
+    /// Seed for every sampled choice (a suite's own seed wins unless this is given)
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    #[arg(long, short = 'j', default_value_t = 8)]
+    /// Runs in flight at once
+    #[arg(long, short = 'j', default_value_t = 8, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub concurrency: usize,
+    /// Per-run time limit in milliseconds [default: the suite's timeout_ms, else 30000]
+    #[arg(long, value_name = "MS")]
+    pub timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Args)]
@@ -194,18 +200,6 @@ pub enum Format {
     Text,
     /// One JSON document on stdout.
     Json,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ProgressMode {
-    /// A bar on a terminal, plain lines otherwise (and always when CI is set).
-    Auto,
-    /// A progress bar on stderr.
-    Bar,
-    /// One line on stderr per finished case.
-    Lines,
-    /// Nothing while running.
-    None,
 }
 
 #[derive(Debug, Args)]

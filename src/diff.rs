@@ -9,38 +9,11 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use similar::{ChangeTag, TextDiff};
 
-use crate::report::terminal::SuiteReport;
-use crate::stats::{CaseStats, fisher_worse, ratio};
-use crate::store::{RunReader, RunRecord, RunStatus};
-
-pub const SUMMARY_FILE: &str = "summary.json";
-
-#[derive(Debug, thiserror::Error)]
-pub enum DiffError {
-    #[error("{path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("{path}: not a ragprobe report summary: {source}")]
-    Summary {
-        path: PathBuf,
-        source: serde_json::Error,
-    },
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Change {
-    /// B passes significantly less often than A.
-    Regression,
-    /// B passes significantly more often than A.
-    Improvement,
-    /// Any difference is within what flakiness explains.
-    Unchanged,
-    OnlyInA,
-    OnlyInB,
-}
+use crate::model::record::{RunRecord, RunStatus};
+use crate::model::summary::CaseStats;
+use crate::model::summary::{Change, SummaryError, read_summary};
+use crate::stats::{fisher_worse, ratio};
+use crate::store::RunReader;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Side {
@@ -129,17 +102,8 @@ struct CaseRuns {
     prompts: HashMap<String, u32>,
 }
 
-pub fn read_summary(dir: &Path) -> Result<SuiteReport, DiffError> {
-    let path = dir.join(SUMMARY_FILE);
-    let text = std::fs::read_to_string(&path).map_err(|source| DiffError::Read {
-        path: path.clone(),
-        source,
-    })?;
-    serde_json::from_str(&text).map_err(|source| DiffError::Summary { path, source })
-}
-
-fn read_runs(dir: &Path) -> Result<HashMap<String, CaseRuns>, DiffError> {
-    let fail = |source| DiffError::Read {
+fn read_runs(dir: &Path) -> Result<HashMap<String, CaseRuns>, SummaryError> {
+    let fail = |source| SummaryError::Read {
         path: dir.join(crate::store::RUNS_FILE),
         source,
     };
@@ -269,7 +233,7 @@ pub fn classify(a: &CaseStats, b: &CaseStats, alpha: f64) -> (Change, f64) {
     }
 }
 
-pub fn diff(a_dir: &Path, b_dir: &Path, alpha: f64) -> Result<DiffReport, DiffError> {
+pub fn diff(a_dir: &Path, b_dir: &Path, alpha: f64) -> Result<DiffReport, SummaryError> {
     let a = read_summary(a_dir)?;
     let b = read_summary(b_dir)?;
     let a_runs = read_runs(a_dir)?;

@@ -1,21 +1,64 @@
-//! Errors that end a command, and the exit code each one maps to.
+//! Errors that end a command before it could come to an [`Outcome`], each with the exit
+//! code it maps to. `main` prints the error and its causes, one per line.
+//!
+//! [`Outcome`]: crate::exit_codes::Outcome
 
+use std::path::PathBuf;
+
+use crate::backend::BackendError;
+use crate::backend::error::ClientError;
+use crate::config::problem::ConfigError;
 use crate::exit_codes;
-use crate::suite::error::ConfigError;
+use crate::export::send::OtlpConfigError;
+use crate::plan::PlanError;
+use crate::session::SessionError;
+use crate::store::folder::FolderError;
+use crate::suite::discover::DiscoverError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
     /// Problems in suite, chain or corpus files.
-    #[error("{0}")]
+    #[error(transparent)]
     Config(#[from] ConfigError),
-    /// A command line that cannot be carried out (unknown case, missing folder).
+    /// A command line that cannot be carried out (unknown case, conflicting flags).
     #[error("{0}")]
     Usage(String),
-    /// A server the command needs did not answer or refused (one line: what and why).
-    #[error("{0}")]
-    Unreachable(String),
-    /// Reading or writing the report folder failed.
-    #[error("{context}: {source}")]
+    /// A folder given as a report folder is not one.
+    #[error("{path} is not a report folder")]
+    NotAReport {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The OTLP flags or `OTEL_EXPORTER_OTLP_*` variables cannot be used.
+    #[error(transparent)]
+    Otlp(#[from] OtlpConfigError),
+    /// A server the command needs did not answer or refused.
+    #[error(transparent)]
+    Unreachable(#[from] BackendError),
+    /// The command line and the suites do not make a plan.
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    /// No suites where the command looked.
+    #[error(transparent)]
+    Discover(#[from] DiscoverError),
+    /// The report folder cannot take the run.
+    #[error(transparent)]
+    Folder(#[from] FolderError),
+    /// A case could not be appended to a suite file.
+    #[error(transparent)]
+    Append(#[from] crate::suite::append::AppendError),
+    /// Shard folders could not be combined.
+    #[error(transparent)]
+    Merge(#[from] crate::store::merge::MergeError),
+    /// A suite run stopped short of its reports.
+    #[error(transparent)]
+    Session(#[from] SessionError),
+    /// The HTTP client could not be set up.
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    /// Reading or writing files failed.
+    #[error("{context}")]
     Io {
         context: String,
         #[source]
@@ -31,10 +74,32 @@ impl AppError {
 
     pub fn exit_code(&self) -> i32 {
         match self {
-            AppError::Config(_) | AppError::Usage(_) | AppError::Io { .. } => {
-                exit_codes::CONFIG_ERROR
+            AppError::Config(_)
+            | AppError::Usage(_)
+            | AppError::NotAReport { .. }
+            | AppError::Otlp(_)
+            | AppError::Client(_)
+            | AppError::Plan(_)
+            | AppError::Discover(_)
+            | AppError::Folder(_)
+            | AppError::Merge(_)
+            | AppError::Append(_)
+            | AppError::Io { .. } => exit_codes::CONFIG_ERROR,
+            AppError::Session(SessionError::Preflight { .. }) | AppError::Unreachable(_) => {
+                exit_codes::INFRASTRUCTURE
             }
-            AppError::Unreachable(_) => exit_codes::INFRASTRUCTURE,
+            AppError::Session(_) => exit_codes::CONFIG_ERROR,
         }
+    }
+
+    /// The message and every cause under it, one line each.
+    pub fn report(&self) -> String {
+        let mut text = format!("error: {self}");
+        let mut cause = std::error::Error::source(self);
+        while let Some(inner) = cause {
+            text.push_str(&format!("\n  caused by: {inner}"));
+            cause = inner.source();
+        }
+        text
     }
 }

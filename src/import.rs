@@ -35,6 +35,40 @@ pub enum ImportError {
     Missing(&'static str),
 }
 
+/// A trace file that cannot be read as one.
+#[derive(Debug, thiserror::Error)]
+pub enum TraceFileError {
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: not JSON: {source}", path.display())]
+    NotJson {
+        path: std::path::PathBuf,
+        source: serde_json::Error,
+    },
+}
+
+/// A trace file as JSON: one document, or (OTLP JSON Lines files) the first line that
+/// parses.
+pub fn read_trace_file(path: &std::path::Path) -> Result<Value, TraceFileError> {
+    let text = std::fs::read_to_string(path).map_err(|source| TraceFileError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    serde_json::from_str(&text)
+        .or_else(|e| {
+            text.lines()
+                .find_map(|l| serde_json::from_str(l).ok())
+                .ok_or(e)
+        })
+        .map_err(|source| TraceFileError::NotJson {
+            path: path.to_owned(),
+            source,
+        })
+}
+
 /// An OTLP or MLflow-REST typed value (`stringValue` / `string_value`, …) as plain JSON.
 fn typed(value: &Value) -> Value {
     let field = |camel: &str, snake: &str| value.get(camel).or_else(|| value.get(snake));

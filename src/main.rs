@@ -18,9 +18,9 @@ fn main() {
         Command::Triage(args) => commands::repro::triage(args),
     };
     let code = match result {
-        Ok(code) => code,
+        Ok(outcome) => outcome.code(),
         Err(err) => {
-            eprintln!("error: {err}");
+            eprintln!("{}", err.report());
             err.exit_code()
         }
     };

@@ -1,18 +1,22 @@
 //! A resolved plan: one suite, the cases selected, how many runs, which seed, where the
 //! results go. Built from the suite and the command line (or from `meta.json` on resume);
-//! everything downstream takes a `Plan` and never looks at raw flags.
+//! every option is decided here, and everything downstream takes a `Plan` and never looks
+//! at raw flags.
 
 use std::collections::HashSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use serde_json::{Map, Value};
 
+use crate::config::problem::{ConfigError, Problem};
+use crate::model::meta::{META_FILE, Meta};
+use crate::model::summary::{SUMMARY_FILE, SummaryError, read_summary};
 use crate::seed::run_seed;
 use crate::suite::Suite;
-use crate::suite::load::merged_vars;
-use crate::suite::schema::CaseSpec;
+use crate::suite::load::{load_with, merged_vars};
+use crate::suite::schema::{CaseSpec, Expect};
 
 /// Runs in flight at once when neither the suite nor `--concurrency` says.
 pub const DEFAULT_CONCURRENCY: usize = 8;
@@ -31,6 +35,8 @@ pub struct Plan {
     pub baseline: Option<PathBuf>,
     /// Only this share of the cases × runs (`--shard k/n`).
     pub shard: Option<Shard>,
+    /// Worth saying before the runs start (a resumed suite's files changed).
+    pub warnings: Vec<String>,
 }
 
 /// The k-th of n deterministic slices of a plan's cases × runs: run `r` of the `c`-th
@@ -45,8 +51,8 @@ pub struct Shard {
 
 impl Shard {
     /// `k/n` with 1 ≤ k ≤ n.
-    pub fn parse(text: &str) -> Result<Shard, String> {
-        let bad = || format!("--shard {text}: write k/n with 1 <= k <= n, e.g. 2/4");
+    pub fn parse(text: &str) -> Result<Shard, ShardError> {
+        let bad = || ShardError(text.to_owned());
         let (k, n) = text.split_once('/').ok_or_else(bad)?;
         let k: u32 = k.trim().parse().map_err(|_| bad())?;
         let n: u32 = n.trim().parse().map_err(|_| bad())?;
@@ -71,6 +77,11 @@ impl std::fmt::Display for Shard {
     }
 }
 
+/// A `--shard` that is not k/n.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("--shard {0}: write k/n with 1 <= k <= n, e.g. 2/4")]
+pub struct ShardError(pub String);
+
 /// One run to make.
 #[derive(Debug, Clone)]
 pub struct Job {
@@ -85,7 +96,7 @@ pub struct CaseJob {
     pub id: String,
     pub question: String,
     pub vars: Map<String, Value>,
-    pub spec: CaseSpec,
+    pub expect: Option<Expect>,
 }
 
 /// How to pick cases: exact ids, and/or a pattern on ids and tags.
@@ -98,14 +109,13 @@ pub struct Selection {
 
 impl Selection {
     /// Indices of the selected cases; an id that names no case is an error.
-    pub fn apply(&self, cases: &[CaseSpec]) -> Result<Vec<usize>, String> {
+    pub fn apply(&self, cases: &[CaseSpec]) -> Result<Vec<usize>, PlanError> {
         for id in &self.ids {
             if !cases.iter().any(|c| &c.id == id) {
-                let known: Vec<&str> = cases.iter().map(|c| c.id.as_str()).collect();
-                return Err(format!(
-                    "no case `{id}` in the suite (cases: {})",
-                    known.join(", ")
-                ));
+                return Err(PlanError::UnknownCase {
+                    id: id.clone(),
+                    known: cases.iter().map(|c| c.id.clone()).collect(),
+                });
             }
         }
         Ok(cases
@@ -147,7 +157,7 @@ impl Plan {
                     id: spec.id.clone(),
                     question: spec.question.clone(),
                     vars: merged_vars(&self.suite.spec.vars, &spec.vars),
-                    spec: spec.clone(),
+                    expect: spec.expect.clone(),
                 });
                 let seed = self.seed;
                 let (runs, shard) = (self.runs, self.shard);
@@ -195,9 +205,379 @@ impl Plan {
     }
 }
 
+/// Where report folders go when `--out` is not given.
+pub const DEFAULT_REPORTS: &str = "reports";
+
+/// A plan that cannot be made from this command line.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Shard(#[from] ShardError),
+    #[error("no case `{id}` in the suite (cases: {})", known.join(", "))]
+    UnknownCase { id: String, known: Vec<String> },
+    #[error("no suite has a case `{0}`")]
+    NoSuiteHasCase(String),
+    #[error("no case matches the selection")]
+    NothingSelected,
+    #[error("{} is not a report folder: it has no {META_FILE}", .0.display())]
+    NotAReport(PathBuf),
+    #[error("cannot read {}", path.display())]
+    Meta {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("--baseline {}: no {SUMMARY_FILE} there or in {}/{slug}", dir.display(), dir.display())]
+    NoBaseline { dir: PathBuf, slug: String },
+    #[error("--baseline")]
+    Baseline(#[source] SummaryError),
+    #[error("{0} must be at least 1")]
+    Zero(&'static str),
+    /// Shard folders that do not make one run.
+    #[error("{0}")]
+    Shards(String),
+}
+
+/// What the command line may override in a suite; `None` keeps the suite's own value.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub runs: Option<u32>,
+    pub seed: Option<u64>,
+    pub concurrency: Option<usize>,
+    pub timeout_ms: Option<u64>,
+    pub shard: Option<Shard>,
+    /// A report folder (or a folder of them, one per suite) to gate against.
+    pub baseline: Option<PathBuf>,
+}
+
+impl Overrides {
+    /// Zero runs, slots or milliseconds cannot be meant: refused, as the suite file does.
+    pub fn check(&self) -> Result<(), PlanError> {
+        if self.runs == Some(0) {
+            return Err(PlanError::Zero("--runs"));
+        }
+        if self.concurrency == Some(0) {
+            return Err(PlanError::Zero("--concurrency"));
+        }
+        if self.timeout_ms == Some(0) {
+            return Err(PlanError::Zero("--timeout-ms"));
+        }
+        Ok(())
+    }
+}
+
+impl Plan {
+    /// A plan for `cases` of `suite`, the suite's settings under `overrides`.
+    pub fn new(suite: Suite, cases: Vec<usize>, overrides: &Overrides, out_dir: PathBuf) -> Plan {
+        Plan {
+            runs: overrides.runs.unwrap_or(suite.spec.runs).max(1),
+            seed: overrides.seed.or(suite.spec.seed).unwrap_or(0),
+            concurrency: overrides
+                .concurrency
+                .or(suite.spec.concurrency)
+                .unwrap_or(DEFAULT_CONCURRENCY)
+                .max(1),
+            timeout: Duration::from_millis(
+                overrides.timeout_ms.unwrap_or(suite.spec.timeout_ms).max(1),
+            ),
+            cases,
+            suite: Arc::new(suite),
+            out_dir,
+            baseline: None,
+            shard: overrides.shard,
+            warnings: Vec::new(),
+        }
+    }
+
+    /// What `meta.json` records before the first run.
+    pub fn meta(&self) -> Meta {
+        let suite_path =
+            std::fs::canonicalize(&self.suite.path).unwrap_or_else(|_| self.suite.path.clone());
+        Meta {
+            ragprobe_version: env!("CARGO_PKG_VERSION").to_owned(),
+            suite_name: self.suite.spec.name.clone(),
+            suite_path,
+            suite_fingerprint: self.suite.fingerprint,
+            chain_path: self.suite.chain_override.clone(),
+            shard: self.shard.map(|s| s.to_string()),
+            seed: self.seed,
+            runs: self.runs,
+            cases: self.case_ids(),
+            chain: self.suite.chain.describe(),
+            created_at: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+        }
+    }
+}
+
+/// Plans for fresh runs of `suites`: the selected cases of each, into `out` (the folder
+/// itself for one suite, a folder per suite inside it for several) or a new timestamped
+/// folder under `reports/`.
+pub fn fresh(
+    suites: Vec<Suite>,
+    selection: &Selection,
+    out: Option<&Path>,
+    overrides: &Overrides,
+) -> Result<Vec<Plan>, PlanError> {
+    overrides.check()?;
+    let stamp = timestamp();
+    let several = suites.len() > 1;
+    let mut plans = Vec::new();
+    let mut unmatched: Vec<String> = selection.ids.clone();
+    for suite in suites {
+        // With several suites, a `--case` id needs to exist in one of them only.
+        let own = Selection {
+            ids: selection
+                .ids
+                .iter()
+                .filter(|id| suite.spec.cases.iter().any(|c| &c.id == *id))
+                .cloned()
+                .collect(),
+            filter: selection.filter.clone(),
+        };
+        unmatched.retain(|id| !own.ids.contains(id));
+        if !selection.ids.is_empty() && own.ids.is_empty() {
+            continue;
+        }
+        let cases = own.apply(&suite.spec.cases)?;
+        if cases.is_empty() {
+            continue;
+        }
+        let slug = slug(&suite.spec.name);
+        let out_dir = match (out, several) {
+            (Some(out), false) => out.to_owned(),
+            (Some(out), true) => out.join(&slug),
+            (None, _) => Path::new(DEFAULT_REPORTS).join(format!("{stamp}-{slug}")),
+        };
+        let mut plan = Plan::new(suite, cases, overrides, out_dir);
+        plan.baseline = baseline_for(overrides.baseline.as_deref(), &slug)?;
+        plans.push(plan);
+    }
+    if let Some(id) = unmatched.first() {
+        return Err(PlanError::NoSuiteHasCase(id.clone()));
+    }
+    if plans.is_empty() {
+        return Err(PlanError::NothingSelected);
+    }
+    Ok(plans)
+}
+
+/// Plans that finish the report folders in `dir` (the folder itself, or the suite folders
+/// inside it): the same suite, cases, runs and seed as `meta.json` records.
+pub fn resume(dir: &Path, overrides: &Overrides) -> Result<Vec<Plan>, PlanError> {
+    overrides.check()?;
+    let mut dirs = Vec::new();
+    if dir.join(META_FILE).exists() {
+        dirs.push(dir.to_owned());
+    } else if let Ok(entries) = std::fs::read_dir(dir) {
+        let mut inner: Vec<PathBuf> = entries
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.join(META_FILE).exists())
+            .collect();
+        inner.sort();
+        dirs.extend(inner);
+    }
+    if dirs.is_empty() {
+        return Err(PlanError::NotAReport(dir.to_owned()));
+    }
+    let mut plans = Vec::new();
+    for dir in dirs {
+        let meta = Meta::read(&dir).map_err(|source| PlanError::Meta {
+            path: dir.clone(),
+            source,
+        })?;
+        let suite = load_with(&meta.suite_path, meta.chain_path.as_deref())?;
+        let mut cases = Vec::new();
+        for id in &meta.cases {
+            let index = suite
+                .spec
+                .cases
+                .iter()
+                .position(|c| &c.id == id)
+                .ok_or_else(|| {
+                    ConfigError::from(
+                        Problem::new(
+                            &meta.suite_path,
+                            format!("case `{id}` was planned but is no longer in the suite"),
+                        )
+                        .hint("restore the case, or start a fresh run"),
+                    )
+                })?;
+            cases.push(index);
+        }
+        let slug = slug(&suite.spec.name);
+        let resumed = Overrides {
+            runs: Some(meta.runs),
+            seed: Some(meta.seed),
+            shard: meta.shard.as_deref().map(Shard::parse).transpose()?,
+            ..overrides.clone()
+        };
+        let changed = suite.fingerprint != meta.suite_fingerprint;
+        let mut plan = Plan::new(suite, cases, &resumed, dir.clone());
+        plan.baseline = baseline_for(overrides.baseline.as_deref(), &slug)?;
+        if changed {
+            plan.warnings.push(format!(
+                "{} (or its chain or corpus) changed since {} was started; \
+                 the remaining runs use the current files",
+                meta.suite_path.display(),
+                dir.display()
+            ));
+        }
+        plans.push(plan);
+    }
+    Ok(plans)
+}
+
+/// The plan of the whole run that `metas` (the shard folders of one `run --shard k/n`)
+/// split, written into `out`; shards that do not belong together are an error.
+pub fn merged(metas: &[(PathBuf, Meta)], out: &Path) -> Result<Plan, PlanError> {
+    let Some((first_dir, first)) = metas.first() else {
+        return Err(PlanError::Shards("no shard folders given".into()));
+    };
+    let mut seen: Vec<u32> = Vec::new();
+    let mut count = None;
+    for (dir, meta) in metas {
+        let same = meta.suite_fingerprint == first.suite_fingerprint
+            && meta.seed == first.seed
+            && meta.runs == first.runs
+            && meta.cases == first.cases
+            && meta.chain_path == first.chain_path;
+        if !same {
+            return Err(PlanError::Shards(format!(
+                "{} is not a shard of the same run as {}: suite, chain, seed, runs and cases must match",
+                dir.display(),
+                first_dir.display()
+            )));
+        }
+        let Some(text) = meta.shard.as_deref() else {
+            return Err(PlanError::Shards(format!(
+                "{} holds a whole run, not a shard",
+                dir.display()
+            )));
+        };
+        let shard = Shard::parse(text)?;
+        if *count.get_or_insert(shard.count) != shard.count {
+            return Err(PlanError::Shards(
+                "the shards split the run in different numbers of slices".into(),
+            ));
+        }
+        if seen.contains(&shard.index) {
+            return Err(PlanError::Shards(format!("shard {shard} is given twice")));
+        }
+        seen.push(shard.index);
+    }
+    let count = count.unwrap_or(1);
+    let missing: Vec<String> = (0..count)
+        .filter(|k| !seen.contains(k))
+        .map(|k| format!("{}/{count}", k + 1))
+        .collect();
+    if !missing.is_empty() {
+        return Err(PlanError::Shards(format!(
+            "shards missing: {}; merge needs every slice",
+            missing.join(", ")
+        )));
+    }
+    let suite = load_with(&first.suite_path, first.chain_path.as_deref())?;
+    let changed = suite.fingerprint != first.suite_fingerprint;
+    let cases = first
+        .cases
+        .iter()
+        .map(|id| {
+            suite
+                .spec
+                .cases
+                .iter()
+                .position(|c| &c.id == id)
+                .ok_or_else(|| {
+                    PlanError::Shards(format!(
+                        "case `{id}` is no longer in {}",
+                        first.suite_path.display()
+                    ))
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let overrides = Overrides {
+        runs: Some(first.runs),
+        seed: Some(first.seed),
+        ..Overrides::default()
+    };
+    let mut plan = Plan::new(suite, cases, &overrides, out.to_owned());
+    if changed {
+        plan.warnings.push(format!(
+            "{} (or its chain or corpus) changed since the shards ran; the reports use the current files",
+            first.suite_path.display()
+        ));
+    }
+    Ok(plan)
+}
+
+/// The folder holding this suite's baseline summary: `dir` itself, or `dir/<slug>` when
+/// the baseline is a multi-suite report. Read once here, so a broken baseline stops the
+/// command before any run.
+fn baseline_for(dir: Option<&Path>, slug: &str) -> Result<Option<PathBuf>, PlanError> {
+    let Some(dir) = dir else {
+        return Ok(None);
+    };
+    let found = [dir.to_owned(), dir.join(slug)]
+        .into_iter()
+        .find(|candidate| candidate.join(SUMMARY_FILE).exists())
+        .ok_or_else(|| PlanError::NoBaseline {
+            dir: dir.to_owned(),
+            slug: slug.to_owned(),
+        })?;
+    read_summary(&found).map_err(PlanError::Baseline)?;
+    Ok(Some(found))
+}
+
+/// `20261127-171620`, in UTC, for report folder names.
+fn timestamp() -> String {
+    let digits: String = humantime::format_rfc3339_seconds(SystemTime::now())
+        .to_string()
+        .chars()
+        .filter(char::is_ascii_digit)
+        .collect();
+    format!("{}-{}", &digits[..8], &digits[8..])
+}
+
+/// Lower-case letters, digits and dashes.
+pub fn slug(name: &str) -> String {
+    let mut out = String::new();
+    for c in name.chars() {
+        if c.is_ascii_alphanumeric() {
+            out.push(c.to_ascii_lowercase());
+        } else if !out.ends_with('-') && !out.is_empty() {
+            out.push('-');
+        }
+    }
+    let trimmed = out.trim_end_matches('-').to_owned();
+    if trimmed.is_empty() {
+        "suite".to_owned()
+    } else {
+        trimmed
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn slugs_and_timestamps() {
+        assert_eq!(
+            slug("Databricks support (before fix)"),
+            "databricks-support-before-fix"
+        );
+        assert_eq!(slug("!!!"), "suite");
+        let t = timestamp();
+        assert_eq!(t.len(), 15, "{t}");
+        assert_eq!(t.as_bytes()[8], b'-');
+        assert!(
+            t.chars().filter(|c| *c != '-').all(|c| c.is_ascii_digit()),
+            "{t}"
+        );
+    }
 
     fn cases() -> Vec<CaseSpec> {
         serde_yaml::from_str(
@@ -216,13 +596,14 @@ mod tests {
             }
             .apply(&all)
         };
-        assert_eq!(pick(&[], None), Ok(vec![0, 1, 2]));
-        assert_eq!(pick(&["cost"], None), Ok(vec![1]));
-        assert_eq!(pick(&[], Some("cost")), Ok(vec![1, 2]));
-        assert_eq!(pick(&[], Some("tag:pricing")), Ok(vec![1]));
+        assert_eq!(pick(&[], None).ok(), Some(vec![0, 1, 2]));
+        assert_eq!(pick(&["cost"], None).ok(), Some(vec![1]));
+        assert_eq!(pick(&[], Some("cost")).ok(), Some(vec![1, 2]));
+        assert_eq!(pick(&[], Some("tag:pricing")).ok(), Some(vec![1]));
         assert!(
             pick(&["nope"], None)
                 .unwrap_err()
+                .to_string()
                 .contains("cases: storage, cost, cost-eu")
         );
     }

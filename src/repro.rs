@@ -9,22 +9,23 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::{Map, Value};
-use tokio::sync::Semaphore;
-use tokio::task::JoinSet;
 
 use crate::chain::corpus::Corpus;
 use crate::chain::pipeline::PipelineChain;
-use crate::chain::{Chain, RetrievedDoc};
+use crate::chain::{Chain, ContextEdit};
 use crate::checks::check_answer;
+use crate::model::record::RetrievedDoc;
+use crate::model::record::{RunRecord, RunStatus};
+use crate::plan::{CaseJob, Job};
 use crate::rules::Where;
-use crate::runner::{RunIdentity, record};
+use crate::runner::{RunContext, collect};
 use crate::seed::run_seed;
 use crate::stats::{fisher_worse, wilson};
-use crate::store::{RunRecord, RunStatus};
 use crate::suite::schema::{AnswerCheck, Expect, RetrievedRule, RuleSpec};
-use crate::trace::{SpanKind, TraceBuilder, now_ns};
+use crate::trace::{SpanKind, TraceBuilder};
 
 /// What makes an answer bad.
 #[derive(Debug, Clone)]
@@ -38,7 +39,7 @@ pub enum Bad {
 impl Bad {
     pub fn describe(&self) -> String {
         match self {
-            Bad::Answer(check) => format!("the answer satisfies {}", describe_check(check)),
+            Bad::Answer(check) => format!("the answer satisfies {}", check.describe()),
             Bad::FailedVerdict => "the run fails the case's rules or expectations".into(),
         }
     }
@@ -49,35 +50,6 @@ impl Bad {
             Bad::FailedVerdict => record.verdict.as_ref().is_some_and(|v| !v.passed),
         }
     }
-}
-
-/// The check as YAML flow (JSON-quoted strings), e.g. `{matches: "t4g\\.micro"}`.
-pub fn describe_check(check: &AnswerCheck) -> String {
-    let quote = |s: &str| Value::String(s.to_owned()).to_string();
-    let list = |items: &[String]| {
-        let quoted: Vec<String> = items.iter().map(|s| quote(s)).collect();
-        format!("[{}]", quoted.join(", "))
-    };
-    let mut parts = Vec::new();
-    if let Some(v) = &check.contains {
-        parts.push(format!("contains: {}", list(&v.0)));
-    }
-    if let Some(v) = &check.contains_any {
-        parts.push(format!("contains_any: {}", list(&v.0)));
-    }
-    if let Some(v) = &check.not_contains {
-        parts.push(format!("not_contains: {}", list(&v.0)));
-    }
-    if let Some(p) = &check.matches {
-        parts.push(format!("matches: {}", quote(p.0.as_str())));
-    }
-    if let Some(p) = &check.not_matches {
-        parts.push(format!("not_matches: {}", quote(p.0.as_str())));
-    }
-    if check.ignore_case {
-        parts.push("ignore_case: true".into());
-    }
-    format!("{{{}}}", parts.join(", "))
 }
 
 /// The question to reproduce and everything needed to judge its answers.
@@ -95,6 +67,8 @@ pub struct Target {
     pub suite: String,
     pub seed: u64,
     pub concurrency: usize,
+    /// Per-run limit, as `run` applies it.
+    pub timeout: Duration,
 }
 
 /// One run and whether its answer was bad.
@@ -110,59 +84,41 @@ impl Sample {
     }
 }
 
-/// Edits the retrieved context before the prompt (triage's conditions).
-pub type Edit = Arc<dyn Fn(Vec<RetrievedDoc>) -> Vec<RetrievedDoc> + Send + Sync>;
-
 impl Target {
-    /// Runs `runs` (indices into the seed stream), `concurrency` at a time.
-    pub async fn sample(&self, runs: std::ops::Range<u32>, edit: Option<Edit>) -> Vec<Sample> {
-        let slots = Arc::new(Semaphore::new(self.concurrency.max(1)));
-        let mut tasks = JoinSet::new();
-        for run in runs.clone() {
-            let seed = run_seed(self.seed, &self.label, run);
-            let chain = Arc::clone(&self.chain);
-            let question = self.question.clone();
-            let vars = self.vars.clone();
-            let edit = edit.clone();
-            let slots = Arc::clone(&slots);
-            tasks.spawn(async move {
-                let _slot = slots.acquire_owned().await.ok();
-                let started_at_ns = now_ns();
-                let clock = std::time::Instant::now();
-                let output = match (&edit, chain.as_ref()) {
-                    (Some(edit), Chain::Pipeline(pipeline)) => {
-                        pipeline
-                            .invoke_with(&question, &vars, seed, edit.as_ref())
-                            .await
-                    }
-                    _ => chain.invoke(&question, &vars, seed).await,
-                };
-                (run, seed, started_at_ns, clock.elapsed(), output)
-            });
-        }
-        let mut samples = Vec::new();
-        while let Some(joined) = tasks.join_next().await {
-            let Ok((run, seed, started_at_ns, elapsed, output)) = joined else {
-                continue;
-            };
-            let record = record(
-                RunIdentity {
-                    case: &self.label,
-                    run,
-                    seed,
-                    question: &self.question,
-                    started_at_ns,
-                    duration_ms: elapsed.as_secs_f64() * 1000.0,
-                },
-                output,
-                &self.rules,
-                self.expect.as_ref(),
-            );
-            let bad = record.status != RunStatus::Error && self.bad.is_bad(&record);
-            samples.push(Sample { record, bad });
-        }
-        samples.sort_by_key(|s| s.record.run);
-        samples
+    /// Runs `runs` (indices into the seed stream) through the runner, `concurrency` at a
+    /// time, each with the suite's timeout; `edit` changes the context before generation.
+    pub async fn sample(
+        &self,
+        runs: std::ops::Range<u32>,
+        edit: Option<ContextEdit>,
+    ) -> Vec<Sample> {
+        let case = Arc::new(CaseJob {
+            id: self.label.clone(),
+            question: self.question.clone(),
+            vars: self.vars.clone(),
+            expect: self.expect.clone(),
+        });
+        let jobs: Vec<Job> = runs
+            .map(|run| Job {
+                seed: run_seed(self.seed, &self.label, run),
+                case: Arc::clone(&case),
+                run,
+            })
+            .collect();
+        let context = Arc::new(RunContext {
+            chain: Arc::clone(&self.chain),
+            rules: Arc::new(self.rules.clone()),
+            timeout: self.timeout,
+            edit,
+        });
+        collect(context, jobs, self.concurrency)
+            .await
+            .into_iter()
+            .map(|record| {
+                let bad = record.status != RunStatus::Error && self.bad.is_bad(&record);
+                Sample { record, bad }
+            })
+            .collect()
     }
 }
 
@@ -462,7 +418,7 @@ pub async fn triage(target: &Target, pipeline: &PipelineChain, runs: u32) -> Tri
 
     if !retrieved_rules.is_empty() {
         let rules = retrieved_rules.clone();
-        let edit: Edit = Arc::new(move |docs: Vec<RetrievedDoc>| {
+        let edit: ContextEdit = Arc::new(move |docs: Vec<RetrievedDoc>| {
             docs.into_iter()
                 .filter(|d| !rules.iter().any(|r| violates(r, d)))
                 .collect()
@@ -487,7 +443,7 @@ pub async fn triage(target: &Target, pipeline: &PipelineChain, runs: u32) -> Tri
                 score: 0.0,
             })
             .collect();
-        let edit: Edit = Arc::new(move |_| docs.clone());
+        let edit: ContextEdit = Arc::new(move |_| docs.clone());
         let samples = target.sample(0..runs, Some(edit)).await;
         run_condition(
             'c',
@@ -496,7 +452,7 @@ pub async fn triage(target: &Target, pipeline: &PipelineChain, runs: u32) -> Tri
         );
     }
 
-    let edit: Edit = Arc::new(|_| Vec::new());
+    let edit: ContextEdit = Arc::new(|_| Vec::new());
     let samples = target.sample(0..runs, Some(edit)).await;
     run_condition('d', "no context".into(), samples);
 

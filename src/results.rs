@@ -9,7 +9,8 @@ use std::path::Path;
 use polars::io::parquet::write::BatchedWriter;
 use polars::prelude::*;
 
-use crate::store::{RunReader, RunRecord, RunStatus};
+use crate::model::record::{RunRecord, RunStatus};
+use crate::store::RunReader;
 
 pub const RESULTS_FILE: &str = "results.parquet";
 /// Joins rule ids in the `violations` column (a unit separator: never in a YAML id).
@@ -17,11 +18,12 @@ pub const RULE_SEPARATOR: char = '\u{1f}';
 /// Rows per row group: small enough that writing holds little in memory.
 const BATCH_ROWS: usize = 2_048;
 
+/// Writing or aggregating results.parquet failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ResultsError {
-    #[error("reading runs: {0}")]
+    #[error("reading runs")]
     Io(#[from] std::io::Error),
-    #[error("polars: {0}")]
+    #[error("polars")]
     Polars(#[from] PolarsError),
 }
 

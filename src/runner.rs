@@ -1,6 +1,7 @@
-//! Runs the jobs of a plan on tokio with bounded concurrency and a per-run timeout, and
-//! emits one event per finished run. Dropping the future returned by [`execute`] (as the
-//! Ctrl-C handler does) aborts the runs in flight; finished runs have already been sent.
+//! The one scheduler: runs jobs on tokio with bounded concurrency and a per-run timeout,
+//! judges each invocation, and emits one event per finished run. `run`, `repro` and
+//! `triage` all go through it. Dropping the future returned by [`execute`] (as the Ctrl-C
+//! handler does) aborts the runs in flight; finished runs have already been sent.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -8,11 +9,12 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 
-use crate::chain::{Chain, ChainFailure, ChainOutput};
+use crate::chain::error::ChainError;
+use crate::chain::{Chain, ChainFailure, ChainOutput, ContextEdit};
 use crate::checks::judge;
 use crate::events::Event;
+use crate::model::record::{RunRecord, RunStatus};
 use crate::plan::Job;
-use crate::store::{RunRecord, RunStatus};
 use crate::suite::schema::{Expect, RuleSpec};
 use crate::trace::now_ns;
 
@@ -21,8 +23,12 @@ pub struct RunContext {
     pub chain: Arc<Chain>,
     pub rules: Arc<Vec<RuleSpec>>,
     pub timeout: Duration,
+    /// An edit of the retrieved context before the prompt (triage's conditions); `None`
+    /// runs the chain as it is.
+    pub edit: Option<ContextEdit>,
 }
 
+/// Runs `jobs`, at most `concurrency` at a time, sending a `RunFinished` event for each.
 pub async fn execute(
     context: Arc<RunContext>,
     jobs: impl Iterator<Item = Job> + Send,
@@ -49,14 +55,45 @@ pub async fn execute(
     while tasks.join_next().await.is_some() {}
 }
 
+/// Runs `jobs` and returns their records in job order: for callers that look at runs
+/// together (repro, triage) rather than stream them to disk.
+pub async fn collect(
+    context: Arc<RunContext>,
+    jobs: Vec<Job>,
+    concurrency: usize,
+) -> Vec<RunRecord> {
+    let order: std::collections::HashMap<(String, u32), usize> = jobs
+        .iter()
+        .enumerate()
+        .map(|(i, j)| ((j.case.id.clone(), j.run), i))
+        .collect();
+    let (sender, mut receiver) = mpsc::channel(jobs.len().max(1));
+    let runner = execute(context, jobs.into_iter(), concurrency, sender);
+    let gather = async {
+        let mut records = Vec::new();
+        while let Some(event) = receiver.recv().await {
+            if let Event::RunFinished(record) = event {
+                records.push(*record);
+            }
+        }
+        records
+    };
+    let ((), mut records) = tokio::join!(runner, gather);
+    records.sort_by_key(|r| order.get(&(r.case.clone(), r.run)).copied());
+    records
+}
+
 async fn run_one(context: &RunContext, job: &Job) -> RunRecord {
     let started_at_ns = now_ns();
     let clock = Instant::now();
     let invocation = tokio::time::timeout(
         context.timeout,
-        context
-            .chain
-            .invoke(&job.case.question, &job.case.vars, job.seed),
+        context.chain.invoke(
+            &job.case.question,
+            &job.case.vars,
+            job.seed,
+            context.edit.as_ref(),
+        ),
     )
     .await;
     let duration_ms = clock.elapsed().as_secs_f64() * 1000.0;
@@ -69,16 +106,11 @@ async fn run_one(context: &RunContext, job: &Job) -> RunRecord {
         duration_ms,
     };
     match invocation {
-        Ok(result) => record(
-            identity,
-            result,
-            &context.rules,
-            job.case.spec.expect.as_ref(),
-        ),
+        Ok(result) => record(identity, result, &context.rules, job.case.expect.as_ref()),
         Err(_elapsed) => record(
             identity,
             Err(ChainFailure {
-                message: format!("timed out after {} ms", context.timeout.as_millis()),
+                error: ChainError::TimedOut(context.timeout.as_millis()),
                 trace: None,
             }),
             &context.rules,
@@ -88,18 +120,18 @@ async fn run_one(context: &RunContext, job: &Job) -> RunRecord {
 }
 
 /// Which run a record is, and when it ran.
-pub struct RunIdentity<'a> {
-    pub case: &'a str,
-    pub run: u32,
-    pub seed: u64,
-    pub question: &'a str,
-    pub started_at_ns: u64,
-    pub duration_ms: f64,
+struct RunIdentity<'a> {
+    case: &'a str,
+    run: u32,
+    seed: u64,
+    question: &'a str,
+    started_at_ns: u64,
+    duration_ms: f64,
 }
 
 /// The record of one invocation: judged when it produced an output, an error (never a
 /// wrong answer) when it did not.
-pub fn record(
+fn record(
     identity: RunIdentity<'_>,
     result: Result<ChainOutput, ChainFailure>,
     rules: &[RuleSpec],
@@ -135,7 +167,7 @@ pub fn record(
             record.trace = Some(output.trace);
         }
         Err(failure) => {
-            record.error = Some(failure.message);
+            record.error = Some(failure.error.to_string());
             record.trace = failure.trace;
         }
     }

@@ -16,12 +16,14 @@ use std::path::Path;
 
 use polars::prelude::*;
 
-use serde::{Deserialize, Serialize};
-
-use crate::results::{RESULTS_FILE, RULE_SEPARATOR};
-use crate::store::{RunRecord, read_at};
+use crate::model::record::RunRecord;
+use crate::model::record::Severity;
+use crate::model::summary::{
+    CaseOutcome, CaseStats, FailingRun, Latency, RuleStats, SourceSummary, SuiteStats,
+};
+use crate::results::{RESULTS_FILE, RULE_SEPARATOR, ResultsError};
+use crate::store::read_at;
 use crate::suite::Suite;
-use crate::suite::schema::Severity;
 
 /// z for a two-sided 95% interval.
 const Z95: f64 = 1.959_963_984_540_054;
@@ -29,60 +31,6 @@ const Z95: f64 = 1.959_963_984_540_054;
 pub const K: u32 = 5;
 /// Failing runs kept per case for reports (JUnit failure text, markdown).
 pub const FAILING_RUNS_KEPT: usize = 5;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum CaseOutcome {
-    Pass,
-    Flaky,
-    Fail,
-    Error,
-}
-
-impl CaseOutcome {
-    pub fn label(self) -> &'static str {
-        match self {
-            CaseOutcome::Pass => "PASS",
-            CaseOutcome::Flaky => "FLAKY",
-            CaseOutcome::Fail => "FAIL",
-            CaseOutcome::Error => "ERROR",
-        }
-    }
-
-    pub fn is_failure(self) -> bool {
-        matches!(self, CaseOutcome::Fail)
-    }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct RuleStats {
-    pub id: String,
-    pub severity: Severity,
-    pub max_rate: f64,
-    pub violations: u32,
-    pub rate: f64,
-    pub exceeded: bool,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct SourceSummary {
-    pub precision: f64,
-    pub recall: f64,
-    pub hit_rate: f64,
-    pub mrr: f64,
-    pub ndcg: f64,
-}
-
-/// A failing run, in a line or two: enough for a CI failure message.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct FailingRun {
-    pub run: u32,
-    pub seed: u64,
-    /// `rule-id: detail` or `expect.x: detail`, one per broken check.
-    pub broken: Vec<String>,
-    pub retrieved: Vec<String>,
-    pub answer: String,
-}
 
 impl FailingRun {
     fn from_record(record: &RunRecord) -> FailingRun {
@@ -114,73 +62,6 @@ impl FailingRun {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Latency {
-    pub p50_ms: f64,
-    pub p95_ms: f64,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct CaseStats {
-    pub id: String,
-    pub question: String,
-    pub tags: Vec<String>,
-    pub outcome: CaseOutcome,
-    /// Why the case failed, one line each.
-    pub reasons: Vec<String>,
-    pub runs: u32,
-    pub evaluated: u32,
-    pub errors: u32,
-    pub passed: u32,
-    pub pass_rate: f64,
-    pub pass_rate_ci95: [f64; 2],
-    pub min_pass_rate: f64,
-    pub k: u32,
-    /// Chance that k runs drawn without replacement all pass.
-    pub pass_all_k: f64,
-    /// Chance that at least one of k runs passes.
-    pub pass_at_k: f64,
-    pub flaky: bool,
-    pub rules: Vec<RuleStats>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sources: Option<SourceSummary>,
-    pub latency: Latency,
-    pub distinct_answers: usize,
-    /// The first infrastructure error met, if any run had one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub example_error: Option<String>,
-    /// The first failing runs, by run index.
-    pub failing_runs: Vec<FailingRun>,
-    /// A failing run to show: the one that broke the most checks.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub example_failure: Option<RunRecord>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct SuiteStats {
-    pub suite: String,
-    pub cases: Vec<CaseStats>,
-    pub runs: u32,
-    pub errors: u32,
-    pub error_rate: f64,
-    pub max_error_rate: f64,
-    pub errors_exceeded: bool,
-}
-
-impl SuiteStats {
-    pub fn failed_cases(&self) -> impl Iterator<Item = &CaseStats> {
-        self.cases.iter().filter(|c| c.outcome.is_failure())
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum StatsError {
-    #[error("reading runs: {0}")]
-    Io(#[from] std::io::Error),
-    #[error("aggregating results.parquet: {0}")]
-    Polars(#[from] PolarsError),
-}
-
 /// What polars computes per case.
 #[derive(Default)]
 struct CaseNumbers {
@@ -208,7 +89,11 @@ fn collect(frame: LazyFrame) -> PolarsResult<DataFrame> {
 
 /// Aggregates a report folder: numbers from `results.parquet` with polars, then the few
 /// example records from `runs.jsonl`.
-pub fn aggregate(suite: &Suite, selected: &[String], dir: &Path) -> Result<SuiteStats, StatsError> {
+pub fn aggregate(
+    suite: &Suite,
+    selected: &[String],
+    dir: &Path,
+) -> Result<SuiteStats, ResultsError> {
     let path = dir.join(RESULTS_FILE);
     let frame = LazyFrame::scan_parquet(
         PlRefPath::new(path.to_string_lossy().as_ref()),

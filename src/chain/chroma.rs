@@ -5,10 +5,12 @@
 use serde_json::{Map, Value, json};
 use tokio::sync::OnceCell;
 
-use crate::backend::{Backend, BackendError};
-use crate::chain::RetrievedDoc;
-use crate::chain::config::Limits;
+use crate::backend::error::ClientError;
+use crate::backend::limits::Limits;
+use crate::backend::redact::quote;
+use crate::backend::{Backend, BackendError, ErrorKind};
 use crate::chain::corpus::Document;
+use crate::model::record::RetrievedDoc;
 use crate::rules::{Clause, Condition, FieldOp, Where};
 
 #[derive(Debug)]
@@ -21,10 +23,15 @@ pub struct ChromaClient {
 }
 
 impl ChromaClient {
-    pub fn new(url: &str, tenant: &str, database: &str, limits: Limits) -> Result<Self, String> {
+    pub fn new(
+        url: &str,
+        tenant: &str,
+        database: &str,
+        limits: Limits,
+    ) -> Result<Self, ClientError> {
         let url = url.trim_end_matches('/');
         // Shown in messages and reports: without credentials a URL may carry.
-        let shown = crate::export::send::redact_url(url);
+        let shown = crate::backend::redact::redact_url(url);
         Ok(ChromaClient {
             backend: Backend::new(format!("Chroma at {shown}"), limits)?,
             base: format!("{url}/api/v2/tenants/{tenant}/databases/{database}"),
@@ -51,9 +58,9 @@ impl ChromaClient {
         if reply.text.trim().is_empty() {
             return Ok(Value::Null);
         }
-        serde_json::from_str(&reply.text).map_err(|err| BackendError {
-            message: format!("{}: malformed response ({err})", self.backend.label()),
-            attempts: reply.attempts,
+        serde_json::from_str(&reply.text).map_err(|err| {
+            self.backend
+                .error(ErrorKind::Malformed(err.to_string()), reply.attempts)
         })
     }
 
@@ -62,9 +69,11 @@ impl ChromaClient {
         let reply = self
             .call(reqwest::Method::GET, &format!("/collections/{name}"), None)
             .await?;
-        id_of(&reply).ok_or_else(|| BackendError {
-            message: format!("{}: collection `{name}` has no id", self.backend.label()),
-            attempts: 1,
+        id_of(&reply).ok_or_else(|| {
+            self.backend.error(
+                ErrorKind::Malformed(format!("collection `{name}` has no id")),
+                1,
+            )
         })
     }
 
@@ -81,12 +90,11 @@ impl ChromaClient {
                 })),
             )
             .await?;
-        id_of(&reply).ok_or_else(|| BackendError {
-            message: format!(
-                "{}: created collection `{name}` has no id",
-                self.backend.label()
-            ),
-            attempts: 1,
+        id_of(&reply).ok_or_else(|| {
+            self.backend.error(
+                ErrorKind::Malformed(format!("created collection `{name}` has no id")),
+                1,
+            )
         })
     }
 
@@ -143,13 +151,14 @@ impl ChromaClient {
                 Some(body),
             )
             .await?;
-        parse_query(&reply).map_err(|what| BackendError {
-            message: format!(
-                "{}: malformed query response: {what}: {}",
-                self.backend.label(),
-                crate::backend::quote(&reply.to_string())
-            ),
-            attempts: 1,
+        parse_query(&reply).map_err(|what| {
+            self.backend.error(
+                ErrorKind::Malformed(format!(
+                    "query result: {what}: {}",
+                    quote(&reply.to_string())
+                )),
+                1,
+            )
         })
     }
 }
@@ -242,10 +251,15 @@ fn is_scalar(value: &Value) -> bool {
     matches!(value, Value::String(_) | Value::Number(_) | Value::Bool(_))
 }
 
+/// A `where` that Chroma cannot run, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct FilterError(pub String);
+
 /// ragprobe's `where` in the form Chroma accepts: one key per object (several keys
 /// become `$and`), explicit operators, scalar operands. What Chroma cannot express
 /// (`$exists`, `$not`, comparisons of strings) is an error that says so.
-pub fn translate(filter: &Where) -> Result<Value, String> {
+pub fn translate(filter: &Where) -> Result<Value, FilterError> {
     let mut parts = Vec::new();
     for clause in &filter.clauses {
         parts.push(translate_clause(clause)?);
@@ -253,7 +267,7 @@ pub fn translate(filter: &Where) -> Result<Value, String> {
     Ok(join("$and", parts))
 }
 
-fn translate_clause(clause: &Clause) -> Result<Value, String> {
+fn translate_clause(clause: &Clause) -> Result<Value, FilterError> {
     match clause {
         Clause::Field { name, condition } => translate_condition(name, condition),
         Clause::And(items) => Ok(join(
@@ -264,14 +278,14 @@ fn translate_clause(clause: &Clause) -> Result<Value, String> {
             let parts: Vec<Value> = items.iter().map(translate).collect::<Result<_, _>>()?;
             Ok(join("$or", parts))
         }
-        Clause::Not(_) => Err(
+        Clause::Not(_) => Err(FilterError(
             "Chroma's where has no `$not`; write the negation out ($ne, $nin, or $lt for $gte)"
                 .into(),
-        ),
+        )),
     }
 }
 
-fn translate_condition(name: &str, condition: &Condition) -> Result<Value, String> {
+fn translate_condition(name: &str, condition: &Condition) -> Result<Value, FilterError> {
     let mut parts = Vec::new();
     for op in &condition.ops {
         let (operator, operand) = match op {
@@ -284,14 +298,14 @@ fn translate_condition(name: &str, condition: &Condition) -> Result<Value, Strin
             FieldOp::In(vs) => ("$in", list(name, "$in", vs)?),
             FieldOp::Nin(vs) => ("$nin", list(name, "$nin", vs)?),
             FieldOp::Exists(_) => {
-                return Err(format!(
+                return Err(FilterError(format!(
                     "`{name}: {{$exists: …}}`: Chroma's where has no `$exists`"
-                ));
+                )));
             }
             FieldOp::Not(_) => {
-                return Err(format!(
+                return Err(FilterError(format!(
                     "`{name}: {{$not: …}}`: Chroma's where has no `$not`; use $ne or $nin"
-                ));
+                )));
             }
         };
         parts.push(json!({ name: { operator: operand } }));
@@ -308,31 +322,31 @@ fn join(operator: &str, mut parts: Vec<Value>) -> Value {
     }
 }
 
-fn scalar(name: &str, value: &Value) -> Result<Value, String> {
+fn scalar(name: &str, value: &Value) -> Result<Value, FilterError> {
     if is_scalar(value) {
         Ok(value.clone())
     } else {
-        Err(format!(
+        Err(FilterError(format!(
             "`{name}`: Chroma compares only strings, numbers and booleans, not {value}"
-        ))
+        )))
     }
 }
 
-fn number(name: &str, operator: &str, value: &Value) -> Result<Value, String> {
+fn number(name: &str, operator: &str, value: &Value) -> Result<Value, FilterError> {
     if value.is_number() {
         Ok(value.clone())
     } else {
-        Err(format!(
+        Err(FilterError(format!(
             "`{name}: {{{operator}: {value}}}`: Chroma's {operator} compares numbers only"
-        ))
+        )))
     }
 }
 
-fn list(name: &str, operator: &str, values: &[Value]) -> Result<Value, String> {
+fn list(name: &str, operator: &str, values: &[Value]) -> Result<Value, FilterError> {
     if values.is_empty() {
-        return Err(format!(
+        return Err(FilterError(format!(
             "`{name}: {{{operator}: []}}`: Chroma needs a non-empty list"
-        ));
+        )));
     }
     values
         .iter()
@@ -387,7 +401,7 @@ mod tests {
             ("{docs: null}", "not null"),
         ] {
             let err = translate(&where_(input)).expect_err(input);
-            assert!(err.contains(needle), "{input}: {err}");
+            assert!(err.0.contains(needle), "{input}: {err}");
         }
     }
 

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::backend::Limits;
 use crate::rules::Where;
 
 /// What ragprobe drives: its own pipeline (retriever → prompt → generator), a RAG service
@@ -138,61 +139,6 @@ pub struct EmbedderConfig {
 
 fn default_dims() -> usize {
     256
-}
-
-/// How ragprobe treats one backend: per-request timeout, retries, and client-side limits
-/// so a suite never floods a shared endpoint.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct Limits {
-    /// Per request (each retry gets its own).
-    #[serde(default = "default_request_timeout_ms")]
-    pub timeout_ms: u64,
-    /// Retries after a connection error, a timeout, a 5xx or a 429.
-    #[serde(default = "default_retries")]
-    pub retries: u32,
-    /// First backoff; doubled on each retry, with full jitter, at most `max_backoff_ms`.
-    #[serde(default = "default_backoff_ms")]
-    pub backoff_ms: u64,
-    #[serde(default = "default_max_backoff_ms")]
-    pub max_backoff_ms: u64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub requests_per_second: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tokens_per_minute: Option<f64>,
-    /// Requests in flight to this backend at once.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub concurrency: Option<usize>,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            timeout_ms: default_request_timeout_ms(),
-            retries: default_retries(),
-            backoff_ms: default_backoff_ms(),
-            max_backoff_ms: default_max_backoff_ms(),
-            requests_per_second: None,
-            tokens_per_minute: None,
-            concurrency: None,
-        }
-    }
-}
-
-fn default_request_timeout_ms() -> u64 {
-    60_000
-}
-
-fn default_retries() -> u32 {
-    4
-}
-
-fn default_backoff_ms() -> u64 {
-    250
-}
-
-fn default_max_backoff_ms() -> u64 {
-    8_000
 }
 
 fn default_k() -> usize {

@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::model::record::DocId;
 use crate::rules::Metadata;
-use crate::suite::schema::DocId;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Document {
@@ -95,7 +95,7 @@ impl Corpus {
                     fail(
                         location.as_ref().map(|l| l.line()),
                         location.as_ref().map(|l| l.column()),
-                        crate::suite::locate::message_without_position(&err),
+                        crate::config::locate::message_without_position(&err),
                         Some("the file is a list of mappings with `id`, `text` and `metadata`"),
                     )
                 })?;

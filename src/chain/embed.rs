@@ -6,9 +6,18 @@ use std::sync::Arc;
 use crate::backend::BackendError;
 use crate::chain::config::{EmbedderConfig, EmbedderKind};
 use crate::chain::corpus::Corpus;
-use crate::chain::openai::EmbeddingModel;
+use crate::chain::openai::{EmbeddingModel, ModelError};
 use crate::chain::text::tokens;
 use crate::seed::stable_hash;
+
+/// An embedder that cannot be set up from its configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum EmbedderError {
+    #[error("dims must be at least 1")]
+    ZeroDims,
+    #[error(transparent)]
+    Model(#[from] ModelError),
+}
 
 #[derive(Debug)]
 pub enum Embedder {
@@ -57,9 +66,9 @@ impl Idf {
 }
 
 impl Embedder {
-    pub fn new(config: &EmbedderConfig) -> Result<Self, String> {
+    pub fn new(config: &EmbedderConfig) -> Result<Self, EmbedderError> {
         match config.kind {
-            EmbedderKind::Hashing if config.dims == 0 => Err("dims must be at least 1".into()),
+            EmbedderKind::Hashing if config.dims == 0 => Err(EmbedderError::ZeroDims),
             EmbedderKind::Hashing => Ok(Embedder::Hashing {
                 dims: config.dims,
                 idf: None,

@@ -4,7 +4,9 @@
 use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
 
-use crate::backend::{Backend, BackendError};
+use crate::backend::error::{ClientError, HeaderError};
+use crate::backend::redact::{quote, redact_url};
+use crate::backend::{Backend, BackendError, ErrorKind, Limits};
 use crate::chain::config::{EmbedderConfig, LlmConfig};
 
 #[derive(Debug)]
@@ -26,6 +28,21 @@ pub struct Completion {
     pub messages: Value,
 }
 
+/// A model client that cannot be set up from its configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    /// `base_url` or `model` is missing (`what` is `llm` or `embedder`).
+    #[error("{what} kind openai needs `{key}`")]
+    Missing {
+        what: &'static str,
+        key: &'static str,
+    },
+    #[error(transparent)]
+    Auth(#[from] HeaderError),
+    #[error(transparent)]
+    Client(#[from] ClientError),
+}
+
 /// What both clients need: the endpoint, its backend, the auth header and the model.
 #[derive(Debug)]
 struct Connection {
@@ -37,26 +54,23 @@ struct Connection {
 
 impl Connection {
     fn open(
-        what: &str,
+        what: &'static str,
         path: &str,
         base_url: Option<&str>,
         model: Option<&str>,
         api_key_env: Option<&str>,
-        limits: Option<&crate::chain::config::Limits>,
-    ) -> Result<Self, String> {
-        let base_url = base_url.ok_or(format!("{what} kind openai needs `base_url`"))?;
-        let model = model.ok_or(format!("{what} kind openai needs `model`"))?;
+        limits: Option<&Limits>,
+    ) -> Result<Self, ModelError> {
+        let missing = |key| ModelError::Missing { what, key };
+        let base_url = base_url.ok_or_else(|| missing("base_url"))?;
+        let model = model.ok_or_else(|| missing("model"))?;
         let url = format!("{}/{path}", base_url.trim_end_matches('/'));
         Ok(Connection {
             backend: Backend::new(
-                format!(
-                    "{} at {}",
-                    path.replace('/', " "),
-                    crate::export::send::redact_url(&url)
-                ),
+                format!("{} at {}", path.replace('/', " "), redact_url(&url)),
                 limits.cloned().unwrap_or_default(),
             )?,
-            headers: crate::backend::bearer(api_key_env)?,
+            headers: crate::backend::client::bearer(api_key_env)?,
             url,
             model: model.to_owned(),
         })
@@ -72,14 +86,10 @@ impl Connection {
 
     /// A reply that parsed as JSON but is not what the protocol promises.
     fn malformed(&self, what: &str, reply: &Value, attempts: u32) -> BackendError {
-        BackendError {
-            message: format!(
-                "{}: malformed response: {what}: {}",
-                self.backend.label(),
-                crate::backend::quote(&reply.to_string())
-            ),
+        self.backend.error(
+            ErrorKind::Malformed(format!("{what}: {}", quote(&reply.to_string()))),
             attempts,
-        }
+        )
     }
 }
 
@@ -88,7 +98,7 @@ impl ChatModel {
         &self.connection.model
     }
 
-    pub fn new(config: &LlmConfig) -> Result<Self, String> {
+    pub fn new(config: &LlmConfig) -> Result<Self, ModelError> {
         let connection = Connection::open(
             "llm",
             "chat/completions",
@@ -109,7 +119,7 @@ impl ChatModel {
         format!(
             "model {} at {} (temperature {})",
             self.connection.model,
-            crate::export::send::redact_url(&self.connection.url),
+            redact_url(&self.connection.url),
             self.temperature
         )
     }
@@ -174,7 +184,7 @@ impl EmbeddingModel {
         &self.connection.model
     }
 
-    pub fn new(config: &EmbedderConfig) -> Result<Self, String> {
+    pub fn new(config: &EmbedderConfig) -> Result<Self, ModelError> {
         let connection = Connection::open(
             "embedder",
             "embeddings",
@@ -190,7 +200,7 @@ impl EmbeddingModel {
         format!(
             "embeddings {} at {}",
             self.connection.model,
-            crate::export::send::redact_url(&self.connection.url)
+            redact_url(&self.connection.url)
         )
     }
 

@@ -10,14 +10,17 @@ use std::time::Duration;
 
 use serde_json::{Map, Value, json};
 
+use crate::backend::BackendError;
 use crate::chain::chroma::{ChromaClient, CollectionHandle};
-use crate::chain::corpus::Document;
+use crate::chain::corpus::{Corpus, Document};
 use crate::chain::embed::Embedder;
+use crate::chain::error::ChainError;
 use crate::chain::extractive::Extractive;
 use crate::chain::memory::MemoryRetriever;
 use crate::chain::openai::ChatModel;
 use crate::chain::prompt::{PromptTemplate, describe_template_error};
-use crate::chain::{ChainFailure, ChainOutput, RetrievedDoc};
+use crate::chain::{ChainFailure, ChainOutput};
+use crate::model::record::RetrievedDoc;
 use crate::rules::Where;
 use crate::trace::{OpenSpan, SpanKind, SpanStatus, TraceBuilder};
 
@@ -56,7 +59,35 @@ pub struct PipelineChain {
 }
 
 /// What a step failed with; the trace so far goes with it.
-type StepResult<T> = Result<T, String>;
+type StepResult<T> = Result<T, ChainError>;
+
+impl ChromaRetriever {
+    /// Loads `corpus` into the retriever's collection (deleting it first with `recreate`),
+    /// embedded `batch` documents at a time by the retriever's own embedder; returns the
+    /// vectors' length.
+    pub async fn index(
+        &self,
+        corpus: &Corpus,
+        batch: usize,
+        recreate: bool,
+    ) -> Result<usize, BackendError> {
+        let retriever = self;
+        let client = &retriever.client;
+        if recreate {
+            // A collection that is not there yet is what --recreate wants anyway.
+            let _ = client.delete_collection(&retriever.collection).await;
+        }
+        let id = client.create_collection(&retriever.collection).await?;
+        let mut dims = 0;
+        for documents in corpus.documents.chunks(batch.max(1)) {
+            let texts: Vec<String> = documents.iter().map(|d| d.text.clone()).collect();
+            let vectors = retriever.embedder.embed(&texts).await?;
+            dims = vectors.first().map_or(dims, Vec::len);
+            client.upsert(&id, documents, vectors).await?;
+        }
+        Ok(dims)
+    }
+}
 
 impl Retriever {
     pub fn k(&self) -> usize {
@@ -129,8 +160,8 @@ impl Retriever {
                 embed.set("input", query);
                 let vector = match chroma.embedder.embed(&[query.to_owned()]).await {
                     Ok(mut vectors) if vectors.len() == 1 => vectors.remove(0),
-                    Ok(_) => return fail(trace, embed, "the embedder returned no vector".into()),
-                    Err(err) => return fail(trace, embed, err.message),
+                    Ok(_) => return fail(trace, embed, ChainError::NoVector),
+                    Err(err) => return fail(trace, embed, err.into()),
                 };
                 embed.set("dims", vector.len());
                 trace.end(embed, SpanStatus::Ok);
@@ -153,7 +184,7 @@ impl Retriever {
                         trace.end(span, SpanStatus::Ok);
                         Ok(docs)
                     }
-                    Err(err) => fail(trace, span, err.message),
+                    Err(err) => fail(trace, span, err.into()),
                 }
             }
         }
@@ -176,15 +207,15 @@ fn record_documents(span: &mut OpenSpan, docs: &[RetrievedDoc]) {
     span.set("scores", docs.iter().map(|d| d.score).collect::<Vec<_>>());
 }
 
-/// Ends `span` with an error and hands the message up.
-fn fail<T>(trace: &mut TraceBuilder, span: OpenSpan, message: String) -> StepResult<T> {
+/// Ends `span` with an error and hands the error up.
+fn fail<T>(trace: &mut TraceBuilder, span: OpenSpan, error: ChainError) -> StepResult<T> {
     trace.end(
         span,
         SpanStatus::Error {
-            message: message.clone(),
+            message: error.to_string(),
         },
     );
-    Err(message)
+    Err(error)
 }
 
 impl PipelineChain {
@@ -226,7 +257,7 @@ impl PipelineChain {
 
         let retrieved = match self.retriever.retrieve(question, &mut trace, &root).await {
             Ok(docs) => docs,
-            Err(message) => return Err(abort(trace, root, message)),
+            Err(error) => return Err(abort(trace, root, error)),
         };
         let as_retrieved: Vec<String> = retrieved.iter().map(|d| d.id.clone()).collect();
         let context = edit(retrieved);
@@ -249,9 +280,9 @@ impl PipelineChain {
         let prompt = match self.prompt.render(question, &document_refs, vars) {
             Ok(text) => text,
             Err(err) => {
-                let message = format!("prompt template: {}", describe_template_error(&err));
-                let _ = fail::<()>(&mut trace, render, message.clone());
-                return Err(abort(trace, root, message));
+                let error = ChainError::Prompt(describe_template_error(&err));
+                let _ = fail::<()>(&mut trace, render, error.clone());
+                return Err(abort(trace, root, error));
             }
         };
         render.set("prompt_chars", prompt.chars().count());
@@ -308,8 +339,9 @@ impl PipelineChain {
                     }
                     Err(err) => {
                         llm.set("attempts", err.attempts);
-                        let _ = fail::<()>(&mut trace, llm, err.message.clone());
-                        return Err(abort(trace, root, err.message));
+                        let error = ChainError::from(err);
+                        let _ = fail::<()>(&mut trace, llm, error.clone());
+                        return Err(abort(trace, root, error));
                     }
                 }
             }
@@ -326,15 +358,15 @@ impl PipelineChain {
 }
 
 /// Ends the root span with the error and turns the trace into a failure.
-fn abort(mut trace: TraceBuilder, root: OpenSpan, message: String) -> ChainFailure {
+fn abort(mut trace: TraceBuilder, root: OpenSpan, error: ChainError) -> ChainFailure {
     trace.end(
         root,
         SpanStatus::Error {
-            message: message.clone(),
+            message: error.to_string(),
         },
     );
     ChainFailure {
-        message,
+        error,
         trace: Some(trace.finish()),
     }
 }

@@ -11,8 +11,12 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use tokio::io::AsyncWriteExt;
 
-use crate::backend::{Backend, quote};
-use crate::chain::{ChainFailure, ChainOutput, RetrievedDoc};
+use crate::backend::error::HeaderError;
+use crate::backend::redact::{quote, redact_url};
+use crate::backend::{Backend, ErrorKind};
+use crate::chain::error::ChainError;
+use crate::chain::{ChainFailure, ChainOutput};
+use crate::model::record::RetrievedDoc;
 use crate::trace::{OpenSpan, Span, SpanKind, SpanStatus, TraceBuilder};
 
 /// The default request body: the question, the case's variables and the run's seed.
@@ -35,6 +39,23 @@ impl ReplyShape {
             spans: spans.unwrap_or("/spans").to_owned(),
         }
     }
+}
+
+/// An http chain that cannot be set up from its configuration; the variant says which
+/// key is wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpSetupError {
+    #[error("`method` is not an HTTP method")]
+    Method,
+    #[error("body template: {0}")]
+    Body(minijinja::Error),
+    #[error("header `{name}` template: {error}")]
+    HeaderTemplate {
+        name: String,
+        error: minijinja::Error,
+    },
+    #[error(transparent)]
+    Header(#[from] HeaderError),
 }
 
 #[derive(Debug)]
@@ -63,23 +84,26 @@ impl HttpChain {
         body: Option<&str>,
         shape: ReplyShape,
         backend: Backend,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, HttpSetupError> {
         let method = method
             .unwrap_or("POST")
             .to_ascii_uppercase()
             .parse::<reqwest::Method>()
-            .map_err(|_| "`method` is not an HTTP method".to_owned())?;
+            .map_err(|_| HttpSetupError::Method)?;
         let mut templates = Environment::new();
         templates.set_undefined_behavior(UndefinedBehavior::Strict);
         templates
             .add_template_owned("body", body.unwrap_or(DEFAULT_BODY).to_owned())
-            .map_err(|e| format!("body template: {e}"))?;
+            .map_err(HttpSetupError::Body)?;
         let mut header_names = Vec::new();
         for (name, value) in headers {
-            crate::backend::header_map(&[(name.clone(), "x".into())])?;
+            crate::backend::client::header_map(&[(name.clone(), "x".into())])?;
             templates
                 .add_template_owned(format!("header:{name}"), value.clone())
-                .map_err(|e| format!("header `{name}` template: {e}"))?;
+                .map_err(|error| HttpSetupError::HeaderTemplate {
+                    name: name.clone(),
+                    error,
+                })?;
             header_names.push(name.clone());
         }
         Ok(HttpChain {
@@ -96,11 +120,7 @@ impl HttpChain {
     }
 
     pub fn describe(&self) -> String {
-        format!(
-            "RAG service at {} {}",
-            self.method,
-            crate::export::send::redact_url(&self.url)
-        )
+        format!("RAG service at {} {}", self.method, redact_url(&self.url))
     }
 
     /// Renders the body and headers for one question (also used by `validate`).
@@ -110,7 +130,7 @@ impl HttpChain {
         vars: &Map<String, Value>,
         seed: u64,
         traceparent: &str,
-    ) -> Result<(String, Vec<(String, String)>), String> {
+    ) -> Result<(String, Vec<(String, String)>), ChainError> {
         let context = minijinja::context! {
             question => question,
             vars => minijinja::Value::from(minijinja::value::Serde(vars)),
@@ -122,7 +142,7 @@ impl HttpChain {
             self.templates
                 .get_template(name)
                 .and_then(|t| t.render(&context))
-                .map_err(|e| format!("{name} template: {e}"))
+                .map_err(|e| ChainError::Request(format!("{name} template: {e}")))
         };
         let body = render("body")?;
         let mut headers = Vec::new();
@@ -143,23 +163,22 @@ impl HttpChain {
             seed,
             "rag-service",
             question,
-            ("url", crate::export::send::redact_url(&self.url)),
+            ("url", redact_url(&self.url)),
         );
         let outcome = async {
             let (body, headers) = self.render(question, vars, seed, &traceparent)?;
-            let headers = crate::backend::header_map(&headers)?;
+            let headers = crate::backend::client::header_map(&headers)
+                .map_err(|e| ChainError::Request(e.to_string()))?;
             let reply = self
                 .backend
                 .send(self.method.clone(), &self.url, &headers, Some(body), 0.0)
-                .await
-                .map_err(|e| e.message)?;
+                .await?;
             root.set("attempts", reply.attempts);
             serde_json::from_str::<Value>(&reply.text).map_err(|err| {
-                format!(
-                    "{}: malformed response: not JSON ({err}): {}",
-                    self.backend.label(),
-                    quote(&reply.text)
-                )
+                ChainError::from(self.backend.error(
+                    ErrorKind::Malformed(format!("not JSON ({err}): {}", quote(&reply.text))),
+                    reply.attempts,
+                ))
             })
         }
         .await;
@@ -192,8 +211,11 @@ impl CommandChain {
         finish(trace, root, outcome, &self.shape)
     }
 
-    async fn run(&self, input: String) -> Result<Value, String> {
-        let (program, args) = self.cmd.split_first().ok_or("`cmd` is empty")?;
+    async fn run(&self, input: String) -> Result<Value, ChainError> {
+        let (program, args) = self
+            .cmd
+            .split_first()
+            .ok_or_else(|| ChainError::Command("`cmd` is empty".into()))?;
         let mut child = tokio::process::Command::new(program)
             .args(args)
             .stdin(Stdio::piped())
@@ -201,7 +223,7 @@ impl CommandChain {
             .stderr(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
-            .map_err(|err| format!("cannot start `{program}`: {err}"))?;
+            .map_err(|err| ChainError::Command(format!("cannot start `{program}`: {err}")))?;
         if let Some(mut stdin) = child.stdin.take() {
             // A program that exits without reading its input is its own business; its
             // exit status says what happened.
@@ -210,23 +232,23 @@ impl CommandChain {
         let output = child
             .wait_with_output()
             .await
-            .map_err(|err| format!("`{program}`: {err}"))?;
+            .map_err(|err| ChainError::Command(format!("`{program}`: {err}")))?;
         if !output.status.success() {
             let stderr = String::from_utf8_lossy(&output.stderr);
             let tail: Vec<&str> = stderr.lines().rev().take(3).collect();
             let tail: Vec<&str> = tail.into_iter().rev().collect();
-            return Err(format!(
+            return Err(ChainError::Command(format!(
                 "`{program}` exited with {}: {}",
                 output.status,
                 quote(&tail.join(" | "))
-            ));
+            )));
         }
         let stdout = String::from_utf8_lossy(&output.stdout);
         serde_json::from_str(&stdout).map_err(|err| {
-            format!(
+            ChainError::Command(format!(
                 "`{program}` printed something that is not JSON ({err}): {}",
                 quote(&stdout)
-            )
+            ))
         })
     }
 }
@@ -251,21 +273,21 @@ fn start_trace(
 fn finish(
     mut trace: TraceBuilder,
     mut root: OpenSpan,
-    outcome: Result<Value, String>,
+    outcome: Result<Value, ChainError>,
     shape: &ReplyShape,
 ) -> Result<ChainOutput, ChainFailure> {
     let parsed = outcome.and_then(|reply| parse_reply(&reply, shape).map(|p| (reply, p)));
     let (_, (answer, retrieved, spans, prompt)) = match parsed {
         Ok(parsed) => parsed,
-        Err(message) => {
+        Err(error) => {
             trace.end(
                 root,
                 SpanStatus::Error {
-                    message: message.clone(),
+                    message: error.to_string(),
                 },
             );
             return Err(ChainFailure {
-                message,
+                error,
                 trace: Some(trace.finish()),
             });
         }
@@ -293,22 +315,22 @@ fn finish(
 type Parsed = (String, Vec<RetrievedDoc>, Vec<Span>, String);
 
 /// Answer, documents, spans and prompt from a reply, by the configured pointers.
-fn parse_reply(reply: &Value, shape: &ReplyShape) -> Result<Parsed, String> {
+fn parse_reply(reply: &Value, shape: &ReplyShape) -> Result<Parsed, ChainError> {
     let answer = match reply.pointer(&shape.answer) {
         Some(Value::String(text)) => text.clone(),
         Some(other) => {
-            return Err(format!(
-                "malformed response: the answer at {} is not a string: {}",
+            return Err(ChainError::Reply(format!(
+                "the answer at {} is not a string: {}",
                 shape.answer,
                 quote(&other.to_string())
-            ));
+            )));
         }
         None => {
-            return Err(format!(
-                "malformed response: no answer at {}: {}",
+            return Err(ChainError::Reply(format!(
+                "no answer at {}: {}",
                 shape.answer,
                 quote(&reply.to_string())
-            ));
+            )));
         }
     };
     let documents = match reply.pointer(&shape.documents) {
@@ -319,11 +341,11 @@ fn parse_reply(reply: &Value, shape: &ReplyShape) -> Result<Parsed, String> {
             .map(|(i, item)| document(i, item))
             .collect::<Result<_, _>>()?,
         Some(other) => {
-            return Err(format!(
-                "malformed response: the documents at {} are not a list: {}",
+            return Err(ChainError::Reply(format!(
+                "the documents at {} are not a list: {}",
                 shape.documents,
                 quote(&other.to_string())
-            ));
+            )));
         }
     };
     let spans = match reply.pointer(&shape.spans) {
@@ -344,7 +366,7 @@ fn parse_reply(reply: &Value, shape: &ReplyShape) -> Result<Parsed, String> {
 
 /// One document as services tend to return it: `{id, text | page_content | content,
 /// metadata, score}`, or a bare string.
-fn document(position: usize, item: &Value) -> Result<RetrievedDoc, String> {
+fn document(position: usize, item: &Value) -> Result<RetrievedDoc, ChainError> {
     if let Value::String(text) = item {
         return Ok(RetrievedDoc {
             id: position.to_string(),
@@ -354,10 +376,10 @@ fn document(position: usize, item: &Value) -> Result<RetrievedDoc, String> {
         });
     }
     let object = item.as_object().ok_or_else(|| {
-        format!(
-            "malformed response: document {position} is neither an object nor a string: {}",
+        ChainError::Reply(format!(
+            "document {position} is neither an object nor a string: {}",
             quote(&item.to_string())
-        )
+        ))
     })?;
     let id = match object.get("id") {
         Some(Value::String(id)) => id.clone(),
@@ -450,9 +472,9 @@ mod tests {
     fn a_reply_without_an_answer_is_malformed() {
         let shape = ReplyShape::new(None, None, None);
         let err = parse_reply(&json!({"text": "x"}), &shape).expect_err("no answer");
-        assert!(err.contains("no answer at /answer"), "{err}");
+        assert!(err.to_string().contains("no answer at /answer"), "{err}");
         let err = parse_reply(&json!({"answer": 3}), &shape).expect_err("not a string");
-        assert!(err.contains("not a string"), "{err}");
+        assert!(err.to_string().contains("not a string"), "{err}");
     }
 
     #[test]

@@ -3,12 +3,12 @@
 use crate::cli::{DiffArgs, Format};
 use crate::diff::diff as compare;
 use crate::error::AppError;
-use crate::exit_codes;
+use crate::exit_codes::Outcome;
 use crate::report::{diff_text, html};
 
 pub const DIFF_FILE: &str = "diff.html";
 
-pub fn diff(args: DiffArgs) -> Result<i32, AppError> {
+pub fn diff(args: DiffArgs) -> Result<Outcome, AppError> {
     if !(0.0..1.0).contains(&args.alpha) || args.alpha == 0.0 {
         return Err(AppError::Usage(format!(
             "--alpha {} is not a significance level: use a value between 0 and 1, such as 0.05",
@@ -34,8 +34,8 @@ pub fn diff(args: DiffArgs) -> Result<i32, AppError> {
         ),
     }
     Ok(if report.regressions > 0 {
-        exit_codes::CHECKS_FAILED
+        Outcome::ChecksFailed
     } else {
-        exit_codes::OK
+        Outcome::Ok
     })
 }

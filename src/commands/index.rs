@@ -2,17 +2,21 @@
 //! embeddings from the chain's own embedder, so queries and documents share one space).
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Instant;
 
 use crate::chain::Chain;
+use crate::chain::build::load_chain;
 use crate::chain::chroma::unstorable_metadata;
+use crate::chain::corpus::Corpus;
 use crate::chain::pipeline::Retriever;
 use crate::cli::IndexArgs;
+use crate::commands::common::runtime;
 use crate::error::AppError;
-use crate::exit_codes;
-use crate::suite::build::load_chain;
+use crate::exit_codes::Outcome;
+use crate::suite::discover::looks_like_suite;
 
-pub fn index(args: IndexArgs) -> Result<i32, AppError> {
+pub fn index(args: IndexArgs) -> Result<Outcome, AppError> {
     let (chain, corpus) = chain_and_corpus(&args.path)?;
     let Chain::Pipeline(pipeline) = chain.as_ref() else {
         return Err(AppError::Usage(format!(
@@ -38,38 +42,8 @@ pub fn index(args: IndexArgs) -> Result<i32, AppError> {
             corpus.path.display()
         )));
     }
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(AppError::io("starting the runtime"))?;
     let started = Instant::now();
-    let dims = runtime.block_on(async {
-        if args.recreate {
-            // A collection that is not there yet is what --recreate wants anyway.
-            let _ = chroma.client.delete_collection(&chroma.collection).await;
-        }
-        let id = chroma
-            .client
-            .create_collection(&chroma.collection)
-            .await
-            .map_err(|e| AppError::Unreachable(e.message))?;
-        let mut dims = 0;
-        for batch in corpus.documents.chunks(args.batch.max(1)) {
-            let texts: Vec<String> = batch.iter().map(|d| d.text.clone()).collect();
-            let vectors = chroma
-                .embedder
-                .embed(&texts)
-                .await
-                .map_err(|e| AppError::Unreachable(e.message))?;
-            dims = vectors.first().map_or(dims, Vec::len);
-            chroma
-                .client
-                .upsert(&id, batch, vectors)
-                .await
-                .map_err(|e| AppError::Unreachable(e.message))?;
-        }
-        Ok::<usize, AppError>(dims)
-    })?;
+    let dims = runtime()?.block_on(chroma.index(&corpus, args.batch, args.recreate))?;
     println!(
         "indexed {} documents from {} into collection `{}` at {} ({}, {dims} dims) in {:.1} s",
         corpus.documents.len(),
@@ -79,21 +53,16 @@ pub fn index(args: IndexArgs) -> Result<i32, AppError> {
         chroma.embedder.describe(),
         started.elapsed().as_secs_f64()
     );
-    Ok(exit_codes::OK)
+    Ok(Outcome::Ok)
 }
 
-type ChainAndCorpus = (
-    std::sync::Arc<Chain>,
-    Option<std::sync::Arc<crate::chain::corpus::Corpus>>,
-);
-
 /// The chain of a suite file, or a chain file itself.
-fn chain_and_corpus(path: &Path) -> Result<ChainAndCorpus, AppError> {
-    if crate::suite::load::looks_like_suite(path) {
+fn chain_and_corpus(path: &Path) -> Result<(Arc<Chain>, Option<Arc<Corpus>>), AppError> {
+    if looks_like_suite(path) {
         let suite = crate::suite::load(path)?;
         Ok((suite.chain, suite.corpus))
     } else {
         let loaded = load_chain(path)?;
-        Ok((std::sync::Arc::new(loaded.chain), loaded.corpus))
+        Ok((Arc::new(loaded.chain), loaded.corpus))
     }
 }

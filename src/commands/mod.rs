@@ -1,5 +1,6 @@
 //! One function per subcommand; each returns the exit code.
 
+pub mod common;
 pub mod diff;
 pub mod export;
 pub mod import;

@@ -7,22 +7,23 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 
 use crate::chain::Chain;
+use crate::chain::build::load_chain;
 use crate::cli::{ReproArgs, ReproTarget, TriageArgs};
-use crate::commands::import::{check_cases_last, new_suite, quoted, read_trace_file};
+use crate::commands::common::runtime;
 use crate::error::AppError;
-use crate::exit_codes;
+use crate::exit_codes::Outcome;
+use crate::import::read_trace_file;
 use crate::report::trace_tree;
 use crate::repro::{
-    Bad, Reproduction, Stop, Stopping, Target, contrasts, describe_check, prompt_lengths,
-    reproduce, temperatures,
+    Bad, Reproduction, Stop, Stopping, Target, contrasts, prompt_lengths, reproduce, temperatures,
 };
 use crate::rules::Where;
 use crate::stats::{percent, wilson};
-use crate::suite::build::load_chain;
+use crate::suite::append::{NewCase, append};
 use crate::suite::load::{load_with, merged_vars};
-use crate::suite::schema::{AnswerCheck, RetrievedRule, RuleSpec, SuiteSpec};
+use crate::suite::schema::{AnswerCheck, DEFAULT_TIMEOUT_MS, RetrievedRule, RuleSpec};
 
-pub fn repro(args: ReproArgs) -> Result<i32, AppError> {
+pub fn repro(args: ReproArgs) -> Result<Outcome, AppError> {
     if !(args.precision > 0.0 && args.precision < 0.5) {
         return Err(AppError::Usage(
             "--precision is a half-width between 0 and 0.5, e.g. 0.1".into(),
@@ -42,19 +43,19 @@ pub fn repro(args: ReproArgs) -> Result<i32, AppError> {
     print!("{}", render_repro(&target, &result, stopping));
     let (bad, judged) = result.counts();
     if judged == 0 {
-        return Ok(exit_codes::INFRASTRUCTURE);
+        return Ok(Outcome::Infrastructure);
     }
     if let (Some(path), true) = (&args.save_case, bad > 0) {
         save_case(path, &target, &args.target)?;
     }
     Ok(if bad > 0 {
-        exit_codes::OK
+        Outcome::Ok
     } else {
-        exit_codes::CHECKS_FAILED
+        Outcome::ChecksFailed
     })
 }
 
-pub fn triage(args: TriageArgs) -> Result<i32, AppError> {
+pub fn triage(args: TriageArgs) -> Result<Outcome, AppError> {
     let target = resolve(&args.target)?;
     let Chain::Pipeline(pipeline) = target.chain.as_ref() else {
         return Err(AppError::Usage(
@@ -137,17 +138,10 @@ pub fn triage(args: TriageArgs) -> Result<i32, AppError> {
     print!("{out}");
     let reproduced = result.conditions.first().is_some_and(|a| a.bad > 0);
     Ok(if reproduced {
-        exit_codes::OK
+        Outcome::Ok
     } else {
-        exit_codes::CHECKS_FAILED
+        Outcome::ChecksFailed
     })
-}
-
-fn runtime() -> Result<tokio::runtime::Runtime, AppError> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(AppError::io("cannot start the async runtime"))
 }
 
 /// Suite, case, chain, question, trace and flags into one target.
@@ -174,14 +168,14 @@ fn resolve(args: &ReproTarget) -> Result<Target, AppError> {
     }
     let trace_question = match &args.trace {
         Some(path) => {
-            let document = read_trace_file(path)?;
+            let document = read_trace_file(path).map_err(|e| AppError::Usage(e.to_string()))?;
             let observed = crate::import::observe(&document, None)
                 .map_err(|e| AppError::Usage(format!("{}: {e}", path.display())))?;
             Some(observed.question)
         }
         None => None,
     };
-    let (chain, corpus, case, label, seed, suite_name) = match &args.suite {
+    let (chain, corpus, case, label, seed, suite_name, timeout_ms) = match &args.suite {
         Some(path) => {
             let suite = load_with(path, args.chain.as_deref())?;
             rules.extend(suite.spec.rules.iter().cloned());
@@ -213,6 +207,7 @@ fn resolve(args: &ReproTarget) -> Result<Target, AppError> {
                 label,
                 suite.spec.seed.unwrap_or(args.seed),
                 suite.spec.name.clone(),
+                suite.spec.timeout_ms,
             )
         }
         None => {
@@ -230,6 +225,7 @@ fn resolve(args: &ReproTarget) -> Result<Target, AppError> {
                 "repro".to_owned(),
                 args.seed,
                 chain.display().to_string(),
+                DEFAULT_TIMEOUT_MS,
             )
         }
     };
@@ -260,6 +256,7 @@ fn resolve(args: &ReproTarget) -> Result<Target, AppError> {
         suite: suite_name,
         seed: if args.seed != 1 { args.seed } else { seed },
         concurrency: args.concurrency.max(1),
+        timeout: std::time::Duration::from_millis(args.timeout_ms.unwrap_or(timeout_ms).max(1)),
     })
 }
 
@@ -423,60 +420,35 @@ impl FromIterator<String> for BTreeSetDisplay {
 
 /// Appends the question as a case whose answer must not be the bad one.
 fn save_case(path: &std::path::Path, target: &Target, args: &ReproTarget) -> Result<(), AppError> {
-    let existing = std::fs::read_to_string(path).ok();
-    let mut text = match &existing {
-        Some(text) => {
-            check_cases_last(text, path)?;
-            let mut text = text.clone();
-            if !text.ends_with('\n') {
-                text.push('\n');
-            }
-            text
+    let expect = match &target.bad {
+        Bad::Answer(check) => {
+            let good = invert(check)?;
+            let answer = serde_yaml::to_value(&good).map_err(|e| AppError::Usage(e.to_string()))?;
+            Some(serde_yaml::Value::Mapping(
+                [("answer".into(), answer)].into_iter().collect(),
+            ))
         }
-        None => new_suite(args.chain.as_deref().or(args.suite.as_deref())),
-    };
-    let taken: Vec<String> = existing
-        .as_deref()
-        .and_then(|t| serde_yaml::from_str::<SuiteSpec>(t).ok())
-        .map(|s| s.cases.into_iter().map(|c| c.id).collect())
-        .unwrap_or_default();
-    let base = format!(
-        "repro-{:08x}",
-        crate::seed::stable_hash(&[target.question.as_bytes()]) as u32
-    );
-    let mut id = base.clone();
-    let mut n = 2;
-    while taken.contains(&id) {
-        id = format!("{base}-{n}");
-        n += 1;
-    }
-    let inverse = match &target.bad {
-        Bad::Answer(check) => Some(invert(check)?),
         Bad::FailedVerdict => None,
     };
-    let _ = writeln!(
-        text,
-        "  # Reproduced by `ragprobe repro`: {}.",
+    let case = NewCase {
+        id: format!(
+            "repro-{:08x}",
+            crate::seed::stable_hash(&[target.question.as_bytes()]) as u32
+        ),
+        question: target.question.clone(),
+        tags: vec!["repro".into(), "regression".into()],
+        expect,
+    };
+    let comments = [format!(
+        "Reproduced by `ragprobe repro`: {}.",
         target.bad.describe()
-    );
-    let _ = writeln!(text, "  - id: {}", quoted(&id));
-    let _ = writeln!(text, "    question: {}", quoted(&target.question));
-    let _ = writeln!(text, "    tags: [repro, regression]");
-    if let Some(check) = inverse {
-        let _ = writeln!(
-            text,
-            "    expect:\n      answer: {}",
-            describe_check(&check)
-        );
-    }
-    serde_yaml::from_str::<SuiteSpec>(&text).map_err(|e| {
-        AppError::Usage(format!(
-            "the case would not parse in {}: {e}",
-            path.display()
-        ))
-    })?;
-    std::fs::write(path, &text)
-        .map_err(AppError::io(format!("cannot write {}", path.display())))?;
+    )];
+    let id = append(
+        path,
+        args.chain.as_deref().or(args.suite.as_deref()),
+        &comments,
+        case,
+    )?;
     println!("\nsaved case `{id}` to {}", path.display());
     Ok(())
 }

@@ -1,19 +1,16 @@
 //! `ragprobe show DIR`: one run's trace as a tree, or as OTLP JSON.
 
 use crate::cli::ShowArgs;
+use crate::commands::common::report_meta;
 use crate::error::AppError;
-use crate::exit_codes;
+use crate::exit_codes::Outcome;
 use crate::export::{json, otlp};
+use crate::model::record::{RunRecord, RunStatus};
 use crate::report::trace_tree;
-use crate::store::{Meta, RunReader, RunRecord, RunStatus};
+use crate::store::RunReader;
 
-pub fn show(args: ShowArgs) -> Result<i32, AppError> {
-    let meta = Meta::read(&args.dir).map_err(|e| {
-        AppError::Usage(format!(
-            "{} is not a report folder: {e}",
-            args.dir.display()
-        ))
-    })?;
+pub fn show(args: ShowArgs) -> Result<Outcome, AppError> {
+    let meta = report_meta(&args.dir)?;
     let reader = RunReader::open(&args.dir)
         .map_err(AppError::io(format!("cannot read {}", args.dir.display())))?;
     let mut chosen: Option<RunRecord> = None;
@@ -61,5 +58,5 @@ pub fn show(args: ShowArgs) -> Result<i32, AppError> {
     } else {
         print!("{}", trace_tree::render(&record, &meta.suite_name));
     }
-    Ok(exit_codes::OK)
+    Ok(Outcome::Ok)
 }

@@ -1,13 +1,13 @@
 //! `ragprobe validate`: load and check suites, run nothing.
 
 use crate::cli::ValidateArgs;
-use crate::commands::run::suite_files;
+use crate::config::problem::ConfigError;
 use crate::error::AppError;
-use crate::exit_codes;
-use crate::suite::error::ConfigError;
+use crate::exit_codes::Outcome;
+use crate::suite::discover::suite_files;
 use crate::suite::load;
 
-pub fn validate(args: ValidateArgs) -> Result<i32, AppError> {
+pub fn validate(args: ValidateArgs) -> Result<Outcome, AppError> {
     let files = suite_files(args.path.as_deref())?;
     let mut problems = Vec::new();
     for file in &files {
@@ -30,7 +30,7 @@ pub fn validate(args: ValidateArgs) -> Result<i32, AppError> {
         }
     }
     if problems.is_empty() {
-        Ok(exit_codes::OK)
+        Ok(Outcome::Ok)
     } else {
         Err(ConfigError { problems }.into())
     }

@@ -10,7 +10,7 @@
 
 use serde_json::{Map, Value, json};
 
-use crate::store::{RunRecord, RunStatus};
+use crate::model::record::{RunRecord, RunStatus};
 use crate::trace::{SpanKind, SpanStatus};
 
 /// An OTLP attribute value.

@@ -13,13 +13,44 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::export::otlp::OtlpSpan;
+use crate::backend::client::root_cause;
+use crate::backend::error::ClientError;
+use crate::backend::redact::redact_url;
+use crate::events::{Event, Reporter};
+use crate::export::otlp::{self, OtlpSpan};
 use crate::export::{json, proto};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Protocol {
     Protobuf,
     Json,
+}
+
+/// OTLP settings (flags or `OTEL_EXPORTER_OTLP_*`) that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OtlpConfigError {
+    #[error("OTLP endpoint `{0}` is not an http(s) URL (OTLP/gRPC is not supported)")]
+    NotHttp(String),
+    /// Names the header only: its value may be a secret.
+    #[error("OTLP header `{0}` is not KEY=VALUE")]
+    Header(String),
+    #[error("OTLP protocol `{0}` is not supported: use http/protobuf or http/json")]
+    Protocol(String),
+}
+
+/// A batch of traces that did not reach the endpoint. Never holds a header value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ExportError {
+    #[error("cannot reach {endpoint}: {cause}")]
+    Unreachable { endpoint: String, cause: String },
+    #[error("{endpoint} answered HTTP {code}: {body}")]
+    Status {
+        endpoint: String,
+        code: u16,
+        body: String,
+    },
+    #[error("cannot encode the traces: {0}")]
+    Encode(String),
 }
 
 #[derive(Clone)]
@@ -43,7 +74,7 @@ impl OtlpTarget {
         endpoint: Option<&str>,
         headers: &[String],
         protocol: Option<&str>,
-    ) -> Result<Option<OtlpTarget>, String> {
+    ) -> Result<Option<OtlpTarget>, OtlpConfigError> {
         let env = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
         let endpoint = match endpoint {
             Some(url) => url.to_owned(),
@@ -56,10 +87,7 @@ impl OtlpTarget {
             },
         };
         if !endpoint.starts_with("http://") && !endpoint.starts_with("https://") {
-            return Err(format!(
-                "OTLP endpoint `{}` is not an http(s) URL (OTLP/gRPC is not supported)",
-                redact_url(&endpoint)
-            ));
+            return Err(OtlpConfigError::NotHttp(redact_url(&endpoint)));
         }
         let mut pairs: Vec<(String, String)> = Vec::new();
         let from_env =
@@ -78,11 +106,7 @@ impl OtlpTarget {
         {
             None | Some("http/protobuf") => Protocol::Protobuf,
             Some("http/json") => Protocol::Json,
-            Some(other) => {
-                return Err(format!(
-                    "OTLP protocol `{other}` is not supported: use http/protobuf or http/json"
-                ));
-            }
+            Some(other) => return Err(OtlpConfigError::Protocol(other.to_owned())),
         };
         Ok(Some(OtlpTarget {
             endpoint,
@@ -111,11 +135,10 @@ impl OtlpTarget {
 }
 
 /// `KEY=VALUE`; in the environment variable, values are percent-encoded.
-fn parse_header(item: &str, percent_encoded: bool) -> Result<(String, String), String> {
+fn parse_header(item: &str, percent_encoded: bool) -> Result<(String, String), OtlpConfigError> {
     let Some((key, value)) = item.split_once('=') else {
-        return Err(format!(
-            "OTLP header `{}` is not KEY=VALUE",
-            item.split(':').next().unwrap_or_default().trim()
+        return Err(OtlpConfigError::Header(
+            item.split(':').next().unwrap_or_default().trim().to_owned(),
         ));
     };
     let value = value.trim();
@@ -149,21 +172,9 @@ fn percent_decode(text: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// A URL without `user:password@`.
-pub fn redact_url(url: &str) -> String {
-    match url.split_once("://") {
-        Some((scheme, rest)) => {
-            let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-            let host = authority.rsplit('@').next().unwrap_or(authority);
-            format!("{scheme}://{host}{path}")
-        }
-        None => url.to_owned(),
-    }
-}
-
 /// The HTTP client for exports: the shared one, with a 10 s limit per request.
-pub fn client() -> Result<reqwest::Client, String> {
-    crate::backend::http_client(Some(Duration::from_secs(10)))
+pub fn client() -> Result<reqwest::Client, ClientError> {
+    crate::backend::client::http_client(Some(Duration::from_secs(10)))
 }
 
 /// Sends one batch; an error says what the endpoint answered, never the headers.
@@ -171,11 +182,12 @@ pub async fn post(
     client: &reqwest::Client,
     target: &OtlpTarget,
     spans: &[OtlpSpan],
-) -> Result<(), String> {
+) -> Result<(), ExportError> {
     let (body, content_type) = match target.protocol {
         Protocol::Protobuf => (proto::encode(spans), "application/x-protobuf"),
         Protocol::Json => (
-            serde_json::to_vec(&json::request(spans)).map_err(|e| e.to_string())?,
+            serde_json::to_vec(&json::request(spans))
+                .map_err(|e| ExportError::Encode(e.to_string()))?,
             "application/json",
         ),
     };
@@ -186,31 +198,20 @@ pub async fn post(
     for (key, value) in &target.headers {
         request = request.header(key.as_str(), value.as_str());
     }
-    let response = request.send().await.map_err(|e| {
-        format!(
-            "cannot reach {}: {}",
-            redact_url(&target.endpoint),
-            root_cause(&e)
-        )
+    let response = request.send().await.map_err(|e| ExportError::Unreachable {
+        endpoint: redact_url(&target.endpoint),
+        cause: root_cause(&e),
     })?;
     let status = response.status();
     if status.is_success() {
         return Ok(());
     }
     let text = response.text().await.unwrap_or_default();
-    let excerpt: String = text.chars().take(300).collect();
-    Err(format!(
-        "{} answered HTTP {status}: {excerpt}",
-        redact_url(&target.endpoint)
-    ))
-}
-
-fn root_cause(err: &dyn std::error::Error) -> String {
-    let mut cause = err;
-    while let Some(next) = cause.source() {
-        cause = next;
-    }
-    cause.to_string()
+    Err(ExportError::Status {
+        endpoint: redact_url(&target.endpoint),
+        code: status.as_u16(),
+        body: text.chars().take(300).collect(),
+    })
 }
 
 /// What an exporter did.
@@ -275,7 +276,7 @@ impl StreamExporter {
                                 eprintln!(
                                     "warning: otlp export failed, the runs go on (further failures are counted): {error}"
                                 );
-                                report.first_error = Some(error);
+                                report.first_error = Some(error.to_string());
                             }
                         }
                     }
@@ -313,20 +314,46 @@ impl StreamExporter {
     }
 }
 
+/// The streaming exporter as a reporter: each finished run's trace, as OTLP spans.
+pub struct TraceStreamer {
+    exporter: StreamExporter,
+    suite: String,
+}
+
+impl TraceStreamer {
+    pub fn start(target: OtlpTarget, client: reqwest::Client) -> TraceStreamer {
+        TraceStreamer {
+            exporter: StreamExporter::start(target, client),
+            suite: String::new(),
+        }
+    }
+
+    /// Sends what is queued and reports.
+    pub async fn finish(self) -> ExportReport {
+        self.exporter.finish().await
+    }
+}
+
+impl Reporter for TraceStreamer {
+    fn write_event(&mut self, event: &Event) -> std::io::Result<()> {
+        match event {
+            Event::SuiteStarted { suite, .. } => self.suite = suite.clone(),
+            Event::RunFinished(record) => {
+                self.exporter.offer(otlp::spans_for(record, &self.suite));
+            }
+            Event::SuiteFinished { .. } => {}
+        }
+        // Exporting never stops the runs: failures and drops are counted and reported.
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn urls_and_headers_keep_secrets_out_of_messages() {
-        assert_eq!(
-            redact_url("https://user:s3cret@mlflow.example/v1/traces"),
-            "https://mlflow.example/v1/traces"
-        );
-        assert_eq!(
-            redact_url("http://127.0.0.1:5000/v1/traces"),
-            "http://127.0.0.1:5000/v1/traces"
-        );
         let target = OtlpTarget {
             endpoint: "http://u:p@h/v1/traces".into(),
             headers: vec![("authorization".into(), "Bearer s3cret".into())],
@@ -351,6 +378,6 @@ mod tests {
             Ok(("x-mlflow-experiment-id".to_owned(), "1".to_owned()))
         );
         let err = parse_header("Authorization: Bearer s3cret", false).expect_err("no =");
-        assert!(!err.contains("s3cret"), "{err}");
+        assert!(!err.to_string().contains("s3cret"), "{err}");
     }
 }

@@ -2,7 +2,8 @@
 
 use std::fmt::Write;
 
-use crate::diff::{Change, DiffReport, TextChange};
+use crate::diff::{DiffReport, TextChange};
+use crate::report::text::table;
 use crate::stats::percent;
 
 pub fn render(report: &DiffReport) -> String {
@@ -43,17 +44,17 @@ pub fn render(report: &DiffReport) -> String {
             cell(&case.b),
             delta,
             format!("{:.4}", case.p_value),
-            label(case.change).to_owned(),
+            case.change.label().to_owned(),
         ]);
     }
-    crate::report::terminal::table(&mut out, &rows, "");
+    table(&mut out, &rows, "");
 
     for case in &report.cases {
         let _ = writeln!(
             out,
             "\n{} ({}): {}",
             case.id,
-            label(case.change),
+            case.change.label(),
             case.question
         );
         let moved: Vec<String> = case
@@ -100,16 +101,6 @@ pub fn render(report: &DiffReport) -> String {
         report.cases.len()
     );
     out
-}
-
-pub fn label(change: Change) -> &'static str {
-    match change {
-        Change::Regression => "REGRESSION",
-        Change::Improvement => "improvement",
-        Change::Unchanged => "unchanged",
-        Change::OnlyInA => "only in A",
-        Change::OnlyInB => "only in B",
-    }
 }
 
 fn rate(value: Option<f64>) -> String {

@@ -11,8 +11,8 @@ use minijinja::{Environment, context};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::report::terminal::SuiteReport;
-use crate::store::{RunRecord, RunStatus};
+use crate::model::record::{RunRecord, RunStatus};
+use crate::model::summary::SuiteReport;
 use crate::suite::Suite;
 use crate::trace::{SpanKind, SpanStatus};
 

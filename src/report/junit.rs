@@ -4,8 +4,8 @@
 
 use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestRerun, TestSuite};
 
-use crate::report::terminal::SuiteReport;
-use crate::stats::{CaseOutcome, CaseStats, FailingRun};
+use crate::model::summary::SuiteReport;
+use crate::model::summary::{CaseOutcome, CaseStats, FailingRun};
 
 pub fn render(report: &SuiteReport) -> Result<String, quick_junit::SerializeError> {
     let mut suite = TestSuite::new(report.suite.as_str());

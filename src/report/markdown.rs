@@ -2,8 +2,9 @@
 
 use std::fmt::Write;
 
-use crate::report::terminal::{SuiteReport, SuiteResult};
-use crate::stats::{CaseOutcome, percent};
+use crate::model::summary::CaseOutcome;
+use crate::model::summary::{SuiteReport, SuiteResult};
+use crate::stats::percent;
 
 pub fn render(report: &SuiteReport) -> String {
     let stats = &report.stats;
@@ -42,7 +43,7 @@ pub fn render(report: &SuiteReport) -> String {
                 case.baseline_evaluated,
                 case.passed,
                 case.evaluated,
-                crate::report::diff_text::label(case.change),
+                case.change.label(),
                 case.p_value
             );
         }

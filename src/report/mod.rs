@@ -1,9 +1,11 @@
 //! Everything that turns events and statistics into something a person or a CI reads.
 
 pub mod diff_text;
+pub mod files;
 pub mod html;
 pub mod junit;
 pub mod markdown;
 pub mod progress;
 pub mod terminal;
+pub mod text;
 pub mod trace_tree;

@@ -6,9 +6,20 @@ use std::io::{IsTerminal, Write};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::cli::ProgressMode;
-use crate::events::Event;
-use crate::store::RunStatus;
+use crate::events::{Event, Reporter};
+use crate::model::record::{RunRecord, RunStatus};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProgressMode {
+    /// A bar on a terminal, plain lines otherwise (and always when CI is set).
+    Auto,
+    /// A progress bar on stderr.
+    Bar,
+    /// One line on stderr per finished case.
+    Lines,
+    /// Nothing while running.
+    None,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Style {
@@ -53,9 +64,39 @@ pub struct Progress {
     totals: [u32; 3],
 }
 
+impl Reporter for Progress {
+    fn write_event(&mut self, event: &Event) -> std::io::Result<()> {
+        match event {
+            Event::SuiteStarted {
+                suite,
+                remaining,
+                concurrency,
+            } => *self = Progress::start(self.style, suite, remaining, *concurrency),
+            Event::RunFinished(record) => self.run_finished(record),
+            Event::SuiteFinished { .. } => {
+                if let Some(bar) = &self.bar {
+                    bar.finish_and_clear();
+                }
+            }
+        }
+        // Progress is best effort: a closed stderr must not stop the runs.
+        Ok(())
+    }
+}
+
 impl Progress {
+    /// Shows nothing until the suite starts.
+    pub fn new(style: Style) -> Progress {
+        Progress {
+            style,
+            bar: None,
+            cases: HashMap::new(),
+            totals: [0; 3],
+        }
+    }
+
     /// `remaining`: each case and the runs it still has to make.
-    pub fn start(
+    fn start(
         style: Style,
         suite: &str,
         remaining: &[(String, u32)],
@@ -100,8 +141,7 @@ impl Progress {
         }
     }
 
-    pub fn write_event(&mut self, event: &Event) {
-        let Event::RunFinished(record) = event;
+    fn run_finished(&mut self, record: &RunRecord) {
         let slot = match record.status {
             RunStatus::Passed => 0,
             RunStatus::Failed => 1,
@@ -136,12 +176,6 @@ impl Progress {
                 counts.failed,
                 counts.errors
             );
-        }
-    }
-
-    pub fn finish(&self) {
-        if let Some(bar) = &self.bar {
-            bar.finish_and_clear();
         }
     }
 }

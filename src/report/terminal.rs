@@ -2,47 +2,14 @@
 //! each failing case failed with one offending run, and the result line.
 
 use std::fmt::Write;
-use std::path::PathBuf;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-use crate::baseline::BaselineCase;
-use crate::stats::{CaseStats, SuiteStats, percent};
-use crate::store::RunRecord;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SuiteResult {
-    Pass,
-    Fail,
-    Error,
-    Interrupted,
-}
-
-/// Everything the summary shows about one suite run.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct SuiteReport {
-    pub suite: String,
-    pub suite_path: PathBuf,
-    pub out_dir: PathBuf,
-    pub chain: String,
-    pub seed: u64,
-    pub runs_per_case: u32,
-    pub planned_runs: u32,
-    pub result: SuiteResult,
-    pub exit_code: i32,
-    /// The report folder compared against, with `--baseline`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub baseline: Option<PathBuf>,
-    /// Each case against the baseline, with `--baseline`.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub baseline_cases: Vec<BaselineCase>,
-    /// Cases that fail the gate: below their thresholds, or (with a baseline) over a rule's
-    /// allowed rate or significantly worse than the baseline.
-    #[serde(default)]
-    pub failed: Vec<String>,
-    pub stats: SuiteStats,
-}
+use crate::model::record::RunRecord;
+use crate::model::summary::CaseStats;
+use crate::model::summary::{SuiteReport, SuiteResult};
+use crate::report::text::{retrieved_lines, row, table};
+use crate::stats::percent;
 
 /// Renders the full summary; with `quiet`, only the result line.
 pub fn render_text(report: &SuiteReport, quiet: bool) -> String {
@@ -95,7 +62,7 @@ pub fn render_text(report: &SuiteReport, quiet: bool) -> String {
                 serde_plain(&rule.severity),
                 format!("{}/{} runs", rule.violations, case.evaluated),
                 percent(rule.rate),
-                if rule.severity == crate::suite::schema::Severity::Warn {
+                if rule.severity == crate::model::record::Severity::Warn {
                     "warning only".to_owned()
                 } else {
                     format!("allowed {}", percent(rule.max_rate))
@@ -180,7 +147,7 @@ pub fn render_text(report: &SuiteReport, quiet: bool) -> String {
                         "{}/{} → {}/{}",
                         b.baseline_passed, b.baseline_evaluated, b.passed, b.evaluated
                     ),
-                    crate::report::diff_text::label(b.change).to_owned(),
+                    b.change.label().to_owned(),
                     format!("p {:.4} (alpha {})", b.p_value, b.significance),
                 ]
             })
@@ -217,31 +184,6 @@ fn example_run(out: &mut String, run: &RunRecord) {
     }
     for failure in &verdict.failed_expectations {
         let _ = writeln!(out, "      {}: {}", failure.check, failure.detail);
-    }
-}
-
-/// One line per retrieved document: id, score, metadata, and the rules it broke.
-pub(crate) fn retrieved_lines(out: &mut String, run: &RunRecord, indent: &str) {
-    for doc in &run.retrieved {
-        let broken: Vec<&str> = run
-            .verdict
-            .iter()
-            .flat_map(|v| v.rules.iter())
-            .filter(|r| r.offending_documents.contains(&doc.id))
-            .map(|r| r.id.as_str())
-            .collect();
-        let mark = if broken.is_empty() {
-            String::new()
-        } else {
-            format!("  ✗ {}", broken.join(", "))
-        };
-        let _ = writeln!(
-            out,
-            "{indent}{}  score {:.4}  {}{mark}",
-            doc.id,
-            doc.score,
-            serde_json::Value::Object(doc.metadata.clone())
-        );
     }
 }
 
@@ -287,35 +229,4 @@ fn serde_plain<T: Serialize>(value: &T) -> String {
         .ok()
         .and_then(|v| v.as_str().map(str::to_owned))
         .unwrap_or_default()
-}
-
-fn row(cells: &[&str]) -> Vec<String> {
-    cells.iter().map(|c| (*c).to_owned()).collect()
-}
-
-/// Left-aligned columns, two spaces apart; the last column is not padded.
-pub(crate) fn table(out: &mut String, rows: &[Vec<String>], indent: &str) {
-    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
-    let widths: Vec<usize> = (0..columns)
-        .map(|i| {
-            rows.iter()
-                .filter_map(|r| r.get(i))
-                .map(|c| c.chars().count())
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    for r in rows {
-        out.push_str(indent);
-        for (i, cell) in r.iter().enumerate() {
-            if i + 1 == r.len() {
-                out.push_str(cell);
-            } else {
-                let pad = widths[i] - cell.chars().count();
-                out.push_str(cell);
-                out.push_str(&" ".repeat(pad + 2));
-            }
-        }
-        out.push('\n');
-    }
 }

@@ -5,7 +5,7 @@
 use std::fmt::Write;
 
 use crate::export::otlp::verdict_label;
-use crate::store::RunRecord;
+use crate::model::record::RunRecord;
 use crate::trace::{Span, SpanKind, SpanStatus};
 
 pub fn render(record: &RunRecord, suite: &str) -> String {
@@ -62,8 +62,8 @@ pub fn render(record: &RunRecord, suite: &str) -> String {
         let _ = writeln!(out, "verdict: {}", verdict_label(record));
         for rule in verdict.rules.iter().filter(|r| !r.passed) {
             let severity = match rule.severity {
-                crate::suite::schema::Severity::Error => "error",
-                crate::suite::schema::Severity::Warn => "warn",
+                crate::model::record::Severity::Error => "error",
+                crate::model::record::Severity::Warn => "warn",
             };
             let _ = writeln!(
                 out,
@@ -115,7 +115,7 @@ fn details(out: &mut String, record: &RunRecord, span: &Span, indent: &str) {
                 "{indent}query: {}  k={k}  filter: {filter}",
                 record.question
             );
-            crate::report::terminal::retrieved_lines(out, record, indent);
+            crate::report::text::retrieved_lines(out, record, indent);
         }
         SpanKind::Prompt => {
             let template = attr("template").and_then(|t| t.as_str()).unwrap_or("?");

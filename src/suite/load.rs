@@ -8,13 +8,13 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 
 use crate::chain::Chain;
+use crate::chain::build::{ChainSource, build_chain, prompt_key};
 use crate::chain::config::ChainConfig;
 use crate::chain::corpus::{Corpus, Document};
 use crate::chain::prompt::describe_template_error;
+use crate::config::locate::KeyPath;
+use crate::config::problem::{ConfigError, Problem};
 use crate::seed::stable_hash;
-use crate::suite::build::{ChainSource, build_chain, check_sources, prompt_key};
-use crate::suite::error::{ConfigError, Problem};
-use crate::suite::locate::KeyPath;
 use crate::suite::schema::{ChainRef, SuiteSpec};
 
 /// A suite ready to run: parsed, checked, with its chain built.
@@ -68,7 +68,7 @@ pub fn load_with(path: &Path, chain: Option<&Path>) -> Result<Suite, ConfigError
             },
         ),
         ChainRef::Path(relative) => {
-            let chain_path = resolve(path, relative);
+            let chain_path = crate::config::files::resolve(path, relative);
             let chain_text = std::fs::read_to_string(&chain_path).map_err(|err| {
                 at(
                     KeyPath::default().key("chain"),
@@ -211,7 +211,7 @@ pub fn load_with(path: &Path, chain: Option<&Path>) -> Result<Suite, ConfigError
                 if let Err(err) = http.render(&case.question, &vars, 0, "00-0-0-01") {
                     problems.push(
                         chain_source
-                            .problem(KeyPath::default().key("body"), err)
+                            .problem(KeyPath::default().key("body"), err.to_string())
                             .hint(
                                 "the body sees `question`, `vars`, `seed`, `traceparent` and `env`",
                             ),
@@ -243,28 +243,6 @@ pub fn load_with(path: &Path, chain: Option<&Path>) -> Result<Suite, ConfigError
     })
 }
 
-/// `relative` as written in the file `from`, resolved against that file's folder, with
-/// `a/b/../c` folded to `a/c` so messages show short paths.
-pub(crate) fn resolve(from: &Path, relative: &Path) -> PathBuf {
-    let joined = from.parent().unwrap_or(Path::new("")).join(relative);
-    let mut out = PathBuf::new();
-    for part in joined.components() {
-        match part {
-            std::path::Component::CurDir => {}
-            std::path::Component::ParentDir
-                if matches!(
-                    out.components().next_back(),
-                    Some(std::path::Component::Normal(_))
-                ) =>
-            {
-                out.pop();
-            }
-            other => out.push(other),
-        }
-    }
-    out
-}
-
 /// Case variables over suite variables.
 pub fn merged_vars(suite: &Map<String, Value>, case: &Map<String, Value>) -> Map<String, Value> {
     let mut vars = suite.clone();
@@ -272,34 +250,64 @@ pub fn merged_vars(suite: &Map<String, Value>, case: &Map<String, Value>) -> Map
     vars
 }
 
-/// The suite files under `path`: the file itself, or every `.yaml`/`.yml` below a folder
-/// with a top-level `cases:` key (chain and corpus files are skipped), in path order.
-pub fn discover(path: &Path) -> std::io::Result<Vec<PathBuf>> {
-    if !path.is_dir() {
-        return Ok(vec![path.to_owned()]);
+/// Loads every suite in `files`, collecting every problem of every file before giving up.
+pub fn load_all(files: &[PathBuf], chain: Option<&Path>) -> Result<Vec<Suite>, ConfigError> {
+    let mut suites = Vec::new();
+    let mut problems = Vec::new();
+    for file in files {
+        match load_with(file, chain) {
+            Ok(suite) => suites.push(suite),
+            Err(err) => problems.extend(err.problems),
+        }
     }
-    let mut found = Vec::new();
-    let mut pending = vec![path.to_owned()];
-    while let Some(dir) = pending.pop() {
-        for entry in std::fs::read_dir(&dir)? {
-            let entry_path = entry?.path();
-            if entry_path.is_dir() {
-                pending.push(entry_path);
-            } else if matches!(
-                entry_path.extension().and_then(|e| e.to_str()),
-                Some("yaml" | "yml")
-            ) && looks_like_suite(&entry_path)
-            {
-                found.push(entry_path);
+    if problems.is_empty() {
+        Ok(suites)
+    } else {
+        Err(ConfigError { problems })
+    }
+}
+
+/// Every `expect.sources` id must be in the corpus.
+pub fn check_sources(
+    spec: &SuiteSpec,
+    corpus: &Corpus,
+    at: &dyn Fn(KeyPath, String) -> Problem,
+    problems: &mut Vec<Problem>,
+) {
+    let known_ids = || {
+        let ids: Vec<&str> = corpus
+            .documents
+            .iter()
+            .map(|d| d.id.as_str())
+            .take(12)
+            .collect();
+        let more = if corpus.documents.len() > 12 {
+            ", …"
+        } else {
+            ""
+        };
+        format!("{}{more}", ids.join(", "))
+    };
+    for (i, case) in spec.cases.iter().enumerate() {
+        let Some(expect) = &case.expect else { continue };
+        for (j, source) in expect.sources.iter().enumerate() {
+            if !corpus.contains(&source.0) {
+                problems.push(
+                    at(
+                        KeyPath::default()
+                            .key("cases")
+                            .index(i)
+                            .key("expect")
+                            .key("sources")
+                            .index(j),
+                        format!(
+                            "document `{source}` is not in the corpus {}",
+                            corpus.path.display()
+                        ),
+                    )
+                    .hint(format!("known ids: {}", known_ids())),
+                );
             }
         }
     }
-    found.sort();
-    Ok(found)
-}
-
-pub(crate) fn looks_like_suite(path: &Path) -> bool {
-    std::fs::read_to_string(path)
-        .map(|text| text.lines().any(|line| line.starts_with("cases:")))
-        .unwrap_or(false)
 }

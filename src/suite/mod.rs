@@ -1,9 +1,9 @@
-//! Suites: the YAML schema, loading with located errors, and the checks made before a run.
+//! Suites: the YAML schema, finding suite files, and loading them with every check made
+//! before a run.
 
-pub mod build;
-pub mod error;
+pub mod append;
+pub mod discover;
 pub mod load;
-pub mod locate;
 pub mod schema;
 
-pub use load::{Suite, discover, load};
+pub use load::{Suite, load};

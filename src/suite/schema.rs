@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::chain::config::ChainConfig;
+use crate::model::record::{DocId, Severity};
 use crate::rules::Where;
 
 pub const DEFAULT_RUNS: u32 = 10;
@@ -155,16 +156,6 @@ impl<'de> Deserialize<'de> for Significance {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Severity {
-    /// Fails the case (and the suite) when violated beyond `max_rate`.
-    #[default]
-    Error,
-    /// Reported, never fails anything.
-    Warn,
-}
-
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RuleSpec {
@@ -245,26 +236,26 @@ impl<'de> Deserialize<'de> for RetrievedRule {
 }
 
 /// Checks on an answer's text; every key given must hold.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AnswerCheck {
     /// Every one of these strings appears.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub contains: Option<OneOrMany>,
     /// At least one of these strings appears.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub contains_any: Option<OneOrMany>,
     /// None of these strings appears.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub not_contains: Option<OneOrMany>,
     /// The regular expression matches somewhere.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub matches: Option<Pattern>,
     /// The regular expression matches nowhere.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub not_matches: Option<Pattern>,
     /// Compare strings without regard to case (regexes take `(?i)` instead).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub ignore_case: bool,
 }
 
@@ -279,7 +270,8 @@ impl AnswerCheck {
 }
 
 /// A string or a list of strings.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(transparent)]
 pub struct OneOrMany(pub Vec<String>);
 
 impl<'de> Deserialize<'de> for OneOrMany {
@@ -311,6 +303,12 @@ impl<'de> Deserialize<'de> for OneOrMany {
 /// A regular expression, compiled when the suite loads so a bad one stops the suite early.
 #[derive(Debug, Clone)]
 pub struct Pattern(pub Regex);
+
+impl Serialize for Pattern {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.0.as_str())
+    }
+}
 
 impl PartialEq for Pattern {
     fn eq(&self, other: &Self) -> bool {
@@ -384,38 +382,6 @@ pub struct Expect {
     pub answer: Option<AnswerCheck>,
 }
 
-/// A document id; corpora use numbers or strings, ragprobe compares them as strings.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-pub struct DocId(pub String);
-
-impl<'de> Deserialize<'de> for DocId {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct V;
-        impl Visitor<'_> for V {
-            type Value = DocId;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a document id (string or integer)")
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<DocId, E> {
-                Ok(DocId(v.to_owned()))
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<DocId, E> {
-                Ok(DocId(v.to_string()))
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<DocId, E> {
-                Ok(DocId(v.to_string()))
-            }
-        }
-        deserializer.deserialize_any(V)
-    }
-}
-
-impl fmt::Display for DocId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
 impl RuleSpec {
     /// What the rule checks, in one line: `every {"docs":"databricks"}`,
     /// `answer not_matches /t4g/`.
@@ -435,27 +401,13 @@ impl RuleSpec {
 }
 
 impl AnswerCheck {
+    /// The check as a user writes it, in YAML flow style with JSON-quoted strings:
+    /// `{not_matches: "t4g\\.micro"}`.
     pub fn describe(&self) -> String {
-        let mut parts = Vec::new();
-        let list = |items: &OneOrMany| format!("{:?}", items.0);
-        if let Some(v) = &self.contains {
-            parts.push(format!("contains {}", list(v)));
-        }
-        if let Some(v) = &self.contains_any {
-            parts.push(format!("contains_any {}", list(v)));
-        }
-        if let Some(v) = &self.not_contains {
-            parts.push(format!("not_contains {}", list(v)));
-        }
-        if let Some(p) = &self.matches {
-            parts.push(format!("matches /{}/", p.0.as_str()));
-        }
-        if let Some(p) = &self.not_matches {
-            parts.push(format!("not_matches /{}/", p.0.as_str()));
-        }
-        if self.ignore_case {
-            parts.push("ignore_case".into());
-        }
-        parts.join(", ")
+        let Ok(serde_json::Value::Object(map)) = serde_json::to_value(self) else {
+            return String::new();
+        };
+        let parts: Vec<String> = map.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+        format!("{{{}}}", parts.join(", "))
     }
 }

@@ -4,7 +4,7 @@
 
 use crate::common::servers::{chain_file, rag_service};
 use crate::common::{ragprobe, records, run_suite, text};
-use ragprobe::store::RunStatus;
+use ragprobe::model::record::RunStatus;
 
 const BEFORE: &str = "suites/databricks/before-fix.yaml";
 

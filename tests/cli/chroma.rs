@@ -6,7 +6,7 @@
 
 use crate::common::servers::{chain_file, chroma};
 use crate::common::{ragprobe, records, text};
-use ragprobe::store::RunStatus;
+use ragprobe::model::record::RunStatus;
 
 fn run(suite: &str, chain: &str, url: &str, out: &std::path::Path) -> std::process::Output {
     ragprobe()

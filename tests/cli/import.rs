@@ -1,7 +1,7 @@
 //! A trace seen in production becomes a regression case: from MLflow's to_json file, from
 //! OTLP JSON, appended to a suite (created if needed) that still validates.
 
-use crate::common::{ragprobe, run_suite, text};
+use crate::common::{ragprobe, run_suite, suite_cases, text};
 
 /// `ragprobe import` of the MLflow trace fixture into `suite`.
 fn import_fixture(suite: &std::path::Path, extra: &[&str]) -> std::process::Output {
@@ -33,22 +33,33 @@ fn an_mlflow_trace_file_becomes_a_case_in_a_new_suite() {
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
     let yaml = std::fs::read_to_string(&suite).expect("suite written");
     assert!(
-        yaml.contains("question: \"How much does it cost to run a database?\""),
-        "{yaml}"
-    );
-    assert!(
         yaml.contains(
             "# Observed retrieved documents: 4 {\"docs\":\"aws\"}, 2 {\"docs\":\"databricks\"}"
         ),
         "{yaml}"
     );
-    assert!(yaml.contains("- id: \"imported-307bca75\""));
-    assert!(yaml.contains("answer: {not_contains: [\"Database instances cost money"));
+    let cases = suite_cases(&suite);
+    assert_eq!(cases.len(), 1, "{yaml}");
+    assert_eq!(cases[0].id, "imported-307bca75");
+    assert_eq!(
+        cases[0].question,
+        "How much does it cost to run a database?"
+    );
+    let draft = cases[0]
+        .expect
+        .as_ref()
+        .and_then(|e| e.answer.as_ref())
+        .and_then(|a| a.not_contains.as_ref())
+        .expect("a not_contains draft");
+    assert!(
+        draft.0[0].starts_with("Database instances cost money"),
+        "{yaml}"
+    );
 
     // Importing again keeps ids unique, and the suite still validates and runs.
     assert_eq!(import_fixture(&suite, &[]).status.code(), Some(0));
-    let yaml = std::fs::read_to_string(&suite).expect("suite");
-    assert!(yaml.contains("- id: \"imported-307bca75-2\""));
+    let cases = suite_cases(&suite);
+    assert_eq!(cases[1].id, "imported-307bca75-2");
     let validate = ragprobe()
         .arg("validate")
         .arg(&suite)

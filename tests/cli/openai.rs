@@ -9,7 +9,7 @@ use crate::common::servers::{
     Process, chain_file, free_port, loopback, loopback_stats, openai_chain,
 };
 use crate::common::{records, run_suite, text};
-use ragprobe::store::RunStatus;
+use ragprobe::model::record::RunStatus;
 
 const BEFORE: &str = "suites/databricks/before-fix.yaml";
 

@@ -130,8 +130,19 @@ fn repro_saves_a_regression_case_that_catches_the_bad_answer() {
     ]);
     assert_eq!(code, 0, "{out}");
     let yaml = std::fs::read_to_string(&suite).expect("suite written");
+    let cases = crate::common::suite_cases(&suite);
+    let check = cases[0]
+        .expect
+        .as_ref()
+        .and_then(|e| e.answer.as_ref())
+        .expect("an answer check");
+    assert_eq!(
+        check.not_matches.as_ref().map(|p| p.0.as_str()),
+        Some(r"t4g\.micro"),
+        "{yaml}"
+    );
     assert!(
-        yaml.contains(r#"answer: {not_matches: "t4g\\.micro"}"#),
+        check.matches.is_none() && check.contains.is_none(),
         "{yaml}"
     );
     // The saved suite runs, and its case fails on the runs that give the bad answer.
@@ -149,7 +160,7 @@ fn repro_saves_a_regression_case_that_catches_the_bad_answer() {
     assert!(
         runs.iter()
             .filter(|r| r.answer.contains("t4g.micro"))
-            .all(|r| r.status == ragprobe::store::RunStatus::Failed)
+            .all(|r| r.status == ragprobe::model::record::RunStatus::Failed)
     );
 }
 

@@ -54,9 +54,17 @@ fn regex_escape(text: &str) -> String {
 }
 
 /// Reads `runs.jsonl` back through the library, as the aggregation stage does.
-pub fn records(dir: &Path) -> Vec<ragprobe::store::RunRecord> {
+pub fn records(dir: &Path) -> Vec<ragprobe::model::record::RunRecord> {
     ragprobe::store::RunReader::open(dir)
         .expect("runs.jsonl exists")
         .map(|r| r.expect("every complete line parses"))
         .collect()
+}
+
+/// The cases of a suite file, parsed as ragprobe parses them.
+pub fn suite_cases(path: &Path) -> Vec<ragprobe::suite::schema::CaseSpec> {
+    let text = std::fs::read_to_string(path).expect("suite written");
+    let spec: ragprobe::suite::schema::SuiteSpec =
+        serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+    spec.cases
 }

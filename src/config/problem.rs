@@ -3,7 +3,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use crate::suite::locate::{KeyPath, locate};
+use crate::config::locate::{KeyPath, locate};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Problem {
@@ -50,7 +50,7 @@ impl Problem {
 
     /// From a YAML parse error, with a hint drawn from what the parser said.
     pub fn from_yaml(file: &Path, err: &serde_yaml::Error) -> Self {
-        let message = crate::suite::locate::message_without_position(err);
+        let message = crate::config::locate::message_without_position(err);
         let hint = hint_for(&message);
         let mut problem = Problem::new(file, message);
         if let Some(location) = err.location() {

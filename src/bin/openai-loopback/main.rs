@@ -1,5 +1,8 @@
 //! `openai-loopback`: an OpenAI-compatible chat-completions and embeddings server on a
-//! loopback port, with settable faults, for tests and benchmarks. See `ragprobe::loopback`.
+//! loopback port, with settable faults, for tests and benchmarks (see `server.rs`). Its
+//! own binary: the `ragprobe` product does not link it.
+
+mod server;
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -8,6 +11,7 @@ use clap::Parser;
 
 #[derive(Parser)]
 #[command(
+    name = "openai-loopback",
     version,
     about = "OpenAI-compatible loopback server with settable latency and faults"
 )]
@@ -16,7 +20,7 @@ struct Args {
     #[arg(long, default_value = "127.0.0.1:0")]
     addr: SocketAddr,
     #[command(flatten)]
-    faults: ragprobe::loopback::Faults,
+    faults: server::Faults,
 }
 
 fn main() -> std::process::ExitCode {
@@ -31,7 +35,7 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
-    let served = runtime.block_on(ragprobe::loopback::serve(args.addr, args.faults, |addr| {
+    let served = runtime.block_on(server::serve(args.addr, args.faults, |addr| {
         // The first line tells a test or script where to connect.
         println!("listening on http://{addr}/v1");
         let _ = std::io::stdout().flush();

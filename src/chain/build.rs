@@ -16,14 +16,13 @@ use crate::chain::corpus::Corpus;
 use crate::chain::embed::{Embedder, Idf};
 use crate::chain::extractive::Extractive;
 use crate::chain::memory::MemoryRetriever;
-use crate::chain::openai::ChatModel;
+use crate::chain::openai::{ChatModel, ModelError};
 use crate::chain::pipeline::{ChromaRetriever, Generator, PipelineChain, Retriever};
 use crate::chain::prompt::{PromptTemplate, describe_template_error};
-use crate::chain::service::{CommandChain, HttpChain, ReplyShape};
-use crate::suite::error::{ConfigError, Problem};
-use crate::suite::load::resolve;
-use crate::suite::locate::KeyPath;
-use crate::suite::schema::SuiteSpec;
+use crate::chain::service::{CommandChain, HttpChain, HttpSetupError, ReplyShape};
+use crate::config::files::resolve;
+use crate::config::locate::KeyPath;
+use crate::config::problem::{ConfigError, Problem};
 
 /// A YAML file and the key path, inside it, where the chain mapping starts.
 pub struct ChainSource {
@@ -91,36 +90,6 @@ pub fn prompt_key(config: &ChainConfig) -> &'static str {
     } else {
         "prompt"
     }
-}
-
-/// `${NAME}` and `${NAME:-default}` in a URL or model name, from the environment, so one chain file
-/// serves a laptop and CI (`url: ${CHROMA_URL:-http://127.0.0.1:8000}`).
-pub fn expand_env(text: &str) -> Result<String, String> {
-    let mut out = String::new();
-    let mut rest = text;
-    while let Some(start) = rest.find("${") {
-        out.push_str(&rest[..start]);
-        let after = &rest[start + 2..];
-        let end = after
-            .find('}')
-            .ok_or_else(|| format!("`{text}`: `${{` without a closing `}}`"))?;
-        let (name, default) = match after[..end].split_once(":-") {
-            Some((name, default)) => (name, Some(default)),
-            None => (&after[..end], None),
-        };
-        match (std::env::var(name).ok().filter(|v| !v.is_empty()), default) {
-            (Some(value), _) => out.push_str(&value),
-            (None, Some(default)) => out.push_str(default),
-            (None, None) => {
-                return Err(format!(
-                    "`{text}` needs the environment variable {name}, which is not set"
-                ));
-            }
-        }
-        rest = &after[end + 1..];
-    }
-    out.push_str(rest);
-    Ok(out)
 }
 
 /// Builds the chain, pushing what is wrong; `None` when it cannot be built.
@@ -207,12 +176,12 @@ fn with_env(
     let mut ok = true;
     let mut expand = |value: &mut Option<String>, path: KeyPath| {
         if let Some(text) = value.as_mut() {
-            match expand_env(text) {
+            match crate::config::files::expand_env(text) {
                 Ok(expanded) => *text = expanded,
                 Err(err) => {
                     problems.push(
                         source
-                            .problem(path, err)
+                            .problem(path, err.to_string())
                             .hint("export it, or write `${NAME:-default}`"),
                     );
                     ok = false;
@@ -295,12 +264,12 @@ fn build_http(
         return None;
     }
     let backend = match Backend::new(
-        format!("RAG service at {}", crate::export::send::redact_url(url)),
+        format!("RAG service at {}", crate::backend::redact::redact_url(url)),
         config.limits.clone().unwrap_or_default(),
     ) {
         Ok(backend) => backend,
         Err(err) => {
-            problems.push(source.problem(KeyPath::default().key("url"), err));
+            problems.push(source.problem(KeyPath::default().key("url"), err.to_string()));
             return None;
         }
     };
@@ -317,14 +286,12 @@ fn build_http(
             corpus: None,
         }),
         Err(err) => {
-            let key = if err.starts_with("header") {
-                "headers"
-            } else if err.starts_with("`method`") {
-                "method"
-            } else {
-                "body"
+            let key = match err {
+                HttpSetupError::Header(_) | HttpSetupError::HeaderTemplate { .. } => "headers",
+                HttpSetupError::Method => "method",
+                HttpSetupError::Body(_) => "body",
             };
-            problems.push(source.problem(KeyPath::default().key(key), err));
+            problems.push(source.problem(KeyPath::default().key(key), err.to_string()));
             None
         }
     }
@@ -492,7 +459,7 @@ fn chroma_retriever(
             }),
             Ok(embedder) => Some(embedder),
             Err(err) => {
-                problems.push(source.problem(KeyPath::default().key("embedder"), err));
+                problems.push(source.problem(KeyPath::default().key("embedder"), err.to_string()));
                 None
             }
         },
@@ -526,7 +493,7 @@ fn chroma_retriever(
             embedder,
         }))),
         Err(err) => {
-            problems.push(source.problem(path.key("url"), err));
+            problems.push(source.problem(path.key("url"), err.to_string()));
             None
         }
     }
@@ -550,14 +517,13 @@ fn generator(
         LlmKind::Openai => match ChatModel::new(&llm) {
             Ok(model) => Some(Generator::OpenAi(Box::new(model))),
             Err(err) => {
-                let key = if err.contains("environment variable") {
-                    "api_key_env"
-                } else {
-                    "kind"
+                let key = match err {
+                    ModelError::Auth(_) => "api_key_env",
+                    ModelError::Missing { .. } | ModelError::Client(_) => "kind",
                 };
                 problems.push(
                     source
-                        .problem(KeyPath::default().key("llm").key(key), err)
+                        .problem(KeyPath::default().key("llm").key(key), err.to_string())
                         .hint("llm: {kind: openai, base_url: http://127.0.0.1:8000/v1, model: …, api_key_env: OPENAI_API_KEY}"),
                 );
                 None
@@ -647,68 +613,5 @@ fn prompt_template(
             );
             None
         }
-    }
-}
-
-/// Every `expect.sources` id must be in the corpus.
-pub fn check_sources(
-    spec: &SuiteSpec,
-    corpus: &Corpus,
-    at: &dyn Fn(KeyPath, String) -> Problem,
-    problems: &mut Vec<Problem>,
-) {
-    let known_ids = || {
-        let ids: Vec<&str> = corpus
-            .documents
-            .iter()
-            .map(|d| d.id.as_str())
-            .take(12)
-            .collect();
-        let more = if corpus.documents.len() > 12 {
-            ", …"
-        } else {
-            ""
-        };
-        format!("{}{more}", ids.join(", "))
-    };
-    for (i, case) in spec.cases.iter().enumerate() {
-        let Some(expect) = &case.expect else { continue };
-        for (j, source) in expect.sources.iter().enumerate() {
-            if !corpus.contains(&source.0) {
-                problems.push(
-                    at(
-                        KeyPath::default()
-                            .key("cases")
-                            .index(i)
-                            .key("expect")
-                            .key("sources")
-                            .index(j),
-                        format!(
-                            "document `{source}` is not in the corpus {}",
-                            corpus.path.display()
-                        ),
-                    )
-                    .hint(format!("known ids: {}", known_ids())),
-                );
-            }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::expand_env;
-
-    #[test]
-    fn urls_take_environment_variables_with_defaults() {
-        assert_eq!(expand_env("http://h:1/v1").as_deref(), Ok("http://h:1/v1"));
-        assert_eq!(
-            expand_env("${RAGPROBE_TEST_UNSET_VAR:-http://127.0.0.1:8000}/v1").as_deref(),
-            Ok("http://127.0.0.1:8000/v1")
-        );
-        let path = std::env::var("PATH").unwrap_or_default();
-        assert_eq!(expand_env("${PATH}").as_deref(), Ok(path.as_str()));
-        assert!(expand_env("${RAGPROBE_TEST_UNSET_VAR}").is_err());
-        assert!(expand_env("${OPEN").is_err());
     }
 }

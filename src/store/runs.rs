@@ -1,93 +1,15 @@
 //! `runs.jsonl`: one line per finished run, appended and handed to the kernel as each run
-//! finishes, so a crash, kill or Ctrl-C loses at most the runs in flight. `meta.json`
-//! records what was planned, so `--resume` can finish the same plan.
+//! finishes, so a crash, kill or Ctrl-C loses at most the runs in flight.
 
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
-
-use crate::chain::RetrievedDoc;
-use crate::checks::Verdict;
-use crate::trace::Trace;
+use crate::events::{Event, Reporter};
+use crate::model::record::RunRecord;
 
 pub const RUNS_FILE: &str = "runs.jsonl";
-pub const META_FILE: &str = "meta.json";
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum RunStatus {
-    Passed,
-    Failed,
-    /// The chain could not be evaluated (timeout, unreachable service): not a wrong answer.
-    Error,
-}
-
-/// One finished run, as stored.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct RunRecord {
-    pub case: String,
-    pub run: u32,
-    pub seed: u64,
-    pub question: String,
-    pub status: RunStatus,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    #[serde(default)]
-    pub retrieved: Vec<RetrievedDoc>,
-    #[serde(default)]
-    pub prompt: String,
-    #[serde(default)]
-    pub answer: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub verdict: Option<Verdict>,
-    /// Wall time of the run, from the runner's point of view.
-    pub duration_ms: f64,
-    pub started_at_ns: u64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub trace: Option<Trace>,
-}
-
-/// What a report folder was made from, written before the first run.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Meta {
-    pub ragprobe_version: String,
-    pub suite_name: String,
-    /// The suite file, as an absolute path where it could be resolved.
-    pub suite_path: PathBuf,
-    pub suite_fingerprint: u64,
-    /// The chain file given with `--chain` in place of the suite's own.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub chain_path: Option<PathBuf>,
-    /// `k/n` when this folder holds one shard of the runs (`run --shard`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub shard: Option<String>,
-    pub seed: u64,
-    pub runs: u32,
-    /// The selected case ids, in suite order.
-    pub cases: Vec<String>,
-    pub chain: String,
-    pub created_at: String,
-}
-
-impl Meta {
-    pub fn write(&self, dir: &Path) -> std::io::Result<()> {
-        let text = serde_json::to_string_pretty(self).map_err(std::io::Error::other)?;
-        std::fs::write(dir.join(META_FILE), text + "\n")
-    }
-
-    pub fn read(dir: &Path) -> std::io::Result<Meta> {
-        let text = std::fs::read_to_string(dir.join(META_FILE))?;
-        serde_json::from_str(&text).map_err(|err| {
-            std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                format!("{}: {err}", dir.join(META_FILE).display()),
-            )
-        })
-    }
-}
 
 /// Appends records to `runs.jsonl`.
 pub struct RunWriter {
@@ -127,6 +49,16 @@ impl RunWriter {
         serde_json::to_writer(&mut self.buffer, record).map_err(std::io::Error::other)?;
         self.buffer.push(b'\n');
         self.file.write_all(&self.buffer)
+    }
+}
+
+/// The writer is the reporter whose output must not be lost: its errors stop the suite.
+impl Reporter for RunWriter {
+    fn write_event(&mut self, event: &Event) -> std::io::Result<()> {
+        match event {
+            Event::RunFinished(record) => self.append(record),
+            Event::SuiteStarted { .. } | Event::SuiteFinished { .. } => Ok(()),
+        }
     }
 }
 
@@ -241,6 +173,7 @@ pub fn recorded_runs(dir: &Path) -> std::io::Result<HashSet<(String, u32)>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::record::RunStatus;
 
     fn record(case: &str, run: u32) -> RunRecord {
         RunRecord {

@@ -22,10 +22,10 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::chain::corpus::Document;
-use crate::chain::embed::hashing;
-use crate::chain::extractive::Extractive;
-use crate::seed::stable_hash;
+use ragprobe::chain::corpus::Document;
+use ragprobe::chain::embed::hashing;
+use ragprobe::chain::extractive::Extractive;
+use ragprobe::seed::stable_hash;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct Faults {

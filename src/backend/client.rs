@@ -1,23 +1,23 @@
 //! Requests to one backend (a model endpoint, a Chroma server, a RAG service), made
 //! reliably: a timeout per attempt, retries with exponential backoff and full jitter for
-//! connection errors, timeouts, 5xx and 429 (waiting as long as `Retry-After` asks), and
-//! client-side limits on requests per second, tokens per minute and requests in flight.
+//! connection errors, timeouts, 5xx and 429 (waiting as long as `Retry-After` asks), a cap
+//! on the reply's size, and client-side limits on requests per second, tokens per minute
+//! and requests in flight.
 //!
 //! What cannot be retried (another 4xx, a body that is not what the protocol says) fails at
 //! once with the server's own words, so a run records *why* it is an error.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::Value;
 use tokio::sync::Semaphore;
 
-use crate::chain::config::Limits;
-
-/// Longest server text quoted in an error.
-const QUOTE_LIMIT: usize = 600;
+use crate::backend::error::{BackendError, ClientError, ErrorKind, HeaderError};
+use crate::backend::limits::{Limits, Pacer};
+use crate::backend::redact::quote;
 
 #[derive(Debug)]
 pub struct Backend {
@@ -49,26 +49,18 @@ pub struct Reply {
     pub attempts: u32,
 }
 
-/// A request that failed for good; `message` is one line, fit for a run's error.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{message}")]
-pub struct BackendError {
-    pub message: String,
-    pub attempts: u32,
-}
-
 /// How one attempt ended.
 enum Attempt {
     Done(Reply),
     Retry {
-        cause: String,
+        cause: ErrorKind,
         wait: Option<Duration>,
     },
-    Fail(String),
+    Fail(ErrorKind),
 }
 
 impl Backend {
-    pub fn new(label: impl Into<String>, limits: Limits) -> Result<Self, String> {
+    pub fn new(label: impl Into<String>, limits: Limits) -> Result<Self, ClientError> {
         let client = http_client(None)?;
         Ok(Backend {
             label: label.into(),
@@ -91,6 +83,12 @@ impl Backend {
         &self.label
     }
 
+    /// An error about this backend that no request produced (a reply that parsed but
+    /// breaks the protocol).
+    pub fn error(&self, kind: ErrorKind, attempts: u32) -> BackendError {
+        BackendError::new(&self.label, kind, attempts)
+    }
+
     /// POSTs JSON and parses the JSON reply.
     pub async fn post_json(
         &self,
@@ -108,10 +106,8 @@ impl Backend {
                 tokens,
             )
             .await?;
-        let value = parse_json(&reply.text).map_err(|cause| BackendError {
-            message: format!("{}: malformed response: {cause}", self.label),
-            attempts: reply.attempts,
-        })?;
+        let value = parse_json(&reply.text)
+            .map_err(|cause| self.error(ErrorKind::Malformed(cause), reply.attempts))?;
         Ok((value, reply.attempts))
     }
 
@@ -139,23 +135,10 @@ impl Backend {
                 .await;
             match outcome {
                 Attempt::Done(reply) => return Ok(reply),
-                Attempt::Fail(message) => {
-                    return Err(BackendError {
-                        message: format!("{}: {message}", self.label),
-                        attempts: attempt,
-                    });
-                }
+                Attempt::Fail(kind) => return Err(self.error(kind, attempt)),
                 Attempt::Retry { cause, wait } => {
                     if attempt > self.limits.retries {
-                        let tries = if attempt == 1 {
-                            String::new()
-                        } else {
-                            format!(" (after {attempt} attempts)")
-                        };
-                        return Err(BackendError {
-                            message: format!("{}: {cause}{tries}", self.label),
-                            attempts: attempt,
-                        });
+                        return Err(self.error(cause, attempt));
                     }
                     self.counters.retries.fetch_add(1, Ordering::Relaxed);
                     let wait = wait.unwrap_or_else(|| self.backoff(attempt));
@@ -173,28 +156,30 @@ impl Backend {
         body: Option<String>,
         attempt: u32,
     ) -> Attempt {
+        let timeout = Duration::from_millis(self.limits.timeout_ms);
         let mut request = self
             .client
             .request(method, url)
             .headers(headers.clone())
-            .timeout(Duration::from_millis(self.limits.timeout_ms));
+            .timeout(timeout);
         if let Some(body) = body {
             request = request
                 .header("content-type", "application/json")
                 .body(body);
         }
-        let response = match request.send().await {
+        let timed_out = || Attempt::Retry {
+            cause: ErrorKind::Timeout(self.limits.timeout_ms),
+            wait: None,
+        };
+        let mut response = match request.send().await {
             Ok(response) => response,
-            Err(err) if err.is_timeout() => {
-                return Attempt::Retry {
-                    cause: format!("no answer within {} ms", self.limits.timeout_ms),
-                    wait: None,
-                };
+            Err(err) if err.is_timeout() => return timed_out(),
+            Err(err) if err.is_builder() => {
+                return Attempt::Fail(ErrorKind::Request(root_cause(&err)));
             }
-            Err(err) if err.is_builder() => return Attempt::Fail(root_cause(&err)),
             Err(err) => {
                 return Attempt::Retry {
-                    cause: root_cause(&err),
+                    cause: ErrorKind::Connect(root_cause(&err)),
                     wait: None,
                 };
             }
@@ -205,22 +190,39 @@ impl Backend {
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(parse_retry_after);
-        let text = match response.text().await {
-            Ok(text) => text,
-            Err(err) if err.is_timeout() => {
-                return Attempt::Retry {
-                    cause: format!("no answer within {} ms", self.limits.timeout_ms),
-                    wait: None,
-                };
+        let limit = self.limits.max_response_bytes;
+        if response.content_length().is_some_and(|n| n > limit) {
+            return Attempt::Fail(ErrorKind::TooLarge { limit });
+        }
+        // Read chunk by chunk, so an endless body stops at the cap rather than at the
+        // machine's memory.
+        let mut bytes: Vec<u8> = Vec::new();
+        loop {
+            match response.chunk().await {
+                Ok(Some(chunk)) => {
+                    if bytes.len() as u64 + chunk.len() as u64 > limit {
+                        return Attempt::Fail(ErrorKind::TooLarge { limit });
+                    }
+                    bytes.extend_from_slice(&chunk);
+                }
+                Ok(None) => break,
+                Err(err) if err.is_timeout() => return timed_out(),
+                Err(err) => {
+                    return Attempt::Retry {
+                        cause: ErrorKind::Connect(format!(
+                            "reading the reply: {}",
+                            root_cause(&err)
+                        )),
+                        wait: None,
+                    };
+                }
             }
-            Err(err) => {
-                return Attempt::Retry {
-                    cause: format!("reading the reply: {}", root_cause(&err)),
-                    wait: None,
-                };
-            }
+        }
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        let said = || ErrorKind::Status {
+            code: status.as_u16(),
+            body: quote(&text),
         };
-        let said = || format!("{status}: {}", quote(&text));
         if status.is_success() {
             return Attempt::Done(Reply {
                 status: status.as_u16(),
@@ -275,52 +277,16 @@ impl Backend {
     }
 }
 
-/// A token bucket that hands out reservations: a caller takes its cost at once and waits
-/// for the debt to be refilled, so callers are served in arrival order.
-#[derive(Debug)]
-struct Pacer {
-    per_second: f64,
-    capacity: f64,
-    available: f64,
-    updated: Instant,
-}
-
-impl Pacer {
-    fn new(per_second: f64, capacity: f64) -> Self {
-        Pacer {
-            per_second,
-            capacity,
-            available: capacity,
-            updated: Instant::now(),
-        }
-    }
-
-    fn reserve(&mut self, cost: f64) -> Duration {
-        let now = Instant::now();
-        let refill = now.duration_since(self.updated).as_secs_f64() * self.per_second;
-        self.available = (self.available + refill).min(self.capacity);
-        self.updated = now;
-        self.available -= cost;
-        if self.available >= 0.0 {
-            Duration::ZERO
-        } else {
-            Duration::from_secs_f64(-self.available / self.per_second)
-        }
-    }
-}
-
 /// The one way ragprobe builds an HTTP client; installs the TLS crypto provider once.
 /// `timeout` bounds each request (backends set theirs per attempt instead).
-pub fn http_client(timeout: Option<Duration>) -> Result<reqwest::Client, String> {
+pub fn http_client(timeout: Option<Duration>) -> Result<reqwest::Client, ClientError> {
     // Ignore "already installed": another client may have done it.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let mut builder = reqwest::Client::builder().pool_max_idle_per_host(64);
     if let Some(timeout) = timeout {
         builder = builder.timeout(timeout);
     }
-    builder
-        .build()
-        .map_err(|e| format!("cannot build the HTTP client: {e}"))
+    Ok(builder.build()?)
 }
 
 /// `Retry-After` as seconds (the form rate limiters send); an HTTP date falls back to
@@ -340,7 +306,7 @@ fn parse_json(text: &str) -> Result<Value, String> {
 
 /// The innermost cause, which is the informative one (`Connection refused`, not
 /// `error sending request`).
-fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
+pub fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
     let mut cause: &dyn std::error::Error = err;
     while let Some(next) = cause.source() {
         cause = next;
@@ -353,41 +319,27 @@ fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
     }
 }
 
-/// Server text for an error message: one line, bounded.
-pub fn quote(text: &str) -> String {
-    let one_line: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    if one_line.is_empty() {
-        return "(empty body)".into();
-    }
-    match one_line.char_indices().nth(QUOTE_LIMIT) {
-        Some((cut, _)) => format!("{}…", &one_line[..cut]),
-        None => one_line,
-    }
-}
-
 /// `Authorization: Bearer <key>` from the environment variable a config names; a named
 /// variable that is unset is an error before any run.
-pub fn bearer(api_key_env: Option<&str>) -> Result<HeaderMap, String> {
+pub fn bearer(api_key_env: Option<&str>) -> Result<HeaderMap, HeaderError> {
     let mut headers = HeaderMap::new();
     if let Some(name) = api_key_env {
-        let key = std::env::var(name)
-            .map_err(|_| format!("the environment variable {name} (api_key_env) is not set"))?;
+        let key = std::env::var(name).map_err(|_| HeaderError::KeyUnset(name.to_owned()))?;
         let value = HeaderValue::from_str(&format!("Bearer {key}"))
-            .map_err(|_| format!("the API key in {name} is not a valid header value"))?;
+            .map_err(|_| HeaderError::KeyInvalid(name.to_owned()))?;
         headers.insert(reqwest::header::AUTHORIZATION, value);
     }
     Ok(headers)
 }
 
 /// Headers from config strings, checked once.
-pub fn header_map(pairs: &[(String, String)]) -> Result<HeaderMap, String> {
+pub fn header_map(pairs: &[(String, String)]) -> Result<HeaderMap, HeaderError> {
     let mut headers = HeaderMap::new();
     for (name, value) in pairs {
-        let name = HeaderName::from_bytes(name.as_bytes())
-            .map_err(|_| format!("`{name}` is not a valid header name"))?;
-        let value = HeaderValue::from_str(value)
-            .map_err(|_| format!("the value of header `{name}` is not valid in a header"))?;
-        headers.insert(name, value);
+        let header =
+            HeaderName::from_bytes(name.as_bytes()).map_err(|_| HeaderError::Name(name.clone()))?;
+        let value = HeaderValue::from_str(value).map_err(|_| HeaderError::Value(name.clone()))?;
+        headers.insert(header, value);
     }
     Ok(headers)
 }
@@ -405,16 +357,6 @@ mod tests {
     }
 
     #[test]
-    fn pacer_spaces_requests_at_the_rate() {
-        let mut pacer = Pacer::new(10.0, 1.0);
-        assert_eq!(pacer.reserve(1.0), Duration::ZERO);
-        let second = pacer.reserve(1.0);
-        let third = pacer.reserve(1.0);
-        assert!(second > Duration::from_millis(90) && second <= Duration::from_millis(100));
-        assert!(third > Duration::from_millis(190) && third <= Duration::from_millis(200));
-    }
-
-    #[test]
     fn backoff_grows_and_is_capped() {
         let limits = Limits {
             backoff_ms: 100,
@@ -428,12 +370,5 @@ mod tests {
             let tenth = backend.backoff(10);
             assert!(tenth >= Duration::from_millis(500) && tenth <= Duration::from_millis(1_000));
         }
-    }
-
-    #[test]
-    fn quotes_are_one_bounded_line() {
-        assert_eq!(quote("a\n  b"), "a b");
-        assert_eq!(quote(""), "(empty body)");
-        assert!(quote(&"x".repeat(2_000)).chars().count() <= QUOTE_LIMIT + 1);
     }
 }

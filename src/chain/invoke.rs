@@ -1,0 +1,98 @@
+//! The chain under test as one type: what ragprobe asks of any kind of chain (a question,
+//! its variables, a seed, and optionally an edit of the retrieved context), and what comes
+//! back (documents, prompt, answer and trace, or an error with the trace so far).
+
+use std::sync::Arc;
+
+use crate::backend::BackendError;
+use crate::chain::error::ChainError;
+use crate::chain::{CommandChain, HttpChain, PipelineChain, pipeline};
+use crate::model::record::RetrievedDoc;
+use crate::trace::Trace;
+
+/// Everything one invocation produced.
+#[derive(Debug, Clone)]
+pub struct ChainOutput {
+    pub retrieved: Vec<RetrievedDoc>,
+    pub prompt: String,
+    pub answer: String,
+    pub trace: Trace,
+}
+
+/// An invocation that could not complete; the trace shows how far it got.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{error}")]
+pub struct ChainFailure {
+    pub error: ChainError,
+    pub trace: Option<Trace>,
+}
+
+/// What would make every run fail the same way, found before the first.
+#[derive(Debug, thiserror::Error)]
+pub enum PreflightError {
+    /// Chroma answered 404 for the collection: `ragprobe index` was not run.
+    #[error("{0} (fill it with `ragprobe index`)")]
+    NoCollection(BackendError),
+    #[error(transparent)]
+    Backend(BackendError),
+}
+
+/// Every kind of chain ragprobe can drive. An enum rather than a trait object, so each
+/// variant keeps plain `async fn`s.
+#[derive(Debug)]
+pub enum Chain {
+    Pipeline(Box<PipelineChain>),
+    Http(Box<HttpChain>),
+    Command(CommandChain),
+}
+
+/// An edit of the retrieved documents before the prompt sees them (triage's conditions).
+pub type ContextEdit = Arc<dyn Fn(Vec<RetrievedDoc>) -> Vec<RetrievedDoc> + Send + Sync>;
+
+impl Chain {
+    /// Asks the chain one question. With `edit`, the retrieved context is edited before
+    /// generation, where the chain allows it.
+    pub async fn invoke(
+        &self,
+        question: &str,
+        vars: &serde_json::Map<String, serde_json::Value>,
+        seed: u64,
+        edit: Option<&ContextEdit>,
+    ) -> Result<ChainOutput, ChainFailure> {
+        match (self, edit) {
+            (Chain::Pipeline(chain), Some(edit)) => {
+                chain.invoke_with(question, vars, seed, edit.as_ref()).await
+            }
+            (Chain::Pipeline(chain), None) => chain.invoke(question, vars, seed).await,
+            (Chain::Http(chain), _) => chain.invoke(question, vars, seed).await,
+            (Chain::Command(chain), _) => chain.invoke(question, vars, seed).await,
+        }
+    }
+
+    /// Checks, before any run, what would make every run fail the same way: today, that a
+    /// Chroma collection exists (a missing one means `ragprobe index` was not run).
+    pub async fn preflight(&self) -> Result<(), PreflightError> {
+        if let Chain::Pipeline(pipeline) = self
+            && let pipeline::Retriever::Chroma(chroma) = &pipeline.retriever
+        {
+            chroma
+                .handle
+                .id(&chroma.client, &chroma.collection)
+                .await
+                .map_err(|error| match error.status() {
+                    Some(404) => PreflightError::NoCollection(error),
+                    _ => PreflightError::Backend(error),
+                })?;
+        }
+        Ok(())
+    }
+
+    /// One line for summaries: what retrieves and what generates.
+    pub fn describe(&self) -> String {
+        match self {
+            Chain::Pipeline(chain) => chain.describe(),
+            Chain::Http(chain) => chain.describe(),
+            Chain::Command(chain) => chain.describe(),
+        }
+    }
+}

@@ -1,0 +1,223 @@
+//! What `summary.json` holds: one suite run's result, its per-case statistics and, with a
+//! baseline, each case against it. `run` writes it; `--baseline` and `diff` read it back.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::record::{RunRecord, Severity};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SuiteResult {
+    Pass,
+    Fail,
+    Error,
+    Interrupted,
+}
+
+/// Everything the summary shows about one suite run.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SuiteReport {
+    pub suite: String,
+    pub suite_path: PathBuf,
+    pub out_dir: PathBuf,
+    pub chain: String,
+    pub seed: u64,
+    pub runs_per_case: u32,
+    pub planned_runs: u32,
+    pub result: SuiteResult,
+    pub exit_code: i32,
+    /// The report folder compared against, with `--baseline`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<PathBuf>,
+    /// Each case against the baseline, with `--baseline`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub baseline_cases: Vec<BaselineCase>,
+    /// Cases that fail the gate: below their thresholds, or (with a baseline) over a rule's
+    /// allowed rate or significantly worse than the baseline.
+    #[serde(default)]
+    pub failed: Vec<String>,
+    pub stats: SuiteStats,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CaseOutcome {
+    Pass,
+    Flaky,
+    Fail,
+    Error,
+}
+
+impl CaseOutcome {
+    pub fn label(self) -> &'static str {
+        match self {
+            CaseOutcome::Pass => "PASS",
+            CaseOutcome::Flaky => "FLAKY",
+            CaseOutcome::Fail => "FAIL",
+            CaseOutcome::Error => "ERROR",
+        }
+    }
+
+    pub fn is_failure(self) -> bool {
+        matches!(self, CaseOutcome::Fail)
+    }
+
+    /// No run of the case could be evaluated.
+    pub fn is_error(self) -> bool {
+        matches!(self, CaseOutcome::Error)
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RuleStats {
+    pub id: String,
+    pub severity: Severity,
+    pub max_rate: f64,
+    pub violations: u32,
+    pub rate: f64,
+    pub exceeded: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SourceSummary {
+    pub precision: f64,
+    pub recall: f64,
+    pub hit_rate: f64,
+    pub mrr: f64,
+    pub ndcg: f64,
+}
+
+/// A failing run, in a line or two: enough for a CI failure message.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FailingRun {
+    pub run: u32,
+    pub seed: u64,
+    /// `rule-id: detail` or `expect.x: detail`, one per broken check.
+    pub broken: Vec<String>,
+    pub retrieved: Vec<String>,
+    pub answer: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Latency {
+    pub p50_ms: f64,
+    pub p95_ms: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CaseStats {
+    pub id: String,
+    pub question: String,
+    pub tags: Vec<String>,
+    pub outcome: CaseOutcome,
+    /// Why the case failed, one line each.
+    pub reasons: Vec<String>,
+    pub runs: u32,
+    pub evaluated: u32,
+    pub errors: u32,
+    pub passed: u32,
+    pub pass_rate: f64,
+    pub pass_rate_ci95: [f64; 2],
+    pub min_pass_rate: f64,
+    pub k: u32,
+    /// Chance that k runs drawn without replacement all pass.
+    pub pass_all_k: f64,
+    /// Chance that at least one of k runs passes.
+    pub pass_at_k: f64,
+    pub flaky: bool,
+    pub rules: Vec<RuleStats>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sources: Option<SourceSummary>,
+    pub latency: Latency,
+    pub distinct_answers: usize,
+    /// The first infrastructure error met, if any run had one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub example_error: Option<String>,
+    /// The first failing runs, by run index.
+    pub failing_runs: Vec<FailingRun>,
+    /// A failing run to show: the one that broke the most checks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub example_failure: Option<RunRecord>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SuiteStats {
+    pub suite: String,
+    pub cases: Vec<CaseStats>,
+    pub runs: u32,
+    pub errors: u32,
+    pub error_rate: f64,
+    pub max_error_rate: f64,
+    pub errors_exceeded: bool,
+}
+
+impl SuiteStats {
+    pub fn failed_cases(&self) -> impl Iterator<Item = &CaseStats> {
+        self.cases.iter().filter(|c| c.outcome.is_failure())
+    }
+}
+
+impl Change {
+    /// How summaries name the change.
+    pub fn label(self) -> &'static str {
+        match self {
+            Change::Regression => "REGRESSION",
+            Change::Improvement => "improvement",
+            Change::Unchanged => "unchanged",
+            Change::OnlyInA => "only in A",
+            Change::OnlyInB => "only in B",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BaselineCase {
+    pub id: String,
+    pub baseline_passed: u32,
+    pub baseline_evaluated: u32,
+    pub passed: u32,
+    pub evaluated: u32,
+    pub change: Change,
+    pub p_value: f64,
+    pub significance: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Change {
+    /// B passes significantly less often than A.
+    Regression,
+    /// B passes significantly more often than A.
+    Improvement,
+    /// Any difference is within what flakiness explains.
+    Unchanged,
+    OnlyInA,
+    OnlyInB,
+}
+
+pub const SUMMARY_FILE: &str = "summary.json";
+
+#[derive(Debug, thiserror::Error)]
+pub enum SummaryError {
+    #[error("{path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: not a ragprobe report summary: {source}")]
+    Summary {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+}
+
+pub fn read_summary(dir: &Path) -> Result<SuiteReport, SummaryError> {
+    let path = dir.join(SUMMARY_FILE);
+    let text = std::fs::read_to_string(&path).map_err(|source| SummaryError::Read {
+        path: path.clone(),
+        source,
+    })?;
+    serde_json::from_str(&text).map_err(|source| SummaryError::Summary { path, source })
+}

@@ -1,0 +1,57 @@
+//! The report files beside `runs.jsonl`: `summary.md`, `junit.xml` and `report.html`.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use crate::model::summary::SuiteReport;
+use crate::report::{html, junit, markdown};
+use crate::store::RunReader;
+use crate::suite::Suite;
+
+pub const MARKDOWN_FILE: &str = "summary.md";
+pub const JUNIT_FILE: &str = "junit.xml";
+pub const HTML_FILE: &str = "report.html";
+
+/// A report file that could not be written, and why.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error("cannot write {}", path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot encode junit.xml")]
+    Junit(#[source] quick_junit::SerializeError),
+    #[error("cannot write {}", path.display())]
+    Html {
+        path: PathBuf,
+        #[source]
+        source: html::HtmlError,
+    },
+}
+
+/// Writes every report file into the report's folder.
+pub fn write_all(report: &SuiteReport, suite: &Suite) -> Result<(), ReportError> {
+    let dir = &report.out_dir;
+    let write = |name: &str, text: String| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).map_err(|source| ReportError::Write { path, source })
+    };
+    write(MARKDOWN_FILE, markdown::render(report))?;
+    write(
+        JUNIT_FILE,
+        junit::render(report).map_err(ReportError::Junit)?,
+    )?;
+    let path = dir.join(HTML_FILE);
+    let html_error = |source| ReportError::Html {
+        path: path.clone(),
+        source,
+    };
+    let runs = RunReader::open(dir).map_err(|e| html_error(e.into()))?;
+    let file = std::fs::File::create(&path).map_err(|e| html_error(e.into()))?;
+    let mut out = std::io::BufWriter::new(file);
+    html::render(report, suite, runs, &html::new_nonce(), &mut out)
+        .and_then(|()| out.flush().map_err(html::HtmlError::from))
+        .map_err(html_error)
+}

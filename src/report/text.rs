@@ -1,0 +1,62 @@
+//! Plain-text building blocks shared by the terminal summary, the diff summary and the
+//! trace tree: aligned tables and retrieved-document lines.
+
+use std::fmt::Write;
+
+use crate::model::record::RunRecord;
+
+/// Left-aligned columns, two spaces apart; the last column is not padded.
+pub fn table(out: &mut String, rows: &[Vec<String>], indent: &str) {
+    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..columns)
+        .map(|i| {
+            rows.iter()
+                .filter_map(|r| r.get(i))
+                .map(|c| c.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    for r in rows {
+        out.push_str(indent);
+        for (i, cell) in r.iter().enumerate() {
+            if i + 1 == r.len() {
+                out.push_str(cell);
+            } else {
+                let pad = widths[i] - cell.chars().count();
+                out.push_str(cell);
+                out.push_str(&" ".repeat(pad + 2));
+            }
+        }
+        out.push('\n');
+    }
+}
+
+pub fn row(cells: &[&str]) -> Vec<String> {
+    cells.iter().map(|c| (*c).to_owned()).collect()
+}
+
+/// One line per retrieved document: id, score, metadata, and the rules it broke.
+pub fn retrieved_lines(out: &mut String, run: &RunRecord, indent: &str) {
+    for doc in &run.retrieved {
+        let broken: Vec<&str> = run
+            .verdict
+            .iter()
+            .flat_map(|v| v.rules.iter())
+            .filter(|r| r.offending_documents.contains(&doc.id))
+            .map(|r| r.id.as_str())
+            .collect();
+        let mark = if broken.is_empty() {
+            String::new()
+        } else {
+            format!("  ✗ {}", broken.join(", "))
+        };
+        let _ = writeln!(
+            out,
+            "{indent}{}  score {:.4}  {}{mark}",
+            doc.id,
+            doc.score,
+            serde_json::Value::Object(doc.metadata.clone())
+        );
+    }
+}

@@ -1,0 +1,274 @@
+//! One suite run, end to end, in two stages the command calls in turn:
+//! [`execute`] runs what the plan still lacks, handing every event to the reporters, and
+//! [`finish`] turns the folder's runs into results.parquet, statistics, the gate's
+//! verdict, summary.json and the report files. `merge` calls only `finish`.
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::mpsc;
+
+use crate::baseline;
+use crate::chain::PreflightError;
+use crate::events::{Event, Reporter};
+use crate::exit_codes::Outcome;
+use crate::model::summary::{SUMMARY_FILE, SuiteReport, SuiteResult, SummaryError, read_summary};
+use crate::plan::Plan;
+use crate::report::files::{self, ReportError};
+use crate::results::{self, ResultsError};
+use crate::runner::{RunContext, execute as run_jobs};
+use crate::stats::aggregate;
+use crate::store::recorded_runs;
+
+/// Why a suite run stopped short of its reports.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("{}: {cause}", suite.display())]
+    Preflight {
+        suite: PathBuf,
+        cause: PreflightError,
+    },
+    #[error("cannot read {}", dir.display())]
+    Read {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot record runs in {}", dir.display())]
+    Record {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot aggregate {}", dir.display())]
+    Aggregate {
+        dir: PathBuf,
+        #[source]
+        source: ResultsError,
+    },
+    #[error("--baseline")]
+    Baseline(#[source] SummaryError),
+    #[error("cannot write {}", path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Report(#[from] ReportError),
+}
+
+/// What [`execute`] did.
+#[derive(Debug, Clone, Copy)]
+pub struct Executed {
+    /// Runs the plan holds in all (done before and now).
+    pub planned_runs: u32,
+    pub interrupted: bool,
+}
+
+/// Runs what `plan` still lacks in its folder, until done or until `stop` resolves (then
+/// the runs in flight are dropped, finished ones are kept). Every event goes to every
+/// reporter in order; a reporter's error stops the suite.
+pub async fn execute(
+    plan: &Plan,
+    reporters: &mut [&mut dyn Reporter],
+    stop: impl Future<Output = ()>,
+) -> Result<Executed, SessionError> {
+    let dir = &plan.out_dir;
+    let done = recorded_runs(dir).map_err(|source| SessionError::Read {
+        dir: dir.clone(),
+        source,
+    })?;
+    let remaining = plan.remaining(&done);
+    if remaining.iter().any(|(_, left)| *left > 0) {
+        plan.suite
+            .chain
+            .preflight()
+            .await
+            .map_err(|cause| SessionError::Preflight {
+                suite: plan.suite.path.clone(),
+                cause,
+            })?;
+    }
+    let planned_runs: u32 = plan.remaining(&HashSet::new()).iter().map(|(_, n)| n).sum();
+    let mut dispatch = |event: Event| -> Result<(), SessionError> {
+        for reporter in reporters.iter_mut() {
+            reporter
+                .write_event(&event)
+                .map_err(|source| SessionError::Record {
+                    dir: dir.clone(),
+                    source,
+                })?;
+        }
+        Ok(())
+    };
+    dispatch(Event::SuiteStarted {
+        suite: plan.suite.spec.name.clone(),
+        remaining,
+        concurrency: plan.concurrency,
+    })?;
+
+    let context = Arc::new(RunContext {
+        chain: Arc::clone(&plan.suite.chain),
+        rules: Arc::new(plan.suite.spec.rules.clone()),
+        timeout: plan.timeout,
+        edit: None,
+    });
+    let (sender, mut receiver) = mpsc::channel::<Event>(256);
+    let runner = run_jobs(context, plan.jobs(&done), plan.concurrency, sender);
+    tokio::pin!(runner);
+    tokio::pin!(stop);
+    let mut runner_done = false;
+    let mut interrupted = false;
+    loop {
+        tokio::select! {
+            event = receiver.recv() => match event {
+                Some(event) => dispatch(event)?,
+                None => break,
+            },
+            () = &mut runner, if !runner_done => runner_done = true,
+            () = &mut stop => {
+                interrupted = true;
+                break;
+            }
+        }
+    }
+    if interrupted {
+        // Runs that finished before the signal are in the channel: keep them. Those still
+        // in flight are dropped with the runner.
+        receiver.close();
+        while let Ok(event) = receiver.try_recv() {
+            dispatch(event)?;
+        }
+    }
+    dispatch(Event::SuiteFinished { interrupted })?;
+    Ok(Executed {
+        planned_runs,
+        interrupted,
+    })
+}
+
+/// From a folder of runs to every report: results.parquet, aggregation, the gate,
+/// summary.json, summary.md, junit.xml, report.html.
+pub fn finish(
+    plan: &Plan,
+    executed: Executed,
+    stages: &mut Stages,
+) -> Result<SuiteReport, SessionError> {
+    let dir = &plan.out_dir;
+    let failed_to_aggregate = |source| SessionError::Aggregate {
+        dir: dir.clone(),
+        source,
+    };
+    let rows = results::write(dir, &plan.suite.spec.name).map_err(failed_to_aggregate)?;
+    stages.done(&format!("results.parquet ({rows} rows)"));
+    let stats =
+        aggregate(&plan.suite, &plan.case_ids_with_runs(), dir).map_err(failed_to_aggregate)?;
+    stages.done("aggregation (polars)");
+    let baseline_cases = match &plan.baseline {
+        Some(baseline_dir) => {
+            let before = read_summary(baseline_dir).map_err(SessionError::Baseline)?;
+            baseline::compare(&before, &stats, &plan.suite)
+        }
+        None => Vec::new(),
+    };
+    let failed =
+        baseline::failing_cases(&stats, plan.baseline.as_ref().map(|_| &baseline_cases[..]));
+    let result = if executed.interrupted {
+        SuiteResult::Interrupted
+    } else if stats.errors_exceeded || stats.cases.iter().any(|c| c.outcome.is_error()) {
+        SuiteResult::Error
+    } else if !failed.is_empty() {
+        SuiteResult::Fail
+    } else {
+        SuiteResult::Pass
+    };
+    let report = SuiteReport {
+        suite: plan.suite.spec.name.clone(),
+        suite_path: plan.suite.path.clone(),
+        out_dir: dir.clone(),
+        chain: plan.suite.chain.describe(),
+        seed: plan.seed,
+        runs_per_case: plan.runs,
+        planned_runs: executed.planned_runs,
+        result,
+        exit_code: Outcome::from(result).code(),
+        baseline: plan.baseline.clone(),
+        baseline_cases,
+        failed,
+        stats,
+    };
+    let summary = serde_json::to_string_pretty(&report).map_err(|e| SessionError::Write {
+        path: dir.join(SUMMARY_FILE),
+        source: std::io::Error::other(e),
+    })?;
+    std::fs::write(dir.join(SUMMARY_FILE), summary + "\n").map_err(|source| {
+        SessionError::Write {
+            path: dir.join(SUMMARY_FILE),
+            source,
+        }
+    })?;
+    files::write_all(&report, &plan.suite)?;
+    stages.done("summary.json, summary.md, junit.xml, report.html");
+    Ok(report)
+}
+
+/// Resolves on Ctrl-C, or on SIGTERM (what CI runners and `timeout` send).
+pub async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// With `--timings`, one stderr line per finished stage, with the peak RSS so far.
+pub struct Stages {
+    enabled: bool,
+    last: Instant,
+}
+
+impl Stages {
+    pub fn new(enabled: bool) -> Stages {
+        Stages {
+            enabled,
+            last: Instant::now(),
+        }
+    }
+
+    pub fn done(&mut self, stage: &str) {
+        if self.enabled {
+            eprintln!(
+                "timing: {stage}: {:.3} s{}",
+                self.last.elapsed().as_secs_f64(),
+                peak_rss_mb().map_or(String::new(), |mb| format!(", peak RSS so far {mb:.1} MB"))
+            );
+        }
+        self.last = Instant::now();
+    }
+}
+
+/// The process's peak resident set, from /proc (Linux only).
+fn peak_rss_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
