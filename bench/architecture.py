@@ -26,7 +26,7 @@ LAYERS = [
     ("plan", ["plan", "checks", "events"]),
     ("runner", ["runner"]),
     ("store", ["store", "results"]),
-    ("aggregate", ["stats", "baseline", "diff", "judge", "retrieval"]),
+    ("aggregate", ["aggregate", "stats", "baseline", "diff", "judge", "retrieval"]),
     ("report", ["report", "export", "import", "repro", "session", "mlflow", "receiver"]),
     ("commands", ["commands", "cli", "error", "lib", "main", "bin"]),
 ]

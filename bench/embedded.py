@@ -14,7 +14,8 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BINARY = os.path.join(ROOT, "target", "release", "ragprobe")
+# RAGPROBE_BIN measures another build (an older commit, say) with the same script.
+BINARY = os.environ.get("RAGPROBE_BIN") or os.path.join(ROOT, "target", "release", "ragprobe")
 SUITE = os.path.join(ROOT, "suites", "databricks", "before-fix.yaml")
 
 

@@ -18,7 +18,8 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BINARY = os.path.join(ROOT, "target", "release", "ragprobe")
+# RAGPROBE_BIN measures another build (an older commit, say) with the same script.
+BINARY = os.environ.get("RAGPROBE_BIN") or os.path.join(ROOT, "target", "release", "ragprobe")
 SUITE = os.path.join(ROOT, "suites", "databricks", "before-fix.yaml")
 FILES = ["runs.jsonl", "results.parquet", "report.html", "summary.md", "junit.xml"]
 
@@ -39,9 +40,10 @@ def main() -> None:
             wall = time.perf_counter() - start
             print(f"== {per_case * 2:,} runs: {wall:.2f} s wall, exit {done.returncode}")
             for line in done.stderr.splitlines():
-                match = re.match(r"timing: (.*): ([0-9.]+) s", line)
+                match = re.match(r"timing: (.*): ([0-9.]+) s(?:, peak RSS so far ([0-9.]+) MB)?", line)
                 if match:
-                    print(f"   {match.group(1):<52} {float(match.group(2)):>8.3f} s")
+                    rss = f"   peak RSS {float(match.group(3)):>7.1f} MB" if match.group(3) else ""
+                    print(f"   {match.group(1):<52} {float(match.group(2)):>8.3f} s{rss}")
             for name in FILES:
                 size = os.path.getsize(os.path.join(out, name))
                 print(f"   {name:<52} {size / 1e6:>8.2f} MB")

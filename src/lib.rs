@@ -3,6 +3,7 @@
 //! The pipeline runs one way: suite YAML → [`plan`] → [`runner`] → [`checks`] → [`store`]
 //! → [`results`] (parquet) → [`stats`] (polars) → [`report`].
 
+pub mod aggregate;
 pub mod backend;
 pub mod baseline;
 pub mod chain;

@@ -46,9 +46,11 @@ pub async fn execute(
         let events = events.clone();
         tasks.spawn(async move {
             let record = run_one(&context, &job).await;
-            drop(slot);
             // A closed channel means the receiver is shutting down; nothing to do.
             let _ = events.send(Event::RunFinished(Box::new(record))).await;
+            // The slot is held until the record is handed over: when the writer is slower
+            // than the chain, runs wait instead of piling up in memory.
+            drop(slot);
         });
         while tasks.try_join_next().is_some() {}
     }

@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use tokio::sync::mpsc;
 
+use crate::aggregate::aggregate;
 use crate::baseline;
 use crate::chain::PreflightError;
 use crate::events::{Event, Reporter};
@@ -20,7 +21,6 @@ use crate::plan::Plan;
 use crate::report::files::{self, ReportError};
 use crate::results::{self, ResultsError};
 use crate::runner::{RunContext, execute as run_jobs};
-use crate::stats::aggregate;
 use crate::store::recorded_runs;
 
 /// Why a suite run stopped short of its reports.

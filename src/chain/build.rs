@@ -12,7 +12,7 @@ use crate::chain::chroma::{ChromaClient, CollectionHandle, translate};
 use crate::chain::config::{
     ChainConfig, ChainKind, DEFAULT_PROMPT, LlmKind, RetrieverConfig, RetrieverKind,
 };
-use crate::chain::corpus::Corpus;
+use crate::chain::corpus::{Corpus, CorpusError};
 use crate::chain::embed::{Embedder, Idf};
 use crate::chain::extractive::Extractive;
 use crate::chain::memory::MemoryRetriever;
@@ -21,6 +21,7 @@ use crate::chain::pipeline::{ChromaRetriever, Generator, PipelineChain, Retrieve
 use crate::chain::prompt::{PromptTemplate, describe_template_error};
 use crate::chain::service::{CommandChain, HttpChain, HttpSetupError, ReplyShape};
 use crate::config::files::resolve;
+use crate::config::files::{MAX_CONFIG_BYTES, read_capped, read_text};
 use crate::config::locate::KeyPath;
 use crate::config::problem::{ConfigError, Problem};
 
@@ -59,10 +60,8 @@ pub struct LoadedChain {
 }
 
 pub fn load_chain(path: &Path) -> Result<LoadedChain, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|err| {
-        Problem::new(path, format!("cannot read chain file: {err}"))
-            .hint("give the path of a chain YAML file")
-    })?;
+    let text = read_text(path, "chain file")
+        .map_err(|problem| problem.hint("give the path of a chain YAML file"))?;
     let config: ChainConfig =
         serde_yaml::from_str(&text).map_err(|err| Problem::from_yaml(path, &err))?;
     let source = ChainSource {
@@ -539,23 +538,18 @@ fn load_corpus(
 ) -> Option<Arc<Corpus>> {
     match Corpus::load(path) {
         Ok(corpus) => Some(Arc::new(corpus)),
-        Err(err) if err.line.is_none() && err.message.starts_with("cannot read") => {
+        Err(CorpusError::Unreadable(problem)) => {
             problems.push(
                 source
                     .problem(
                         KeyPath::default().key("retriever").key("corpus"),
-                        format!("corpus file {} not found or unreadable", path.display()),
+                        problem.message,
                     )
                     .hint("the corpus path is relative to the file that names it"),
             );
             None
         }
-        Err(err) => {
-            let mut problem = Problem::new(&err.path, err.message);
-            if let (Some(line), Some(column)) = (err.line, err.column) {
-                problem = problem.at(line, column);
-            }
-            problem.hint = err.hint;
+        Err(CorpusError::Invalid(problem)) => {
             problems.push(problem);
             None
         }
@@ -582,7 +576,7 @@ fn prompt_template(
         (Some(inline), None) => Some(("prompt".to_owned(), inline.clone())),
         (None, Some(file)) => {
             let prompt_path = source.resolve(file);
-            match std::fs::read_to_string(&prompt_path) {
+            match read_capped(&prompt_path, MAX_CONFIG_BYTES) {
                 Ok(text) => Some((file.display().to_string(), text)),
                 Err(err) => {
                     problems.push(

@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::config::files::{ReadError, read_capped};
+use crate::config::problem::Problem;
 use crate::model::record::DocId;
 use crate::rules::Metadata;
 
@@ -35,16 +37,19 @@ impl From<RawDocument> for Document {
     }
 }
 
-/// Why a corpus could not be loaded, with the place in the file where known.
+/// Why a corpus could not be loaded.
 #[derive(Debug, thiserror::Error)]
-#[error("{message}")]
-pub struct CorpusError {
-    pub path: PathBuf,
-    pub line: Option<usize>,
-    pub column: Option<usize>,
-    pub message: String,
-    pub hint: Option<String>,
+pub enum CorpusError {
+    /// The file is missing, not a regular file, or too large: the path is what is wrong.
+    #[error("{0}")]
+    Unreadable(Problem),
+    /// The file was read; its content is wrong, at the place the problem names.
+    #[error("{0}")]
+    Invalid(Problem),
 }
+
+/// The largest corpus file read (a million passages of a hundred words fit in 1 GiB).
+pub const MAX_CORPUS_BYTES: u64 = 4 << 30;
 
 #[derive(Debug)]
 pub struct Corpus {
@@ -54,22 +59,25 @@ pub struct Corpus {
 
 impl Corpus {
     pub fn load(path: &Path) -> Result<Corpus, CorpusError> {
-        let fail = |line, column, message: String, hint: Option<&str>| CorpusError {
-            path: path.to_owned(),
-            line,
-            column,
-            message,
-            hint: hint.map(str::to_owned),
-        };
-        let text = std::fs::read_to_string(path).map_err(|err| {
-            fail(
-                None,
-                None,
-                format!("cannot read corpus file: {err}"),
-                Some("corpus paths are relative to the file that names them"),
-            )
+        let fail =
+            |line: Option<usize>, column: Option<usize>, message: String, hint: Option<&str>| {
+                let mut problem = Problem::new(path, message);
+                if let (Some(line), Some(column)) = (line, column) {
+                    problem = problem.at(line, column);
+                }
+                problem.hint = hint.map(str::to_owned);
+                CorpusError::Invalid(problem)
+            };
+        let text = read_capped(path, MAX_CORPUS_BYTES).map_err(|err| match err {
+            ReadError::NotUtf8 { .. } => CorpusError::Invalid(err.problem(path, "corpus file")),
+            other => CorpusError::Unreadable(Problem::new(
+                path,
+                format!("corpus file {}: {other}", path.display()),
+            )),
         })?;
         let extension = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+        // Where each document starts, for problems found after parsing (JSON Lines only).
+        let mut lines: Vec<usize> = Vec::new();
         let documents: Vec<Document> = match extension {
             "jsonl" | "ndjson" => {
                 let mut documents = Vec::new();
@@ -86,6 +94,7 @@ impl Corpus {
                         )
                     })?;
                     documents.push(raw.into());
+                    lines.push(index + 1);
                 }
                 documents
             }
@@ -122,11 +131,12 @@ impl Corpus {
             }
         };
         let mut seen = HashSet::new();
-        for doc in &documents {
+        for (position, doc) in documents.iter().enumerate() {
             if !seen.insert(doc.id.as_str()) {
+                let line = lines.get(position).copied();
                 return Err(fail(
-                    None,
-                    None,
+                    line,
+                    line.map(|_| 1),
                     format!("document id `{}` appears twice", doc.id),
                     Some(
                         "ids identify documents in rules, expectations and reports: keep them unique",

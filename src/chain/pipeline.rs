@@ -251,7 +251,6 @@ impl PipelineChain {
         edit: &(dyn Fn(Vec<RetrievedDoc>) -> Vec<RetrievedDoc> + Sync),
     ) -> Result<ChainOutput, ChainFailure> {
         let mut trace = TraceBuilder::new(seed);
-        let mut rng = fastrand::Rng::with_seed(seed);
         let mut root = trace.start("rag-chain", SpanKind::Chain, None);
         root.set("question", question);
 
@@ -288,13 +287,40 @@ impl PipelineChain {
         render.set("prompt_chars", prompt.chars().count());
         trace.end(render, SpanStatus::Ok);
 
-        let answer = match &self.generator {
+        let answer = match self
+            .generate(question, &prompt, &document_refs, seed, &mut trace, &root)
+            .await
+        {
+            Ok(answer) => answer,
+            Err(error) => return Err(abort(trace, root, error)),
+        };
+        trace.end(root, SpanStatus::Ok);
+        Ok(ChainOutput {
+            retrieved: context,
+            prompt,
+            answer,
+            trace: trace.finish(),
+        })
+    }
+
+    /// The generation step: the answer, with an LLM span under `root`.
+    async fn generate(
+        &self,
+        question: &str,
+        prompt: &str,
+        documents: &[&Document],
+        seed: u64,
+        trace: &mut TraceBuilder,
+        root: &OpenSpan,
+    ) -> StepResult<String> {
+        match &self.generator {
             Generator::Extractive(generator, latency) => {
-                let mut llm = trace.start("extractive", SpanKind::Llm, Some(&root));
+                let mut llm = trace.start("extractive", SpanKind::Llm, Some(root));
                 if !latency.is_zero() {
                     tokio::time::sleep(*latency).await;
                 }
-                let generation = generator.generate(question, &document_refs, &mut rng);
+                let generation =
+                    generator.generate(question, documents, &mut fastrand::Rng::with_seed(seed));
                 llm.set("generator", "extractive");
                 llm.set("temperature", generator.temperature);
                 llm.set("max_sentences", generator.max_sentences);
@@ -309,17 +335,17 @@ impl PipelineChain {
                         .collect::<Vec<_>>(),
                 );
                 trace.end(llm, SpanStatus::Ok);
-                generation.answer
+                Ok(generation.answer)
             }
             Generator::OpenAi(model) => {
-                let mut llm = trace.start("chat", SpanKind::Llm, Some(&root));
+                let mut llm = trace.start("chat", SpanKind::Llm, Some(root));
                 llm.set("model", model.model());
                 llm.set("temperature", model.temperature);
                 if let Some(max_tokens) = model.max_tokens {
                     llm.set("max_tokens", max_tokens);
                 }
                 llm.set("seed", seed);
-                match model.complete(&prompt, seed).await {
+                match model.complete(prompt, seed).await {
                     Ok(completion) => {
                         if let Some(reason) = &completion.finish_reason {
                             llm.set("finish_reason", reason.as_str());
@@ -335,25 +361,16 @@ impl PipelineChain {
                             llm.set("messages", completion.messages);
                         }
                         trace.end(llm, SpanStatus::Ok);
-                        completion.answer
+                        Ok(completion.answer)
                     }
                     Err(err) => {
                         llm.set("attempts", err.attempts);
-                        let error = ChainError::from(err);
-                        let _ = fail::<()>(&mut trace, llm, error.clone());
-                        return Err(abort(trace, root, error));
+                        fail(trace, llm, ChainError::from(err))
                     }
                 }
             }
-            Generator::None => String::new(),
-        };
-        trace.end(root, SpanStatus::Ok);
-        Ok(ChainOutput {
-            retrieved: context,
-            prompt,
-            answer,
-            trace: trace.finish(),
-        })
+            Generator::None => Ok(String::new()),
+        }
     }
 }
 

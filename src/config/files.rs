@@ -1,7 +1,15 @@
-//! Files named inside configuration files: paths resolved against the file that names
-//! them, and `${NAME:-default}` expanded from the environment.
+//! Configuration files and the files they name: read safely (regular files only, a size
+//! cap, a UTF-8 byte-order mark dropped, bad UTF-8 reported at its line and column), paths
+//! resolved against the file that names them, and `${NAME:-default}` expanded from the
+//! environment.
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
+
+use crate::config::problem::Problem;
+
+/// The largest suite, chain or prompt file read: far above any hand-written one.
+pub const MAX_CONFIG_BYTES: u64 = 16 << 20;
 
 /// A `${…}` that cannot be expanded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -10,6 +18,68 @@ pub enum EnvError {
     Unclosed(String),
     #[error("`{text}` needs the environment variable {name}, which is not set")]
     Unset { text: String, name: String },
+}
+
+/// Why a file could not be read as text.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("not a regular file (a folder, device or pipe)")]
+    NotRegular,
+    #[error("more than the {limit} bytes read at most")]
+    TooLarge { limit: u64 },
+    #[error("not UTF-8 text: an invalid byte")]
+    NotUtf8 { line: usize, column: usize },
+}
+
+impl ReadError {
+    /// As a configuration problem about `path`, which is a `what` ("suite", "chain file").
+    pub fn problem(self, path: &Path, what: &str) -> Problem {
+        let problem = Problem::new(path, format!("cannot read {what}: {self}"));
+        match self {
+            ReadError::NotUtf8 { line, column } => {
+                problem.at(line, column).hint("save the file as UTF-8")
+            }
+            _ => problem,
+        }
+    }
+}
+
+/// Reads a configuration file as text (see [`read_capped`]), as a problem to report.
+pub fn read_text(path: &Path, what: &str) -> Result<String, Problem> {
+    read_capped(path, MAX_CONFIG_BYTES).map_err(|err| err.problem(path, what))
+}
+
+/// Reads a file as UTF-8 text. A device, a FIFO or a folder is refused (reading
+/// `/dev/zero` never ends), a file over `limit` bytes too; a leading byte-order mark is
+/// dropped (editors on Windows write one).
+pub fn read_capped(path: &Path, limit: u64) -> Result<String, ReadError> {
+    let metadata = std::fs::metadata(path)?;
+    if !metadata.is_file() {
+        return Err(ReadError::NotRegular);
+    }
+    if metadata.len() > limit {
+        return Err(ReadError::TooLarge { limit });
+    }
+    let mut bytes = Vec::new();
+    // The cap holds even if the file grows while it is read.
+    std::fs::File::open(path)?
+        .take(limit + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > limit {
+        return Err(ReadError::TooLarge { limit });
+    }
+    if bytes.starts_with(b"\xef\xbb\xbf") {
+        bytes.drain(..3);
+    }
+    String::from_utf8(bytes).map_err(|err| {
+        let valid = &err.as_bytes()[..err.utf8_error().valid_up_to()];
+        ReadError::NotUtf8 {
+            line: valid.iter().filter(|b| **b == b'\n').count() + 1,
+            column: valid.iter().rev().take_while(|b| **b != b'\n').count() + 1,
+        }
+    })
 }
 
 /// `relative` as written in the file `from`, resolved against that file's folder, with
@@ -83,6 +153,24 @@ mod tests {
             Err(EnvError::Unset { .. })
         ));
         assert!(matches!(expand_env("${OPEN"), Err(EnvError::Unclosed(_))));
+    }
+
+    #[test]
+    fn files_are_read_as_bounded_utf8_text() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let bom = dir.path().join("bom.yaml");
+        std::fs::write(&bom, b"\xef\xbb\xbfname: x\n").expect("write");
+        assert_eq!(read_text(&bom, "suite").expect("read"), "name: x\n");
+        let latin1 = dir.path().join("latin1.yaml");
+        std::fs::write(&latin1, b"name: x\nq: caf\xe9\n").expect("write");
+        let err = read_text(&latin1, "suite").expect_err("not UTF-8");
+        assert_eq!((err.line, err.column), (Some(2), Some(7)), "{err}");
+        let err = read_text(dir.path(), "suite").expect_err("a folder");
+        assert!(err.message.contains("not a regular file"), "{err}");
+        let big = dir.path().join("big.yaml");
+        std::fs::write(&big, vec![b'#'; 100]).expect("write");
+        let err = read_capped(&big, 10).expect_err("too big");
+        assert!(matches!(err, ReadError::TooLarge { limit: 10 }), "{err}");
     }
 
     #[test]

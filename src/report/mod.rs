@@ -6,6 +6,7 @@ pub mod html;
 pub mod junit;
 pub mod markdown;
 pub mod progress;
+pub mod repro_text;
 pub mod terminal;
 pub mod text;
 pub mod trace_tree;

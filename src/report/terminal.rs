@@ -5,9 +5,8 @@ use std::fmt::Write;
 
 use serde::Serialize;
 
-use crate::model::record::RunRecord;
-use crate::model::summary::CaseStats;
-use crate::model::summary::{SuiteReport, SuiteResult};
+use crate::model::record::{RunRecord, Severity};
+use crate::model::summary::{CaseStats, SuiteReport, SuiteResult, SuiteStats};
 use crate::report::text::{retrieved_lines, row, table};
 use crate::stats::percent;
 
@@ -19,18 +18,37 @@ pub fn render_text(report: &SuiteReport, quiet: bool) -> String {
         out.push('\n');
         return out;
     }
-    let stats = &report.stats;
+    header(&mut out, report);
+    case_table(&mut out, &report.stats);
+    violations(&mut out, &report.stats);
+    retrieval(&mut out, &report.stats);
+    failures(&mut out, &report.stats);
+    baseline(&mut out, report);
+    out.push('\n');
+    out.push_str(&result_line(report));
+    out.push('\n');
+    let _ = writeln!(
+        out,
+        "results: {}",
+        report.out_dir.join(crate::store::RUNS_FILE).display()
+    );
+    out
+}
+
+fn header(out: &mut String, report: &SuiteReport) {
     let _ = writeln!(
         out,
         "suite {} · {} cases × {} runs · seed {}",
         report.suite,
-        stats.cases.len(),
+        report.stats.cases.len(),
         report.runs_per_case,
         report.seed
     );
     let _ = writeln!(out, "chain: {}", report.chain);
     out.push('\n');
+}
 
+fn case_table(out: &mut String, stats: &SuiteStats) {
     let mut rows = vec![row(&[
         "case", "outcome", "passed", "rate", "95% CI", "pass^k", "flaky", "p50", "p95",
     ])];
@@ -51,18 +69,20 @@ pub fn render_text(report: &SuiteReport, quiet: bool) -> String {
             format!("{:.1} ms", case.latency.p95_ms),
         ]);
     }
-    table(&mut out, &rows, "");
+    table(out, &rows, "");
+}
 
-    let mut violation_rows = Vec::new();
+fn violations(out: &mut String, stats: &SuiteStats) {
+    let mut rows = Vec::new();
     for case in &stats.cases {
         for rule in case.rules.iter().filter(|r| r.violations > 0) {
-            violation_rows.push(vec![
+            rows.push(vec![
                 case.id.clone(),
                 rule.id.clone(),
                 serde_plain(&rule.severity),
                 format!("{}/{} runs", rule.violations, case.evaluated),
                 percent(rule.rate),
-                if rule.severity == crate::model::record::Severity::Warn {
+                if rule.severity == Severity::Warn {
                     "warning only".to_owned()
                 } else {
                     format!("allowed {}", percent(rule.max_rate))
@@ -70,37 +90,43 @@ pub fn render_text(report: &SuiteReport, quiet: bool) -> String {
             ]);
         }
     }
-    if !violation_rows.is_empty() {
+    if !rows.is_empty() {
         out.push_str("\nrule violations\n");
-        table(&mut out, &violation_rows, "  ");
+        table(out, &rows, "  ");
     }
+}
 
-    let retrieval: Vec<&CaseStats> = stats.cases.iter().filter(|c| c.sources.is_some()).collect();
-    if !retrieval.is_empty() {
-        out.push_str("\nexpected sources (mean over runs)\n");
-        let mut rows = vec![row(&[
-            "case",
-            "precision",
-            "recall",
-            "hit rate",
-            "MRR",
-            "nDCG",
-        ])];
-        for case in retrieval {
-            if let Some(s) = &case.sources {
-                rows.push(vec![
-                    case.id.clone(),
-                    format!("{:.2}", s.precision),
-                    format!("{:.2}", s.recall),
-                    percent(s.hit_rate),
-                    format!("{:.2}", s.mrr),
-                    format!("{:.2}", s.ndcg),
-                ]);
-            }
+fn retrieval(out: &mut String, stats: &SuiteStats) {
+    let cases: Vec<&CaseStats> = stats.cases.iter().filter(|c| c.sources.is_some()).collect();
+    if cases.is_empty() {
+        return;
+    }
+    out.push_str("\nexpected sources (mean over runs)\n");
+    let mut rows = vec![row(&[
+        "case",
+        "precision",
+        "recall",
+        "hit rate",
+        "MRR",
+        "nDCG",
+    ])];
+    for case in cases {
+        if let Some(s) = &case.sources {
+            rows.push(vec![
+                case.id.clone(),
+                format!("{:.2}", s.precision),
+                format!("{:.2}", s.recall),
+                percent(s.hit_rate),
+                format!("{:.2}", s.mrr),
+                format!("{:.2}", s.ndcg),
+            ]);
         }
-        table(&mut out, &rows, "  ");
     }
+    table(out, &rows, "  ");
+}
 
+/// Why each failing case failed, with one offending run; then the flaky cases.
+fn failures(out: &mut String, stats: &SuiteStats) {
     for case in stats.cases.iter().filter(|c| !c.reasons.is_empty()) {
         let _ = writeln!(
             out,
@@ -113,7 +139,7 @@ pub fn render_text(report: &SuiteReport, quiet: bool) -> String {
             let _ = writeln!(out, "  ✗ {reason}");
         }
         if let Some(example) = &case.example_failure {
-            example_run(&mut out, example);
+            example_run(out, example);
         }
     }
     for case in stats
@@ -130,40 +156,33 @@ pub fn render_text(report: &SuiteReport, quiet: bool) -> String {
             percent(case.min_pass_rate)
         );
     }
+}
 
-    if let Some(baseline) = &report.baseline {
-        let _ = writeln!(
-            out,
-            "\nagainst baseline {} (one-sided Fisher exact test on run counts)",
-            baseline.display()
-        );
-        let rows: Vec<Vec<String>> = report
-            .baseline_cases
-            .iter()
-            .map(|b| {
-                vec![
-                    b.id.clone(),
-                    format!(
-                        "{}/{} → {}/{}",
-                        b.baseline_passed, b.baseline_evaluated, b.passed, b.evaluated
-                    ),
-                    b.change.label().to_owned(),
-                    format!("p {:.4} (alpha {})", b.p_value, b.significance),
-                ]
-            })
-            .collect();
-        table(&mut out, &rows, "  ");
-    }
-
-    out.push('\n');
-    out.push_str(&result_line(report));
-    out.push('\n');
+fn baseline(out: &mut String, report: &SuiteReport) {
+    let Some(baseline) = &report.baseline else {
+        return;
+    };
     let _ = writeln!(
         out,
-        "results: {}",
-        report.out_dir.join(crate::store::RUNS_FILE).display()
+        "\nagainst baseline {} (one-sided Fisher exact test on run counts)",
+        baseline.display()
     );
-    out
+    let rows: Vec<Vec<String>> = report
+        .baseline_cases
+        .iter()
+        .map(|b| {
+            vec![
+                b.id.clone(),
+                format!(
+                    "{}/{} → {}/{}",
+                    b.baseline_passed, b.baseline_evaluated, b.passed, b.evaluated
+                ),
+                b.change.label().to_owned(),
+                format!("p {:.4} (alpha {})", b.p_value, b.significance),
+            ]
+        })
+        .collect();
+    table(out, &rows, "  ");
 }
 
 fn example_run(out: &mut String, run: &RunRecord) {

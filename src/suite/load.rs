@@ -8,14 +8,15 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 
 use crate::chain::Chain;
-use crate::chain::build::{ChainSource, build_chain, prompt_key};
+use crate::chain::build::{BuiltChain, ChainSource, build_chain, prompt_key};
 use crate::chain::config::ChainConfig;
 use crate::chain::corpus::{Corpus, Document};
 use crate::chain::prompt::describe_template_error;
+use crate::config::files::read_text;
 use crate::config::locate::KeyPath;
 use crate::config::problem::{ConfigError, Problem};
 use crate::seed::stable_hash;
-use crate::suite::schema::{ChainRef, SuiteSpec};
+use crate::suite::schema::{AnswerCheck, ChainRef, SuiteSpec};
 
 /// A suite ready to run: parsed, checked, with its chain built.
 #[derive(Debug)]
@@ -42,54 +43,94 @@ pub fn load(path: &Path) -> Result<Suite, ConfigError> {
 /// Loads a suite; `chain` (a chain file) replaces the suite's own chain, to run the same
 /// cases against another version of the chain.
 pub fn load_with(path: &Path, chain: Option<&Path>) -> Result<Suite, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|err| {
-        Problem::new(path, format!("cannot read suite: {err}"))
-            .hint("give the path of a suite YAML file or of a folder of suites")
-    })?;
+    let text = read_text(path, "suite")
+        .map_err(|err| err.hint("give the path of a suite YAML file or of a folder of suites"))?;
     let spec: SuiteSpec =
         serde_yaml::from_str(&text).map_err(|err| Problem::from_yaml(path, &err))?;
-    let mut problems = Vec::new();
-    let mut warnings = Vec::new();
     let at =
         |key_path: KeyPath, message: String| Problem::new(path, message).at_path(&text, &key_path);
+    let (chain_config, chain_source) = chain_of(path, &text, &spec, chain, &at)?;
+    let mut problems = Vec::new();
+    let mut warnings = Vec::new();
+    check_spec(&spec, &at, &mut problems);
+    let built = build_chain(&chain_config, &chain_source, &mut problems, &mut warnings);
+    if let Some(built) = &built {
+        check_against_chain(
+            &spec,
+            built,
+            &chain_config,
+            &chain_source,
+            &at,
+            &mut problems,
+        );
+    }
+    let Some(built) = built.filter(|_| problems.is_empty()) else {
+        return Err(ConfigError { problems });
+    };
+    let corpus_bytes = built
+        .corpus
+        .as_ref()
+        .and_then(|c| std::fs::read(&c.path).ok())
+        .unwrap_or_default();
+    let fingerprint = stable_hash(&[text.as_bytes(), chain_source.text.as_bytes(), &corpus_bytes]);
+    Ok(Suite {
+        path: path.to_owned(),
+        spec,
+        chain: Arc::new(built.chain),
+        chain_config,
+        corpus: built.corpus,
+        fingerprint,
+        chain_override: chain.map(|c| std::path::absolute(c).unwrap_or_else(|_| c.to_owned())),
+        warnings,
+    })
+}
 
-    // The chain: inline, or in a file of its own.
-    let chain_ref = match chain {
+type At<'a> = dyn Fn(KeyPath, String) -> Problem + 'a;
+
+/// The suite's chain, inline or in a file of its own (or the `--chain` file replacing it),
+/// with the text and key path its problems are located in.
+fn chain_of(
+    path: &Path,
+    text: &str,
+    spec: &SuiteSpec,
+    replacement: Option<&Path>,
+    at: &At<'_>,
+) -> Result<(ChainConfig, ChainSource), Problem> {
+    let chain_ref = match replacement {
         Some(file) => ChainRef::Path(std::path::absolute(file).unwrap_or_else(|_| file.to_owned())),
         None => spec.chain.clone(),
     };
-    let (chain_config, chain_source): (ChainConfig, ChainSource) = match &chain_ref {
-        ChainRef::Inline(config) => (
-            (**config).clone(),
+    match chain_ref {
+        ChainRef::Inline(config) => Ok((
+            *config,
             ChainSource {
                 file: path.to_owned(),
-                text: text.clone(),
+                text: text.to_owned(),
                 root: KeyPath::default().key("chain"),
             },
-        ),
+        )),
         ChainRef::Path(relative) => {
-            let chain_path = crate::config::files::resolve(path, relative);
-            let chain_text = std::fs::read_to_string(&chain_path).map_err(|err| {
-                at(
-                    KeyPath::default().key("chain"),
-                    format!("cannot read chain file {}: {err}", chain_path.display()),
-                )
-                .hint("the chain path is relative to the suite file")
+            let chain_path = crate::config::files::resolve(path, &relative);
+            let chain_text = read_text(&chain_path, "chain file").map_err(|err| {
+                at(KeyPath::default().key("chain"), err.message)
+                    .hint("the chain path is relative to the suite file")
             })?;
             let config: ChainConfig = serde_yaml::from_str(&chain_text)
                 .map_err(|err| Problem::from_yaml(&chain_path, &err))?;
-            (
+            Ok((
                 config,
                 ChainSource {
                     file: chain_path,
                     text: chain_text,
                     root: KeyPath::default(),
                 },
-            )
+            ))
         }
-    };
+    }
+}
 
-    // Suite-level checks.
+/// Checks that need the suite alone: counts, unique ids, rules that check something.
+fn check_spec(spec: &SuiteSpec, at: &At<'_>, problems: &mut Vec<Problem>) {
     if spec.runs == 0 {
         problems.push(at(
             KeyPath::default().key("runs"),
@@ -102,12 +143,23 @@ pub fn load_with(path: &Path, chain: Option<&Path>) -> Result<Suite, ConfigError
             "concurrency must be at least 1".into(),
         ));
     }
+    if spec.timeout_ms == 0 {
+        problems.push(at(
+            KeyPath::default().key("timeout_ms"),
+            "timeout_ms must be at least 1".into(),
+        ));
+    }
     if spec.cases.is_empty() {
         problems.push(at(
             KeyPath::default().key("cases"),
             "the suite has no cases".into(),
         ));
     }
+    check_rules(spec, at, problems);
+    check_cases(spec, at, problems);
+}
+
+fn check_rules(spec: &SuiteSpec, at: &At<'_>, problems: &mut Vec<Problem>) {
     let mut rule_ids = HashSet::new();
     for (i, rule) in spec.rules.iter().enumerate() {
         let here = KeyPath::default().key("rules").index(i);
@@ -132,13 +184,13 @@ pub fn load_with(path: &Path, chain: Option<&Path>) -> Result<Suite, ConfigError
                 )
                 .hint("split it into two rules, so each violation rate means one thing"),
             ),
-            (None, Some(check)) if check.is_empty() => problems.push(
-                at(here.key("answer"), "the answer rule has no check".into())
-                    .hint("add contains, contains_any, not_contains, matches or not_matches"),
-            ),
+            (None, Some(check)) => check_answer_check(check, here.key("answer"), at, problems),
             _ => {}
         }
     }
+}
+
+fn check_cases(spec: &SuiteSpec, at: &At<'_>, problems: &mut Vec<Problem>) {
     let mut case_ids = HashSet::new();
     for (i, case) in spec.cases.iter().enumerate() {
         let here = KeyPath::default().key("cases").index(i);
@@ -158,28 +210,68 @@ pub fn load_with(path: &Path, chain: Option<&Path>) -> Result<Suite, ConfigError
             ));
         }
         if let Some(check) = case.expect.as_ref().and_then(|e| e.answer.as_ref()) {
-            if check.is_empty() {
+            check_answer_check(check, here.key("expect").key("answer"), at, problems);
+        }
+    }
+}
+
+/// An answer check must check something, and something that can pass: an empty string
+/// is in every answer, so `not_contains: [""]` fails every run and `contains: [""]` checks
+/// nothing.
+fn check_answer_check(
+    check: &AnswerCheck,
+    here: KeyPath,
+    at: &At<'_>,
+    problems: &mut Vec<Problem>,
+) {
+    if check.is_empty() {
+        problems.push(
+            at(here, "the answer check has no check".into())
+                .hint("add contains, contains_any, not_contains, matches or not_matches"),
+        );
+        return;
+    }
+    for (key, list) in [
+        ("contains", &check.contains),
+        ("contains_any", &check.contains_any),
+        ("not_contains", &check.not_contains),
+    ] {
+        let Some(list) = list else { continue };
+        for (j, needle) in list.0.iter().enumerate() {
+            if needle.is_empty() {
+                let verdict = if key == "not_contains" {
+                    "can never pass: every answer contains the empty string"
+                } else {
+                    "checks nothing: every answer contains the empty string"
+                };
                 problems.push(
                     at(
-                        here.key("expect").key("answer"),
-                        "the answer expectation has no check".into(),
+                        here.clone().key(key).index(j),
+                        format!("an empty string {verdict}"),
                     )
-                    .hint("add contains, contains_any, not_contains, matches or not_matches"),
+                    .hint("write the text the answer must (or must not) contain"),
                 );
             }
         }
     }
+}
 
-    let built = build_chain(&chain_config, &chain_source, &mut problems, &mut warnings);
-
-    // Checks that need the corpus.
-    if let Some(corpus) = built.as_ref().and_then(|b| b.corpus.as_ref()) {
-        check_sources(&spec, corpus, &at, &mut problems);
+/// Checks that need the built chain: expected sources in its corpus, and its templates
+/// tried on every case now rather than failing on every run later (a strict template
+/// fails on a misspelt variable).
+fn check_against_chain(
+    spec: &SuiteSpec,
+    built: &BuiltChain,
+    chain_config: &ChainConfig,
+    chain_source: &ChainSource,
+    at: &At<'_>,
+    problems: &mut Vec<Problem>,
+) {
+    if let Some(corpus) = &built.corpus {
+        check_sources(spec, corpus, at, problems);
     }
-    // A strict template fails on a misspelt variable: try it on every case now rather
-    // than on every run later.
-    if let Some(built) = &built {
-        if let Chain::Pipeline(pipeline) = &built.chain {
+    match &built.chain {
+        Chain::Pipeline(pipeline) => {
             let sample: Vec<&Document> = built
                 .corpus
                 .iter()
@@ -192,7 +284,7 @@ pub fn load_with(path: &Path, chain: Option<&Path>) -> Result<Suite, ConfigError
                     problems.push(
                         chain_source
                             .problem(
-                                KeyPath::default().key(prompt_key(&chain_config)),
+                                KeyPath::default().key(prompt_key(chain_config)),
                                 format!(
                                     "prompt template fails for case `{}`: {}",
                                     case.id,
@@ -205,7 +297,7 @@ pub fn load_with(path: &Path, chain: Option<&Path>) -> Result<Suite, ConfigError
                 }
             }
         }
-        if let Chain::Http(http) = &built.chain {
+        Chain::Http(http) => {
             for case in &spec.cases {
                 let vars = merged_vars(&spec.vars, &case.vars);
                 if let Err(err) = http.render(&case.question, &vars, 0, "00-0-0-01") {
@@ -220,27 +312,8 @@ pub fn load_with(path: &Path, chain: Option<&Path>) -> Result<Suite, ConfigError
                 }
             }
         }
+        Chain::Command(_) => {}
     }
-
-    let Some(built) = built.filter(|_| problems.is_empty()) else {
-        return Err(ConfigError { problems });
-    };
-    let corpus_bytes = built
-        .corpus
-        .as_ref()
-        .and_then(|c| std::fs::read(&c.path).ok())
-        .unwrap_or_default();
-    let fingerprint = stable_hash(&[text.as_bytes(), chain_source.text.as_bytes(), &corpus_bytes]);
-    Ok(Suite {
-        path: path.to_owned(),
-        spec,
-        chain: Arc::new(built.chain),
-        chain_config,
-        corpus: built.corpus,
-        fingerprint,
-        chain_override: chain.map(|c| std::path::absolute(c).unwrap_or_else(|_| c.to_owned())),
-        warnings,
-    })
 }
 
 /// Case variables over suite variables.
@@ -268,12 +341,7 @@ pub fn load_all(files: &[PathBuf], chain: Option<&Path>) -> Result<Vec<Suite>, C
 }
 
 /// Every `expect.sources` id must be in the corpus.
-pub fn check_sources(
-    spec: &SuiteSpec,
-    corpus: &Corpus,
-    at: &dyn Fn(KeyPath, String) -> Problem,
-    problems: &mut Vec<Problem>,
-) {
+pub fn check_sources(spec: &SuiteSpec, corpus: &Corpus, at: &At<'_>, problems: &mut Vec<Problem>) {
     let known_ids = || {
         let ids: Vec<&str> = corpus
             .documents

@@ -1,7 +1,7 @@
 //! A trace seen in production becomes a regression case: from MLflow's to_json file, from
 //! OTLP JSON, appended to a suite (created if needed) that still validates.
 
-use crate::common::{ragprobe, run_suite, suite_cases, text};
+use crate::common::{drafted_not_contains, ragprobe, run_suite, suite_cases, text};
 
 /// `ragprobe import` of the MLflow trace fixture into `suite`.
 fn import_fixture(suite: &std::path::Path, extra: &[&str]) -> std::process::Output {
@@ -45,14 +45,9 @@ fn an_mlflow_trace_file_becomes_a_case_in_a_new_suite() {
         cases[0].question,
         "How much does it cost to run a database?"
     );
-    let draft = cases[0]
-        .expect
-        .as_ref()
-        .and_then(|e| e.answer.as_ref())
-        .and_then(|a| a.not_contains.as_ref())
-        .expect("a not_contains draft");
+    let draft = drafted_not_contains(&cases[0]);
     assert!(
-        draft.0[0].starts_with("Database instances cost money"),
+        draft[0].starts_with("Database instances cost money"),
         "{yaml}"
     );
 

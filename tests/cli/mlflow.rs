@@ -282,13 +282,8 @@ fn traces_round_trip_through_mlflow() {
         cases[0].question,
         "How much does it cost to run a database?"
     );
-    let draft = cases[0]
-        .expect
-        .as_ref()
-        .and_then(|e| e.answer.as_ref())
-        .and_then(|a| a.not_contains.as_ref())
-        .expect("a not_contains draft");
-    assert_eq!(draft.0, std::slice::from_ref(&cost_run.answer), "{yaml}");
+    let draft = crate::common::drafted_not_contains(&cases[0]);
+    assert_eq!(draft, std::slice::from_ref(&cost_run.answer), "{yaml}");
 
     // Exported afterwards, OTLP/JSON, into another experiment.
     let after = tempfile::tempdir().expect("tempdir");

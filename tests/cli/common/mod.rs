@@ -68,3 +68,13 @@ pub fn suite_cases(path: &Path) -> Vec<ragprobe::suite::schema::CaseSpec> {
         serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
     spec.cases
 }
+
+/// The `expect.answer.not_contains` list `import` drafts for a case.
+pub fn drafted_not_contains(case: &ragprobe::suite::schema::CaseSpec) -> Vec<String> {
+    case.expect
+        .as_ref()
+        .and_then(|e| e.answer.as_ref())
+        .and_then(|a| a.not_contains.as_ref())
+        .map(|list| list.0.clone())
+        .expect("a not_contains draft")
+}

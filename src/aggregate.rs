@@ -1,0 +1,448 @@
+//! Per-case statistics of a report folder: `results.parquet` read back with polars in
+//! slices of rows, each case's numbers accumulated as the slices pass, then the few whole
+//! records the reports show read from `runs.jsonl` where the parquet rows point. Memory
+//! holds one slice and, per case, the run durations (for exact quantiles) and the distinct
+//! answer hashes: it stays flat as runs grow.
+//!
+//! Policy, in one place:
+//! - A run *passes* when its case's expectations hold and no `error` rule is violated.
+//!   Errored runs (infrastructure) are left out of pass rates: they are not wrong answers.
+//! - A rule's violation rate is violations / evaluated runs. When it is within the rule's
+//!   `max_rate`, the rule is *tolerated*: runs that failed only because of tolerated rules
+//!   count as passing.
+//! - A case **fails** when an `error` rule's rate exceeds its `max_rate`, or when its pass
+//!   rate is below `min_pass_rate`. It **errors** when no run could be evaluated. It is
+//!   **flaky** when it met its thresholds although some runs failed, and **passes** when
+//!   every run passed. `warn` rules are reported and never change an outcome.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+
+use polars::prelude::*;
+
+use crate::model::record::{RunRecord, Severity};
+use crate::model::summary::{
+    CaseOutcome, CaseStats, FailingRun, Latency, RuleStats, SourceSummary, SuiteStats,
+};
+use crate::results::{RESULTS_FILE, RULE_SEPARATOR, ResultsError};
+use crate::stats::{all_of_k, percent, ratio, wilson};
+use crate::store::read_at;
+use crate::suite::Suite;
+use crate::suite::schema::{CaseSpec, RuleSpec};
+
+/// pass^k and pass@k are reported at this k (or the number of runs, if fewer).
+pub const K: u32 = 5;
+/// Failing runs kept per case for reports (JUnit failure text, markdown).
+pub const FAILING_RUNS_KEPT: usize = 5;
+/// Rows read from results.parquet at a time.
+const SLICE_ROWS: usize = 65_536;
+
+fn failing_run(record: &RunRecord) -> FailingRun {
+    let mut broken = Vec::new();
+    if let Some(verdict) = &record.verdict {
+        for rule in verdict.rules.iter().filter(|r| !r.passed) {
+            broken.push(format!(
+                "{} ({}): {}",
+                rule.id,
+                if rule.severity == Severity::Warn {
+                    "warn"
+                } else {
+                    "error"
+                },
+                rule.detail.as_deref().unwrap_or("violated")
+            ));
+        }
+        for failure in &verdict.failed_expectations {
+            broken.push(format!("{}: {}", failure.check, failure.detail));
+        }
+    }
+    FailingRun {
+        run: record.run,
+        seed: record.seed,
+        broken,
+        retrieved: record.retrieved.iter().map(|d| d.id.clone()).collect(),
+        answer: record.answer.clone(),
+    }
+}
+
+/// What one case's rows add up to.
+#[derive(Default)]
+struct CaseNumbers {
+    runs: u32,
+    errors: u32,
+    /// Sums of precision, recall, hit, reciprocal rank and nDCG over runs that have them.
+    source_sums: [f64; 5],
+    source_runs: u32,
+    durations: Vec<f64>,
+    answers: HashSet<u64>,
+    /// (expectations failed, rules violated joined) → runs, over evaluated runs.
+    signatures: HashMap<(bool, String), u32>,
+    /// The failing run to show: most broken checks, lowest run index on ties.
+    example: Option<(u32, u32, u64)>,
+    /// (run, offset) of the first failing runs by run index, at most FAILING_RUNS_KEPT.
+    failing_runs: Vec<(u32, u64)>,
+    /// The error of the lowest-numbered errored run.
+    first_error: Option<(u32, String)>,
+}
+
+impl CaseNumbers {
+    fn quantile(&self, q: f64) -> f64 {
+        // Nearest rank, as polars' `QuantileMethod::Nearest`: index round((n − 1)·q).
+        if self.durations.is_empty() {
+            return 0.0;
+        }
+        let index = ((self.durations.len() as f64 - 1.0) * q).round() as usize;
+        self.durations[index.min(self.durations.len() - 1)]
+    }
+}
+
+/// Aggregates a report folder: numbers from `results.parquet`, then the few example
+/// records from `runs.jsonl`.
+pub fn aggregate(
+    suite: &Suite,
+    selected: &[String],
+    dir: &Path,
+) -> Result<SuiteStats, ResultsError> {
+    let mut numbers: HashMap<String, CaseNumbers> = HashMap::new();
+    for_each_slice(&dir.join(RESULTS_FILE), |frame| {
+        add_slice(&mut numbers, frame)
+    })?;
+    for n in numbers.values_mut() {
+        n.durations.sort_by(f64::total_cmp);
+        n.failing_runs.sort_unstable();
+    }
+
+    // The few whole records the reports show, read where results.parquet says they are.
+    let mut records: HashMap<u64, RunRecord> = HashMap::new();
+    for n in numbers.values() {
+        let offsets = n.example.iter().map(|e| e.2);
+        for offset in offsets.chain(n.failing_runs.iter().map(|(_, o)| *o)) {
+            if let std::collections::hash_map::Entry::Vacant(slot) = records.entry(offset) {
+                slot.insert(read_at(dir, offset)?);
+            }
+        }
+    }
+
+    let mut cases = Vec::new();
+    let (mut total_runs, mut total_errors) = (0, 0);
+    for spec in suite.spec.cases.iter().filter(|c| selected.contains(&c.id)) {
+        let n = numbers.remove(&spec.id).unwrap_or_default();
+        total_runs += n.runs;
+        total_errors += n.errors;
+        let min_pass_rate = spec.min_pass_rate.unwrap_or(suite.spec.min_pass_rate).0;
+        cases.push(case_stats(suite, spec, n, &records, min_pass_rate));
+    }
+    let error_rate = ratio(total_errors, total_runs);
+    Ok(SuiteStats {
+        suite: suite.spec.name.clone(),
+        cases,
+        runs: total_runs,
+        errors: total_errors,
+        error_rate,
+        max_error_rate: suite.spec.max_error_rate.0,
+        errors_exceeded: error_rate > suite.spec.max_error_rate.0 + 1e-12,
+    })
+}
+
+/// The columns aggregation reads.
+const COLUMNS: [&str; 15] = [
+    "case",
+    "run",
+    "status",
+    "error",
+    "expect_failed",
+    "violations",
+    "broken",
+    "precision",
+    "recall",
+    "hit",
+    "reciprocal_rank",
+    "ndcg",
+    "answer_hash",
+    "duration_ms",
+    "offset",
+];
+
+/// Calls `each` with the file's rows, `SLICE_ROWS` at a time.
+fn for_each_slice(
+    path: &Path,
+    mut each: impl FnMut(&DataFrame) -> PolarsResult<()>,
+) -> Result<(), ResultsError> {
+    let rows = ParquetReader::new(std::fs::File::open(path)?).num_rows()?;
+    let mut offset = 0;
+    while offset < rows {
+        let frame = ParquetReader::new(std::fs::File::open(path)?)
+            .with_columns(Some(COLUMNS.iter().map(|c| (*c).to_owned()).collect()))
+            .with_slice(Some((offset, SLICE_ROWS)))
+            .finish()?;
+        each(&frame)?;
+        offset += SLICE_ROWS;
+    }
+    Ok(())
+}
+
+fn add_slice(numbers: &mut HashMap<String, CaseNumbers>, frame: &DataFrame) -> PolarsResult<()> {
+    let case = frame.column("case")?.str()?;
+    let run = frame.column("run")?.u32()?;
+    let status = frame.column("status")?.str()?;
+    let error = frame.column("error")?.str()?;
+    let expect_failed = frame.column("expect_failed")?.bool()?;
+    let violations = frame.column("violations")?.str()?;
+    let broken = frame.column("broken")?.u32()?;
+    let metrics = [
+        frame.column("precision")?.f64()?,
+        frame.column("recall")?.f64()?,
+        frame.column("reciprocal_rank")?.f64()?,
+        frame.column("ndcg")?.f64()?,
+    ];
+    let hit = frame.column("hit")?.bool()?;
+    let answer_hash = frame.column("answer_hash")?.u64()?;
+    let duration = frame.column("duration_ms")?.f64()?;
+    let offset = frame.column("offset")?.u64()?;
+    for row in 0..frame.height() {
+        let Some(case) = case.get(row) else { continue };
+        let n = match numbers.get_mut(case) {
+            Some(n) => n,
+            None => numbers.entry(case.to_owned()).or_default(),
+        };
+        let run = run.get(row).unwrap_or(0);
+        let status = status.get(row).unwrap_or("error");
+        let offset = offset.get(row).unwrap_or(0);
+        n.runs += 1;
+        n.durations.push(duration.get(row).unwrap_or(0.0));
+        if status == "error" {
+            n.errors += 1;
+            if n.first_error.as_ref().is_none_or(|(r, _)| run < *r) {
+                let text = error.get(row).unwrap_or("no verdict").to_owned();
+                n.first_error = Some((run, text));
+            }
+            continue;
+        }
+        n.answers.insert(answer_hash.get(row).unwrap_or(0));
+        let signature = (
+            expect_failed.get(row).unwrap_or(false),
+            violations.get(row).unwrap_or("").to_owned(),
+        );
+        *n.signatures.entry(signature).or_default() += 1;
+        if let (Some(precision), Some(recall), Some(rr), Some(ndcg)) = (
+            metrics[0].get(row),
+            metrics[1].get(row),
+            metrics[2].get(row),
+            metrics[3].get(row),
+        ) {
+            let hit = if hit.get(row).unwrap_or(false) {
+                1.0
+            } else {
+                0.0
+            };
+            for (sum, value) in n
+                .source_sums
+                .iter_mut()
+                .zip([precision, recall, hit, rr, ndcg])
+            {
+                *sum += value;
+            }
+            n.source_runs += 1;
+        }
+        if status == "failed" {
+            let broken = broken.get(row).unwrap_or(0);
+            let better = n
+                .example
+                .is_none_or(|(b, r, _)| broken > b || (broken == b && run < r));
+            if better {
+                n.example = Some((broken, run, offset));
+            }
+            n.failing_runs.push((run, offset));
+            if n.failing_runs.len() > FAILING_RUNS_KEPT {
+                n.failing_runs.sort_unstable();
+                n.failing_runs.truncate(FAILING_RUNS_KEPT);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One case's verdict and numbers, by the policy at the top of this file.
+fn case_stats(
+    suite: &Suite,
+    spec: &CaseSpec,
+    n: CaseNumbers,
+    records: &HashMap<u64, RunRecord>,
+    min_pass_rate: f64,
+) -> CaseStats {
+    let evaluated = n.runs - n.errors;
+    // (expectations failed, rules violated, runs): few per case, whatever the runs.
+    let signatures: Vec<(bool, Vec<&str>, u32)> = n
+        .signatures
+        .iter()
+        .map(|((expect_failed, joined), runs)| {
+            let rules = joined
+                .split(RULE_SEPARATOR)
+                .filter(|r| !r.is_empty())
+                .collect();
+            (*expect_failed, rules, *runs)
+        })
+        .collect();
+    let rules = rule_stats(suite, spec, &signatures, evaluated);
+    let verdict = judge_case(&rules, &signatures, &n, min_pass_rate);
+    let k = K.min(evaluated);
+    let record = |offset: u64| records.get(&offset);
+    let mean = |slot: usize| n.source_sums[slot] / f64::from(n.source_runs.max(1));
+    let sources = (n.source_runs > 0).then(|| SourceSummary {
+        precision: mean(0),
+        recall: mean(1),
+        hit_rate: mean(2),
+        mrr: mean(3),
+        ndcg: mean(4),
+    });
+    let passed = verdict.passed;
+    CaseStats {
+        id: spec.id.clone(),
+        question: spec.question.clone(),
+        tags: spec.tags.clone(),
+        outcome: verdict.outcome,
+        reasons: verdict.reasons,
+        runs: n.runs,
+        evaluated,
+        errors: n.errors,
+        passed,
+        pass_rate: ratio(passed, evaluated),
+        pass_rate_ci95: wilson(passed, evaluated),
+        min_pass_rate,
+        k,
+        pass_all_k: all_of_k(passed, evaluated, k),
+        pass_at_k: 1.0 - all_of_k(evaluated - passed, evaluated, k),
+        flaky: passed > 0 && passed < evaluated,
+        rules,
+        sources,
+        latency: Latency {
+            p50_ms: n.quantile(0.5),
+            p95_ms: n.quantile(0.95),
+        },
+        distinct_answers: n.answers.len(),
+        example_error: n.first_error.as_ref().map(|(_, text)| text.clone()),
+        failing_runs: n
+            .failing_runs
+            .iter()
+            .filter_map(|&(_, offset)| record(offset))
+            .map(failing_run)
+            .collect(),
+        example_failure: n.example.and_then(|(_, _, offset)| record(offset).cloned()),
+    }
+}
+
+/// Each rule's violations over the evaluated runs, against its allowed rate.
+fn rule_stats(
+    suite: &Suite,
+    spec: &CaseSpec,
+    signatures: &[(bool, Vec<&str>, u32)],
+    evaluated: u32,
+) -> Vec<RuleStats> {
+    suite
+        .spec
+        .rules
+        .iter()
+        .map(|rule| {
+            let violations: u32 = signatures
+                .iter()
+                .filter(|(_, violated, _)| violated.contains(&rule.id.as_str()))
+                .map(|(_, _, runs)| runs)
+                .sum();
+            let rate = ratio(violations, evaluated);
+            let max_rate = allowed_rate(suite, spec, rule);
+            RuleStats {
+                id: rule.id.clone(),
+                severity: rule.severity,
+                max_rate,
+                violations,
+                rate,
+                exceeded: rule.severity == Severity::Error
+                    && violations > 0
+                    && rate > max_rate + 1e-12,
+            }
+        })
+        .collect()
+}
+
+/// A case's outcome, the runs that count as passed, and why it failed.
+struct CaseVerdict {
+    outcome: CaseOutcome,
+    passed: u32,
+    reasons: Vec<String>,
+}
+
+fn judge_case(
+    rules: &[RuleStats],
+    signatures: &[(bool, Vec<&str>, u32)],
+    n: &CaseNumbers,
+    min_pass_rate: f64,
+) -> CaseVerdict {
+    let evaluated = n.runs - n.errors;
+    let is_error_rule = |id: &str| {
+        rules
+            .iter()
+            .any(|r| r.id == id && r.severity == Severity::Error)
+    };
+    let exceeded = |id: &str| rules.iter().any(|r| r.id == id && r.exceeded);
+    // A run fails strictly on a failed expectation or any error rule; it still counts as
+    // passing when every rule it broke is tolerated.
+    let mut strictly_failed = 0;
+    let mut effective_failures = 0;
+    for (expect_failed, violated, runs) in signatures {
+        if *expect_failed || violated.iter().any(|id| is_error_rule(id)) {
+            strictly_failed += runs;
+        }
+        if *expect_failed || violated.iter().any(|id| exceeded(id)) {
+            effective_failures += runs;
+        }
+    }
+    let passed = evaluated - effective_failures;
+    let pass_rate = ratio(passed, evaluated);
+    let mut reasons = Vec::new();
+    for rule in rules.iter().filter(|r| r.exceeded) {
+        reasons.push(format!(
+            "rule `{}` violated on {}/{} runs ({}), allowed {}",
+            rule.id,
+            rule.violations,
+            evaluated,
+            percent(rule.rate),
+            percent(rule.max_rate)
+        ));
+    }
+    if evaluated > 0 && pass_rate + 1e-12 < min_pass_rate {
+        reasons.push(format!(
+            "pass rate {} ({passed}/{evaluated}) below the required {}",
+            percent(pass_rate),
+            percent(min_pass_rate)
+        ));
+    }
+    let outcome = if evaluated == 0 {
+        reasons.push(format!(
+            "all {} runs ended in errors: {}",
+            n.runs,
+            n.first_error
+                .as_ref()
+                .map_or("none recorded", |(_, text)| text.as_str())
+        ));
+        CaseOutcome::Error
+    } else if !reasons.is_empty() {
+        CaseOutcome::Fail
+    } else if strictly_failed > 0 {
+        CaseOutcome::Flaky
+    } else {
+        CaseOutcome::Pass
+    };
+    CaseVerdict {
+        outcome,
+        passed,
+        reasons,
+    }
+}
+
+/// A rule's own `max_rate`, else the case's, else the suite's `max_violation_rate`, else 0.
+pub fn allowed_rate(suite: &Suite, case: &CaseSpec, rule: &RuleSpec) -> f64 {
+    rule.max_rate
+        .or(case.max_violation_rate)
+        .or(suite.spec.max_violation_rate)
+        .map_or(0.0, |rate| rate.0)
+}
