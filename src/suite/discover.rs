@@ -88,3 +88,24 @@ pub fn looks_like_suite(path: &Path) -> bool {
         .map_while(Result::ok)
         .any(|line| line.starts_with("cases:"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn link_loops_are_searched_once_and_each_suite_found_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let inner = dir.path().join("a");
+        std::fs::create_dir(&inner).expect("mkdir");
+        std::fs::write(inner.join("s.yaml"), "name: s\ncases:\n").expect("suite");
+        std::fs::write(inner.join("chain.yaml"), "kind: pipeline\n").expect("chain");
+        // a/loop → the root, and a second link to a: a loop and a duplicate path.
+        std::os::unix::fs::symlink(dir.path(), inner.join("loop")).expect("link");
+        std::os::unix::fs::symlink(&inner, dir.path().join("again")).expect("link");
+        let found = discover(dir.path()).expect("discover");
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].ends_with("s.yaml"));
+    }
+}
