@@ -75,8 +75,9 @@ struct CaseNumbers {
     source_runs: u32,
     durations: Vec<f64>,
     answers: HashSet<u64>,
-    /// (expectations failed, rules violated joined) → runs, over evaluated runs.
-    signatures: HashMap<(bool, String), u32>,
+    /// Rules violated (joined) → runs with expectations held and failed, over evaluated
+    /// runs. Keyed by the text alone so a row is counted without allocating.
+    signatures: HashMap<String, [u32; 2]>,
     /// The failing run to show: most broken checks, lowest run index on ties.
     example: Option<(u32, u32, u64)>,
     /// (run, offset) of the first failing runs by run index, at most FAILING_RUNS_KEPT.
@@ -219,11 +220,12 @@ fn add_slice(numbers: &mut HashMap<String, CaseNumbers>, frame: &DataFrame) -> P
             continue;
         }
         n.answers.insert(answer_hash.get(row).unwrap_or(0));
-        let signature = (
-            expect_failed.get(row).unwrap_or(false),
-            violations.get(row).unwrap_or("").to_owned(),
-        );
-        *n.signatures.entry(signature).or_default() += 1;
+        let slot = usize::from(expect_failed.get(row).unwrap_or(false));
+        let violated = violations.get(row).unwrap_or("");
+        match n.signatures.get_mut(violated) {
+            Some(runs) => runs[slot] += 1,
+            None => n.signatures.entry(violated.to_owned()).or_default()[slot] += 1,
+        }
         if let (Some(precision), Some(recall), Some(rr), Some(ndcg)) = (
             metrics[0].get(row),
             metrics[1].get(row),
@@ -275,13 +277,14 @@ fn case_stats(
     let signatures: Vec<(bool, Vec<&str>, u32)> = n
         .signatures
         .iter()
-        .map(|((expect_failed, joined), runs)| {
-            let rules = joined
+        .flat_map(|(joined, runs)| {
+            let rules: Vec<&str> = joined
                 .split(RULE_SEPARATOR)
                 .filter(|r| !r.is_empty())
                 .collect();
-            (*expect_failed, rules, *runs)
+            [(false, rules.clone(), runs[0]), (true, rules, runs[1])]
         })
+        .filter(|(_, _, runs)| *runs > 0)
         .collect();
     let rules = rule_stats(suite, spec, &signatures, evaluated);
     let verdict = judge_case(&rules, &signatures, &n, min_pass_rate);

@@ -3,9 +3,7 @@
 //! A run passes when every expectation of its case holds and no `error`-severity rule is
 //! violated. Rule tolerances (`max_rate`) are judged over all runs of a case in `stats`.
 
-use crate::model::record::RetrievedDoc;
-use crate::model::record::Severity;
-use crate::model::record::{Failure, RuleResult, SourceMetrics, Verdict};
+use crate::model::record::{Failure, RetrievedDoc, RuleResult, Severity, SourceMetrics, Verdict};
 use crate::suite::schema::{AnswerCheck, Expect, RetrievedRule, RuleSpec};
 
 pub fn judge(

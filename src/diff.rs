@@ -10,8 +10,7 @@ use serde::Serialize;
 use similar::{ChangeTag, TextDiff};
 
 use crate::model::record::{RunRecord, RunStatus};
-use crate::model::summary::CaseStats;
-use crate::model::summary::{Change, SummaryError, read_summary};
+use crate::model::summary::{CaseStats, Change, SummaryError, read_summary};
 use crate::stats::{fisher_worse, ratio};
 use crate::store::RunReader;
 

@@ -188,6 +188,13 @@ impl Plan {
             .collect()
     }
 
+    /// How many runs the plan (or shard) holds in all, done or not.
+    pub fn planned_runs(&self) -> u32 {
+        (0..self.cases.len())
+            .map(|ordinal| self.runs_of(ordinal).count() as u32)
+            .sum()
+    }
+
     /// The run indices of the `ordinal`-th selected case that this plan (or shard) makes.
     fn runs_of(&self, ordinal: usize) -> impl Iterator<Item = u32> + '_ {
         (0..self.runs)
@@ -389,24 +396,15 @@ pub fn resume(dir: &Path, overrides: &Overrides) -> Result<Vec<Plan>, PlanError>
             source,
         })?;
         let suite = load_with(&meta.suite_path, meta.chain_path.as_deref())?;
-        let mut cases = Vec::new();
-        for id in &meta.cases {
-            let index = suite
-                .spec
-                .cases
-                .iter()
-                .position(|c| &c.id == id)
-                .ok_or_else(|| {
-                    ConfigError::from(
-                        Problem::new(
-                            &meta.suite_path,
-                            format!("case `{id}` was planned but is no longer in the suite"),
-                        )
-                        .hint("restore the case, or start a fresh run"),
-                    )
-                })?;
-            cases.push(index);
-        }
+        let cases = case_indices(&suite, &meta.cases).map_err(|id| {
+            ConfigError::from(
+                Problem::new(
+                    &meta.suite_path,
+                    format!("case `{id}` was planned but is no longer in the suite"),
+                )
+                .hint("restore the case, or start a fresh run"),
+            )
+        })?;
         let slug = slug(&suite.spec.name);
         let resumed = Overrides {
             runs: Some(meta.runs),
@@ -481,23 +479,12 @@ pub fn merged(metas: &[(PathBuf, Meta)], out: &Path) -> Result<Plan, PlanError> 
     }
     let suite = load_with(&first.suite_path, first.chain_path.as_deref())?;
     let changed = suite.fingerprint != first.suite_fingerprint;
-    let cases = first
-        .cases
-        .iter()
-        .map(|id| {
-            suite
-                .spec
-                .cases
-                .iter()
-                .position(|c| &c.id == id)
-                .ok_or_else(|| {
-                    PlanError::Shards(format!(
-                        "case `{id}` is no longer in {}",
-                        first.suite_path.display()
-                    ))
-                })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let cases = case_indices(&suite, &first.cases).map_err(|id| {
+        PlanError::Shards(format!(
+            "case `{id}` is no longer in {}",
+            first.suite_path.display()
+        ))
+    })?;
     let overrides = Overrides {
         runs: Some(first.runs),
         seed: Some(first.seed),
@@ -511,6 +498,21 @@ pub fn merged(metas: &[(PathBuf, Meta)], out: &Path) -> Result<Plan, PlanError> 
         ));
     }
     Ok(plan)
+}
+
+/// The positions in `suite` of the case ids a report folder planned; the first id the
+/// suite no longer has is the error.
+fn case_indices(suite: &Suite, ids: &[String]) -> Result<Vec<usize>, String> {
+    ids.iter()
+        .map(|id| {
+            suite
+                .spec
+                .cases
+                .iter()
+                .position(|c| &c.id == id)
+                .ok_or_else(|| id.clone())
+        })
+        .collect()
 }
 
 /// The folder holding this suite's baseline summary: `dir` itself, or `dir/<slug>` when

@@ -3,7 +3,6 @@
 //! [`finish`] turns the folder's runs into results.parquet, statistics, the gate's
 //! verdict, summary.json and the report files. `merge` calls only `finish`.
 
-use std::collections::HashSet;
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -93,7 +92,7 @@ pub async fn execute(
                 cause,
             })?;
     }
-    let planned_runs: u32 = plan.remaining(&HashSet::new()).iter().map(|(_, n)| n).sum();
+    let planned_runs = plan.planned_runs();
     let mut dispatch = |event: Event| -> Result<(), SessionError> {
         for reporter in reporters.iter_mut() {
             reporter
@@ -171,12 +170,11 @@ pub fn finish(
     let baseline_cases = match &plan.baseline {
         Some(baseline_dir) => {
             let before = read_summary(baseline_dir).map_err(SessionError::Baseline)?;
-            baseline::compare(&before, &stats, &plan.suite)
+            Some(baseline::compare(&before, &stats, &plan.suite))
         }
-        None => Vec::new(),
+        None => None,
     };
-    let failed =
-        baseline::failing_cases(&stats, plan.baseline.as_ref().map(|_| &baseline_cases[..]));
+    let failed = baseline::failing_cases(&stats, baseline_cases.as_deref());
     let result = if executed.interrupted {
         SuiteResult::Interrupted
     } else if stats.errors_exceeded || stats.cases.iter().any(|c| c.outcome.is_error()) {
@@ -197,7 +195,7 @@ pub fn finish(
         result,
         exit_code: Outcome::from(result).code(),
         baseline: plan.baseline.clone(),
-        baseline_cases,
+        baseline_cases: baseline_cases.unwrap_or_default(),
         failed,
         stats,
     };

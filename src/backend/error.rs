@@ -73,15 +73,6 @@ impl BackendError {
             _ => None,
         }
     }
-
-    /// Worth another attempt: the same request may succeed later.
-    pub fn is_transient(&self) -> bool {
-        match &self.kind {
-            ErrorKind::Connect(_) | ErrorKind::Timeout(_) => true,
-            ErrorKind::Status { code, .. } => *code == 429 || *code == 408 || *code >= 500,
-            ErrorKind::Malformed(_) | ErrorKind::TooLarge { .. } | ErrorKind::Request(_) => false,
-        }
-    }
 }
 
 /// The HTTP client could not be built (TLS set-up).
@@ -122,12 +113,11 @@ mod tests {
             "Chroma at http://127.0.0.1:8000: 404 Not Found: no such collection"
         );
         assert_eq!(err.status(), Some(404));
-        assert!(!err.is_transient());
         let err = BackendError::new("m", ErrorKind::Timeout(50), 5);
         assert_eq!(
             err.to_string(),
             "m: no answer within 50 ms (after 5 attempts)"
         );
-        assert!(err.is_transient());
+        assert_eq!(err.status(), None);
     }
 }

@@ -33,6 +33,20 @@ pub struct ChainSource {
 }
 
 impl ChainSource {
+    /// A chain file's text parsed as a chain, with the source its problems are placed in.
+    pub fn parse(file: &Path, text: String) -> Result<(ChainConfig, ChainSource), Problem> {
+        let config: ChainConfig =
+            serde_yaml::from_str(&text).map_err(|err| Problem::from_yaml(file, &err))?;
+        Ok((
+            config,
+            ChainSource {
+                file: file.to_owned(),
+                text,
+                root: KeyPath::default(),
+            },
+        ))
+    }
+
     pub fn problem(&self, path: KeyPath, message: impl Into<String>) -> Problem {
         let mut full = self.root.clone();
         full.0.extend(path.0);
@@ -62,13 +76,7 @@ pub struct LoadedChain {
 pub fn load_chain(path: &Path) -> Result<LoadedChain, ConfigError> {
     let text = read_text(path, "chain file")
         .map_err(|problem| problem.hint("give the path of a chain YAML file"))?;
-    let config: ChainConfig =
-        serde_yaml::from_str(&text).map_err(|err| Problem::from_yaml(path, &err))?;
-    let source = ChainSource {
-        file: path.to_owned(),
-        text,
-        root: KeyPath::default(),
-    };
+    let (config, source) = ChainSource::parse(path, text)?;
     let mut problems = Vec::new();
     let mut warnings = Vec::new();
     let built = build_chain(&config, &source, &mut problems, &mut warnings);

@@ -71,17 +71,16 @@ impl ChromaRetriever {
         batch: usize,
         recreate: bool,
     ) -> Result<usize, BackendError> {
-        let retriever = self;
-        let client = &retriever.client;
+        let client = &self.client;
         if recreate {
             // A collection that is not there yet is what --recreate wants anyway.
-            let _ = client.delete_collection(&retriever.collection).await;
+            let _ = client.delete_collection(&self.collection).await;
         }
-        let id = client.create_collection(&retriever.collection).await?;
+        let id = client.create_collection(&self.collection).await?;
         let mut dims = 0;
         for documents in corpus.documents.chunks(batch.max(1)) {
             let texts: Vec<String> = documents.iter().map(|d| d.text.clone()).collect();
-            let vectors = retriever.embedder.embed(&texts).await?;
+            let vectors = self.embedder.embed(&texts).await?;
             dims = vectors.first().map_or(dims, Vec::len);
             client.upsert(&id, documents, vectors).await?;
         }

@@ -10,7 +10,8 @@ use crate::error::AppError;
 use crate::exit_codes::Outcome;
 use crate::export::send;
 use crate::import::{Observed, observe, read_trace_file};
-use crate::suite::append::{NewCase, append};
+use crate::suite::append::{AnswerExpectation, NewCase, append};
+use crate::suite::schema::{AnswerCheck, OneOrMany};
 
 pub fn import(args: ImportArgs) -> Result<Outcome, AppError> {
     let (document, source) = read_source(&args)?;
@@ -71,21 +72,12 @@ fn draft(observed: &Observed, source: &str, id: Option<String>) -> (Vec<String>,
              (e.g. \"t4g.micro\"), or replace it with what a good answer contains."
                 .into(),
         );
-        Some(serde_yaml::Value::Mapping(
-            [(
-                "answer".into(),
-                serde_yaml::Value::Mapping(
-                    [(
-                        "not_contains".into(),
-                        serde_yaml::Value::Sequence(vec![answer.into()]),
-                    )]
-                    .into_iter()
-                    .collect(),
-                ),
-            )]
-            .into_iter()
-            .collect(),
-        ))
+        Some(AnswerExpectation {
+            answer: AnswerCheck {
+                not_contains: Some(OneOrMany(vec![answer.to_owned()])),
+                ..AnswerCheck::default()
+            },
+        })
     };
     let case = NewCase {
         id: id.unwrap_or_else(|| case_id(observed)),

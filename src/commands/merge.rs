@@ -22,7 +22,7 @@ pub fn merge(args: MergeArgs) -> Result<Outcome, AppError> {
     }
     folder::prepare(&plan.out_dir, &plan.meta())?;
     let combined = merge::combine(&args.dirs, &args.out, &plan.case_ids())?;
-    let planned_runs = plan.runs * plan.cases.len() as u32;
+    let planned_runs = plan.planned_runs();
     if combined < planned_runs {
         eprintln!(
             "warning: {combined} of {planned_runs} runs are in the shards; `ragprobe run --resume` on a shard completes it"

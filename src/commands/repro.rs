@@ -16,7 +16,7 @@ use crate::import::read_trace_file;
 use crate::report::repro_text;
 use crate::repro::{Bad, Stopping, Target, reproduce};
 use crate::rules::Where;
-use crate::suite::append::{NewCase, append};
+use crate::suite::append::{AnswerExpectation, NewCase, append};
 use crate::suite::load::{load_with, merged_vars};
 use crate::suite::schema::{AnswerCheck, CaseSpec, DEFAULT_TIMEOUT_MS, RetrievedRule, RuleSpec};
 
@@ -249,13 +249,9 @@ fn parse_check(text: &str) -> Result<AnswerCheck, AppError> {
 /// Appends the question as a case whose answer must not be the bad one.
 fn save_case(path: &std::path::Path, target: &Target, args: &ReproTarget) -> Result<(), AppError> {
     let expect = match &target.bad {
-        Bad::Answer(check) => {
-            let good = invert(check)?;
-            let answer = serde_yaml::to_value(&good).map_err(|e| AppError::Usage(e.to_string()))?;
-            Some(serde_yaml::Value::Mapping(
-                [("answer".into(), answer)].into_iter().collect(),
-            ))
-        }
+        Bad::Answer(check) => Some(AnswerExpectation {
+            answer: invert(check)?,
+        }),
         Bad::FailedVerdict => None,
     };
     let case = NewCase {

@@ -8,7 +8,7 @@ use crate::error::AppError;
 use crate::events::Reporter;
 use crate::exit_codes::Outcome;
 use crate::export::send::{self, OtlpTarget, TraceStreamer};
-use crate::model::summary::SuiteReport;
+use crate::model::summary::{SuiteReport, SuiteResult};
 use crate::plan::{self, Overrides, Plan, Selection};
 use crate::report::progress::{Progress, Style};
 use crate::report::terminal::render_text;
@@ -42,7 +42,7 @@ pub fn run(args: RunArgs) -> Result<Outcome, AppError> {
             }
             print!("{}", render_text(&report, args.quiet));
         }
-        let interrupted = report.result == crate::model::summary::SuiteResult::Interrupted;
+        let interrupted = report.result == SuiteResult::Interrupted;
         reports.push(report);
         if interrupted {
             break;

@@ -13,27 +13,48 @@ use crate::store::RunReader;
 /// Traces per request or per line.
 const BATCH: usize = 64;
 
+/// The folder's traces, `BATCH` at a time: each item is a batch's spans and how many
+/// traces it holds, read from `runs.jsonl` as it is consumed.
+struct Batches {
+    records: RunReader,
+    suite: String,
+}
+
+impl Iterator for Batches {
+    type Item = std::io::Result<(Vec<OtlpSpan>, u64)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let mut spans = Vec::new();
+        let mut traces = 0;
+        while traces < BATCH as u64 {
+            match self.records.next() {
+                Some(Ok(record)) => {
+                    spans.extend(otlp::spans_for(&record, &self.suite));
+                    traces += 1;
+                }
+                Some(Err(err)) => return Some(Err(err)),
+                None => break,
+            }
+        }
+        (traces > 0).then_some(Ok((spans, traces)))
+    }
+}
+
+fn batches(dir: &Path, suite: &str) -> std::io::Result<Batches> {
+    Ok(Batches {
+        records: RunReader::open(dir)?,
+        suite: suite.to_owned(),
+    })
+}
+
 /// Writes the folder's traces as OTLP JSON Lines, a batch per line; returns how many.
 pub fn write_json_lines(dir: &Path, suite: &str, out: &mut impl Write) -> std::io::Result<u64> {
-    let mut current: Vec<OtlpSpan> = Vec::new();
-    let mut in_batch = 0;
     let mut total = 0;
-    let flush = |spans: &[OtlpSpan], out: &mut dyn Write| -> std::io::Result<()> {
-        serde_json::to_writer(&mut *out, &json::request(spans)).map_err(std::io::Error::other)?;
-        out.write_all(b"\n")
-    };
-    for record in RunReader::open(dir)? {
-        current.extend(otlp::spans_for(&record?, suite));
-        in_batch += 1;
-        total += 1;
-        if in_batch == BATCH {
-            flush(&current, out)?;
-            current.clear();
-            in_batch = 0;
-        }
-    }
-    if in_batch > 0 {
-        flush(&current, out)?;
+    for batch in batches(dir, suite)? {
+        let (spans, traces) = batch?;
+        serde_json::to_writer(&mut *out, &json::request(&spans)).map_err(std::io::Error::other)?;
+        out.write_all(b"\n")?;
+        total += traces;
     }
     out.flush()?;
     Ok(total)
@@ -48,29 +69,15 @@ pub async fn send(
     client: &reqwest::Client,
 ) -> std::io::Result<ExportReport> {
     let mut report = ExportReport::default();
-    let mut current: Vec<OtlpSpan> = Vec::new();
-    let mut in_batch = 0u64;
-    let mut records = RunReader::open(dir)?;
-    loop {
-        let next = records.next().transpose()?;
-        let end = next.is_none();
-        if let Some(record) = next {
-            current.extend(otlp::spans_for(&record, suite));
-            in_batch += 1;
-        }
-        if in_batch == BATCH as u64 || (end && in_batch > 0) {
-            match send::post(client, target, &current).await {
-                Ok(()) => report.sent += in_batch,
-                Err(error) => {
-                    report.failed += in_batch;
-                    report.first_error.get_or_insert(error.to_string());
-                }
+    for batch in batches(dir, suite)? {
+        let (spans, traces) = batch?;
+        match send::post(client, target, &spans).await {
+            Ok(()) => report.sent += traces,
+            Err(error) => {
+                report.failed += traces;
+                report.first_error.get_or_insert(error.to_string());
             }
-            current.clear();
-            in_batch = 0;
-        }
-        if end {
-            return Ok(report);
         }
     }
+    Ok(report)
 }

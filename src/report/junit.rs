@@ -4,8 +4,7 @@
 
 use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestRerun, TestSuite};
 
-use crate::model::summary::SuiteReport;
-use crate::model::summary::{CaseOutcome, CaseStats, FailingRun};
+use crate::model::summary::{CaseOutcome, CaseStats, FailingRun, SuiteReport};
 
 pub fn render(report: &SuiteReport) -> Result<String, quick_junit::SerializeError> {
     let mut suite = TestSuite::new(report.suite.as_str());

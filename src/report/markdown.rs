@@ -2,8 +2,7 @@
 
 use std::fmt::Write;
 
-use crate::model::summary::CaseOutcome;
-use crate::model::summary::{SuiteReport, SuiteResult};
+use crate::model::summary::{CaseOutcome, SuiteReport, SuiteResult};
 use crate::stats::percent;
 
 pub fn render(report: &SuiteReport) -> String {

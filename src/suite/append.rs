@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::suite::schema::SuiteSpec;
+use crate::suite::schema::{AnswerCheck, SuiteSpec};
 
 /// A case to append.
 #[derive(Debug, Clone, Serialize)]
@@ -20,7 +20,13 @@ pub struct NewCase {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub expect: Option<serde_yaml::Value>,
+    pub expect: Option<AnswerExpectation>,
+}
+
+/// `expect: {answer: …}`: the one expectation a drafted case carries.
+#[derive(Debug, Clone, Serialize)]
+pub struct AnswerExpectation {
+    pub answer: AnswerCheck,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -115,16 +115,7 @@ fn chain_of(
                 at(KeyPath::default().key("chain"), err.message)
                     .hint("the chain path is relative to the suite file")
             })?;
-            let config: ChainConfig = serde_yaml::from_str(&chain_text)
-                .map_err(|err| Problem::from_yaml(&chain_path, &err))?;
-            Ok((
-                config,
-                ChainSource {
-                    file: chain_path,
-                    text: chain_text,
-                    root: KeyPath::default(),
-                },
-            ))
+            ChainSource::parse(&chain_path, chain_text)
         }
     }
 }
