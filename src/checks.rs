@@ -126,29 +126,29 @@ pub fn check_answer(check: &AnswerCheck, answer: &str) -> Vec<String> {
             failures.push(format!("answer does not contain {needle:?}"));
         }
     }
-    if let Some(any) = &check.contains_any {
-        if !any.0.iter().any(|n| has(n)) {
-            failures.push(format!("answer contains none of {:?}", any.0));
-        }
+    if let Some(any) = &check.contains_any
+        && !any.0.iter().any(|n| has(n))
+    {
+        failures.push(format!("answer contains none of {:?}", any.0));
     }
     if let Some(none) = &check.not_contains {
         for needle in none.0.iter().filter(|n| has(n)) {
             failures.push(format!("answer contains {needle:?}"));
         }
     }
-    if let Some(pattern) = &check.matches {
-        if !pattern.0.is_match(answer) {
-            failures.push(format!("answer does not match /{}/", pattern.0.as_str()));
-        }
+    if let Some(pattern) = &check.matches
+        && !pattern.0.is_match(answer)
+    {
+        failures.push(format!("answer does not match /{}/", pattern.0.as_str()));
     }
-    if let Some(pattern) = &check.not_matches {
-        if let Some(found) = pattern.0.find(answer) {
-            failures.push(format!(
-                "answer matches /{}/ at {:?}",
-                pattern.0.as_str(),
-                found.as_str()
-            ));
-        }
+    if let Some(pattern) = &check.not_matches
+        && let Some(found) = pattern.0.find(answer)
+    {
+        failures.push(format!(
+            "answer matches /{}/ at {:?}",
+            pattern.0.as_str(),
+            found.as_str()
+        ));
     }
     failures
 }

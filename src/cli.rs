@@ -26,40 +26,53 @@ pub enum Command {
     #[command(after_help = exit_codes::HELP)]
     Run(RunArgs),
     /// Check suites, chains and corpora without running anything.
-    #[command(after_help = exit_codes::HELP)]
+    #[command(after_help = exit_codes::VALIDATE_HELP)]
     Validate(ValidateArgs),
     /// Compare two report folders case by case and write diff.html.
-    #[command(after_help = exit_codes::HELP)]
+    #[command(after_help = exit_codes::DIFF_HELP)]
     Diff(DiffArgs),
     /// Print one run's trace as a tree (or as OTLP JSON).
-    #[command(after_help = exit_codes::HELP)]
+    #[command(after_help = exit_codes::SHOW_HELP)]
     Show(ShowArgs),
     /// Send the traces of a report to an OTLP endpoint, or write them to a file.
-    #[command(after_help = exit_codes::HELP)]
+    #[command(after_help = exit_codes::EXPORT_HELP)]
     Export(ExportArgs),
     /// Ask a question until a reported bad answer's rate is known, and say what bad runs share.
-    #[command(after_help = REPRO_HELP)]
+    #[command(after_help = exit_codes::REPRO_HELP)]
     Repro(ReproArgs),
     /// Rerun a bad answer under controlled edits of the context and name the likely cause.
-    #[command(after_help = REPRO_HELP)]
+    #[command(after_help = exit_codes::REPRO_HELP)]
     Triage(TriageArgs),
     /// Combine the report folders of `run --shard` into one report.
-    #[command(after_help = exit_codes::HELP)]
+    #[command(after_help = exit_codes::MERGE_HELP)]
     Merge(MergeArgs),
     /// Load a chain's corpus into its Chroma collection, with the chain's embedder.
-    #[command(after_help = exit_codes::HELP)]
+    #[command(after_help = exit_codes::INDEX_HELP)]
     Index(IndexArgs),
     /// Turn a trace from MLflow or an OTLP file into a regression case in a suite.
-    #[command(after_help = exit_codes::HELP)]
+    #[command(after_help = exit_codes::IMPORT_HELP)]
     Import(ImportArgs),
+    /// Write a minimal suite, chain and corpus that run as they are (suites/example/).
+    #[command(after_help = exit_codes::INIT_HELP)]
+    Init(InitArgs),
+    /// Print a shell completion script: `ragprobe completions bash > ~/.local/share/bash-completion/completions/ragprobe`.
+    #[command(after_help = exit_codes::COMPLETIONS_HELP)]
+    Completions(CompletionsArgs),
 }
 
-pub const REPRO_HELP: &str = "\
-Exit codes:
-  0    the bad answer was reproduced
-  1    it was not reproduced within the budget
-  2    usage or configuration error (nothing was run)
-  3    every run failed for infrastructure reasons";
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// The project folder to write suites/example/ into
+    #[arg(default_value = ".")]
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
 
 /// The question to reproduce, the chain to ask, and what makes an answer bad.
 #[derive(Debug, Args)]
@@ -135,7 +148,11 @@ pub struct MergeArgs {
     /// The merged report folder
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
+    /// Replace the report already in --out (only ragprobe's files there are removed)
     #[arg(long)]
+    pub force: bool,
+    /// Print only the result line
+    #[arg(long, short = 'q')]
     pub quiet: bool,
 }
 
@@ -234,9 +251,12 @@ pub struct RunArgs {
     #[arg(
         long,
         value_name = "DIR",
-        conflicts_with_all = ["path", "runs", "seed", "out", "cases", "filter"]
+        conflicts_with_all = ["path", "chain", "shard", "runs", "seed", "out", "cases", "filter", "force"]
     )]
     pub resume: Option<PathBuf>,
+    /// Replace the report already in --out (only ragprobe's files there are removed)
+    #[arg(long)]
+    pub force: bool,
     /// Per-run time limit in milliseconds (overrides the suite's `timeout_ms`)
     #[arg(long, value_name = "MS")]
     pub timeout_ms: Option<u64>,

@@ -36,6 +36,9 @@ pub enum AppError {
     /// A server the command needs did not answer or refused.
     #[error(transparent)]
     Unreachable(#[from] BackendError),
+    /// A server the command needs did not answer (said in one line).
+    #[error("{0}")]
+    Unavailable(String),
     /// The command line and the suites do not make a plan.
     #[error(transparent)]
     Plan(#[from] PlanError),
@@ -85,10 +88,21 @@ impl AppError {
             | AppError::Merge(_)
             | AppError::Append(_)
             | AppError::Io { .. } => exit_codes::CONFIG_ERROR,
-            AppError::Session(SessionError::Preflight { .. }) | AppError::Unreachable(_) => {
-                exit_codes::INFRASTRUCTURE
-            }
-            AppError::Session(_) => exit_codes::CONFIG_ERROR,
+            AppError::Session(SessionError::Preflight { .. })
+            | AppError::Unreachable(_)
+            | AppError::Unavailable(_) => exit_codes::INFRASTRUCTURE,
+            // Runs may have been made and recorded: not "nothing was run".
+            AppError::Session(
+                SessionError::Record { .. }
+                | SessionError::Write { .. }
+                | SessionError::Aggregate { .. }
+                | SessionError::Report(_),
+            ) => exit_codes::INFRASTRUCTURE,
+            AppError::Session(
+                SessionError::ForeignFolder { .. }
+                | SessionError::Read { .. }
+                | SessionError::Baseline(_),
+            ) => exit_codes::CONFIG_ERROR,
         }
     }
 

@@ -53,19 +53,80 @@ impl From<SuiteResult> for Outcome {
         match result {
             SuiteResult::Pass => Outcome::Ok,
             SuiteResult::Fail => Outcome::ChecksFailed,
-            SuiteResult::Error => Outcome::Infrastructure,
+            SuiteResult::Error | SuiteResult::Incomplete => Outcome::Infrastructure,
             SuiteResult::Interrupted => Outcome::Interrupted,
         }
     }
 }
 
+/// `ragprobe run` (and the top-level help).
 pub const HELP: &str = "\
 Exit codes:
   0    all checks passed
   1    checks failed (a case below its pass rate, or an error rule above its allowed rate)
   2    usage or configuration error (nothing was run)
-  3    infrastructure errors exceeded the allowed rate (the chain could not be evaluated)
+  3    the chain could not be evaluated (errors over the allowed rate), or the results
+       could not be written (runs already recorded are kept; --resume finishes them)
   130  interrupted; finished runs are saved, `ragprobe run --resume DIR` completes them";
+
+pub const VALIDATE_HELP: &str = "\
+Exit codes:
+  0    every suite, chain and corpus is valid
+  2    a problem was found (each is printed with its file, line and column)";
+
+pub const DIFF_HELP: &str = "\
+Exit codes:
+  0    no case got significantly worse from A to B
+  1    at least one regression
+  2    usage error, or a folder is not a report";
+
+pub const SHOW_HELP: &str = "\
+Exit codes:
+  0    the run was printed
+  2    usage error: no such folder, case or run";
+
+pub const EXPORT_HELP: &str = "\
+Exit codes:
+  0    every trace was exported
+  2    usage or configuration error (nothing was sent)
+  3    some traces could not be sent (the endpoint refused or did not answer)";
+
+pub const MERGE_HELP: &str = "\
+Exit codes:
+  0    all checks passed
+  1    checks failed
+  2    the folders are not the shards of one run (nothing was written)
+  3    the chain could not be evaluated, or a shard is unfinished (the merged report is
+       marked INCOMPLETE; `ragprobe run --resume SHARD` finishes it)";
+
+pub const INDEX_HELP: &str = "\
+Exit codes:
+  0    the corpus was indexed
+  2    usage or configuration error
+  3    Chroma or the embedder could not be reached";
+
+pub const IMPORT_HELP: &str = "\
+Exit codes:
+  0    the case was appended
+  2    usage error: no such trace or file, or the suite cannot take the case
+  3    the MLflow server could not be reached";
+
+pub const REPRO_HELP: &str = "\
+Exit codes:
+  0    the bad answer was reproduced
+  1    it was not reproduced within the budget
+  2    usage or configuration error (nothing was run)
+  3    every run failed for infrastructure reasons";
+
+pub const COMPLETIONS_HELP: &str = "\
+Exit codes:
+  0    the script was printed
+  2    usage error";
+
+pub const INIT_HELP: &str = "\
+Exit codes:
+  0    the files were written
+  2    a file is already there (nothing was written), or the folder cannot be written";
 
 #[cfg(test)]
 mod tests {

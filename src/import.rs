@@ -33,6 +33,8 @@ pub enum ImportError {
     Shape(String),
     #[error("the trace has no {0}")]
     Missing(&'static str),
+    #[error("no such trace `{wanted}` in the file (traces there: {})", known.join(", "))]
+    NoSuchTrace { wanted: String, known: Vec<String> },
 }
 
 /// A trace file that cannot be read as one.
@@ -210,6 +212,15 @@ pub fn observe(document: &Value, trace_id: Option<&str>) -> Result<Observed, Imp
         })
     };
     let chosen: Vec<&(String, PlainSpan)> = all.iter().filter(|(id, _)| wanted(id)).collect();
+    if let (Some(want), true, false) = (trace_id, chosen.is_empty(), all.is_empty()) {
+        let mut known: Vec<String> = all.iter().map(|(id, _)| id.clone()).collect();
+        known.dedup();
+        known.truncate(10);
+        return Err(ImportError::NoSuchTrace {
+            wanted: want.to_owned(),
+            known,
+        });
+    }
     let first_trace = chosen
         .first()
         .map(|(id, _)| id.clone())

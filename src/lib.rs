@@ -4,6 +4,7 @@
 //! → [`results`] (parquet) → [`stats`] (polars) → [`report`].
 
 pub mod aggregate;
+pub mod atomic;
 pub mod backend;
 pub mod baseline;
 pub mod chain;

@@ -16,11 +16,14 @@ fn main() {
         Command::Merge(args) => commands::merge::merge(args),
         Command::Repro(args) => commands::repro::repro(args),
         Command::Triage(args) => commands::repro::triage(args),
+        Command::Init(args) => commands::init::init(args),
+        Command::Completions(args) => commands::completions::completions(args),
     };
     let code = match result {
         Ok(outcome) => outcome.code(),
         Err(err) => {
-            eprintln!("{}", err.report());
+            // An error may quote a server's reply, which may echo a credential.
+            ragprobe::report::out::eprintln(&ragprobe::backend::redact::scrub(&err.report()));
             err.exit_code()
         }
     };

@@ -242,6 +242,13 @@ pub enum PlanError {
     Baseline(#[source] SummaryError),
     #[error("{0} must be at least 1")]
     Zero(&'static str),
+    /// A folder started by one suite, asked to continue with another.
+    #[error("{} was started by suite `{started_by}`, but its suite file now holds `{suite}`: a folder is only resumed by the suite that started it", dir.display())]
+    ForeignFolder {
+        dir: PathBuf,
+        started_by: String,
+        suite: String,
+    },
     /// Shard folders that do not make one run.
     #[error("{0}")]
     Shards(String),
@@ -332,6 +339,7 @@ pub fn fresh(
     let several = suites.len() > 1;
     let mut plans = Vec::new();
     let mut unmatched: Vec<String> = selection.ids.clone();
+    let mut slugs = UniqueSlugs::default();
     for suite in suites {
         // With several suites, a `--case` id needs to exist in one of them only.
         let own = Selection {
@@ -351,7 +359,7 @@ pub fn fresh(
         if cases.is_empty() {
             continue;
         }
-        let slug = slug(&suite.spec.name);
+        let slug = slugs.claim(&suite.spec.name);
         let out_dir = match (out, several) {
             (Some(out), false) => out.to_owned(),
             (Some(out), true) => out.join(&slug),
@@ -372,8 +380,9 @@ pub fn fresh(
 
 /// Plans that finish the report folders in `dir` (the folder itself, or the suite folders
 /// inside it): the same suite, cases, runs and seed as `meta.json` records.
-pub fn resume(dir: &Path, overrides: &Overrides) -> Result<Vec<Plan>, PlanError> {
+pub fn resume(top: &Path, overrides: &Overrides) -> Result<Vec<Plan>, PlanError> {
     overrides.check()?;
+    let dir = top;
     let mut dirs = Vec::new();
     if dir.join(META_FILE).exists() {
         dirs.push(dir.to_owned());
@@ -405,7 +414,18 @@ pub fn resume(dir: &Path, overrides: &Overrides) -> Result<Vec<Plan>, PlanError>
                 .hint("restore the case, or start a fresh run"),
             )
         })?;
-        let slug = slug(&suite.spec.name);
+        if suite.spec.name != meta.suite_name {
+            return Err(PlanError::ForeignFolder {
+                dir: dir.clone(),
+                started_by: meta.suite_name.clone(),
+                suite: suite.spec.name.clone(),
+            });
+        }
+        // A suite folder inside a multi-suite report is named by its (unique) slug.
+        let slug = match dir.file_name() {
+            Some(name) if dir.parent() == Some(top) => name.to_string_lossy().into_owned(),
+            _ => slug(&suite.spec.name),
+        };
         let resumed = Overrides {
             runs: Some(meta.runs),
             seed: Some(meta.seed),
@@ -543,6 +563,27 @@ fn timestamp() -> String {
     format!("{}-{}", &digits[..8], &digits[8..])
 }
 
+/// Folder names for the suites of one run: the slug of each name, with `-2`, `-3` … for
+/// names that map to a slug already taken (`Support Bot` and `support-bot`), so no two
+/// suites ever share a report folder.
+#[derive(Debug, Default)]
+pub struct UniqueSlugs {
+    taken: HashSet<String>,
+}
+
+impl UniqueSlugs {
+    pub fn claim(&mut self, name: &str) -> String {
+        let base = slug(name);
+        let mut candidate = base.clone();
+        let mut n = 1;
+        while !self.taken.insert(candidate.clone()) {
+            n += 1;
+            candidate = format!("{base}-{n}");
+        }
+        candidate
+    }
+}
+
 /// Lower-case letters, digits and dashes.
 pub fn slug(name: &str) -> String {
     let mut out = String::new();
@@ -572,6 +613,10 @@ mod tests {
             "databricks-support-before-fix"
         );
         assert_eq!(slug("!!!"), "suite");
+        let mut unique = UniqueSlugs::default();
+        assert_eq!(unique.claim("Support Bot"), "support-bot");
+        assert_eq!(unique.claim("support-bot"), "support-bot-2");
+        assert_eq!(unique.claim("support bot!"), "support-bot-3");
         let t = timestamp();
         assert_eq!(t.len(), 15, "{t}");
         assert_eq!(t.as_bytes()[8], b'-');

@@ -17,7 +17,7 @@ use crate::chain::corpus::Corpus;
 use crate::chain::pipeline::PipelineChain;
 use crate::chain::{Chain, ContextEdit};
 use crate::checks::check_answer;
-use crate::model::record::{RetrievedDoc, RunRecord, RunStatus};
+use crate::model::record::{RetrievedDoc, RunRecord, RunStatus, Severity};
 use crate::plan::{CaseJob, Job};
 use crate::rules::Where;
 use crate::runner::{RunContext, collect};
@@ -33,6 +33,10 @@ pub enum Bad {
     Answer(AnswerCheck),
     /// The run fails its case's rules or expectations.
     FailedVerdict,
+    /// The answer fails an error-severity answer rule (these ids) or the case's answer
+    /// expectation: what [`Bad::FailedVerdict`] means once the context is edited on
+    /// purpose, when retrieval checks fail by construction.
+    FailedAnswerChecks(Vec<String>),
 }
 
 impl Bad {
@@ -40,6 +44,9 @@ impl Bad {
         match self {
             Bad::Answer(check) => format!("the answer satisfies {}", check.describe()),
             Bad::FailedVerdict => "the run fails the case's rules or expectations".into(),
+            Bad::FailedAnswerChecks(_) => {
+                "the answer fails the case's answer rules or answer expectation".into()
+            }
         }
     }
 
@@ -47,11 +54,18 @@ impl Bad {
         match self {
             Bad::Answer(check) => check_answer(check, &record.answer).is_empty(),
             Bad::FailedVerdict => record.verdict.as_ref().is_some_and(|v| !v.passed),
+            Bad::FailedAnswerChecks(rules) => record.verdict.as_ref().is_some_and(|v| {
+                v.rules.iter().any(|r| !r.passed && rules.contains(&r.id))
+                    || v.failed_expectations
+                        .iter()
+                        .any(|f| f.check.starts_with("expect.answer"))
+            }),
         }
     }
 }
 
 /// The question to reproduce and everything needed to judge its answers.
+#[derive(Clone)]
 pub struct Target {
     pub chain: Arc<Chain>,
     pub question: String,
@@ -375,6 +389,25 @@ fn field_names(filter: &Where) -> Vec<String> {
     names
 }
 
+impl Target {
+    /// The target as triage judges it: triage removes documents and whole contexts on
+    /// purpose, so "the run fails its case" would count every edited run as bad through
+    /// the retrieval checks alone (and blame the model). Only answer checks judge there.
+    pub fn for_edited_context(&self) -> Target {
+        let mut target = self.clone();
+        if matches!(target.bad, Bad::FailedVerdict) {
+            target.bad = Bad::FailedAnswerChecks(
+                self.rules
+                    .iter()
+                    .filter(|r| r.answer.is_some() && r.severity == Severity::Error)
+                    .map(|r| r.id.clone())
+                    .collect(),
+            );
+        }
+        target
+    }
+}
+
 pub async fn triage(target: &Target, pipeline: &PipelineChain, runs: u32) -> Triage {
     let retrieved_rules: Vec<RuleSpec> = target
         .rules
@@ -513,88 +546,88 @@ fn attribute(
         Some(d) if d.clearly_below(a) => "is rarer without context",
         _ => "",
     };
-    if let Some(d) = none {
-        if d.bad > 0 && !d.clearly_below(a) {
-            return (
-                format!(
-                    "the bad answer appears without any context ({:.0}% of runs): it comes from the model's trained-in knowledge or the prompt, not from retrieval",
-                    d.rate() * 100.0
-                ),
-                None,
-            );
-        }
+    if let Some(d) = none
+        && d.bad > 0
+        && !d.clearly_below(a)
+    {
+        return (
+            format!(
+                "the bad answer appears without any context ({:.0}% of runs): it comes from the model's trained-in knowledge or the prompt, not from retrieval",
+                d.rate() * 100.0
+            ),
+            None,
+        );
     }
     let good_query = match replay {
         Some(r) if r.deterministic => "for a good query",
         _ => "for the query",
     };
-    if let Some(b) = get('b') {
-        if !violators.is_empty() && b.clearly_below(a) {
-            let rule_id = &violators[0].2;
-            let rule = rules.iter().find(|r| &r.id == rule_id);
-            let keys: Vec<String> = rule
-                .and_then(|r| match &r.retrieved {
-                    Some(RetrievedRule::Every(w) | RetrievedRule::None(w)) => Some(field_names(w)),
-                    _ => None,
-                })
-                .unwrap_or_default();
-            let tags: BTreeSet<String> = violators
-                .iter()
-                .flat_map(|(_, metadata, _)| {
-                    keys.iter()
-                        .filter_map(|k| metadata.get(k).map(plain))
-                        .collect::<Vec<_>>()
-                })
-                .collect();
-            let ids: Vec<&str> = violators.iter().map(|(id, _, _)| id.as_str()).collect();
-            let tag = tags.into_iter().collect::<Vec<_>>().join("/");
-            let (noun, pronoun) = if ids.len() == 1 {
-                (format!("an {tag}-tagged document ({})", ids[0]), "it is")
-            } else {
-                (
-                    format!("{tag}-tagged documents ({})", ids.join(", ")),
-                    "they are",
-                )
-            };
-            let noun = if tag.is_empty() {
-                noun.replace(&format!("an {tag}-tagged"), "a rule-violating")
-                    .replace(&format!("{tag}-tagged"), "rule-violating")
-            } else if !tag.starts_with(['a', 'e', 'i', 'o', 'u']) {
-                noun.replacen("an ", "a ", 1)
-            } else {
-                noun
-            };
-            let mut cause = format!(
-                "the retriever returned {noun} {good_query}; the bad answer disappears when {pronoun} removed"
-            );
-            if b.bad > 0 {
-                cause = cause.replace("disappears", "becomes rarer");
-            }
-            if !without_context.is_empty() {
-                cause.push_str(&format!(", and {without_context}"));
-            }
-            let fix = rule.and_then(filter_for).map(|filter| {
-                format!(
-                    "retriever filter {filter} (what rule `{rule_id}` requires of every document)"
-                )
-            });
-            return (cause, fix);
+    if let Some(b) = get('b')
+        && !violators.is_empty()
+        && b.clearly_below(a)
+    {
+        let rule_id = &violators[0].2;
+        let rule = rules.iter().find(|r| &r.id == rule_id);
+        let keys: Vec<String> = rule
+            .and_then(|r| match &r.retrieved {
+                Some(RetrievedRule::Every(w) | RetrievedRule::None(w)) => Some(field_names(w)),
+                _ => None,
+            })
+            .unwrap_or_default();
+        let tags: BTreeSet<String> = violators
+            .iter()
+            .flat_map(|(_, metadata, _)| {
+                keys.iter()
+                    .filter_map(|k| metadata.get(k).map(plain))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let ids: Vec<&str> = violators.iter().map(|(id, _, _)| id.as_str()).collect();
+        let tag = tags.into_iter().collect::<Vec<_>>().join("/");
+        let (noun, pronoun) = if ids.len() == 1 {
+            (format!("an {tag}-tagged document ({})", ids[0]), "it is")
+        } else {
+            (
+                format!("{tag}-tagged documents ({})", ids.join(", ")),
+                "they are",
+            )
+        };
+        let noun = if tag.is_empty() {
+            noun.replace(&format!("an {tag}-tagged"), "a rule-violating")
+                .replace(&format!("{tag}-tagged"), "rule-violating")
+        } else if !tag.starts_with(['a', 'e', 'i', 'o', 'u']) {
+            noun.replacen("an ", "a ", 1)
+        } else {
+            noun
+        };
+        let mut cause = format!(
+            "the retriever returned {noun} {good_query}; the bad answer disappears when {pronoun} removed"
+        );
+        if b.bad > 0 {
+            cause = cause.replace("disappears", "becomes rarer");
         }
+        if !without_context.is_empty() {
+            cause.push_str(&format!(", and {without_context}"));
+        }
+        let fix = rule.and_then(filter_for).map(|filter| {
+            format!("retriever filter {filter} (what rule `{rule_id}` requires of every document)")
+        });
+        return (cause, fix);
     }
-    if let Some(c) = get('c') {
-        if c.clearly_below(a) {
-            return (
-                format!(
-                    "the retriever returned the wrong documents {good_query}: with only the expected sources the bad answer {}; look at the query and the ranking",
-                    if c.bad == 0 {
-                        "disappears"
-                    } else {
-                        "becomes rarer"
-                    }
-                ),
-                None,
-            );
-        }
+    if let Some(c) = get('c')
+        && c.clearly_below(a)
+    {
+        return (
+            format!(
+                "the retriever returned the wrong documents {good_query}: with only the expected sources the bad answer {}; look at the query and the ranking",
+                if c.bad == 0 {
+                    "disappears"
+                } else {
+                    "becomes rarer"
+                }
+            ),
+            None,
+        );
     }
     (
         "the bad answer persists with the right documents in context: the generator (prompt or model) makes it from good context".into(),

@@ -142,12 +142,14 @@ impl Batch {
 pub fn write(dir: &Path, suite: &str) -> Result<usize, ResultsError> {
     let mut batch = Batch::default();
     let mut writer: Option<BatchedWriter<File>> = None;
+    // Written aside and renamed when complete: a full disk leaves no half parquet file.
+    let staged = crate::atomic::Staged::new(&dir.join(RESULTS_FILE));
     let mut rows = 0;
     let flush =
         |batch: &mut Batch, writer: &mut Option<BatchedWriter<File>>| -> Result<(), ResultsError> {
             let frame = batch.take()?;
             if writer.is_none() {
-                let file = File::create(dir.join(RESULTS_FILE))?;
+                let file = File::create(staged.temporary())?;
                 *writer = Some(
                     ParquetWriter::new(file)
                         .with_compression(ParquetCompression::Uncompressed)
@@ -174,5 +176,6 @@ pub fn write(dir: &Path, suite: &str) -> Result<usize, ResultsError> {
     if let Some(w) = writer {
         w.finish()?;
     }
+    staged.commit()?;
     Ok(rows)
 }

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 
+use crate::backend::redact;
 use crate::chain::error::ChainError;
 use crate::chain::{Chain, ChainFailure, ChainOutput, ContextEdit};
 use crate::checks::judge;
@@ -45,7 +46,7 @@ pub async fn execute(
         let context = Arc::clone(&context);
         let events = events.clone();
         tasks.spawn(async move {
-            let record = run_one(&context, &job).await;
+            let record = without_secrets(run_one(&context, &job).await);
             // A closed channel means the receiver is shutting down; nothing to do.
             let _ = events.send(Event::RunFinished(Box::new(record))).await;
             // The slot is held until the record is handed over: when the writer is slower
@@ -118,6 +119,34 @@ async fn run_one(context: &RunContext, job: &Job) -> RunRecord {
             &context.rules,
             None,
         ),
+    }
+}
+
+/// The record with every secret ragprobe holds replaced, in every string it carries
+/// (answer, error, documents, trace attributes): a server that echoes the request's
+/// headers into its reply must not put the API key into runs.jsonl or any report. Every
+/// reporter sees the record after this.
+fn without_secrets(record: RunRecord) -> RunRecord {
+    if !redact::holds_secrets() {
+        return record;
+    }
+    let Ok(mut value) = serde_json::to_value(&record) else {
+        return record;
+    };
+    scrub_strings(&mut value);
+    serde_json::from_value(value).unwrap_or(record)
+}
+
+fn scrub_strings(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::String(text) => {
+            if let std::borrow::Cow::Owned(clean) = redact::scrub(text) {
+                *text = clean;
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(scrub_strings),
+        serde_json::Value::Object(map) => map.values_mut().for_each(scrub_strings),
+        _ => {}
     }
 }
 

@@ -15,6 +15,7 @@ use crate::baseline;
 use crate::chain::PreflightError;
 use crate::events::{Event, Reporter};
 use crate::exit_codes::Outcome;
+use crate::model::meta::Meta;
 use crate::model::summary::{SUMMARY_FILE, SuiteReport, SuiteResult, SummaryError, read_summary};
 use crate::plan::Plan;
 use crate::report::files::{self, ReportError};
@@ -30,19 +31,21 @@ pub enum SessionError {
         suite: PathBuf,
         cause: PreflightError,
     },
+    #[error("{} holds the runs of another plan (suite `{other}`): its meta.json changed under this run", dir.display())]
+    ForeignFolder { dir: PathBuf, other: String },
     #[error("cannot read {}", dir.display())]
     Read {
         dir: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("cannot record runs in {}", dir.display())]
+    #[error("cannot record runs in {}; the runs recorded before this are kept: `ragprobe run --resume {}` finishes the plan", dir.display(), dir.display())]
     Record {
         dir: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("cannot aggregate {}", dir.display())]
+    #[error("cannot aggregate {}; its runs are kept in runs.jsonl: `ragprobe run --resume {}` writes the reports again", dir.display(), dir.display())]
     Aggregate {
         dir: PathBuf,
         #[source]
@@ -77,6 +80,18 @@ pub async fn execute(
     stop: impl Future<Output = ()>,
 ) -> Result<Executed, SessionError> {
     let dir = &plan.out_dir;
+    // The runs already in the folder count as this plan's only if the folder is this
+    // plan's: never another suite's runs under this suite's name.
+    let on_disk = Meta::read(dir).map_err(|source| SessionError::Read {
+        dir: dir.clone(),
+        source,
+    })?;
+    if !plan.meta().same_plan(&on_disk) {
+        return Err(SessionError::ForeignFolder {
+            dir: dir.clone(),
+            other: on_disk.suite_name,
+        });
+    }
     let done = recorded_runs(dir).map_err(|source| SessionError::Read {
         dir: dir.clone(),
         source,
@@ -177,6 +192,8 @@ pub fn finish(
     let failed = baseline::failing_cases(&stats, baseline_cases.as_deref());
     let result = if executed.interrupted {
         SuiteResult::Interrupted
+    } else if stats.runs < executed.planned_runs {
+        SuiteResult::Incomplete
     } else if stats.errors_exceeded || stats.cases.iter().any(|c| c.outcome.is_error()) {
         SuiteResult::Error
     } else if !failed.is_empty() {
@@ -203,7 +220,7 @@ pub fn finish(
         path: dir.join(SUMMARY_FILE),
         source: std::io::Error::other(e),
     })?;
-    std::fs::write(dir.join(SUMMARY_FILE), summary + "\n").map_err(|source| {
+    crate::atomic::write(&dir.join(SUMMARY_FILE), summary + "\n").map_err(|source| {
         SessionError::Write {
             path: dir.join(SUMMARY_FILE),
             source,

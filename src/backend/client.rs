@@ -121,6 +121,7 @@ impl Backend {
         body: Option<String>,
         tokens: f64,
     ) -> Result<Reply, BackendError> {
+        crate::backend::redact::remember_url(url);
         let _slot = match &self.in_flight {
             Some(semaphore) => semaphore.acquire().await.ok(),
             None => None,
@@ -261,15 +262,15 @@ impl Backend {
 
     async fn pace(&self, tokens: f64) {
         let mut wait = Duration::ZERO;
-        if let Some(pacer) = &self.request_rate {
-            if let Ok(mut pacer) = pacer.lock() {
-                wait = wait.max(pacer.reserve(1.0));
-            }
+        if let Some(pacer) = &self.request_rate
+            && let Ok(mut pacer) = pacer.lock()
+        {
+            wait = wait.max(pacer.reserve(1.0));
         }
-        if let Some(pacer) = &self.token_rate {
-            if let Ok(mut pacer) = pacer.lock() {
-                wait = wait.max(pacer.reserve(tokens));
-            }
+        if let Some(pacer) = &self.token_rate
+            && let Ok(mut pacer) = pacer.lock()
+        {
+            wait = wait.max(pacer.reserve(tokens));
         }
         if !wait.is_zero() {
             tokio::time::sleep(wait).await;
@@ -325,6 +326,7 @@ pub fn bearer(api_key_env: Option<&str>) -> Result<HeaderMap, HeaderError> {
     let mut headers = HeaderMap::new();
     if let Some(name) = api_key_env {
         let key = std::env::var(name).map_err(|_| HeaderError::KeyUnset(name.to_owned()))?;
+        crate::backend::redact::remember_secret(&key);
         let value = HeaderValue::from_str(&format!("Bearer {key}"))
             .map_err(|_| HeaderError::KeyInvalid(name.to_owned()))?;
         headers.insert(reqwest::header::AUTHORIZATION, value);
@@ -338,6 +340,7 @@ pub fn header_map(pairs: &[(String, String)]) -> Result<HeaderMap, HeaderError> 
     for (name, value) in pairs {
         let header =
             HeaderName::from_bytes(name.as_bytes()).map_err(|_| HeaderError::Name(name.clone()))?;
+        crate::backend::redact::remember_header(name, value);
         let value = HeaderValue::from_str(value).map_err(|_| HeaderError::Value(name.clone()))?;
         headers.insert(header, value);
     }

@@ -1,5 +1,118 @@
 //! Text about a backend that is safe to show: URLs without credentials, server replies cut
-//! to one bounded line.
+//! to one bounded line, and recorded text with every secret ragprobe holds replaced.
+//!
+//! Secrets are remembered where they enter the process (an `api_key_env` value, a header
+//! value, a URL's credentials) in one process-wide list, because the text that may echo
+//! them (a server's 401 body, a model's answer, a client error naming the URL) is recorded
+//! far from where they were read.
+
+use std::borrow::Cow;
+use std::sync::{Mutex, PoisonError};
+
+/// What a secret is replaced by in recorded text.
+pub const REDACTED: &str = "[redacted]";
+
+/// Shorter values are not treated as secrets: replacing every "ab" would garble text and
+/// hide nothing worth hiding.
+const MIN_SECRET_LEN: usize = 4;
+
+/// Header names whose values are protocol, not credentials.
+const PLAIN_HEADERS: &[&str] = &[
+    "content-type",
+    "accept",
+    "user-agent",
+    "traceparent",
+    "tracestate",
+];
+
+static SECRETS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// Remembers `value` as a secret: from now on [`scrub`] replaces it.
+pub fn remember_secret(value: &str) {
+    let value = value.trim();
+    if value.chars().count() < MIN_SECRET_LEN {
+        return;
+    }
+    let mut secrets = SECRETS.lock().unwrap_or_else(PoisonError::into_inner);
+    if !secrets.iter().any(|s| s == value) {
+        secrets.push(value.to_owned());
+        // Longest first, so a secret containing another is replaced whole.
+        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    }
+}
+
+/// Remembers a header's value, unless the header is plain protocol; for `Bearer X` and
+/// `Basic X`, the credential alone too.
+pub fn remember_header(name: &str, value: &str) {
+    if PLAIN_HEADERS.iter().any(|h| name.eq_ignore_ascii_case(h)) {
+        return;
+    }
+    remember_secret(value);
+    if let Some((_, credential)) = value.split_once(' ') {
+        remember_secret(credential);
+    }
+}
+
+/// Remembers the `user:password` of a URL, and the password alone.
+pub fn remember_url(url: &str) {
+    if let Some(userinfo) = userinfo(url) {
+        remember_secret(userinfo);
+        if let Some((_, password)) = userinfo.split_once(':') {
+            remember_secret(password);
+        }
+    }
+}
+
+fn userinfo(url: &str) -> Option<&str> {
+    let (_, rest) = url.split_once("://")?;
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    authority.rsplit_once('@').map(|(info, _)| info)
+}
+
+/// `text` with every remembered secret, and the credentials of every URL in it, replaced
+/// by [`REDACTED`].
+pub fn scrub(text: &str) -> Cow<'_, str> {
+    let mut out = Cow::Borrowed(text);
+    if text.contains("://") && text.contains('@') {
+        out = Cow::Owned(redact_urls_in(text));
+    }
+    let secrets = SECRETS.lock().unwrap_or_else(PoisonError::into_inner);
+    for secret in secrets.iter() {
+        if out.contains(secret.as_str()) {
+            out = Cow::Owned(out.replace(secret.as_str(), REDACTED));
+        }
+    }
+    out
+}
+
+/// Whether [`scrub`] has anything beyond URL credentials to replace.
+pub fn holds_secrets() -> bool {
+    !SECRETS
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .is_empty()
+}
+
+/// Every `scheme://user:password@host` in free text, without the `user:password@`.
+fn redact_urls_in(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("://") {
+        let (before, after) = rest.split_at(at + 3);
+        out.push_str(before);
+        let authority_end = after
+            .find(|c: char| {
+                c == '/' || c == '?' || c == '#' || c.is_whitespace() || c == '"' || c == '\''
+            })
+            .unwrap_or(after.len());
+        match after[..authority_end].rfind('@') {
+            Some(at) => rest = &after[at + 1..],
+            None => rest = after,
+        }
+    }
+    out.push_str(rest);
+    out
+}
 
 /// A URL without `user:password@`.
 pub fn redact_url(url: &str) -> String {
@@ -42,6 +155,24 @@ mod tests {
             redact_url("http://127.0.0.1:5000/v1/traces"),
             "http://127.0.0.1:5000/v1/traces"
         );
+    }
+
+    #[test]
+    fn remembered_secrets_and_url_credentials_are_scrubbed() {
+        remember_secret("sk-test-0123456789");
+        remember_header("Authorization", "Bearer tok-abcdefgh");
+        remember_header("Content-Type", "application/json");
+        remember_url("http://alice:hunter22@127.0.0.1:9/v1");
+        let text = "echo: sk-test-0123456789, Bearer tok-abcdefgh, hunter22, \
+                    see http://bob:pw1@host/x and application/json";
+        let clean = scrub(text);
+        for secret in ["sk-test-0123456789", "tok-abcdefgh", "hunter22", "bob:pw1"] {
+            assert!(!clean.contains(secret), "{secret} left in {clean}");
+        }
+        assert!(clean.contains("http://host/x"), "{clean}");
+        assert!(clean.contains("application/json"), "{clean}");
+        assert!(holds_secrets());
+        assert_eq!(scrub("nothing here"), "nothing here");
     }
 
     #[test]

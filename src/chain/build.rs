@@ -35,8 +35,8 @@ pub struct ChainSource {
 impl ChainSource {
     /// A chain file's text parsed as a chain, with the source its problems are placed in.
     pub fn parse(file: &Path, text: String) -> Result<(ChainConfig, ChainSource), Problem> {
-        let config: ChainConfig =
-            serde_yaml::from_str(&text).map_err(|err| Problem::from_yaml(file, &err))?;
+        let config: ChainConfig = serde_yaml::from_str(&text)
+            .map_err(|err| Problem::from_yaml_in(file, &err, Some(&text)))?;
         Ok((
             config,
             ChainSource {
@@ -229,17 +229,18 @@ fn shape(config: &ChainConfig, source: &ChainSource, problems: &mut Vec<Problem>
         ("documents_pointer", &config.documents_pointer),
         ("spans_pointer", &config.spans_pointer),
     ] {
-        if let Some(pointer) = pointer {
-            if !pointer.is_empty() && !pointer.starts_with('/') {
-                problems.push(
-                    source
-                        .problem(
-                            KeyPath::default().key(key),
-                            format!("`{pointer}` is not a JSON pointer"),
-                        )
-                        .hint("JSON pointers start with `/`, e.g. /answer or /data/0/text"),
-                );
-            }
+        if let Some(pointer) = pointer
+            && !pointer.is_empty()
+            && !pointer.starts_with('/')
+        {
+            problems.push(
+                source
+                    .problem(
+                        KeyPath::default().key(key),
+                        format!("`{pointer}` is not a JSON pointer"),
+                    )
+                    .hint("JSON pointers start with `/`, e.g. /answer or /data/0/text"),
+            );
         }
     }
     ReplyShape::new(
@@ -512,6 +513,35 @@ fn generator(
     problems: &mut Vec<Problem>,
 ) -> Option<Generator> {
     let llm = config.llm.clone().unwrap_or_default();
+    let here = KeyPath::default().key("llm");
+    let most = if llm.kind == LlmKind::Openai {
+        2.0
+    } else {
+        f64::MAX
+    };
+    if !(llm.temperature.is_finite() && (0.0..=most).contains(&llm.temperature)) {
+        let range = if llm.kind == LlmKind::Openai {
+            "0 to 2"
+        } else {
+            "0 or more"
+        };
+        problems.push(source.problem(
+            here.clone().key("temperature"),
+            format!("temperature {} is out of range: {range}", llm.temperature),
+        ));
+        return None;
+    }
+    if llm.max_sentences == 0 {
+        problems.push(source.problem(
+            here.clone().key("max_sentences"),
+            "max_sentences must be at least 1 (an answer of no sentences is `kind: none`)",
+        ));
+        return None;
+    }
+    if llm.max_tokens == Some(0) {
+        problems.push(source.problem(here.key("max_tokens"), "max_tokens must be at least 1"));
+        return None;
+    }
     match llm.kind {
         LlmKind::Extractive => Some(Generator::Extractive(
             Extractive {

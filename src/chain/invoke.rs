@@ -37,6 +37,15 @@ pub enum PreflightError {
     Backend(BackendError),
 }
 
+/// A template that cannot be rendered for a question.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum RenderError {
+    #[error("prompt template fails: {0}")]
+    Prompt(String),
+    #[error("request template fails: {0}")]
+    Request(String),
+}
+
 /// Every kind of chain ragprobe can drive. An enum rather than a trait object, so each
 /// variant keeps plain `async fn`s.
 #[derive(Debug)]
@@ -85,6 +94,31 @@ impl Chain {
                 })?;
         }
         Ok(())
+    }
+
+    /// Renders the prompt (pipeline) or the request body and headers (http) for one
+    /// question without sending anything, with `sample` documents standing in for the
+    /// retrieved ones: a template that fails here would fail on every run.
+    pub fn check_render(
+        &self,
+        question: &str,
+        vars: &serde_json::Map<String, serde_json::Value>,
+        sample: &[&crate::chain::corpus::Document],
+    ) -> Result<(), RenderError> {
+        match self {
+            Chain::Pipeline(pipeline) => pipeline
+                .prompt
+                .render(question, sample, vars)
+                .map(|_| ())
+                .map_err(|err| {
+                    RenderError::Prompt(crate::chain::prompt::describe_template_error(&err))
+                }),
+            Chain::Http(http) => http
+                .render(question, vars, 0, "00-0-0-01")
+                .map(|_| ())
+                .map_err(|err| RenderError::Request(err.to_string())),
+            Chain::Command(_) => Ok(()),
+        }
     }
 
     /// One line for summaries: what retrieves and what generates.

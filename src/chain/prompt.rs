@@ -28,11 +28,25 @@ struct PromptContext<'a> {
     vars: &'a Map<String, serde_json::Value>,
 }
 
+/// Work one render of a prompt, body or header template may do (minijinja's fuel: about
+/// one unit per instruction or per 64 bytes made): a nested `range(100000)` loop stops
+/// with an error in milliseconds instead of spinning for minutes; the largest real prompt
+/// (a few MB of documents) needs a small share of it.
+pub const TEMPLATE_FUEL: u64 = 5_000_000;
+
+/// A template environment as every chain template gets it: strict about undefined names,
+/// bounded in work.
+pub fn template_environment() -> Environment<'static> {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env.set_fuel(Some(TEMPLATE_FUEL));
+    env
+}
+
 impl PromptTemplate {
     /// Compiles `source`; a syntax error is reported with the template's line.
     pub fn new(name: &str, source: String) -> Result<Self, minijinja::Error> {
-        let mut env = Environment::new();
-        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        let mut env = template_environment();
         env.add_template_owned(name.to_owned(), source)?;
         Ok(PromptTemplate {
             env,
@@ -62,6 +76,10 @@ impl PromptTemplate {
 /// One line that says what went wrong in a template, with its line when known.
 pub fn describe_template_error(err: &minijinja::Error) -> String {
     let detail = err.detail().map(|d| format!(": {d}")).unwrap_or_default();
+    if err.kind() == minijinja::ErrorKind::OutOfFuel {
+        return "the template does more work than a render may (a loop over a huge range?)"
+            .to_owned();
+    }
     match err.line() {
         Some(line) => format!("{}{detail} (template line {line})", err.kind()),
         None => format!("{}{detail}", err.kind()),
@@ -91,6 +109,19 @@ mod tests {
         vars.insert("product".into(), "Databricks".into());
         let out = t.render("cost?", &[&doc], &vars).expect("renders");
         assert_eq!(out, "Databricks: [4|aws] t4g.micro <b> Q: cost?");
+    }
+
+    #[test]
+    fn runaway_loops_run_out_of_fuel() {
+        let t = PromptTemplate::new(
+            "p",
+            "{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}"
+                .into(),
+        )
+        .expect("compiles");
+        let err = t.render("q", &[], &Map::new()).expect_err("bounded");
+        assert_eq!(err.kind(), minijinja::ErrorKind::OutOfFuel);
+        assert!(describe_template_error(&err).contains("more work"));
     }
 
     #[test]

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::process::Stdio;
 
-use minijinja::{Environment, UndefinedBehavior};
+use minijinja::Environment;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use tokio::io::AsyncWriteExt;
@@ -90,13 +90,16 @@ impl HttpChain {
             .to_ascii_uppercase()
             .parse::<reqwest::Method>()
             .map_err(|_| HttpSetupError::Method)?;
-        let mut templates = Environment::new();
-        templates.set_undefined_behavior(UndefinedBehavior::Strict);
+        let mut templates = crate::chain::prompt::template_environment();
         templates
             .add_template_owned("body", body.unwrap_or(DEFAULT_BODY).to_owned())
             .map_err(HttpSetupError::Body)?;
+        crate::backend::redact::remember_url(url);
         let mut header_names = Vec::new();
         for (name, value) in headers {
+            if !value.contains("{{") && !value.contains("{%") {
+                crate::backend::redact::remember_header(name, value);
+            }
             crate::backend::client::header_map(&[(name.clone(), "x".into())])?;
             templates
                 .add_template_owned(format!("header:{name}"), value.clone())

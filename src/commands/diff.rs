@@ -4,6 +4,7 @@ use crate::cli::{DiffArgs, Format};
 use crate::diff::diff as compare;
 use crate::error::AppError;
 use crate::exit_codes::Outcome;
+use crate::report::out;
 use crate::report::{diff_text, html};
 
 pub const DIFF_FILE: &str = "diff.html";
@@ -22,16 +23,14 @@ pub fn diff(args: DiffArgs) -> Result<Outcome, AppError> {
         source: std::io::Error::other(e),
     })?;
     let out = args.out.clone().unwrap_or_else(|| args.b.join(DIFF_FILE));
-    std::fs::write(&out, page).map_err(AppError::io(format!("cannot write {}", out.display())))?;
+    crate::atomic::write(&out, page)
+        .map_err(AppError::io(format!("cannot write {}", out.display())))?;
     match args.format {
         Format::Text => {
-            print!("{}", diff_text::render(&report));
-            println!("diff: {}", out.display());
+            out::print(&diff_text::render(&report));
+            out::println(&format!("diff: {}", out.display()));
         }
-        Format::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(&report).unwrap_or_default()
-        ),
+        Format::Json => out::print_data(&serde_json::to_string_pretty(&report).unwrap_or_default()),
     }
     Ok(if report.regressions > 0 {
         Outcome::ChecksFailed

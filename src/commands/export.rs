@@ -6,6 +6,7 @@ use crate::error::AppError;
 use crate::exit_codes::Outcome;
 use crate::export::folder;
 use crate::export::send::{self, OtlpTarget};
+use crate::report::out;
 
 pub fn export(args: ExportArgs) -> Result<Outcome, AppError> {
     let meta = report_meta(&args.dir)?;
@@ -23,7 +24,10 @@ pub fn export(args: ExportArgs) -> Result<Outcome, AppError> {
             &mut std::io::BufWriter::new(file),
         )
         .map_err(AppError::io(format!("cannot write {}", path.display())))?;
-        eprintln!("otlp: {total} traces written to {}", path.display());
+        out::eprintln(&format!(
+            "otlp: {total} traces written to {}",
+            path.display()
+        ));
         return Ok(Outcome::Ok);
     }
     let Some(target) = target else {
@@ -35,7 +39,7 @@ pub fn export(args: ExportArgs) -> Result<Outcome, AppError> {
     let report = runtime()?
         .block_on(folder::send(&args.dir, &meta.suite_name, &target, &client))
         .map_err(AppError::io(format!("cannot read {}", args.dir.display())))?;
-    eprintln!("{}", report.summary(&target));
+    out::eprintln(&report.summary(&target));
     Ok(if report.failed > 0 {
         Outcome::Infrastructure
     } else {

@@ -10,6 +10,7 @@ use crate::error::AppError;
 use crate::exit_codes::Outcome;
 use crate::export::send;
 use crate::import::{Observed, observe, read_trace_file};
+use crate::report::out;
 use crate::suite::append::{AnswerExpectation, NewCase, append};
 use crate::suite::schema::{AnswerCheck, OneOrMany};
 
@@ -19,17 +20,17 @@ pub fn import(args: ImportArgs) -> Result<Outcome, AppError> {
         .map_err(|e| AppError::Usage(format!("{source}: {e}")))?;
     let (comments, case) = draft(&observed, &source, args.id.clone());
     let id = append(&args.suite, args.chain.as_deref(), &comments, case)?;
-    println!(
+    out::println(&format!(
         "imported case `{id}` into {}: question {:?}, {} retrieved documents, answer of {} chars",
         args.suite.display(),
         observed.question,
         observed.documents.len(),
         observed.answer.chars().count()
-    );
-    println!(
+    ));
+    out::println(&format!(
         "edit its expectation draft, then: ragprobe run {} --case {id}",
         args.suite.display()
-    );
+    ));
     Ok(Outcome::Ok)
 }
 
@@ -116,12 +117,21 @@ fn read_source(args: &ImportArgs) -> Result<(Value, String), AppError> {
     );
     let client = send::client()?;
     let document = runtime()?.block_on(async {
-        let response =
-            client.get(&url).send().await.map_err(|e| {
-                AppError::Usage(format!("cannot reach {}: {e}", redact_url(server)))
-            })?;
+        let response = client.get(&url).send().await.map_err(|e| {
+            AppError::Unavailable(format!(
+                "cannot reach the MLflow server at {}: {}",
+                redact_url(server),
+                crate::backend::client::root_cause(&e)
+            ))
+        })?;
         let status = response.status();
         let body = response.text().await.unwrap_or_default();
+        if status == reqwest::StatusCode::NOT_FOUND {
+            return Err(AppError::Usage(format!(
+                "no such trace `{trace_id}` at {}",
+                redact_url(server)
+            )));
+        }
         if !status.is_success() {
             let excerpt: String = body.chars().take(300).collect();
             return Err(AppError::Usage(format!(

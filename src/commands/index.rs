@@ -14,6 +14,7 @@ use crate::cli::IndexArgs;
 use crate::commands::common::runtime;
 use crate::error::AppError;
 use crate::exit_codes::Outcome;
+use crate::report::out;
 use crate::suite::discover::looks_like_suite;
 
 pub fn index(args: IndexArgs) -> Result<Outcome, AppError> {
@@ -44,7 +45,7 @@ pub fn index(args: IndexArgs) -> Result<Outcome, AppError> {
     }
     let started = Instant::now();
     let dims = runtime()?.block_on(chroma.index(&corpus, args.batch, args.recreate))?;
-    println!(
+    out::println(&format!(
         "indexed {} documents from {} into collection `{}` at {} ({}, {dims} dims) in {:.1} s",
         corpus.documents.len(),
         corpus.path.display(),
@@ -52,7 +53,7 @@ pub fn index(args: IndexArgs) -> Result<Outcome, AppError> {
         chroma.client.url,
         chroma.embedder.describe(),
         started.elapsed().as_secs_f64()
-    );
+    ));
     Ok(Outcome::Ok)
 }
 

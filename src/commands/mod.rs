@@ -1,10 +1,12 @@
 //! One function per subcommand; each returns the exit code.
 
 pub mod common;
+pub mod completions;
 pub mod diff;
 pub mod export;
 pub mod import;
 pub mod index;
+pub mod init;
 pub mod merge;
 pub mod repro;
 pub mod run;

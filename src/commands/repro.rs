@@ -13,6 +13,7 @@ use crate::commands::common::runtime;
 use crate::error::AppError;
 use crate::exit_codes::Outcome;
 use crate::import::read_trace_file;
+use crate::report::out;
 use crate::report::repro_text;
 use crate::repro::{Bad, Stopping, Target, reproduce};
 use crate::rules::Where;
@@ -37,7 +38,7 @@ pub fn repro(args: ReproArgs) -> Result<Outcome, AppError> {
         max_runs: args.max_runs,
     };
     let result = runtime.block_on(reproduce(&target, stopping));
-    print!("{}", repro_text::render_repro(&target, &result, stopping));
+    out::print(&repro_text::render_repro(&target, &result, stopping));
     let (bad, judged) = result.counts();
     if judged == 0 {
         return Ok(Outcome::Infrastructure);
@@ -53,7 +54,7 @@ pub fn repro(args: ReproArgs) -> Result<Outcome, AppError> {
 }
 
 pub fn triage(args: TriageArgs) -> Result<Outcome, AppError> {
-    let target = resolve(&args.target)?;
+    let target = resolve(&args.target)?.for_edited_context();
     let Chain::Pipeline(pipeline) = target.chain.as_ref() else {
         return Err(AppError::Usage(
             "triage edits the context between retrieval and generation, so it needs a pipeline chain (http and command chains assemble their own)".into(),
@@ -64,7 +65,7 @@ pub fn triage(args: TriageArgs) -> Result<Outcome, AppError> {
     }
     let runtime = runtime()?;
     let result = runtime.block_on(crate::repro::triage(&target, pipeline, args.runs));
-    print!("{}", repro_text::render_triage(&target, &result, args.runs));
+    out::print(&repro_text::render_triage(&target, &result, args.runs));
     let reproduced = result.conditions.first().is_some_and(|a| a.bad > 0);
     Ok(if reproduced {
         Outcome::Ok
@@ -110,6 +111,23 @@ fn resolve(args: &ReproTarget) -> Result<Target, AppError> {
     };
     let mut vars = source.vars;
     vars.extend(var_flags(&args.vars)?);
+    // A template that fails for this question would fail every one of up to --max-runs
+    // runs: found now, as `validate` finds it, before the first run.
+    let sample: Vec<&crate::chain::corpus::Document> = source
+        .corpus
+        .iter()
+        .flat_map(|c| c.documents.iter())
+        .take(4)
+        .collect();
+    source
+        .chain
+        .check_render(&question, &vars, &sample)
+        .map_err(|err| {
+            AppError::Usage(format!(
+                "{}: {err} (variables: the suite's `vars`, and --var NAME=VALUE)",
+                source.name
+            ))
+        })?;
     Ok(Target {
         chain: source.chain,
         question,
@@ -252,7 +270,7 @@ fn save_case(path: &std::path::Path, target: &Target, args: &ReproTarget) -> Res
         Bad::Answer(check) => Some(AnswerExpectation {
             answer: invert(check)?,
         }),
-        Bad::FailedVerdict => None,
+        Bad::FailedVerdict | Bad::FailedAnswerChecks(_) => None,
     };
     let case = NewCase {
         id: format!(
@@ -273,7 +291,7 @@ fn save_case(path: &std::path::Path, target: &Target, args: &ReproTarget) -> Res
         &comments,
         case,
     )?;
-    println!("\nsaved case `{id}` to {}", path.display());
+    out::println(&format!("\nsaved case `{id}` to {}", path.display()));
     Ok(())
 }
 

@@ -10,11 +10,13 @@ use crate::exit_codes::Outcome;
 use crate::export::send::{self, OtlpTarget, TraceStreamer};
 use crate::model::summary::{SuiteReport, SuiteResult};
 use crate::plan::{self, Overrides, Plan, Selection};
+use crate::report::out;
 use crate::report::progress::{Progress, Style};
 use crate::report::terminal::render_text;
 use crate::session::{self, Stages};
 use crate::store::RunWriter;
 use crate::store::folder;
+use crate::store::lock::FolderLock;
 use crate::suite::discover::suite_files;
 use crate::suite::load::load_all;
 
@@ -24,10 +26,10 @@ pub fn run(args: RunArgs) -> Result<Outcome, AppError> {
         &args.otlp.otlp_headers,
         args.otlp.otlp_protocol.as_deref(),
     )?;
-    let plans = resolve(&args)?;
+    let (plans, _locks) = resolve(&args)?;
     for plan in &plans {
         for warning in &plan.warnings {
-            eprintln!("warning: {warning}");
+            out::eprintln(&format!("warning: {warning}"));
         }
     }
     let runtime = runtime()?;
@@ -38,9 +40,9 @@ pub fn run(args: RunArgs) -> Result<Outcome, AppError> {
             runtime.block_on(run_plan(&plan, &args, otlp.as_ref().zip(client.as_ref())))?;
         if args.format == Format::Text {
             if !reports.is_empty() && !args.quiet {
-                println!();
+                out::println("");
             }
-            print!("{}", render_text(&report, args.quiet));
+            out::print(&render_text(&report, args.quiet));
         }
         let interrupted = report.result == SuiteResult::Interrupted;
         reports.push(report);
@@ -51,16 +53,14 @@ pub fn run(args: RunArgs) -> Result<Outcome, AppError> {
     let outcome = Outcome::worst(reports.iter().map(|r| Outcome::from(r.result)));
     if args.format == Format::Json {
         let document = serde_json::json!({ "suites": reports, "exit_code": outcome.code() });
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&document).unwrap_or_default()
-        );
+        out::print_data(&serde_json::to_string_pretty(&document).unwrap_or_default());
     }
     Ok(outcome)
 }
 
-/// Raw flags and suite files into plans, with their folders prepared for fresh runs.
-fn resolve(args: &RunArgs) -> Result<Vec<Plan>, AppError> {
+/// Raw flags and suite files into plans, with their folders locked for this process and
+/// prepared for fresh runs.
+fn resolve(args: &RunArgs) -> Result<(Vec<Plan>, Vec<FolderLock>), AppError> {
     let overrides = Overrides {
         runs: args.runs,
         seed: args.seed,
@@ -70,13 +70,18 @@ fn resolve(args: &RunArgs) -> Result<Vec<Plan>, AppError> {
         baseline: args.baseline.clone(),
     };
     if let Some(dir) = &args.resume {
-        return Ok(plan::resume(dir, &overrides)?);
+        let plans = plan::resume(dir, &overrides)?;
+        let locks = plans
+            .iter()
+            .map(|plan| folder::lock_existing(&plan.out_dir))
+            .collect::<Result<Vec<_>, _>>()?;
+        return Ok((plans, locks));
     }
     let files = suite_files(args.path.as_deref())?;
     let suites = load_all(&files, args.chain.as_deref())?;
     for suite in &suites {
         for warning in &suite.warnings {
-            eprintln!("warning: {warning}");
+            out::eprintln(&format!("warning: {warning}"));
         }
     }
     let selection = Selection {
@@ -84,10 +89,11 @@ fn resolve(args: &RunArgs) -> Result<Vec<Plan>, AppError> {
         filter: args.filter.clone(),
     };
     let plans = plan::fresh(suites, &selection, args.out.as_deref(), &overrides)?;
-    for plan in &plans {
-        folder::prepare(&plan.out_dir, &plan.meta())?;
-    }
-    Ok(plans)
+    let locks = plans
+        .iter()
+        .map(|plan| folder::prepare(&plan.out_dir, &plan.meta(), args.force))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((plans, locks))
 }
 
 async fn run_plan(
@@ -113,13 +119,13 @@ async fn run_plan(
     if let (Some(streamer), Some((target, _))) = (streamer, otlp) {
         let report = streamer.finish().await;
         if !args.quiet || report.failed > 0 || report.dropped > 0 {
-            eprintln!("{}", report.summary(target));
+            out::eprintln(&report.summary(target));
         }
         if report.failed > 0 || report.dropped > 0 {
-            eprintln!(
+            out::eprintln(&format!(
                 "otlp: runs.jsonl has every trace; `ragprobe export {} --otlp …` sends them again",
                 dir.display()
-            );
+            ));
         }
     }
     stages.done("runs");

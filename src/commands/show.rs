@@ -6,11 +6,19 @@ use crate::error::AppError;
 use crate::exit_codes::Outcome;
 use crate::export::{json, otlp};
 use crate::model::record::{RunRecord, RunStatus};
+use crate::report::out;
 use crate::report::trace_tree;
 use crate::store::RunReader;
 
 pub fn show(args: ShowArgs) -> Result<Outcome, AppError> {
     let meta = report_meta(&args.dir)?;
+    if let Some(case) = args.case.as_ref().filter(|c| !meta.cases.contains(c)) {
+        return Err(AppError::Usage(format!(
+            "no case `{case}` in {} (cases: {})",
+            args.dir.display(),
+            meta.cases.join(", ")
+        )));
+    }
     let reader = RunReader::open(&args.dir)
         .map_err(AppError::io(format!("cannot read {}", args.dir.display())))?;
     let mut chosen: Option<RunRecord> = None;
@@ -51,12 +59,9 @@ pub fn show(args: ShowArgs) -> Result<Outcome, AppError> {
     };
     if args.json {
         let request = json::request(&otlp::spans_for(&record, &meta.suite_name));
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&request).unwrap_or_default()
-        );
+        out::print_data(&serde_json::to_string_pretty(&request).unwrap_or_default());
     } else {
-        print!("{}", trace_tree::render(&record, &meta.suite_name));
+        out::print(&trace_tree::render(&record, &meta.suite_name));
     }
     Ok(Outcome::Ok)
 }

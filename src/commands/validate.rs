@@ -4,6 +4,8 @@ use crate::cli::ValidateArgs;
 use crate::config::problem::ConfigError;
 use crate::error::AppError;
 use crate::exit_codes::Outcome;
+use crate::report::out;
+use crate::report::text::count;
 use crate::suite::discover::suite_files;
 use crate::suite::load;
 
@@ -14,17 +16,20 @@ pub fn validate(args: ValidateArgs) -> Result<Outcome, AppError> {
         match load(file) {
             Ok(suite) => {
                 for warning in &suite.warnings {
-                    eprintln!("warning: {warning}");
+                    out::eprintln(&format!("warning: {warning}"));
                 }
-                println!(
-                    "ok: {} ({}): {} cases, {} rules, {} documents; chain: {}",
+                out::println(&format!(
+                    "ok: {} ({}): {}, {}, {}; chain: {}",
                     file.display(),
                     suite.spec.name,
-                    suite.spec.cases.len(),
-                    suite.spec.rules.len(),
-                    suite.corpus.as_ref().map_or(0, |c| c.documents.len()),
+                    count(suite.spec.cases.len() as u64, "case"),
+                    count(suite.spec.rules.len() as u64, "rule"),
+                    count(
+                        suite.corpus.as_ref().map_or(0, |c| c.documents.len()) as u64,
+                        "document"
+                    ),
                     suite.chain.describe()
-                );
+                ));
             }
             Err(err) => problems.extend(err.problems),
         }

@@ -59,6 +59,74 @@ pub fn locate(text: &str, path: &KeyPath) -> Option<(usize, usize)> {
     }
 }
 
+/// Line and column of the value of the first key that repeats in its mapping: the parser
+/// reports a duplicate at the start of the mapping (often 1:1), which hides it.
+pub fn locate_duplicate_key(text: &str) -> Option<(usize, usize)> {
+    let result = serde_yaml::Deserializer::from_str(text)
+        .next()
+        .map(|doc| FindDuplicate.deserialize(doc));
+    match result {
+        Some(Err(err)) if err.to_string().contains(FOUND) => {
+            err.location().map(|l| (l.line(), l.column()))
+        }
+        _ => None,
+    }
+}
+
+struct FindDuplicate;
+
+impl<'de> DeserializeSeed<'de> for FindDuplicate {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for FindDuplicate {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any YAML node")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut seen = std::collections::HashSet::new();
+        while let Some(key) = map.next_key::<KeyText>()? {
+            if !seen.insert(key.0) {
+                // Raised on the repeated key's value, so the parser stamps its position.
+                return map.next_value_seed(Seek { path: &[] });
+            }
+            map.next_value_seed(FindDuplicate)?;
+        }
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element_seed(FindDuplicate)?.is_some() {}
+        Ok(())
+    }
+
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+}
+
 /// The parser's message without its trailing " at line L column C" (shown separately).
 pub fn message_without_position(err: &serde_yaml::Error) -> String {
     let text = err.to_string();
@@ -193,6 +261,19 @@ cases:
         - \"2\"
         - \"7\"
 ";
+
+    #[test]
+    fn finds_the_repeated_key() {
+        assert_eq!(
+            locate_duplicate_key("name: a\nruns: 2\nruns: 3\n"),
+            Some((3, 7))
+        );
+        assert_eq!(
+            locate_duplicate_key("cases:\n  - id: a\n    question: q\n    id: b\n"),
+            Some((4, 9))
+        );
+        assert_eq!(locate_duplicate_key("a: 1\nb: 2\n"), None);
+    }
 
     #[test]
     fn finds_nested_nodes() {

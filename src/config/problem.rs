@@ -50,10 +50,21 @@ impl Problem {
 
     /// From a YAML parse error, with a hint drawn from what the parser said.
     pub fn from_yaml(file: &Path, err: &serde_yaml::Error) -> Self {
+        Self::from_yaml_in(file, err, None)
+    }
+
+    /// [`Problem::from_yaml`], with the file's text to place a repeated key at the
+    /// repetition rather than at the start of its mapping.
+    pub fn from_yaml_in(file: &Path, err: &serde_yaml::Error, text: Option<&str>) -> Self {
         let message = crate::config::locate::message_without_position(err);
         let hint = hint_for(&message);
         let mut problem = Problem::new(file, message);
-        if let Some(location) = err.location() {
+        let repeated = text
+            .filter(|_| problem.message.contains("duplicate"))
+            .and_then(crate::config::locate::locate_duplicate_key);
+        if let Some((line, column)) = repeated {
+            problem = problem.at(line, column);
+        } else if let Some(location) = err.location() {
             problem = problem.at(location.line(), location.column());
         }
         problem.hint = hint;

@@ -98,6 +98,10 @@ impl OtlpTarget {
         for item in headers {
             pairs.push(parse_header(item, false)?);
         }
+        crate::backend::redact::remember_url(&endpoint);
+        for (name, value) in &pairs {
+            crate::backend::redact::remember_header(name, value);
+        }
         let protocol = match protocol
             .map(str::to_owned)
             .or_else(|| env("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"))
@@ -273,9 +277,9 @@ impl StreamExporter {
                         Err(error) => {
                             report.failed += traces as u64;
                             if report.first_error.is_none() {
-                                eprintln!(
+                                crate::report::out::eprintln(&format!(
                                     "warning: otlp export failed, the runs go on (further failures are counted): {error}"
-                                );
+                                ));
                                 report.first_error = Some(error.to_string());
                             }
                         }

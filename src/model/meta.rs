@@ -32,7 +32,19 @@ pub struct Meta {
 impl Meta {
     pub fn write(&self, dir: &Path) -> std::io::Result<()> {
         let text = serde_json::to_string_pretty(self).map_err(std::io::Error::other)?;
-        std::fs::write(dir.join(META_FILE), text + "\n")
+        crate::atomic::write(&dir.join(META_FILE), text + "\n")
+    }
+
+    /// Whether `other` plans the same runs: same suite, cases, seed, runs, shard and chain
+    /// file. The fingerprint and the time may differ (a resumed suite may have been edited).
+    pub fn same_plan(&self, other: &Meta) -> bool {
+        self.suite_name == other.suite_name
+            && self.suite_path == other.suite_path
+            && self.chain_path == other.chain_path
+            && self.shard == other.shard
+            && self.seed == other.seed
+            && self.runs == other.runs
+            && self.cases == other.cases
     }
 
     pub fn read(dir: &Path) -> std::io::Result<Meta> {

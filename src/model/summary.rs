@@ -14,6 +14,9 @@ pub enum SuiteResult {
     Fail,
     Error,
     Interrupted,
+    /// Fewer runs in the folder than planned, with nothing left to run them (a `merge`
+    /// of unfinished shards): the numbers describe part of the plan only.
+    Incomplete,
 }
 
 /// Everything the summary shows about one suite run.
@@ -198,6 +201,10 @@ pub enum Change {
 }
 
 pub const SUMMARY_FILE: &str = "summary.json";
+/// The report files written beside summary.json.
+pub const MARKDOWN_FILE: &str = "summary.md";
+pub const JUNIT_FILE: &str = "junit.xml";
+pub const HTML_FILE: &str = "report.html";
 
 #[derive(Debug, thiserror::Error)]
 pub enum SummaryError {

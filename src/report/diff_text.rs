@@ -87,18 +87,18 @@ pub fn render(report: &DiffReport) -> String {
         if let Some(answer) = &case.answer {
             text_change(&mut out, "answer", answer);
         }
-        if let Some(prompt) = &case.prompt {
-            if prompt.changed {
-                text_change(&mut out, "prompt", prompt);
-            }
+        if let Some(prompt) = &case.prompt
+            && prompt.changed
+        {
+            text_change(&mut out, "prompt", prompt);
         }
     }
     let _ = writeln!(
         out,
-        "\nresult: {} regressions, {} improvements, {} cases compared",
-        report.regressions,
-        report.improvements,
-        report.cases.len()
+        "\nresult: {}, {}, {} compared",
+        crate::report::text::count(report.regressions as u64, "regression"),
+        crate::report::text::count(report.improvements as u64, "improvement"),
+        crate::report::text::count(report.cases.len() as u64, "case")
     );
     out
 }

@@ -1,6 +1,5 @@
 //! The report files beside `runs.jsonl`: `summary.md`, `junit.xml` and `report.html`.
 
-use std::io::Write;
 use std::path::PathBuf;
 
 use crate::model::summary::SuiteReport;
@@ -8,9 +7,7 @@ use crate::report::{html, junit, markdown};
 use crate::store::RunReader;
 use crate::suite::Suite;
 
-pub const MARKDOWN_FILE: &str = "summary.md";
-pub const JUNIT_FILE: &str = "junit.xml";
-pub const HTML_FILE: &str = "report.html";
+pub use crate::model::summary::{HTML_FILE, JUNIT_FILE, MARKDOWN_FILE};
 
 /// A report file that could not be written, and why.
 #[derive(Debug, thiserror::Error)]
@@ -36,7 +33,7 @@ pub fn write_all(report: &SuiteReport, suite: &Suite) -> Result<(), ReportError>
     let dir = &report.out_dir;
     let write = |name: &str, text: String| {
         let path = dir.join(name);
-        std::fs::write(&path, text).map_err(|source| ReportError::Write { path, source })
+        crate::atomic::write(&path, text).map_err(|source| ReportError::Write { path, source })
     };
     write(MARKDOWN_FILE, markdown::render(report))?;
     write(
@@ -49,9 +46,7 @@ pub fn write_all(report: &SuiteReport, suite: &Suite) -> Result<(), ReportError>
         source,
     };
     let runs = RunReader::open(dir).map_err(|e| html_error(e.into()))?;
-    let file = std::fs::File::create(&path).map_err(|e| html_error(e.into()))?;
-    let mut out = std::io::BufWriter::new(file);
-    html::render(report, suite, runs, &html::new_nonce(), &mut out)
-        .and_then(|()| out.flush().map_err(html::HtmlError::from))
-        .map_err(html_error)
+    let mut out = crate::atomic::Pending::create(&path).map_err(|e| html_error(e.into()))?;
+    html::render(report, suite, runs, &html::new_nonce(), &mut out).map_err(html_error)?;
+    out.commit().map_err(|e| html_error(e.into()))
 }

@@ -254,7 +254,11 @@ pub fn render(
         })
         .collect();
     let shown: BTreeMap<&String, usize> = data.runs.iter().map(|(k, v)| (k, v.len())).collect();
-    let chain_config = serde_yaml::to_string(&suite.chain_config).unwrap_or_default();
+    // Literal URLs and header values in the chain file may hold credentials.
+    let chain_config = crate::backend::redact::scrub(
+        &serde_yaml::to_string(&suite.chain_config).unwrap_or_default(),
+    )
+    .into_owned();
 
     let mut env = Environment::new();
     env.add_template("report.html", TEMPLATE)?;

@@ -7,7 +7,7 @@ use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestRerun, T
 use crate::model::summary::{CaseOutcome, CaseStats, FailingRun, SuiteReport};
 
 pub fn render(report: &SuiteReport) -> Result<String, quick_junit::SerializeError> {
-    let mut suite = TestSuite::new(report.suite.as_str());
+    let mut suite = TestSuite::new(xml_text(&report.suite));
     for case in &report.stats.cases {
         let status = match case.outcome {
             CaseOutcome::Pass => TestCaseStatus::success(),
@@ -16,25 +16,25 @@ pub fn render(report: &SuiteReport) -> Result<String, quick_junit::SerializeErro
                 for run in &case.failing_runs {
                     let mut rerun = TestRerun::new(NonSuccessKind::Failure);
                     rerun.set_message(format!("run {} failed", run.run));
-                    rerun.set_description(describe_run(run));
+                    rerun.set_description(xml_text(&describe_run(run)));
                     status.add_rerun(rerun);
                 }
                 status
             }
             CaseOutcome::Fail => {
                 let mut status = TestCaseStatus::non_success(NonSuccessKind::Failure);
-                status.set_message(case.reasons.join("; "));
-                status.set_description(failure_text(case));
+                status.set_message(xml_text(&case.reasons.join("; ")));
+                status.set_description(xml_text(&failure_text(case)));
                 status
             }
             CaseOutcome::Error => {
                 let mut status = TestCaseStatus::non_success(NonSuccessKind::Error);
-                status.set_message(case.reasons.join("; "));
+                status.set_message(xml_text(&case.reasons.join("; ")));
                 status
             }
         };
-        let mut test_case = TestCase::new(case.id.as_str(), status);
-        test_case.set_classname(format!("ragprobe.{}", report.suite));
+        let mut test_case = TestCase::new(xml_text(&case.id), status);
+        test_case.set_classname(xml_text(&format!("ragprobe.{}", report.suite)));
         test_case.set_assertions(case.evaluated as usize);
         suite.add_test_case(test_case);
     }
@@ -70,4 +70,30 @@ fn describe_run(run: &FailingRun) -> String {
         text.push_str(&format!("  broken: {broken}\n"));
     }
     text
+}
+
+/// XML 1.0 has no way to write most control characters, U+FFFE or U+FFFF (not even as
+/// `&#x…;`): they become U+FFFD, so junit.xml stays a document every CI parser reads.
+fn xml_text(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            '\t' | '\n' | '\r' => c,
+            c if c.is_control() && u32::from(c) < 0x20 => '\u{fffd}',
+            '\u{fffe}' | '\u{ffff}' => '\u{fffd}',
+            c => c,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn characters_xml_cannot_hold_are_replaced() {
+        assert_eq!(
+            xml_text("a\u{1}b\u{fffe}c\u{ffff}\td\n"),
+            "a\u{fffd}b\u{fffd}c\u{fffd}\td\n"
+        );
+    }
 }

@@ -13,8 +13,9 @@ pub fn render(report: &SuiteReport) -> String {
         SuiteResult::Fail => "❌ FAIL",
         SuiteResult::Error => "⚠️ ERROR",
         SuiteResult::Interrupted => "⏸️ INTERRUPTED",
+        SuiteResult::Incomplete => "⚠️ INCOMPLETE",
     };
-    let _ = writeln!(out, "## ragprobe · {} — {verdict}\n", escape(&report.suite));
+    let _ = writeln!(out, "## ragprobe · {} — {verdict}\n", code(&report.suite));
     let failed = report.failed.len();
     let _ = writeln!(
         out,
@@ -30,14 +31,14 @@ pub fn render(report: &SuiteReport) -> String {
     if let Some(baseline) = &report.baseline {
         let _ = writeln!(
             out,
-            "Compared with the baseline `{}`:\n",
-            escape(&baseline.display().to_string())
+            "Compared with the baseline {}:\n",
+            code(&baseline.display().to_string())
         );
         for case in &report.baseline_cases {
             let _ = writeln!(
                 out,
-                "- `{}` {}/{} → {}/{}: {} (p {:.4})",
-                escape(&case.id),
+                "- {} {}/{} → {}/{}: {} (p {:.4})",
+                code(&case.id),
                 case.baseline_passed,
                 case.baseline_evaluated,
                 case.passed,
@@ -61,12 +62,12 @@ pub fn render(report: &SuiteReport) -> String {
             .rules
             .iter()
             .filter(|r| r.violations > 0)
-            .map(|r| format!("`{}` {}", escape(&r.id), percent(r.rate)))
+            .map(|r| format!("{} {}", cell(&r.id), percent(r.rate)))
             .collect();
         let _ = writeln!(
             out,
-            "| `{}` | {outcome} | {}/{} ({}) | {}–{} | {} |",
-            escape(&case.id),
+            "| {} | {outcome} | {}/{} ({}) | {}–{} | {} |",
+            cell(&case.id),
             case.passed,
             case.evaluated,
             percent(case.pass_rate),
@@ -80,14 +81,9 @@ pub fn render(report: &SuiteReport) -> String {
         );
     }
     for case in stats.cases.iter().filter(|c| !c.reasons.is_empty()) {
-        let _ = writeln!(
-            out,
-            "\n### `{}`: {}\n",
-            escape(&case.id),
-            escape(&case.question)
-        );
+        let _ = writeln!(out, "\n### {}: {}\n", code(&case.id), code(&case.question));
         for reason in &case.reasons {
-            let _ = writeln!(out, "- {}", escape(reason));
+            let _ = writeln!(out, "- {}", plain(reason));
         }
         if let Some(run) = &case.example_failure {
             let retrieved: Vec<String> = run
@@ -95,27 +91,95 @@ pub fn render(report: &SuiteReport) -> String {
                 .iter()
                 .map(|d| {
                     let metadata = serde_json::Value::Object(d.metadata.clone()).to_string();
-                    format!("`{}` {}", escape(&d.id), escape(&metadata))
+                    format!("{} {}", code(&d.id), code(&metadata))
                 })
                 .collect();
             let _ = writeln!(
                 out,
-                "\nExample: run {} retrieved {}; answer:\n\n> {}",
+                "\nExample: run {} retrieved {}; answer:\n\n{}",
                 run.run,
                 retrieved.join(", "),
-                escape(&run.answer)
+                fenced(&run.answer)
             );
         }
     }
     out
 }
 
-/// Markdown tables break on `|`; GitHub renders raw HTML; keep both inert.
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('|', "\\|")
-        .replace('`', "'")
-        .replace('\n', " ")
+/// Text from suites, documents and models, shown as an inline code span: in a code span
+/// markdown renders no link, image, emphasis or HTML, and GitHub does not autolink. A
+/// backtick would end the span, a newline the line: both are replaced.
+fn code(text: &str) -> String {
+    let clean: String = crate::report::out::printable(text)
+        .chars()
+        .map(|c| match c {
+            '`' => '\'',
+            '\n' | '\r' => ' ',
+            c => c,
+        })
+        .collect();
+    if clean.trim().is_empty() {
+        return "(empty)".to_owned();
+    }
+    format!("`{clean}`")
+}
+
+/// ragprobe's own sentences that quote suite text (reasons), as plain text: every
+/// character markdown could read as syntax is escaped, so no link, image, emphasis or
+/// HTML forms.
+fn plain(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in crate::report::out::printable(text).chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '\n' | '\r' => out.push(' '),
+            '\\' | '`' | '*' | '_' | '[' | ']' | '|' | '#' | '~' | '!' => {
+                out.push('\\');
+                out.push(c);
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// [`code`] for a table cell, where `|` would end the cell even inside a code span.
+fn cell(text: &str) -> String {
+    code(text).replace('|', "\\|")
+}
+
+/// A block of text (an answer) as a fenced code block, with a fence longer than any run of
+/// backticks inside it, so nothing in it can close the block.
+fn fenced(text: &str) -> String {
+    let longest = text.split(|c| c != '`').map(str::len).max().unwrap_or(0);
+    let fence = "`".repeat(longest.max(2) + 1);
+    format!(
+        "{fence}text\n{}\n{fence}",
+        crate::report::out::printable(text)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suite_text_renders_as_text() {
+        assert_eq!(
+            code("[x](http://evil) ![i](http://e/i.png)"),
+            "`[x](http://evil) ![i](http://e/i.png)`"
+        );
+        assert_eq!(code("a`b\nc"), "`a'b c`");
+        assert_eq!(cell("a|b"), "`a\\|b`");
+        assert_eq!(code(""), "(empty)");
+        assert_eq!(
+            plain("rule 'a' ![i](x) <b>"),
+            "rule 'a' \\!\\[i\\](x) &lt;b&gt;"
+        );
+        let block = fenced("x ```` y");
+        assert!(block.starts_with("`````text\n"), "{block}");
+        assert!(block.ends_with("\n`````"), "{block}");
+    }
 }

@@ -5,6 +5,7 @@ pub mod files;
 pub mod html;
 pub mod junit;
 pub mod markdown;
+pub mod out;
 pub mod progress;
 pub mod repro_text;
 pub mod terminal;

@@ -123,15 +123,15 @@ impl Progress {
             ) {
                 bar.set_style(template.progress_chars("=> "));
             }
-            bar.set_prefix(suite.to_owned());
+            bar.set_prefix(crate::report::out::printable(suite).into_owned());
             bar
         });
         if style == Style::Lines {
-            eprintln!(
-                "ragprobe: {suite}: {} runs over {} cases, {concurrency} at a time",
-                total,
-                cases.len()
-            );
+            crate::report::out::eprintln(&format!(
+                "ragprobe: {suite}: {} over {}, {concurrency} at a time",
+                crate::report::text::count(total, "run"),
+                crate::report::text::count(cases.len() as u64, "case")
+            ));
         }
         Progress {
             style,

@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::model::record::{RunRecord, Severity};
 use crate::model::summary::{CaseStats, SuiteReport, SuiteResult, SuiteStats};
-use crate::report::text::{retrieved_lines, row, table};
+use crate::report::text::{count, retrieved_lines, row, table};
 use crate::stats::percent;
 
 /// Renders the full summary; with `quiet`, only the result line.
@@ -38,10 +38,10 @@ pub fn render_text(report: &SuiteReport, quiet: bool) -> String {
 fn header(out: &mut String, report: &SuiteReport) {
     let _ = writeln!(
         out,
-        "suite {} · {} cases × {} runs · seed {}",
+        "suite {} · {} × {} · seed {}",
         report.suite,
-        report.stats.cases.len(),
-        report.runs_per_case,
+        count(report.stats.cases.len() as u64, "case"),
+        count(report.runs_per_case, "run"),
         report.seed
     );
     let _ = writeln!(out, "chain: {}", report.chain);
@@ -63,7 +63,12 @@ fn case_table(out: &mut String, stats: &SuiteStats) {
                 percent(case.pass_rate_ci95[0]),
                 percent(case.pass_rate_ci95[1])
             ),
-            format!("{:.2} (k={})", case.pass_all_k, case.k),
+            // With no run evaluated there is no k to speak of, and no chance to state.
+            if case.k == 0 {
+                "—".to_owned()
+            } else {
+                format!("{:.2} (k={})", case.pass_all_k, case.k)
+            },
             if case.flaky { "yes" } else { "no" }.to_owned(),
             format!("{:.1} ms", case.latency.p50_ms),
             format!("{:.1} ms", case.latency.p95_ms),
@@ -210,9 +215,9 @@ pub fn result_line(report: &SuiteReport) -> String {
     let stats = &report.stats;
     let failed = &report.failed;
     let errors = format!(
-        "{} runs, {} errors ({})",
-        stats.runs,
-        stats.errors,
+        "{}, {} ({})",
+        count(stats.runs, "run"),
+        count(stats.errors, "error"),
         percent(stats.error_rate)
     );
     match report.result {
@@ -220,8 +225,8 @@ pub fn result_line(report: &SuiteReport) -> String {
             "result: PASS · no rule over its allowed rate, no regression against the baseline · {errors}"
         ),
         SuiteResult::Pass => format!(
-            "result: PASS · {} cases passed · {errors}",
-            stats.cases.len()
+            "result: PASS · {} passed · {errors}",
+            count(stats.cases.len() as u64, "case")
         ),
         SuiteResult::Fail => format!(
             "result: FAIL · {} of {} cases failed: {} · {errors}",
@@ -233,6 +238,10 @@ pub fn result_line(report: &SuiteReport) -> String {
             "result: ERROR · the chain could not be evaluated: errors on {} of runs, {} allowed · {errors}",
             percent(stats.error_rate),
             percent(stats.max_error_rate)
+        ),
+        SuiteResult::Incomplete => format!(
+            "result: INCOMPLETE · {} of {} planned runs are recorded; finish each shard with `ragprobe run --resume SHARD` and merge again · {errors}",
+            stats.runs, report.planned_runs
         ),
         SuiteResult::Interrupted => format!(
             "result: INTERRUPTED · {} of {} runs recorded · resume with: ragprobe run --resume {}",

@@ -5,6 +5,14 @@ use std::fmt::Write;
 
 use crate::model::record::RunRecord;
 
+/// `1 case`, `2 cases`: a count with its noun in the right number.
+pub fn count(n: impl Into<u64>, noun: &str) -> String {
+    match n.into() {
+        1 => format!("1 {noun}"),
+        n => format!("{n} {noun}s"),
+    }
+}
+
 /// Left-aligned columns, two spaces apart; the last column is not padded.
 pub fn table(out: &mut String, rows: &[Vec<String>], indent: &str) {
     let columns = rows.iter().map(Vec::len).max().unwrap_or(0);

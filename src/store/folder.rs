@@ -1,33 +1,106 @@
-//! A report folder made ready for a fresh run: created, checked not to hold results
-//! already, and given its `meta.json` before the first run.
+//! A report folder made ready for a fresh run: locked for this process, checked not to
+//! hold results already (or the user's own files), and given its `meta.json` before the
+//! first run.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use crate::model::meta::Meta;
+use crate::model::meta::{META_FILE, Meta};
+use crate::model::summary::{HTML_FILE, JUNIT_FILE, MARKDOWN_FILE, SUMMARY_FILE};
+use crate::results::RESULTS_FILE;
+use crate::store::lock::{self, FolderLock, LOCK_FILE, LockError};
 use crate::store::runs::RUNS_FILE;
+
+/// Every file ragprobe writes into a report folder; `--force` removes these and no others.
+pub const REPORT_FILES: &[&str] = &[
+    RUNS_FILE,
+    META_FILE,
+    SUMMARY_FILE,
+    RESULTS_FILE,
+    MARKDOWN_FILE,
+    JUNIT_FILE,
+    HTML_FILE,
+    "diff.html",
+];
 
 /// Why a folder cannot take a fresh run.
 #[derive(Debug, thiserror::Error)]
 pub enum FolderError {
-    #[error("{} already holds results: pass --resume {} to finish them, or another --out", .0.display(), .0.display())]
-    HasResults(std::path::PathBuf),
-    #[error("cannot create {}", path.display())]
+    #[error("{} already holds a report: pass --resume {} to finish it, --force to replace it, or another --out", .0.display(), .0.display())]
+    HasResults(PathBuf),
+    #[error("{} holds files that are not a ragprobe report ({}); choose an empty or new folder for --out", dir.display(), names.join(", "))]
+    NotAReport { dir: PathBuf, names: Vec<String> },
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    #[error("cannot prepare {}", path.display())]
     Io {
-        path: std::path::PathBuf,
+        path: PathBuf,
         #[source]
         source: std::io::Error,
     },
 }
 
-/// Creates `dir` and writes `meta` into it.
-pub fn prepare(dir: &Path, meta: &Meta) -> Result<(), FolderError> {
-    if dir.join(RUNS_FILE).exists() {
-        return Err(FolderError::HasResults(dir.to_owned()));
-    }
+/// Locks `dir` (created if missing), checks it can take a fresh run — with `force`, a
+/// report already there is removed first — and writes `meta` into it. The lock is held
+/// until the returned guard is dropped.
+pub fn prepare(dir: &Path, meta: &Meta, force: bool) -> Result<FolderLock, FolderError> {
+    // Checked before the lock file is made, so a user's folder is refused untouched, and
+    // again under the lock, for a run that finished in between.
+    check(dir, force)?;
+    let lock = lock::acquire(dir)?;
+    check(dir, force)?;
     let io = |source| FolderError::Io {
         path: dir.to_owned(),
         source,
     };
-    std::fs::create_dir_all(dir).map_err(io)?;
-    meta.write(dir).map_err(io)
+    if force {
+        for name in REPORT_FILES {
+            match std::fs::remove_file(dir.join(name)) {
+                Err(err) if err.kind() != std::io::ErrorKind::NotFound => return Err(io(err)),
+                _ => {}
+            }
+        }
+    }
+    meta.write(dir).map_err(io)?;
+    Ok(lock)
+}
+
+/// A folder can take a fresh run when it is missing, empty, or a report folder that was
+/// prepared but never ran (only meta.json); with `force`, any report folder.
+fn check(dir: &Path, force: bool) -> Result<(), FolderError> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(source) => {
+            return Err(FolderError::Io {
+                path: dir.to_owned(),
+                source,
+            });
+        }
+    };
+    let names: Vec<String> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|name| name != LOCK_FILE)
+        .collect();
+    if names.is_empty() {
+        return Ok(());
+    }
+    if !dir.join(META_FILE).is_file() {
+        let mut shown: Vec<String> = names.into_iter().take(4).collect();
+        shown.sort();
+        return Err(FolderError::NotAReport {
+            dir: dir.to_owned(),
+            names: shown,
+        });
+    }
+    let has_results = names.iter().any(|n| n != META_FILE);
+    if has_results && !force {
+        return Err(FolderError::HasResults(dir.to_owned()));
+    }
+    Ok(())
+}
+
+/// Locks a report folder that already holds a plan, for `--resume`.
+pub fn lock_existing(dir: &Path) -> Result<FolderLock, FolderError> {
+    Ok(lock::acquire(dir)?)
 }

@@ -1,7 +1,8 @@
-//! A report folder on disk: `runs.jsonl` (every run, appended as it finishes) and
-//! `meta.json` (what was planned).
+//! A report folder on disk: `runs.jsonl` (every run, appended as it finishes),
+//! `meta.json` (what was planned) and the lock that keeps it to one writer.
 
 pub mod folder;
+pub mod lock;
 pub mod merge;
 pub mod runs;
 

@@ -84,7 +84,8 @@ fn complete_length(file: &mut File) -> std::io::Result<u64> {
 /// malformed line elsewhere is an error naming its line.
 pub struct RunReader {
     reader: BufReader<File>,
-    line: String,
+    /// Bytes, not a String: a line torn inside a UTF-8 character is still a torn line.
+    line: Vec<u8>,
     line_number: usize,
     /// Byte offset of the next line.
     position: u64,
@@ -99,7 +100,7 @@ impl RunReader {
         let file = File::open(&path)?;
         Ok(RunReader {
             reader: BufReader::with_capacity(1 << 16, file),
-            line: String::new(),
+            line: Vec::new(),
             line_number: 0,
             position: 0,
             last_offset: 0,
@@ -120,20 +121,24 @@ impl Iterator for RunReader {
         loop {
             self.line.clear();
             let start = self.position;
-            match self.reader.read_line(&mut self.line) {
+            match self.reader.read_until(b'\n', &mut self.line) {
                 Ok(0) => return None,
                 Ok(n) => self.position += n as u64,
                 Err(err) => return Some(Err(err)),
             }
             self.line_number += 1;
-            if self.line.trim().is_empty() {
+            if self.line.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
             self.last_offset = start;
-            return match serde_json::from_str::<RunRecord>(&self.line) {
+            // Every record is written with its newline in one write: a last line without
+            // one is the tail of a killed or failed write, whatever bytes it ends in.
+            // RunWriter::open drops the same line, so readers and the writer agree.
+            if self.line.last() != Some(&b'\n') {
+                return None;
+            }
+            return match serde_json::from_slice::<RunRecord>(&self.line) {
                 Ok(record) => Some(Ok(record)),
-                // EOF inside the record: the tail of a killed write. Nothing follows it.
-                Err(err) if err.is_eof() => None,
                 Err(err) => Some(Err(std::io::Error::new(
                     std::io::ErrorKind::InvalidData,
                     format!("{}:{}: {err}", self.path.display(), self.line_number),
@@ -227,6 +232,24 @@ mod tests {
         let text = std::fs::read_to_string(&path).expect("text");
         assert_eq!(text.lines().count(), 3);
         assert!(!text.contains(r#""se{"#));
+    }
+
+    #[test]
+    fn a_last_line_torn_inside_a_utf8_character_is_dropped() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut writer = RunWriter::open(dir.path()).expect("open");
+        writer.append(&record("a", 0)).expect("append");
+        drop(writer);
+        let path = dir.path().join(RUNS_FILE);
+        let mut file = OpenOptions::new().append(true).open(&path).expect("reopen");
+        // "é" is 0xC3 0xA9: the write stopped between the two bytes.
+        file.write_all(b"{\"case\":\"a\",\"run\":1,\"question\":\"caf\xC3")
+            .expect("torn write");
+        drop(file);
+        assert_eq!(recorded_runs(dir.path()).expect("reads").len(), 1);
+        let mut writer = RunWriter::open(dir.path()).expect("resume");
+        writer.append(&record("a", 1)).expect("append");
+        assert_eq!(recorded_runs(dir.path()).expect("reads").len(), 2);
     }
 
     #[test]

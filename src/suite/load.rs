@@ -11,7 +11,7 @@ use crate::chain::Chain;
 use crate::chain::build::{BuiltChain, ChainSource, build_chain, prompt_key};
 use crate::chain::config::ChainConfig;
 use crate::chain::corpus::{Corpus, Document};
-use crate::chain::prompt::describe_template_error;
+use crate::chain::invoke::RenderError;
 use crate::config::files::read_text;
 use crate::config::locate::KeyPath;
 use crate::config::problem::{ConfigError, Problem};
@@ -45,8 +45,8 @@ pub fn load(path: &Path) -> Result<Suite, ConfigError> {
 pub fn load_with(path: &Path, chain: Option<&Path>) -> Result<Suite, ConfigError> {
     let text = read_text(path, "suite")
         .map_err(|err| err.hint("give the path of a suite YAML file or of a folder of suites"))?;
-    let spec: SuiteSpec =
-        serde_yaml::from_str(&text).map_err(|err| Problem::from_yaml(path, &err))?;
+    let spec: SuiteSpec = serde_yaml::from_str(&text)
+        .map_err(|err| Problem::from_yaml_in(path, &err, Some(&text)))?;
     let at =
         |key_path: KeyPath, message: String| Problem::new(path, message).at_path(&text, &key_path);
     let (chain_config, chain_source) = chain_of(path, &text, &spec, chain, &at)?;
@@ -154,6 +154,7 @@ fn check_rules(spec: &SuiteSpec, at: &At<'_>, problems: &mut Vec<Problem>) {
     let mut rule_ids = HashSet::new();
     for (i, rule) in spec.rules.iter().enumerate() {
         let here = KeyPath::default().key("rules").index(i);
+        check_id("rule", &rule.id, here.clone().key("id"), at, problems);
         if !rule_ids.insert(rule.id.as_str()) {
             problems.push(
                 at(
@@ -185,6 +186,10 @@ fn check_cases(spec: &SuiteSpec, at: &At<'_>, problems: &mut Vec<Problem>) {
     let mut case_ids = HashSet::new();
     for (i, case) in spec.cases.iter().enumerate() {
         let here = KeyPath::default().key("cases").index(i);
+        check_id("case", &case.id, here.clone().key("id"), at, problems);
+        for (t, tag) in case.tags.iter().enumerate() {
+            check_id("tag", tag, here.clone().key("tags").index(t), at, problems);
+        }
         if !case_ids.insert(case.id.as_str()) {
             problems.push(
                 at(
@@ -204,6 +209,35 @@ fn check_cases(spec: &SuiteSpec, at: &At<'_>, problems: &mut Vec<Problem>) {
             check_answer_check(check, here.key("expect").key("answer"), at, problems);
         }
     }
+}
+
+/// Ids and tags name things in file names, terminal tables, HTML attributes and the
+/// results table, where ragprobe joins lists with a control character: they must be
+/// non-empty, one line, without control characters.
+fn check_id(what: &str, id: &str, here: KeyPath, at: &At<'_>, problems: &mut Vec<Problem>) {
+    if id.trim().is_empty() {
+        problems.push(at(here, format!("the {what} id is empty")));
+    } else if let Some(c) = id
+        .chars()
+        .find(|c| c.is_control() || is_invisible_separator(*c))
+    {
+        problems.push(
+            at(
+                here,
+                format!(
+                    "{what} `{}` holds the control character U+{:04X}",
+                    id.escape_debug(),
+                    u32::from(c)
+                ),
+            )
+            .hint("ids are one line of visible text: letters, digits, `-`, `_`, spaces"),
+        );
+    }
+}
+
+/// Line and paragraph separators, and the bidi controls that reorder what is shown.
+fn is_invisible_separator(c: char) -> bool {
+    matches!(c, '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{feff}' | '\u{fffe}' | '\u{ffff}')
 }
 
 /// An answer check must check something, and something that can pass: an empty string
@@ -261,49 +295,39 @@ fn check_against_chain(
     if let Some(corpus) = &built.corpus {
         check_sources(spec, corpus, at, problems);
     }
-    match &built.chain {
-        Chain::Pipeline(pipeline) => {
-            let sample: Vec<&Document> = built
-                .corpus
-                .iter()
-                .flat_map(|c| c.documents.iter())
-                .take(pipeline.retriever.k())
-                .collect();
-            for case in &spec.cases {
-                let vars = merged_vars(&spec.vars, &case.vars);
-                if let Err(err) = pipeline.prompt.render(&case.question, &sample, &vars) {
-                    problems.push(
-                        chain_source
-                            .problem(
-                                KeyPath::default().key(prompt_key(chain_config)),
-                                format!(
-                                    "prompt template fails for case `{}`: {}",
-                                    case.id,
-                                    describe_template_error(&err)
-                                ),
-                            )
-                            .hint("the template sees `question`, `documents` (id, text, metadata) and `vars`"),
-                    );
-                    break;
-                }
+    let sample: Vec<&Document> = match &built.chain {
+        Chain::Pipeline(pipeline) => built
+            .corpus
+            .iter()
+            .flat_map(|c| c.documents.iter())
+            .take(pipeline.retriever.k())
+            .collect(),
+        Chain::Http(_) | Chain::Command(_) => Vec::new(),
+    };
+    for case in &spec.cases {
+        let vars = merged_vars(&spec.vars, &case.vars);
+        match built.chain.check_render(&case.question, &vars, &sample) {
+            Ok(()) => {}
+            Err(RenderError::Prompt(detail)) => {
+                problems.push(
+                    chain_source
+                        .problem(
+                            KeyPath::default().key(prompt_key(chain_config)),
+                            format!("prompt template fails for case `{}`: {detail}", case.id),
+                        )
+                        .hint("the template sees `question`, `documents` (id, text, metadata) and `vars`"),
+                );
+                break;
+            }
+            Err(RenderError::Request(detail)) => {
+                problems.push(
+                    chain_source
+                        .problem(KeyPath::default().key("body"), detail)
+                        .hint("the body sees `question`, `vars`, `seed`, `traceparent` and `env`"),
+                );
+                break;
             }
         }
-        Chain::Http(http) => {
-            for case in &spec.cases {
-                let vars = merged_vars(&spec.vars, &case.vars);
-                if let Err(err) = http.render(&case.question, &vars, 0, "00-0-0-01") {
-                    problems.push(
-                        chain_source
-                            .problem(KeyPath::default().key("body"), err.to_string())
-                            .hint(
-                                "the body sees `question`, `vars`, `seed`, `traceparent` and `env`",
-                            ),
-                    );
-                    break;
-                }
-            }
-        }
-        Chain::Command(_) => {}
     }
 }
 

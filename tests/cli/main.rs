@@ -9,6 +9,7 @@ mod adapters;
 mod browser;
 mod chroma;
 mod config_errors;
+mod hardening;
 mod import;
 mod mlflow;
 mod openai;

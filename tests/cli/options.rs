@@ -152,7 +152,7 @@ fn help_lists_the_exit_codes() {
         "0    all checks passed",
         "1    checks failed",
         "2    usage or configuration error",
-        "3    infrastructure errors",
+        "3    the chain could not be evaluated",
     ] {
         assert!(help.contains(line), "{line} missing from {help}");
     }

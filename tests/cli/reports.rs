@@ -121,8 +121,13 @@ fn hostile_text_is_escaped_everywhere() {
         "only the data block and the page script"
     );
     let markdown = read(out.path(), "summary.md");
+    let outside = markdown_outside_code(&markdown);
     assert!(
-        !markdown.contains("<script") && !markdown.contains("<img"),
+        !outside.contains("<script") && !outside.contains("<img") && !outside.contains("<svg"),
+        "markup outside code spans and blocks: {outside}"
+    );
+    assert!(
+        markdown.contains("`case <script>window.__pwned = 5</script>`"),
         "{markdown}"
     );
     let junit = read(out.path(), "junit.xml");
@@ -332,4 +337,27 @@ fn diff_lists_cases_only_on_one_side() {
         "{}",
         text(&output.stdout)
     );
+}
+
+/// The markdown with code spans and fenced blocks removed: what a renderer would
+/// interpret as markup.
+fn markdown_outside_code(markdown: &str) -> String {
+    let mut outside = String::new();
+    let mut fenced = false;
+    for line in markdown.lines() {
+        if line.starts_with("```") {
+            fenced = !fenced;
+            continue;
+        }
+        if fenced {
+            continue;
+        }
+        for (i, part) in line.split('`').enumerate() {
+            if i % 2 == 0 {
+                outside.push_str(part);
+            }
+        }
+        outside.push('\n');
+    }
+    outside
 }

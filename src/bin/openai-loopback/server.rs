@@ -59,6 +59,14 @@ pub struct Faults {
     /// Embedding length.
     #[arg(long, default_value_t = 256)]
     pub dims: usize,
+    /// Answer every model request 401 with a body that quotes its Authorization header,
+    /// as some gateways do (for tests that secrets never reach a report).
+    #[arg(long)]
+    pub echo_auth_401: bool,
+    /// Answer every model request with a chunked body that never ends (for tests that a
+    /// client caps what it reads).
+    #[arg(long)]
+    pub endless_body: bool,
 }
 
 #[derive(Debug, Default)]
@@ -135,6 +143,7 @@ impl Server {
             let path = parts.next().unwrap_or_default().to_owned();
             let mut length = 0usize;
             let mut close = false;
+            let mut authorization = String::new();
             loop {
                 let mut line = String::new();
                 if reader.read_line(&mut line).await? == 0 {
@@ -149,13 +158,22 @@ impl Server {
                     match name.trim().to_ascii_lowercase().as_str() {
                         "content-length" => length = value.parse().unwrap_or(0),
                         "connection" => close = value.eq_ignore_ascii_case("close"),
+                        "authorization" => authorization = value.to_owned(),
                         _ => {}
                     }
                 }
             }
             let mut body = vec![0u8; length];
             reader.read_exact(&mut body).await?;
-            let (status, headers, text) = self.respond(&method, &path, &body).await;
+            if self.faults.endless_body && method == "POST" {
+                return endless(&mut write).await;
+            }
+            let (status, headers, text) = if self.faults.echo_auth_401 && method == "POST" {
+                let message = format!("invalid credentials: Authorization: {authorization}");
+                (401, Vec::new(), error_body("invalid_api_key", &message))
+            } else {
+                self.respond(&method, &path, &body).await
+            };
             let mut head = format!(
                 "HTTP/1.1 {status} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n",
                 reason(status),
@@ -312,7 +330,7 @@ impl Server {
                 / (1u64 << 53) as f64
         };
         if draw(b"error") < f.error_rate {
-            return Fault::Error(if number % 2 == 0 { 500 } else { 503 });
+            return Fault::Error(if number.is_multiple_of(2) { 500 } else { 503 });
         }
         if draw(b"malformed") < f.malformed_rate {
             return Fault::Malformed(number);
@@ -428,17 +446,36 @@ fn read_prompt(prompt: &str) -> (String, Vec<Document>) {
         let line = line.trim();
         if let Some(rest) = line.strip_prefix("Question:") {
             question = Some(rest.trim().to_owned());
-        } else if let Some(rest) = line.strip_prefix('[') {
-            if let Some((id, text)) = rest.split_once(']') {
-                documents.push(Document {
-                    id: id.trim().to_owned(),
-                    text: text.trim().to_owned(),
-                    metadata: Default::default(),
-                });
-            }
+        } else if let Some(rest) = line.strip_prefix('[')
+            && let Some((id, text)) = rest.split_once(']')
+        {
+            documents.push(Document {
+                id: id.trim().to_owned(),
+                text: text.trim().to_owned(),
+                metadata: Default::default(),
+            });
         }
     }
     (question.unwrap_or_else(|| prompt.to_owned()), documents)
+}
+
+/// A 200 with a chunked body of `{"x": "xxxx…` that goes on until the client hangs up.
+async fn endless(write: &mut tokio::net::tcp::OwnedWriteHalf) -> std::io::Result<()> {
+    write
+        .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n")
+        .await?;
+    let chunk = vec![b'x'; 1 << 16];
+    let mut framed = format!("{:x}\r\n{{\"x\": \"", chunk.len() + 7).into_bytes();
+    framed.extend_from_slice(&chunk);
+    framed.extend_from_slice(b"\r\n");
+    write.write_all(&framed).await?;
+    let mut framed = format!("{:x}\r\n", chunk.len()).into_bytes();
+    framed.extend_from_slice(&chunk);
+    framed.extend_from_slice(b"\r\n");
+    loop {
+        // Ends with an error when the client closes the connection.
+        write.write_all(&framed).await?;
+    }
 }
 
 fn error_body(kind: &str, message: &str) -> String {
@@ -485,6 +522,8 @@ mod tests {
             seed: 7,
             max_sentences: 2,
             dims: 8,
+            echo_auth_401: false,
+            endless_body: false,
         };
         let server = Server {
             faults,
