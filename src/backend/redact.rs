@@ -27,18 +27,45 @@ const PLAIN_HEADERS: &[&str] = &[
 
 static SECRETS: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
-/// Remembers `value` as a secret: from now on [`scrub`] replaces it.
+/// Remembers `value` as a secret: from now on [`scrub`] replaces it, and the forms a
+/// server may echo it in (JSON-escaped, HTML-escaped, percent-encoded).
 pub fn remember_secret(value: &str) {
     let value = value.trim();
     if value.chars().count() < MIN_SECRET_LEN {
         return;
     }
+    let json = serde_json::to_string(value).unwrap_or_default();
+    let forms = [
+        value.to_owned(),
+        json.trim_matches('"').to_owned(),
+        value
+            .replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+            .replace('"', "&quot;"),
+        percent_encoded(value),
+    ];
     let mut secrets = SECRETS.lock().unwrap_or_else(PoisonError::into_inner);
-    if !secrets.iter().any(|s| s == value) {
-        secrets.push(value.to_owned());
-        // Longest first, so a secret containing another is replaced whole.
-        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    for form in forms {
+        if !secrets.contains(&form) {
+            secrets.push(form);
+        }
     }
+    // Longest first, so a secret containing another is replaced whole.
+    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+}
+
+fn percent_encoded(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
 }
 
 /// Remembers a header's value, unless the header is plain protocol; for `Bearer X` and
@@ -53,10 +80,13 @@ pub fn remember_header(name: &str, value: &str) {
     }
 }
 
-/// Remembers the `user:password` of a URL, and the password alone.
+/// Remembers the `user:password` of a URL, the password alone, and the Basic credential
+/// an HTTP client makes of them.
 pub fn remember_url(url: &str) {
     if let Some(userinfo) = userinfo(url) {
+        use base64::Engine;
         remember_secret(userinfo);
+        remember_secret(&base64::engine::general_purpose::STANDARD.encode(userinfo));
         if let Some((_, password)) = userinfo.split_once(':') {
             remember_secret(password);
         }
@@ -163,10 +193,19 @@ mod tests {
         remember_header("Authorization", "Bearer tok-abcdefgh");
         remember_header("Content-Type", "application/json");
         remember_url("http://alice:hunter22@127.0.0.1:9/v1");
+        remember_secret("sk-q\"uo\\te");
         let text = "echo: sk-test-0123456789, Bearer tok-abcdefgh, hunter22, \
+                    Basic YWxpY2U6aHVudGVyMjI=, {\"key\": \"sk-q\\\"uo\\\\te\"}, \
                     see http://bob:pw1@host/x and application/json";
         let clean = scrub(text);
-        for secret in ["sk-test-0123456789", "tok-abcdefgh", "hunter22", "bob:pw1"] {
+        for secret in [
+            "sk-test-0123456789",
+            "tok-abcdefgh",
+            "hunter22",
+            "bob:pw1",
+            "YWxpY2U6aHVudGVyMjI=",
+            "uo",
+        ] {
             assert!(!clean.contains(secret), "{secret} left in {clean}");
         }
         assert!(clean.contains("http://host/x"), "{clean}");

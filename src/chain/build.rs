@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::backend::Backend;
+use crate::backend::{Backend, Limits};
 use crate::chain::Chain;
 use crate::chain::chroma::{ChromaClient, CollectionHandle, translate};
 use crate::chain::config::{
@@ -163,7 +163,6 @@ pub fn build_chain(
                     ("method", config.method.is_some()),
                     ("headers", !config.headers.is_empty()),
                     ("body", config.body.is_some()),
-                    ("limits", config.limits.is_some()),
                 ] {
                     misplaced(key, present, kind);
                 }
@@ -316,6 +315,10 @@ fn build_command(
             chain: Chain::Command(CommandChain {
                 cmd: cmd.clone(),
                 shape,
+                max_output_bytes: config.limits.as_ref().map_or_else(
+                    || Limits::default().max_response_bytes,
+                    |l| l.max_response_bytes,
+                ),
             }),
             corpus: None,
         }),

@@ -74,6 +74,9 @@ pub struct HttpChain {
 pub struct CommandChain {
     pub cmd: Vec<String>,
     pub shape: ReplyShape,
+    /// Longest stdout read (`limits.max_response_bytes`): a program that never stops
+    /// printing is killed at the cap, not read into memory.
+    pub max_output_bytes: u64,
 }
 
 impl HttpChain {
@@ -227,15 +230,37 @@ impl CommandChain {
             .kill_on_drop(true)
             .spawn()
             .map_err(|err| ChainError::Command(format!("cannot start `{program}`: {err}")))?;
-        if let Some(mut stdin) = child.stdin.take() {
-            // A program that exits without reading its input is its own business; its
-            // exit status says what happened.
-            let _ = stdin.write_all(input.as_bytes()).await;
+        let stdin = child.stdin.take();
+        let feed = async move {
+            if let Some(mut stdin) = stdin {
+                // A program that exits without reading its input is its own business; its
+                // exit status says what happened.
+                let _ = stdin.write_all(input.as_bytes()).await;
+            }
+        };
+        let stdout = child.stdout.take();
+        let stderr = child.stderr.take();
+        let limit = self.max_output_bytes;
+        let ((), stdout, stderr) = tokio::join!(
+            feed,
+            read_bounded(stdout, limit, false),
+            read_bounded(stderr, STDERR_KEPT, true),
+        );
+        let io = |err: std::io::Error| ChainError::Command(format!("`{program}`: {err}"));
+        let (stdout, too_long) = stdout.map_err(io)?;
+        if too_long {
+            let _ = child.kill().await;
+            return Err(ChainError::Command(format!(
+                "`{program}` printed more than {limit} bytes (limits.max_response_bytes); it was stopped"
+            )));
         }
-        let output = child
-            .wait_with_output()
-            .await
-            .map_err(|err| ChainError::Command(format!("`{program}`: {err}")))?;
+        let (stderr, _) = stderr.map_err(io)?;
+        let status = child.wait().await.map_err(io)?;
+        let output = std::process::Output {
+            status,
+            stdout,
+            stderr,
+        };
         if !output.status.success() {
             let stderr = String::from_utf8_lossy(&output.stderr);
             let tail: Vec<&str> = stderr.lines().rev().take(3).collect();
@@ -254,6 +279,31 @@ impl CommandChain {
             ))
         })
     }
+}
+
+/// Stderr kept for an error message; the rest is read and dropped, so a chatty program
+/// never blocks on a full pipe.
+const STDERR_KEPT: u64 = 64 * 1024;
+
+/// Up to `limit` bytes of `reader`, and whether there were more. With `drain`, what is
+/// beyond the limit is read and dropped; without, reading stops there.
+async fn read_bounded<R: tokio::io::AsyncRead + Unpin>(
+    reader: Option<R>,
+    limit: u64,
+    drain: bool,
+) -> std::io::Result<(Vec<u8>, bool)> {
+    use tokio::io::AsyncReadExt;
+    let Some(mut reader) = reader else {
+        return Ok((Vec::new(), false));
+    };
+    let mut kept = Vec::new();
+    (&mut reader).take(limit).read_to_end(&mut kept).await?;
+    let mut probe = [0u8; 1];
+    let more = reader.read(&mut probe).await? > 0;
+    if more && drain {
+        tokio::io::copy(&mut reader, &mut tokio::io::sink()).await?;
+    }
+    Ok((kept, more))
 }
 
 /// The run's trace with its root span open, and the W3C `traceparent` (sampled) that

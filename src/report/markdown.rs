@@ -83,7 +83,7 @@ pub fn render(report: &SuiteReport) -> String {
     for case in stats.cases.iter().filter(|c| !c.reasons.is_empty()) {
         let _ = writeln!(out, "\n### {}: {}\n", code(&case.id), code(&case.question));
         for reason in &case.reasons {
-            let _ = writeln!(out, "- {}", plain(reason));
+            let _ = writeln!(out, "- {}", code(reason));
         }
         if let Some(run) = &case.example_failure {
             let retrieved: Vec<String> = run
@@ -106,8 +106,9 @@ pub fn render(report: &SuiteReport) -> String {
     out
 }
 
-/// Text from suites, documents and models, shown as an inline code span: in a code span
-/// markdown renders no link, image, emphasis or HTML, and GitHub does not autolink. A
+/// Text from suites, documents and models (and ragprobe's sentences quoting it), shown as
+/// an inline code span: in a code span markdown renders no link, image, emphasis or HTML,
+/// and GitHub does not autolink a bare URL. A
 /// backtick would end the span, a newline the line: both are replaced.
 fn code(text: &str) -> String {
     let clean: String = crate::report::out::printable(text)
@@ -122,27 +123,6 @@ fn code(text: &str) -> String {
         return "(empty)".to_owned();
     }
     format!("`{clean}`")
-}
-
-/// ragprobe's own sentences that quote suite text (reasons), as plain text: every
-/// character markdown could read as syntax is escaped, so no link, image, emphasis or
-/// HTML forms.
-fn plain(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 8);
-    for c in crate::report::out::printable(text).chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '\n' | '\r' => out.push(' '),
-            '\\' | '`' | '*' | '_' | '[' | ']' | '|' | '#' | '~' | '!' => {
-                out.push('\\');
-                out.push(c);
-            }
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 /// [`code`] for a table cell, where `|` would end the cell even inside a code span.
@@ -174,10 +154,6 @@ mod tests {
         assert_eq!(code("a`b\nc"), "`a'b c`");
         assert_eq!(cell("a|b"), "`a\\|b`");
         assert_eq!(code(""), "(empty)");
-        assert_eq!(
-            plain("rule 'a' ![i](x) <b>"),
-            "rule 'a' \\!\\[i\\](x) &lt;b&gt;"
-        );
         let block = fenced("x ```` y");
         assert!(block.starts_with("`````text\n"), "{block}");
         assert!(block.ends_with("\n`````"), "{block}");

@@ -43,9 +43,13 @@ pub enum FolderError {
 /// report already there is removed first — and writes `meta` into it. The lock is held
 /// until the returned guard is dropped.
 pub fn prepare(dir: &Path, meta: &Meta, force: bool) -> Result<FolderLock, FolderError> {
-    // Checked before the lock file is made, so a user's folder is refused untouched, and
-    // again under the lock, for a run that finished in between.
-    check(dir, force)?;
+    // A report folder is locked first, so a live writer is named rather than reported as
+    // "already holds a report". Any other folder is checked before the lock file is made,
+    // so a user's folder is refused untouched; and again under the lock, for a run that
+    // finished in between.
+    if !dir.join(META_FILE).is_file() {
+        check(dir, force)?;
+    }
     let lock = lock::acquire(dir)?;
     check(dir, force)?;
     let io = |source| FolderError::Io {

@@ -82,16 +82,23 @@ pub fn acquire(dir: &Path) -> Result<FolderLock, LockError> {
     })
 }
 
-/// The command line, on one line and shortened: it is shown to whoever finds the lock.
+/// The program and its subcommand (`ragprobe run`), shown to whoever finds the lock. Not
+/// the whole command line: flags may carry credentials (`--otlp http://user:pw@…`), and
+/// the lock file stays in the report folder.
 fn command_line() -> String {
-    let line: String = std::env::args()
+    std::env::args()
+        .take(2)
+        .map(|arg| {
+            let name = std::path::Path::new(&arg)
+                .file_name()
+                .map_or(arg.clone(), |n| n.to_string_lossy().into_owned());
+            name.chars()
+                .filter(|c| !c.is_control())
+                .take(40)
+                .collect::<String>()
+        })
         .collect::<Vec<_>>()
         .join(" ")
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .take(200)
-        .collect();
-    line
 }
 
 #[cfg(test)]

@@ -62,6 +62,13 @@ fn a_second_writer_is_refused_and_a_killed_writer_leaves_no_lock() {
         .expect("first writer starts");
     wait_for_lines(&out.path().join("runs.jsonl"), 5);
 
+    let plain = run_suite(SLOW, out.path(), &[]);
+    assert_eq!(plain.status.code(), Some(2));
+    assert!(
+        text(&plain.stderr).contains(&format!("pid {}", first.id())),
+        "{}",
+        text(&plain.stderr)
+    );
     let second = run_suite(SLOW, out.path(), &["--force"]);
     let stderr = text(&second.stderr);
     assert_eq!(second.status.code(), Some(2), "{stderr}");
@@ -151,66 +158,119 @@ fn suites_with_the_same_slug_get_their_own_folders() {
 // 3 and 4. URL credentials and echoed secrets reach no output.
 #[test]
 fn secrets_echoed_by_a_server_reach_no_file_stream_or_trace() {
-    let server = loopback(&["--echo-auth-401"]);
-    let dir = tempfile::tempdir().expect("tempdir");
-    let key = "sk-live-0123456789abcdef";
+    use base64::Engine;
     let password = "pa55-w0rd-secret";
-    let base = server
-        .url
-        .replacen("http://", &format!("http://probe:{password}@"), 1);
-    let chain = openai_chain(dir.path(), &base, "{retries: 0}");
-    let chain_text = std::fs::read_to_string(&chain).expect("chain");
-    std::fs::write(
-        &chain,
-        chain_text.replace(
-            "model: loopback-chat",
-            "model: loopback-chat\n  api_key_env: PROBE_KEY",
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("probe:{password}"));
+    // (the API key, if any; what must appear nowhere)
+    let cases: [(Option<&str>, Vec<&str>); 3] = [
+        (
+            Some("sk-live-0123456789abcdef"),
+            vec!["sk-live-0123456789abcdef", password],
         ),
-    )
-    .expect("chain with key");
-    let sink = Sink::start(200);
-    let out = tempfile::tempdir().expect("tempdir");
-    let output = ragprobe()
-        .env("PROBE_KEY", key)
-        .args([
-            "run",
-            "suites/databricks/before-fix.yaml",
-            "--runs",
-            "2",
-            "--progress",
-            "lines",
-            "--otlp",
-            &sink.url,
-            "--chain",
-            &chain,
-            "--out",
-        ])
-        .arg(out.path())
-        .output()
-        .expect("ragprobe runs");
-    assert_eq!(output.status.code(), Some(3), "{}", text(&output.stderr));
-    let runs = std::fs::read_to_string(out.path().join("runs.jsonl")).expect("runs");
-    assert!(
-        runs.contains("invalid credentials"),
-        "the 401 is recorded: {runs}"
-    );
-    assert!(runs.contains("[redacted]"), "{runs}");
-    let mut places = all_files(out.path());
-    places.push(("stdout".into(), text(&output.stdout)));
-    places.push(("stderr".into(), text(&output.stderr)));
-    for request in sink.requests() {
-        places.push(("otlp".into(), text(&request.body)));
-    }
-    assert!(places.len() > 8, "{places:?}");
-    for (place, content) in &places {
-        for secret in [key, password] {
-            assert!(!content.contains(secret), "{secret} in {place}");
+        // No key: the client sends the URL's credentials as Basic, which the server echoes.
+        (None, vec![basic.as_str(), password]),
+        // A key the server echoes JSON-escaped.
+        (
+            Some(r#"sk-live-q"uo\te/sl<&>"#),
+            vec![r#"q\"uo"#, r#"q"uo"#, password],
+        ),
+    ];
+    for (key, secrets) in cases {
+        let server = loopback(&["--echo-auth-401"]);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let base = server
+            .url
+            .replacen("http://", &format!("http://probe:{password}@"), 1);
+        let chain = openai_chain(dir.path(), &base, "{retries: 0}");
+        if key.is_some() {
+            let chain_text = std::fs::read_to_string(&chain).expect("chain");
+            std::fs::write(
+                &chain,
+                chain_text.replace(
+                    "model: loopback-chat",
+                    "model: loopback-chat\n  api_key_env: PROBE_KEY",
+                ),
+            )
+            .expect("chain with key");
         }
+        let sink = Sink::start(200);
+        let otlp = sink.url.replacen("http://", "http://otel:otlp-pw-77@", 1);
+        let out = tempfile::tempdir().expect("tempdir");
+        let output = ragprobe()
+            .env("PROBE_KEY", key.unwrap_or_default())
+            .args(["run", "suites/databricks/before-fix.yaml", "--runs", "2"])
+            .args(["--progress", "lines", "--otlp", &otlp])
+            .args(["--otlp-header", "x-api-key=otlp-header-88"])
+            .args(["--chain", &chain, "--out"])
+            .arg(out.path())
+            .output()
+            .expect("ragprobe runs");
+        assert_eq!(output.status.code(), Some(3), "{}", text(&output.stderr));
+        let runs = std::fs::read_to_string(out.path().join("runs.jsonl")).expect("runs");
+        assert!(
+            runs.contains("invalid credentials"),
+            "the 401 is recorded: {runs}"
+        );
+        assert!(runs.contains("[redacted]"), "{runs}");
+        let exported = ragprobe()
+            .arg("export")
+            .arg(out.path())
+            .arg("--out")
+            .arg(out.path().join("export.jsonl"))
+            .output()
+            .expect("export");
+        assert_eq!(exported.status.code(), Some(0));
+        let shown = ragprobe()
+            .arg("show")
+            .arg(out.path())
+            .output()
+            .expect("show");
+        let mut places = all_files(out.path());
+        places.push(("stdout".into(), text(&output.stdout)));
+        places.push(("stderr".into(), text(&output.stderr)));
+        places.push(("show".into(), text(&shown.stdout)));
+        for request in sink.requests() {
+            places.push(("otlp".into(), text(&request.body)));
+        }
+        assert!(places.len() > 10, "{places:?}");
+        for (place, content) in &places {
+            for secret in secrets.iter().chain(&["otlp-pw-77", "otlp-header-88"]) {
+                assert!(!content.contains(secret), "{secret} in {place}");
+            }
+        }
+        let html = std::fs::read_to_string(out.path().join("report.html")).expect("html");
+        assert!(
+            html.contains("http://127.0.0.1"),
+            "the URL is shown, without credentials"
+        );
     }
-    let html = std::fs::read_to_string(out.path().join("report.html")).expect("html");
+}
+
+// 7. A command chain that never stops printing.
+#[test]
+fn a_command_that_never_stops_printing_is_stopped_at_the_cap() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let chain = chain_file(
+        dir.path(),
+        "chain.yaml",
+        "kind: command\ncmd: [sh, -c, 'cat >/dev/null; cat /dev/zero']\n\
+         limits: {max_response_bytes: 1048576}\n",
+    );
+    let out = tempfile::tempdir().expect("tempdir");
+    let output = run_suite(
+        "suites/databricks/after-fix.yaml",
+        out.path(),
+        &["--runs", "2", "--chain", &chain.display().to_string()],
+    );
+    assert_eq!(output.status.code(), Some(3), "{}", text(&output.stderr));
+    let runs = records(out.path());
+    assert_eq!(runs.len(), 4);
+    let errors: Vec<Option<String>> = runs.iter().map(|r| r.error.clone()).collect();
     assert!(
-        html.contains("http://127.0.0.1"),
-        "the URL is shown, without credentials"
+        errors.iter().all(|e| e
+            .as_deref()
+            .is_some_and(|e| e.contains("printed more than 1048576 bytes"))),
+        "{errors:?}"
     );
 }
 
@@ -398,7 +458,7 @@ fn hostile_text_stays_text_in_every_output() {
         dir.path(),
         "s.yaml",
         "name: hostile\nchain:\n  retriever: {kind: memory, corpus: corpus.jsonl, k: 1}\nruns: 2\n\
-         rules:\n  - id: only-databricks\n    retrieved: {every: {docs: databricks}}\n\
+         rules:\n  - id: \"only-databricks https://evil.example/p www.evil.example\"\n    retrieved: {every: {docs: databricks}}\n\
          cases:\n  - id: storage\n    question: \"How are databases stored? ![img](http://evil/x.png) \\uFFFF\"\n",
     );
     let out = dir.path().join("out");
@@ -420,6 +480,12 @@ fn hostile_text_stays_text_in_every_output() {
         markdown.contains("```text\nDatabases are stored"),
         "{markdown}"
     );
+    for line in markdown.lines().filter(|l| l.contains("evil")) {
+        assert!(
+            line.contains('`') || line.starts_with("Databases"),
+            "a URL outside a code span or block: {line}"
+        );
+    }
     let junit = std::fs::read_to_string(out.join("junit.xml")).expect("junit");
     assert!(
         !junit
