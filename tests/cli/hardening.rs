@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::common::servers::{chain_file, loopback, openai_chain};
 use crate::common::sink::Sink;
-use crate::common::{BIN, ragprobe, records, run_suite, text};
+use crate::common::{BIN, ragprobe, records, resume, run_suite, text};
 
 const SLOW: &str = "tests/fixtures/slow.yaml";
 
@@ -74,21 +74,13 @@ fn a_second_writer_is_refused_and_a_killed_writer_leaves_no_lock() {
     assert_eq!(second.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("another ragprobe"), "{stderr}");
     assert!(stderr.contains(&format!("pid {}", first.id())), "{stderr}");
-    let resumed = ragprobe()
-        .args(["run", "--progress", "none", "--resume"])
-        .arg(out.path())
-        .output()
-        .expect("resume runs");
+    let resumed = resume(out.path());
     assert_eq!(resumed.status.code(), Some(2), "{}", text(&resumed.stderr));
 
     // kill -9: the kernel drops the lock; the next resume finishes the plan exactly.
     first.kill().expect("kill");
     first.wait().expect("reaped");
-    let resumed = ragprobe()
-        .args(["run", "--progress", "none", "--resume"])
-        .arg(out.path())
-        .output()
-        .expect("resume runs");
+    let resumed = resume(out.path());
     assert!(
         matches!(resumed.status.code(), Some(0 | 1)),
         "{}",
@@ -142,11 +134,7 @@ fn suites_with_the_same_slug_get_their_own_folders() {
 
     // A folder is never resumed by another suite: rename the suite and resume.
     write(dir.path(), "a.yaml", &suite("Another Bot", "Delta"));
-    let resumed = ragprobe()
-        .args(["run", "--progress", "none", "--resume"])
-        .arg(out.path().join("support-bot"))
-        .output()
-        .expect("resume runs");
+    let resumed = resume(&out.path().join("support-bot"));
     let stderr = text(&resumed.stderr);
     assert_eq!(resumed.status.code(), Some(2), "{stderr}");
     assert!(
@@ -311,11 +299,7 @@ fn a_last_line_torn_inside_a_utf8_character_resumes() {
         + 1;
     std::fs::write(&path, &bytes[..cut]).expect("tear");
     std::fs::remove_file(out.join("summary.json")).expect("remove summary");
-    let resumed = ragprobe()
-        .args(["run", "--progress", "none", "--resume"])
-        .arg(&out)
-        .output()
-        .expect("resume");
+    let resumed = resume(&out);
     assert_eq!(resumed.status.code(), Some(0), "{}", text(&resumed.stderr));
     assert_eq!(records(&out).len(), 4);
     assert!(std::str::from_utf8(&std::fs::read(&path).expect("runs")).is_ok());
@@ -620,11 +604,7 @@ fn a_failure_to_write_results_after_the_runs_keeps_them_and_exits_3() {
     // refuse the write).
     std::fs::remove_file(out.path().join("summary.json")).expect("remove");
     std::fs::create_dir_all(out.path().join("summary.json/blocked")).expect("block");
-    let resumed = ragprobe()
-        .args(["run", "--progress", "none", "--resume"])
-        .arg(out.path())
-        .output()
-        .expect("resume");
+    let resumed = resume(out.path());
     let stderr = text(&resumed.stderr);
     assert_eq!(resumed.status.code(), Some(3), "{stderr}");
     assert!(stderr.contains("summary.json"), "{stderr}");

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::{BIN, records, run_suite, text};
+use crate::common::{BIN, records, resume, run_suite, text};
 
 const SLOW: &str = "tests/fixtures/slow.yaml";
 const PLANNED: usize = 120;
@@ -49,14 +49,6 @@ fn answers(dir: &Path) -> Vec<(String, u32, String)> {
         .collect();
     all.sort();
     all
-}
-
-fn resume(out: &Path) -> std::process::Output {
-    crate::common::ragprobe()
-        .args(["run", "--progress", "none", "--resume"])
-        .arg(out)
-        .output()
-        .expect("ragprobe resumes")
 }
 
 #[test]

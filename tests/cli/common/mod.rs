@@ -29,6 +29,15 @@ pub fn run_suite(suite: &str, out: &Path, extra: &[&str]) -> std::process::Outpu
         .expect("ragprobe runs")
 }
 
+/// Runs `ragprobe run --resume DIR`.
+pub fn resume(out: &Path) -> std::process::Output {
+    ragprobe()
+        .args(["run", "--progress", "none", "--resume"])
+        .arg(out)
+        .output()
+        .expect("ragprobe resumes")
+}
+
 pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
