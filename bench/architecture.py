@@ -19,7 +19,7 @@ ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src")
 # Lowest first. A file in layer N may import layers <= N.
 LAYERS = [
     ("foundation", ["model", "seed", "exit_codes", "rules", "trace", "text", "config",
-                    "redact", "secrets", "limits", "atomic"]),
+                    "redact", "secrets", "limits", "atomic", "invisible"]),
     ("transport", ["backend"]),
     ("chain", ["chain"]),
     ("suite", ["suite"]),

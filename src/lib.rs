@@ -18,6 +18,7 @@ pub mod events;
 pub mod exit_codes;
 pub mod export;
 pub mod import;
+pub mod invisible;
 pub mod model;
 pub mod plan;
 pub mod report;

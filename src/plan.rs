@@ -382,11 +382,10 @@ pub fn fresh(
 /// inside it): the same suite, cases, runs and seed as `meta.json` records.
 pub fn resume(top: &Path, overrides: &Overrides) -> Result<Vec<Plan>, PlanError> {
     overrides.check()?;
-    let dir = top;
     let mut dirs = Vec::new();
-    if dir.join(META_FILE).exists() {
-        dirs.push(dir.to_owned());
-    } else if let Ok(entries) = std::fs::read_dir(dir) {
+    if top.join(META_FILE).exists() {
+        dirs.push(top.to_owned());
+    } else if let Ok(entries) = std::fs::read_dir(top) {
         let mut inner: Vec<PathBuf> = entries
             .filter_map(Result::ok)
             .map(|e| e.path())
@@ -396,7 +395,7 @@ pub fn resume(top: &Path, overrides: &Overrides) -> Result<Vec<Plan>, PlanError>
         dirs.extend(inner);
     }
     if dirs.is_empty() {
-        return Err(PlanError::NotAReport(dir.to_owned()));
+        return Err(PlanError::NotAReport(top.to_owned()));
     }
     let mut plans = Vec::new();
     for dir in dirs {

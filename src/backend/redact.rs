@@ -95,8 +95,9 @@ pub fn remember_url(url: &str) {
 
 fn userinfo(url: &str) -> Option<&str> {
     let (_, rest) = url.split_once("://")?;
-    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
-    authority.rsplit_once('@').map(|(info, _)| info)
+    rest[..authority_end(rest)]
+        .rsplit_once('@')
+        .map(|(info, _)| info)
 }
 
 /// `text` with every remembered secret, and the credentials of every URL in it, replaced
@@ -104,7 +105,7 @@ fn userinfo(url: &str) -> Option<&str> {
 pub fn scrub(text: &str) -> Cow<'_, str> {
     let mut out = Cow::Borrowed(text);
     if text.contains("://") && text.contains('@') {
-        out = Cow::Owned(redact_urls_in(text));
+        out = Cow::Owned(redact_url(text));
     }
     let secrets = SECRETS.lock().unwrap_or_else(PoisonError::into_inner);
     for secret in secrets.iter() {
@@ -123,19 +124,16 @@ pub fn holds_secrets() -> bool {
         .is_empty()
 }
 
-/// Every `scheme://user:password@host` in free text, without the `user:password@`.
-fn redact_urls_in(text: &str) -> String {
+/// `text` (a URL, or free text holding URLs) with the `user:password@` of every
+/// `scheme://user:password@host` removed.
+pub fn redact_url(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(at) = rest.find("://") {
         let (before, after) = rest.split_at(at + 3);
         out.push_str(before);
-        let authority_end = after
-            .find(|c: char| {
-                c == '/' || c == '?' || c == '#' || c.is_whitespace() || c == '"' || c == '\''
-            })
-            .unwrap_or(after.len());
-        match after[..authority_end].rfind('@') {
+        let authority = &after[..authority_end(after)];
+        match authority.rfind('@') {
             Some(at) => rest = &after[at + 1..],
             None => rest = after,
         }
@@ -144,16 +142,12 @@ fn redact_urls_in(text: &str) -> String {
     out
 }
 
-/// A URL without `user:password@`.
-pub fn redact_url(url: &str) -> String {
-    match url.split_once("://") {
-        Some((scheme, rest)) => {
-            let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-            let host = authority.rsplit('@').next().unwrap_or(authority);
-            format!("{scheme}://{host}{path}")
-        }
-        None => url.to_owned(),
-    }
+/// Where the authority (`user:password@host:port`) that starts `after_scheme` ends: at the
+/// path, query or fragment, or where the URL ends in free text.
+fn authority_end(after_scheme: &str) -> usize {
+    after_scheme
+        .find(|c: char| matches!(c, '/' | '?' | '#' | '"' | '\'') || c.is_whitespace())
+        .unwrap_or(after_scheme.len())
 }
 
 /// Server text for an error message: one line, bounded.

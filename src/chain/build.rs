@@ -517,17 +517,13 @@ fn generator(
 ) -> Option<Generator> {
     let llm = config.llm.clone().unwrap_or_default();
     let here = KeyPath::default().key("llm");
-    let most = if llm.kind == LlmKind::Openai {
-        2.0
+    // OpenAI-compatible servers take 0 to 2; the extractive generator any non-negative.
+    let (most, range) = if llm.kind == LlmKind::Openai {
+        (2.0, "0 to 2")
     } else {
-        f64::MAX
+        (f64::MAX, "0 or more")
     };
     if !(llm.temperature.is_finite() && (0.0..=most).contains(&llm.temperature)) {
-        let range = if llm.kind == LlmKind::Openai {
-            "0 to 2"
-        } else {
-            "0 or more"
-        };
         problems.push(source.problem(
             here.clone().key("temperature"),
             format!("temperature {} is out of range: {range}", llm.temperature),

@@ -25,8 +25,7 @@ pub fn printable(text: &str) -> Cow<'_, str> {
 }
 
 fn is_unprintable(c: char) -> bool {
-    (c.is_control() && c != '\n' && c != '\t')
-        || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    c != '\n' && c != '\t' && crate::invisible::is_layout_control(c)
 }
 
 /// Prints `text` on stdout as it is safe to show; with colour on a terminal.

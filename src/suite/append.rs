@@ -126,7 +126,7 @@ pub fn append(
 pub fn one_line(text: &str) -> String {
     text.chars()
         .map(|c| {
-            if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}' | '\u{85}' | '\u{feff}') {
+            if crate::invisible::is_layout_control(c) {
                 ' '
             } else {
                 c

@@ -219,7 +219,8 @@ fn check_id(what: &str, id: &str, here: KeyPath, at: &At<'_>, problems: &mut Vec
         problems.push(at(here, format!("the {what} id is empty")));
     } else if let Some(c) = id
         .chars()
-        .find(|c| c.is_control() || is_invisible_separator(*c))
+        // U+FFFE and U+FFFF too: no XML document (junit.xml) can hold them.
+        .find(|c| crate::invisible::is_layout_control(*c) || matches!(c, '\u{fffe}' | '\u{ffff}'))
     {
         problems.push(
             at(
@@ -233,11 +234,6 @@ fn check_id(what: &str, id: &str, here: KeyPath, at: &At<'_>, problems: &mut Vec
             .hint("ids are one line of visible text: letters, digits, `-`, `_`, spaces"),
         );
     }
-}
-
-/// Line and paragraph separators, and the bidi controls that reorder what is shown.
-fn is_invisible_separator(c: char) -> bool {
-    matches!(c, '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{feff}' | '\u{fffe}' | '\u{ffff}')
 }
 
 /// An answer check must check something, and something that can pass: an empty string
