@@ -502,8 +502,8 @@ pub async fn triage(target: &Target, pipeline: &PipelineChain, runs: u32) -> Tri
 /// Calls the retriever alone with the question as query, `times` times.
 async fn replay(target: &Target, pipeline: &PipelineChain, times: u32) -> Option<Replay> {
     let mut results: Vec<Vec<RetrievedDoc>> = Vec::new();
-    for i in 0..times {
-        let mut trace = TraceBuilder::new(run_seed(target.seed, "replay", i));
+    for _ in 0..times {
+        let mut trace = TraceBuilder::new();
         let root = trace.start("replay", SpanKind::Chain, None);
         if let Ok(docs) = pipeline
             .retriever

@@ -16,7 +16,9 @@ use crate::chain::PreflightError;
 use crate::events::{Event, Reporter};
 use crate::exit_codes::Outcome;
 use crate::model::meta::Meta;
-use crate::model::summary::{SUMMARY_FILE, SuiteReport, SuiteResult, SummaryError, read_summary};
+use crate::model::summary::{
+    SUMMARY_FILE, SuiteReport, SuiteResult, SummaryError, TraceExport, read_summary,
+};
 use crate::plan::Plan;
 use crate::report::files::{self, ReportError};
 use crate::results::{self, ResultsError};
@@ -64,11 +66,13 @@ pub enum SessionError {
 }
 
 /// What [`execute`] did.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Executed {
     /// Runs the plan holds in all (done before and now).
     pub planned_runs: u32,
     pub interrupted: bool,
+    /// With `--otlp`, what became of the traces streamed while running.
+    pub trace_export: Option<TraceExport>,
 }
 
 /// Runs what `plan` still lacks in its folder, until done or until `stop` resolves (then
@@ -162,6 +166,7 @@ pub async fn execute(
     Ok(Executed {
         planned_runs,
         interrupted,
+        trace_export: None,
     })
 }
 
@@ -215,6 +220,7 @@ pub fn finish(
         baseline_cases: baseline_cases.unwrap_or_default(),
         failed,
         stats,
+        trace_export: executed.trace_export,
     };
     let summary = serde_json::to_string_pretty(&report).map_err(|e| SessionError::Write {
         path: dir.join(SUMMARY_FILE),

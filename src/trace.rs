@@ -53,8 +53,10 @@ pub struct Trace {
     pub spans: Vec<Span>,
 }
 
-/// Builds one run's trace. Ids come from the run's own random stream so that a seeded run
-/// is reproducible down to its ids.
+/// Builds one run's trace. Its ids are random for every execution, never derived from the
+/// run's seed: the seed makes a run's answer reproducible, but two executions of the same
+/// run (every CI build of a suite with `seed: 42`) are two traces, and a backend such as
+/// MLflow keeps one trace per id — equal ids would overwrite the earlier build's traces.
 pub struct TraceBuilder {
     trace_id: String,
     rng: fastrand::Rng,
@@ -81,10 +83,18 @@ impl OpenSpan {
     }
 }
 
+impl Default for TraceBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl TraceBuilder {
-    pub fn new(seed: u64) -> Self {
-        let mut rng = fastrand::Rng::with_seed(seed ^ 0x7472_6163_6569_6473);
-        let trace_id = format!("{:016x}{:016x}", rng.u64(..), rng.u64(..));
+    pub fn new() -> Self {
+        // Seeded from the process's entropy-seeded generator: unique across processes and
+        // across the runs of one process.
+        let mut rng = fastrand::Rng::new();
+        let trace_id = format!("{:016x}{:016x}", rng.u64(1..), rng.u64(..));
         TraceBuilder {
             trace_id,
             rng,
@@ -156,9 +166,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ids_are_w3c_shaped_and_seeded() {
-        let build = |seed| {
-            let mut t = TraceBuilder::new(seed);
+    fn ids_are_w3c_shaped_and_unique_per_execution() {
+        let build = |_run: u32| {
+            let mut t = TraceBuilder::new();
             let root = t.start("chain", SpanKind::Chain, None);
             let child = t.start("retrieve", SpanKind::Retriever, Some(&root));
             t.end(child, SpanStatus::Ok);
@@ -167,12 +177,13 @@ mod tests {
         };
         let a = build(7);
         let b = build(7);
-        let c = build(8);
         assert_eq!(a.trace_id.len(), 32);
         assert!(a.trace_id.chars().all(|c| c.is_ascii_hexdigit()));
         assert_eq!(a.spans[0].span_id.len(), 16);
-        assert_eq!(a.trace_id, b.trace_id);
-        assert_ne!(a.trace_id, c.trace_id);
+        assert_ne!(
+            a.trace_id, b.trace_id,
+            "the same run executed twice is two traces"
+        );
         // The root comes first, and the child points at it.
         assert_eq!(a.spans[0].kind, SpanKind::Chain);
         assert_eq!(a.spans[0].parent_span_id, None);

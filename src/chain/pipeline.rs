@@ -249,7 +249,7 @@ impl PipelineChain {
         seed: u64,
         edit: &(dyn Fn(Vec<RetrievedDoc>) -> Vec<RetrievedDoc> + Sync),
     ) -> Result<ChainOutput, ChainFailure> {
-        let mut trace = TraceBuilder::new(seed);
+        let mut trace = TraceBuilder::new();
         let mut root = trace.start("rag-chain", SpanKind::Chain, None);
         root.set("question", question);
 

@@ -165,12 +165,8 @@ impl HttpChain {
         vars: &Map<String, Value>,
         seed: u64,
     ) -> Result<ChainOutput, ChainFailure> {
-        let (trace, mut root, traceparent) = start_trace(
-            seed,
-            "rag-service",
-            question,
-            ("url", redact_url(&self.url)),
-        );
+        let (trace, mut root, traceparent) =
+            start_trace("rag-service", question, ("url", redact_url(&self.url)));
         let outcome = async {
             let (body, headers) = self.render(question, vars, seed, &traceparent)?;
             let headers = crate::backend::client::header_map(&headers)
@@ -206,7 +202,7 @@ impl CommandChain {
         seed: u64,
     ) -> Result<ChainOutput, ChainFailure> {
         let (trace, root, traceparent) =
-            start_trace(seed, "rag-command", question, ("cmd", self.cmd.join(" ")));
+            start_trace("rag-command", question, ("cmd", self.cmd.join(" ")));
         let input = json!({
             "question": question,
             "vars": vars,
@@ -309,12 +305,11 @@ async fn read_bounded<R: tokio::io::AsyncRead + Unpin>(
 /// The run's trace with its root span open, and the W3C `traceparent` (sampled) that
 /// makes the service's spans children of that root.
 fn start_trace(
-    seed: u64,
     name: &str,
     question: &str,
     (key, value): (&str, String),
 ) -> (TraceBuilder, OpenSpan, String) {
-    let mut trace = TraceBuilder::new(seed);
+    let mut trace = TraceBuilder::new();
     let mut root = trace.start(name, SpanKind::Chain, None);
     root.set("question", question);
     root.set(key, value);

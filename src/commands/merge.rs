@@ -27,6 +27,7 @@ pub fn merge(args: MergeArgs) -> Result<Outcome, AppError> {
     let executed = Executed {
         planned_runs,
         interrupted: false,
+        trace_export: None,
     };
     let report = session::finish(&plan, executed, &mut Stages::new(false))?;
     out::print(&render_text(&report, args.quiet));

@@ -114,10 +114,11 @@ async fn run_plan(
     if let Some(streamer) = streamer.as_mut() {
         reporters.push(streamer);
     }
-    let executed = session::execute(plan, &mut reporters, session::stop_signal()).await?;
+    let mut executed = session::execute(plan, &mut reporters, session::stop_signal()).await?;
     drop(reporters);
     if let (Some(streamer), Some((target, _))) = (streamer, otlp) {
         let report = streamer.finish().await;
+        executed.trace_export = Some(report.outcome(target));
         if !args.quiet || report.failed > 0 || report.dropped > 0 {
             out::eprintln(&report.summary(target));
         }

@@ -19,6 +19,7 @@ use crate::backend::redact::redact_url;
 use crate::events::{Event, Reporter};
 use crate::export::otlp::{self, OtlpSpan};
 use crate::export::{json, proto};
+use crate::model::summary::TraceExport;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Protocol {
@@ -49,6 +50,14 @@ pub enum ExportError {
         code: u16,
         body: String,
     },
+    /// A 404, 405 or an HTML page: the URL is a server, but not its OTLP traces endpoint.
+    #[error("{endpoint} is not an OTLP traces endpoint (HTTP {code}{}); try {suggestion}", if *html { ", an HTML page" } else { "" })]
+    NotOtlp {
+        endpoint: String,
+        code: u16,
+        html: bool,
+        suggestion: String,
+    },
     #[error("cannot encode the traces: {0}")]
     Encode(String),
 }
@@ -76,10 +85,13 @@ impl OtlpTarget {
         protocol: Option<&str>,
     ) -> Result<Option<OtlpTarget>, OtlpConfigError> {
         let env = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        // As the OpenTelemetry exporter spec says: the generic variable is a base URL that
+        // gets `/v1/traces`; the traces variable is used as given. `--otlp` takes either:
+        // a URL with no path is a base.
         let endpoint = match endpoint {
-            Some(url) => url.to_owned(),
+            Some(url) => with_traces_path_if_base(url),
             None => match env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") {
-                Some(url) => url,
+                Some(url) => with_traces_path_if_base(&url),
                 None => match env("OTEL_EXPORTER_OTLP_ENDPOINT") {
                     Some(base) => format!("{}/v1/traces", base.trim_end_matches('/')),
                     None => return Ok(None),
@@ -176,6 +188,33 @@ fn percent_decode(text: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// `http://host:4318` and `http://host:4318/` become `http://host:4318/v1/traces`; a URL
+/// with a path is kept.
+pub fn with_traces_path_if_base(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let path_start = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let path = &rest[path_start..];
+    if path.is_empty() || path == "/" {
+        format!("{scheme}://{}/v1/traces", &rest[..path_start])
+    } else {
+        url.to_owned()
+    }
+}
+
+/// Where the traces endpoint of the server at `url` most likely is: its origin and
+/// `/v1/traces` (MLflow, the Collector, Jaeger and Phoenix all serve it there).
+fn suggested_endpoint(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let origin = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+            format!("{scheme}://{origin}/v1/traces")
+        }
+        None => url.to_owned(),
+    }
+}
+
 /// The HTTP client for exports: the shared one, with a 10 s limit per request.
 pub fn client() -> Result<reqwest::Client, ClientError> {
     crate::backend::client::http_client(Some(Duration::from_secs(10)))
@@ -207,8 +246,21 @@ pub async fn post(
         cause: root_cause(&e),
     })?;
     let status = response.status();
-    if status.is_success() {
+    let html = response
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/html"));
+    if status.is_success() && !html {
         return Ok(());
+    }
+    if matches!(status.as_u16(), 404 | 405) || html {
+        return Err(ExportError::NotOtlp {
+            endpoint: redact_url(&target.endpoint),
+            code: status.as_u16(),
+            html,
+            suggestion: redact_url(&suggested_endpoint(&target.endpoint)),
+        });
     }
     let text = response.text().await.unwrap_or_default();
     Err(ExportError::Status {
@@ -228,6 +280,17 @@ pub struct ExportReport {
 }
 
 impl ExportReport {
+    /// What summary.json records of it.
+    pub fn outcome(&self, target: &OtlpTarget) -> TraceExport {
+        TraceExport {
+            endpoint: redact_url(&target.endpoint),
+            sent: self.sent,
+            failed: self.failed,
+            dropped: self.dropped,
+            first_error: self.first_error.clone(),
+        }
+    }
+
     pub fn summary(&self, target: &OtlpTarget) -> String {
         let mut line = format!(
             "otlp: {} traces exported to {}, {} failed, {} dropped",
@@ -369,6 +432,26 @@ mod tests {
             "{described}"
         );
         assert!(described.contains("authorization"));
+    }
+
+    #[test]
+    fn a_base_url_gets_the_traces_path() {
+        assert_eq!(
+            with_traces_path_if_base("http://127.0.0.1:5000"),
+            "http://127.0.0.1:5000/v1/traces"
+        );
+        assert_eq!(
+            with_traces_path_if_base("http://127.0.0.1:5000/"),
+            "http://127.0.0.1:5000/v1/traces"
+        );
+        assert_eq!(
+            with_traces_path_if_base("http://h:4318/custom/traces"),
+            "http://h:4318/custom/traces"
+        );
+        assert_eq!(
+            suggested_endpoint("http://h:5000/api/otel?x=1"),
+            "http://h:5000/v1/traces"
+        );
     }
 
     #[test]

@@ -42,6 +42,28 @@ pub struct SuiteReport {
     #[serde(default)]
     pub failed: Vec<String>,
     pub stats: SuiteStats,
+    /// What became of the traces streamed with `--otlp` (absent without it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_export: Option<TraceExport>,
+}
+
+/// How many of a run's traces reached the OTLP endpoint.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TraceExport {
+    /// The endpoint, without credentials.
+    pub endpoint: String,
+    pub sent: u64,
+    pub failed: u64,
+    pub dropped: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_error: Option<String>,
+}
+
+impl TraceExport {
+    /// Traces were to be sent and none arrived.
+    pub fn all_failed(&self) -> bool {
+        self.sent == 0 && self.failed + self.dropped > 0
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

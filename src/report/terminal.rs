@@ -212,6 +212,19 @@ fn example_run(out: &mut String, run: &RunRecord) {
 }
 
 pub fn result_line(report: &SuiteReport) -> String {
+    let line = verdict_line(report);
+    match &report.trace_export {
+        Some(export) if export.all_failed() => format!(
+            "{line}\nno trace reached {}: all {} failed ({}); the runs and their traces are in runs.jsonl",
+            export.endpoint,
+            export.failed + export.dropped,
+            export.first_error.as_deref().unwrap_or("dropped")
+        ),
+        _ => line,
+    }
+}
+
+fn verdict_line(report: &SuiteReport) -> String {
     let stats = &report.stats;
     let failed = &report.failed;
     let errors = format!(

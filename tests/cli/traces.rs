@@ -28,7 +28,10 @@ fn show_prints_the_failing_run_as_a_tree() {
         tree.contains("4  score 2.1395  {\"docs\":\"aws\"}  ✗ only-databricks-docs"),
         "{tree}"
     );
-    insta::with_settings!({ filters => vec![(r"\d+\.\d+ ms", "[ms]")] }, {
+    insta::with_settings!({ filters => vec![
+        (r"\d+\.\d+ ms", "[ms]"),
+        (r"\b[0-9a-f]{32}\b", "[trace id]"),
+    ] }, {
         insta::assert_snapshot!(tree);
     });
 
