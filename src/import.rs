@@ -241,8 +241,10 @@ pub fn observe(document: &Value, trace_id: Option<&str>) -> Result<Observed, Imp
     let question_keys = [
         "question", "query", "input", "content", "inputs", "messages",
     ];
+    // RetrievalQA answers in `result`, LangServe in `output`, chat models in `content`.
     let answer_keys = [
-        "answer", "output", "content", "text", "outputs", "choices", "message",
+        "answer", "result", "output", "content", "text", "outputs", "choices", "message",
+        "generations",
     ];
     let question = message(root.attributes.get("mlflow.spanInputs"), &question_keys)
         .or_else(|| message(root.attributes.get("input.value"), &question_keys))
@@ -251,6 +253,18 @@ pub fn observe(document: &Value, trace_id: Option<&str>) -> Result<Observed, Imp
         ))?;
     let answer = message(root.attributes.get("mlflow.spanOutputs"), &answer_keys)
         .or_else(|| message(root.attributes.get("output.value"), &answer_keys))
+        .or_else(|| {
+            // The last model call's output, when the root's output holds no answer.
+            spans
+                .iter()
+                .rev()
+                .filter(|s| matches!(kind(s).as_str(), "LLM" | "CHAT_MODEL"))
+                .find_map(|s| {
+                    message(s.attributes.get("mlflow.spanOutputs"), &answer_keys)
+                        .or_else(|| message(s.attributes.get("output.value"), &answer_keys))
+                })
+        })
+        .filter(|a| !a.trim().is_empty())
         .unwrap_or_default();
     let mut documents = Vec::new();
     if let Some(retriever) = spans.iter().find(|s| kind(s) == "RETRIEVER") {
