@@ -88,12 +88,7 @@ struct CaseNumbers {
 
 impl CaseNumbers {
     fn quantile(&self, q: f64) -> f64 {
-        // Nearest rank, as polars' `QuantileMethod::Nearest`: index round((n − 1)·q).
-        if self.durations.is_empty() {
-            return 0.0;
-        }
-        let index = ((self.durations.len() as f64 - 1.0) * q).round() as usize;
-        self.durations[index.min(self.durations.len() - 1)]
+        crate::stats::nearest_rank(&self.durations, q)
     }
 }
 

@@ -179,12 +179,23 @@ pub struct ImportArgs {
     /// A trace file written by MLflow's Trace.to_json()
     #[arg(long, value_name = "FILE", conflicts_with = "mlflow")]
     pub mlflow_json: Option<PathBuf>,
-    /// An MLflow tracking server to fetch the trace from (with --trace-id)
+    /// An MLflow tracking server to fetch traces from, with --trace-id or --filter
+    /// [env: MLFLOW_TRACKING_URI]
     #[arg(long, value_name = "URL")]
     pub mlflow: Option<String>,
     /// Which trace: tr-… for MLflow, or the hex trace id in an OTLP file [default: the first]
     #[arg(long, value_name = "ID")]
     pub trace_id: Option<String>,
+    /// Import every trace of --experiment that this MLflow search filter matches, one case
+    /// per distinct question, e.g. "feedback.`user_feedback` = 'false'" or "tags.flagged = 'yes'"
+    #[arg(long, value_name = "FILTER", conflicts_with_all = ["trace_id", "otlp_json", "mlflow_json", "id"])]
+    pub filter: Option<String>,
+    /// The experiment to search with --filter [env: MLFLOW_EXPERIMENT_NAME, or MLFLOW_EXPERIMENT_ID]
+    #[arg(long, value_name = "NAME", requires = "filter")]
+    pub experiment: Option<String>,
+    /// With --filter: import at most this many traces (the newest first)
+    #[arg(long, value_name = "N", default_value_t = 100, requires = "filter")]
+    pub max_traces: usize,
     /// The chain for a new suite file
     #[arg(long, value_name = "PATH")]
     pub chain: Option<PathBuf>,
@@ -269,14 +280,34 @@ pub struct RunArgs {
     /// How to show progress on stderr
     #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
     pub progress: ProgressMode,
-    /// Gate on a previous report: fail only on rule violations or significant regressions
-    #[arg(long, value_name = "DIR")]
+    /// Gate on a previous report: fail only on rule violations or significant regressions.
+    /// `mlflow:` takes the experiment's last finished run of the suite (with --mlflow)
+    #[arg(long, value_name = "DIR|mlflow:")]
     pub baseline: Option<PathBuf>,
     /// Print how long each stage took (runs, parquet, aggregation, reports) on stderr
     #[arg(long)]
     pub timings: bool,
     #[command(flatten)]
     pub otlp: OtlpArgs,
+    #[command(flatten)]
+    pub mlflow: MlflowArgs,
+}
+
+/// Where results go in MLflow; the MLFLOW_* variables apply when these are unset.
+#[derive(Debug, Args, Clone)]
+pub struct MlflowArgs {
+    /// Log every suite run to this MLflow tracking server: a run with params, metrics and the
+    /// report files, each trace linked to it with its verdicts as assessments
+    /// [env: MLFLOW_TRACKING_URI]
+    #[arg(long, value_name = "URL")]
+    pub mlflow: Option<String>,
+    /// The MLflow experiment, created if missing [env: MLFLOW_EXPERIMENT_NAME, or
+    /// MLFLOW_EXPERIMENT_ID; default: the suite's name]
+    #[arg(long, value_name = "NAME")]
+    pub experiment: Option<String>,
+    /// Log nothing to MLflow, even with MLFLOW_TRACKING_URI set
+    #[arg(long, conflicts_with_all = ["mlflow", "experiment"])]
+    pub no_mlflow: bool,
 }
 
 /// Where traces go; the OTEL_EXPORTER_OTLP_TRACES_* variables apply when these are unset.
@@ -302,6 +333,8 @@ pub struct ExportArgs {
     pub out: Option<PathBuf>,
     #[command(flatten)]
     pub otlp: OtlpArgs,
+    #[command(flatten)]
+    pub mlflow: MlflowArgs,
 }
 
 #[derive(Debug, Args)]

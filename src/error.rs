@@ -57,6 +57,12 @@ pub enum AppError {
     /// A suite run stopped short of its reports.
     #[error(transparent)]
     Session(#[from] SessionError),
+    /// The MLflow flags or `MLFLOW_*` variables cannot be used.
+    #[error(transparent)]
+    MlflowConfig(#[from] crate::mlflow::target::MlflowConfigError),
+    /// MLflow did not take what was sent.
+    #[error(transparent)]
+    Mlflow(#[from] crate::mlflow::publish::PublishError),
     /// The HTTP client could not be set up.
     #[error(transparent)]
     Client(#[from] ClientError),
@@ -81,6 +87,7 @@ impl AppError {
             | AppError::Usage(_)
             | AppError::NotAReport { .. }
             | AppError::Otlp(_)
+            | AppError::MlflowConfig(_)
             | AppError::Client(_)
             | AppError::Plan(_)
             | AppError::Discover(_)
@@ -90,6 +97,7 @@ impl AppError {
             | AppError::Io { .. } => exit_codes::CONFIG_ERROR,
             AppError::Session(SessionError::Preflight { .. })
             | AppError::Unreachable(_)
+            | AppError::Mlflow(_)
             | AppError::Unavailable(_) => exit_codes::INFRASTRUCTURE,
             // Runs may have been made and recorded: not "nothing was run".
             AppError::Session(
@@ -98,11 +106,9 @@ impl AppError {
                 | SessionError::Aggregate { .. }
                 | SessionError::Report(_),
             ) => exit_codes::INFRASTRUCTURE,
-            AppError::Session(
-                SessionError::ForeignFolder { .. }
-                | SessionError::Read { .. }
-                | SessionError::Baseline(_),
-            ) => exit_codes::CONFIG_ERROR,
+            AppError::Session(SessionError::ForeignFolder { .. } | SessionError::Read { .. }) => {
+                exit_codes::CONFIG_ERROR
+            }
         }
     }
 

@@ -66,7 +66,10 @@ Exit codes:
   1    checks failed (a case below its pass rate, or an error rule above its allowed rate)
   2    usage or configuration error (nothing was run)
   3    the chain could not be evaluated (errors over the allowed rate), or the results
-       could not be written (runs already recorded are kept; --resume finishes them)
+       could not be written (runs already recorded are kept; --resume finishes them),
+       or MLflow (--mlflow) could not be reached before the runs or did not take the
+       results after them (the report folder has them all: `ragprobe export DIR --mlflow
+       URL` publishes them later)
   130  interrupted; finished runs are saved, `ragprobe run --resume DIR` completes them";
 
 pub const VALIDATE_HELP: &str = "\
@@ -87,9 +90,10 @@ Exit codes:
 
 pub const EXPORT_HELP: &str = "\
 Exit codes:
-  0    every trace was exported
+  0    every trace was exported (with --mlflow: the report is published)
   2    usage or configuration error (nothing was sent)
-  3    some traces could not be sent (the endpoint refused or did not answer)";
+  3    some traces could not be sent (the endpoint refused or did not answer), or MLflow
+       did not take the report (publishing again later adds nothing twice)";
 
 pub const MERGE_HELP: &str = "\
 Exit codes:

@@ -243,7 +243,14 @@ pub fn observe(document: &Value, trace_id: Option<&str>) -> Result<Observed, Imp
     ];
     // RetrievalQA answers in `result`, LangServe in `output`, chat models in `content`.
     let answer_keys = [
-        "answer", "result", "output", "content", "text", "outputs", "choices", "message",
+        "answer",
+        "result",
+        "output",
+        "content",
+        "text",
+        "outputs",
+        "choices",
+        "message",
         "generations",
     ];
     let question = message(root.attributes.get("mlflow.spanInputs"), &question_keys)
@@ -312,4 +319,84 @@ pub fn observe(document: &Value, trace_id: Option<&str>) -> Result<Observed, Imp
         answer,
         documents,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// An MLflow `to_json` trace: a root span with `inputs`/`outputs` and, optionally, a
+    /// child LLM span with its own output.
+    fn trace(inputs: Value, outputs: Value, llm_output: Option<Value>) -> Value {
+        let encode = |v: &Value| Value::String(v.to_string());
+        let mut spans = vec![json!({
+            "span_id": "r", "name": "RetrievalQA",
+            "attributes": {
+                "mlflow.spanType": encode(&json!("CHAIN")),
+                "mlflow.spanInputs": encode(&inputs),
+                "mlflow.spanOutputs": encode(&outputs),
+            }
+        })];
+        if let Some(output) = llm_output {
+            spans.push(json!({
+                "span_id": "l", "parent_span_id": "r", "name": "ChatOpenAI",
+                "attributes": {
+                    "mlflow.spanType": encode(&json!("CHAT_MODEL")),
+                    "mlflow.spanOutputs": encode(&output),
+                }
+            }));
+        }
+        json!({"info": {"trace_id": "tr-1"}, "data": {"spans": spans}})
+    }
+
+    #[test]
+    fn retrievalqa_answers_in_result() {
+        let observed = observe(
+            &trace(
+                json!({"query": "How much?"}),
+                json!({"query": "How much?", "result": "Use t4g.micro.", "source_documents": []}),
+                None,
+            ),
+            None,
+        )
+        .expect("observed");
+        assert_eq!(observed.question, "How much?");
+        assert_eq!(observed.answer, "Use t4g.micro.");
+    }
+
+    #[test]
+    fn langserve_answers_under_output() {
+        let observed = observe(
+            &trace(
+                json!({"input": {"question": "How much?"}}),
+                json!({"output": {"answer": "It depends.", "context": []}}),
+                None,
+            ),
+            None,
+        )
+        .expect("observed");
+        assert_eq!(observed.question, "How much?");
+        assert_eq!(observed.answer, "It depends.");
+    }
+
+    #[test]
+    fn without_an_answer_at_the_root_the_last_model_call_answers() {
+        let observed = observe(
+            &trace(
+                json!({"query": "How much?"}),
+                json!({"query": "How much?", "source_documents": []}),
+                Some(json!({"content": "From the model."})),
+            ),
+            None,
+        )
+        .expect("observed");
+        assert_eq!(observed.answer, "From the model.");
+        let observed = observe(
+            &trace(json!({"query": "q"}), json!({"result": "  "}), None),
+            None,
+        )
+        .expect("observed");
+        assert_eq!(observed.answer, "", "a blank answer is no answer");
+    }
 }

@@ -31,8 +31,8 @@ pub struct Plan {
     pub concurrency: usize,
     pub timeout: Duration,
     pub out_dir: PathBuf,
-    /// The report folder to gate against, with `--baseline`.
-    pub baseline: Option<PathBuf>,
+    /// What to gate against, with `--baseline`.
+    pub baseline: Option<crate::model::summary::Baseline>,
     /// Only this share of the cases × runs (`--shard k/n`).
     pub shard: Option<Shard>,
     /// Worth saying before the runs start (a resumed suite's files changed).
@@ -537,7 +537,10 @@ fn case_indices(suite: &Suite, ids: &[String]) -> Result<Vec<usize>, String> {
 /// The folder holding this suite's baseline summary: `dir` itself, or `dir/<slug>` when
 /// the baseline is a multi-suite report. Read once here, so a broken baseline stops the
 /// command before any run.
-fn baseline_for(dir: Option<&Path>, slug: &str) -> Result<Option<PathBuf>, PlanError> {
+fn baseline_for(
+    dir: Option<&Path>,
+    slug: &str,
+) -> Result<Option<crate::model::summary::Baseline>, PlanError> {
     let Some(dir) = dir else {
         return Ok(None);
     };
@@ -548,8 +551,11 @@ fn baseline_for(dir: Option<&Path>, slug: &str) -> Result<Option<PathBuf>, PlanE
             dir: dir.to_owned(),
             slug: slug.to_owned(),
         })?;
-    read_summary(&found).map_err(PlanError::Baseline)?;
-    Ok(Some(found))
+    let summary = read_summary(&found).map_err(PlanError::Baseline)?;
+    Ok(Some(crate::model::summary::Baseline {
+        label: found.display().to_string(),
+        summary,
+    }))
 }
 
 /// `20261127-171620`, in UTC, for report folder names.

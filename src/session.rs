@@ -16,9 +16,7 @@ use crate::chain::PreflightError;
 use crate::events::{Event, Reporter};
 use crate::exit_codes::Outcome;
 use crate::model::meta::Meta;
-use crate::model::summary::{
-    SUMMARY_FILE, SuiteReport, SuiteResult, SummaryError, TraceExport, read_summary,
-};
+use crate::model::summary::{SUMMARY_FILE, SuiteReport, SuiteResult, TraceExport};
 use crate::plan::Plan;
 use crate::report::files::{self, ReportError};
 use crate::results::{self, ResultsError};
@@ -53,8 +51,6 @@ pub enum SessionError {
         #[source]
         source: ResultsError,
     },
-    #[error("--baseline")]
-    Baseline(#[source] SummaryError),
     #[error("cannot write {}", path.display())]
     Write {
         path: PathBuf,
@@ -187,13 +183,10 @@ pub fn finish(
     let stats =
         aggregate(&plan.suite, &plan.case_ids_with_runs(), dir).map_err(failed_to_aggregate)?;
     stages.done("aggregation (polars)");
-    let baseline_cases = match &plan.baseline {
-        Some(baseline_dir) => {
-            let before = read_summary(baseline_dir).map_err(SessionError::Baseline)?;
-            Some(baseline::compare(&before, &stats, &plan.suite))
-        }
-        None => None,
-    };
+    let baseline_cases = plan
+        .baseline
+        .as_ref()
+        .map(|before| baseline::compare(&before.summary, &stats, &plan.suite));
     let failed = baseline::failing_cases(&stats, baseline_cases.as_deref());
     let result = if executed.interrupted {
         SuiteResult::Interrupted
@@ -216,7 +209,7 @@ pub fn finish(
         planned_runs: executed.planned_runs,
         result,
         exit_code: Outcome::from(result).code(),
-        baseline: plan.baseline.clone(),
+        baseline: plan.baseline.as_ref().map(|b| b.label.clone()),
         baseline_cases: baseline_cases.unwrap_or_default(),
         failed,
         stats,

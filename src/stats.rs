@@ -13,6 +13,16 @@ pub fn ratio(part: u32, whole: u32) -> f64 {
     }
 }
 
+/// The `q` quantile of sorted values by nearest rank, as polars' `QuantileMethod::Nearest`:
+/// index round((n − 1)·q); 0 for no values.
+pub fn nearest_rank(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let index = ((sorted.len() as f64 - 1.0) * q).round() as usize;
+    sorted[index.min(sorted.len() - 1)]
+}
+
 pub fn percent(rate: f64) -> String {
     let p = rate * 100.0;
     if (p - p.round()).abs() < 1e-9 {

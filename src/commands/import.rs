@@ -3,18 +3,26 @@
 
 use serde_json::Value;
 
+use std::collections::HashSet;
+
 use crate::backend::redact::redact_url;
 use crate::cli::ImportArgs;
 use crate::commands::common::runtime;
 use crate::error::AppError;
 use crate::exit_codes::Outcome;
-use crate::export::send;
 use crate::import::{Observed, observe, read_trace_file};
+use crate::mlflow::client::{Mlflow, MlflowError};
+use crate::mlflow::publish;
+use crate::mlflow::target::{ExperimentRef, MlflowTarget};
 use crate::report::out;
+use crate::report::text::count;
 use crate::suite::append::{AnswerExpectation, NewCase, append};
-use crate::suite::schema::{AnswerCheck, OneOrMany};
+use crate::suite::schema::{AnswerCheck, OneOrMany, SuiteSpec};
 
 pub fn import(args: ImportArgs) -> Result<Outcome, AppError> {
+    if let Some(filter) = &args.filter {
+        return import_matching(&args, filter);
+    }
     let (document, source) = read_source(&args)?;
     let observed = observe(&document, args.trace_id.as_deref())
         .map_err(|e| AppError::Usage(format!("{source}: {e}")))?;
@@ -102,49 +110,144 @@ fn read_source(args: &ImportArgs) -> Result<(Value, String), AppError> {
             format!("MLflow trace file {}", path.display()),
         ));
     }
-    let Some(server) = &args.mlflow else {
+    let Some(target) = MlflowTarget::resolve(args.mlflow.as_deref(), None, false)? else {
         return Err(AppError::Usage(
-            "give one of --otlp-json FILE, --mlflow-json FILE or --mlflow URL --trace-id tr-…"
+            "give one of --otlp-json FILE, --mlflow-json FILE or --mlflow URL (or MLFLOW_TRACKING_URI) with --trace-id tr-… or --filter"
                 .into(),
         ));
     };
     let Some(trace_id) = &args.trace_id else {
-        return Err(AppError::Usage("--mlflow needs --trace-id tr-…".into()));
+        return Err(AppError::Usage(
+            "--mlflow needs --trace-id tr-… (one trace) or --filter FILTER (every trace it matches)".into(),
+        ));
     };
-    let url = format!(
-        "{}/api/3.0/mlflow/traces/get?trace_id={trace_id}",
-        server.trim_end_matches('/')
-    );
-    let client = send::client()?;
-    let document = runtime()?.block_on(async {
-        let response = client.get(&url).send().await.map_err(|e| {
-            AppError::Unavailable(format!(
-                "cannot reach the MLflow server at {}: {}",
-                redact_url(server),
-                crate::backend::client::root_cause(&e)
-            ))
-        })?;
-        let status = response.status();
-        let body = response.text().await.unwrap_or_default();
-        if status == reqwest::StatusCode::NOT_FOUND {
-            return Err(AppError::Usage(format!(
-                "no such trace `{trace_id}` at {}",
-                redact_url(server)
-            )));
-        }
-        if !status.is_success() {
-            let excerpt: String = body.chars().take(300).collect();
-            return Err(AppError::Usage(format!(
-                "MLflow answered HTTP {status}: {excerpt}"
-            )));
-        }
-        serde_json::from_str::<Value>(&body)
-            .map_err(|e| AppError::Usage(format!("MLflow's answer is not JSON: {e}")))
-    })?;
+    let mlflow = Mlflow::new(&target.tracking_uri, target.auth.clone())?;
+    let document = runtime()?.block_on(fetch_trace(&mlflow, trace_id))?;
     Ok((
         document,
-        format!("MLflow trace {trace_id} at {}", redact_url(server)),
+        format!("MLflow trace {trace_id} at {}", redact_url(mlflow.base())),
     ))
+}
+
+/// One trace with its spans, as `traces/get` returns it.
+async fn fetch_trace(mlflow: &Mlflow, trace_id: &str) -> Result<Value, AppError> {
+    let path = format!(
+        "/api/3.0/mlflow/traces/get?trace_id={}",
+        publish::query_value(trace_id)
+    );
+    mlflow.get(&path, "traces/get").await.map_err(|e| match e {
+        e if e.is_not_found() => AppError::Usage(format!(
+            "no such trace `{trace_id}` at {}",
+            redact_url(mlflow.base())
+        )),
+        MlflowError::Unreachable { .. } => AppError::Unavailable(e.to_string()),
+        e => AppError::Usage(e.to_string()),
+    })
+}
+
+/// `--filter`: every trace of the experiment the filter matches (newest first, at most
+/// `--max-traces`), one case per question not already in the suite.
+fn import_matching(args: &ImportArgs, filter: &str) -> Result<Outcome, AppError> {
+    let Some(target) =
+        MlflowTarget::resolve(args.mlflow.as_deref(), args.experiment.as_deref(), false)?
+    else {
+        return Err(AppError::Usage(
+            "--filter searches an MLflow server: give --mlflow URL (or set MLFLOW_TRACKING_URI)"
+                .into(),
+        ));
+    };
+    if target.experiment == ExperimentRef::SuiteName {
+        return Err(AppError::Usage(
+            "--filter needs the experiment to search: --experiment NAME (or MLFLOW_EXPERIMENT_NAME / MLFLOW_EXPERIMENT_ID)".into(),
+        ));
+    }
+    let mlflow = Mlflow::new(&target.tracking_uri, target.auth.clone())?;
+    let server = redact_url(mlflow.base());
+    let unavailable = |e: MlflowError| match e {
+        MlflowError::Unreachable { .. } => AppError::Unavailable(e.to_string()),
+        e => AppError::Usage(e.to_string()),
+    };
+    let mut questions: HashSet<String> = existing_questions(&args.suite);
+    let mut imported = Vec::new();
+    let mut duplicates = 0;
+    let mut unreadable: Vec<String> = Vec::new();
+    let runtime = runtime()?;
+    let (experiment_name, infos) = runtime.block_on(async {
+        let (id, name) = publish::experiment(&mlflow, &target.experiment, false)
+            .await
+            .map_err(unavailable)?;
+        let infos = publish::search_traces(&mlflow, &id, filter, args.max_traces)
+            .await
+            .map_err(unavailable)?;
+        Ok::<_, AppError>((name, infos))
+    })?;
+    for info in &infos {
+        let Some(trace_id) = info["trace_id"].as_str() else {
+            continue;
+        };
+        let document = runtime.block_on(fetch_trace(&mlflow, trace_id))?;
+        let observed = match observe(&document, Some(trace_id)) {
+            Ok(observed) => observed,
+            Err(e) => {
+                unreadable.push(format!("{trace_id}: {e}"));
+                continue;
+            }
+        };
+        if !questions.insert(question_key(&observed.question)) {
+            duplicates += 1;
+            continue;
+        }
+        let source = format!("MLflow trace {trace_id} at {server} (filter {filter})");
+        let (comments, case) = draft(&observed, &source, None);
+        imported.push(append(&args.suite, args.chain.as_deref(), &comments, case)?);
+    }
+    out::println(&format!(
+        "{} of experiment `{experiment_name}` matched; imported {} into {}{}",
+        count(infos.len() as u64, "trace"),
+        count(imported.len() as u64, "case"),
+        args.suite.display(),
+        if duplicates > 0 {
+            format!(
+                " ({} skipped: a question already in the suite or imported)",
+                count(duplicates as u64, "trace")
+            )
+        } else {
+            String::new()
+        }
+    ));
+    for problem in &unreadable {
+        out::eprintln(&format!("warning: not imported: {problem}"));
+    }
+    if !imported.is_empty() {
+        out::println(&format!(
+            "edit their expectation drafts, then: ragprobe run {} --filter tag:imported",
+            args.suite.display()
+        ));
+    }
+    Ok(Outcome::Ok)
+}
+
+/// Questions compared without case, surrounding space or repeated spaces.
+fn question_key(question: &str) -> String {
+    question
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_lowercase()
+}
+
+/// The questions of the suite file's cases, if it exists and parses.
+fn existing_questions(path: &std::path::Path) -> HashSet<String> {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|text| serde_yaml::from_str::<SuiteSpec>(&text).ok())
+        .map(|spec| {
+            spec.cases
+                .iter()
+                .map(|c| question_key(&c.question))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// `imported-` and the first hex digits of the trace id.

@@ -8,6 +8,11 @@ use crate::error::AppError;
 use crate::events::Reporter;
 use crate::exit_codes::Outcome;
 use crate::export::send::{self, OtlpTarget, TraceStreamer};
+use crate::mlflow::assessments;
+use crate::mlflow::client::Mlflow;
+use crate::mlflow::publish;
+use crate::mlflow::target::MlflowTarget;
+use crate::model::summary::Baseline;
 use crate::model::summary::{SuiteReport, SuiteResult};
 use crate::plan::{self, Overrides, Plan, Selection};
 use crate::report::out;
@@ -20,13 +25,35 @@ use crate::store::lock::FolderLock;
 use crate::suite::discover::suite_files;
 use crate::suite::load::load_all;
 
+/// `--baseline mlflow:`: the experiment's last finished run of the suite.
+pub const MLFLOW_BASELINE: &str = "mlflow:";
+
 pub fn run(args: RunArgs) -> Result<Outcome, AppError> {
-    let otlp = OtlpTarget::resolve(
+    let mlflow_target = MlflowTarget::resolve(
+        args.mlflow.mlflow.as_deref(),
+        args.mlflow.experiment.as_deref(),
+        args.mlflow.no_mlflow,
+    )?;
+    let baseline_from_mlflow =
+        args.baseline.as_deref() == Some(std::path::Path::new(MLFLOW_BASELINE));
+    if baseline_from_mlflow && mlflow_target.is_none() {
+        return Err(AppError::Usage(
+            "--baseline mlflow: needs an MLflow server: --mlflow URL or MLFLOW_TRACKING_URI".into(),
+        ));
+    }
+    let mut otlp = OtlpTarget::resolve(
         args.otlp.otlp.as_deref(),
         &args.otlp.otlp_headers,
         args.otlp.otlp_protocol.as_deref(),
     )?;
-    let (plans, _locks) = resolve(&args)?;
+    if let (Some(_), Some(other)) = (&mlflow_target, &otlp) {
+        out::eprintln(&format!(
+            "warning: traces go to the MLflow server; the OTLP endpoint {} is not used (`ragprobe export DIR --otlp …` sends a report's traces there too)",
+            other.describe()
+        ));
+        otlp = None;
+    }
+    let (plans, _locks) = resolve(&args, baseline_from_mlflow)?;
     for plan in &plans {
         for warning in &plan.warnings {
             out::eprintln(&format!("warning: {warning}"));
@@ -34,10 +61,25 @@ pub fn run(args: RunArgs) -> Result<Outcome, AppError> {
     }
     let runtime = runtime()?;
     let client = otlp.as_ref().map(|_| send::client()).transpose()?;
+    let mlflow = mlflow_target
+        .map(|target| {
+            Mlflow::new(&target.tracking_uri, target.auth.clone()).map(|client| MlflowLog {
+                target,
+                client,
+                baseline: baseline_from_mlflow,
+            })
+        })
+        .transpose()?;
     let mut reports: Vec<SuiteReport> = Vec::new();
-    for plan in plans {
-        let report =
-            runtime.block_on(run_plan(&plan, &args, otlp.as_ref().zip(client.as_ref())))?;
+    let mut unpublished = false;
+    for mut plan in plans {
+        let (report, published) = runtime.block_on(run_plan(
+            &mut plan,
+            &args,
+            otlp.as_ref().zip(client.as_ref()),
+            mlflow.as_ref(),
+        ))?;
+        unpublished |= !published;
         if args.format == Format::Text {
             if !reports.is_empty() && !args.quiet {
                 out::println("");
@@ -50,7 +92,14 @@ pub fn run(args: RunArgs) -> Result<Outcome, AppError> {
             break;
         }
     }
-    let outcome = Outcome::worst(reports.iter().map(|r| Outcome::from(r.result)));
+    // A suite whose results did not all reach MLflow has not done what was asked: exit 3
+    // (infrastructure outranks failed checks, as for a chain that could not be evaluated).
+    let outcome = Outcome::worst(
+        reports
+            .iter()
+            .map(|r| Outcome::from(r.result))
+            .chain(unpublished.then_some(Outcome::Infrastructure)),
+    );
     if args.format == Format::Json {
         let document = serde_json::json!({ "suites": reports, "exit_code": outcome.code() });
         out::print_data(&serde_json::to_string_pretty(&document).unwrap_or_default());
@@ -60,14 +109,18 @@ pub fn run(args: RunArgs) -> Result<Outcome, AppError> {
 
 /// Raw flags and suite files into plans, with their folders locked for this process and
 /// prepared for fresh runs.
-fn resolve(args: &RunArgs) -> Result<(Vec<Plan>, Vec<FolderLock>), AppError> {
+fn resolve(
+    args: &RunArgs,
+    baseline_from_mlflow: bool,
+) -> Result<(Vec<Plan>, Vec<FolderLock>), AppError> {
     let overrides = Overrides {
         runs: args.runs,
         seed: args.seed,
         concurrency: args.concurrency,
         timeout_ms: args.timeout_ms,
         shard: args.shard,
-        baseline: args.baseline.clone(),
+        // Taken from MLflow once the experiment is known (in `run_plan`).
+        baseline: args.baseline.clone().filter(|_| !baseline_from_mlflow),
     };
     if let Some(dir) = &args.resume {
         let plans = plan::resume(dir, &overrides)?;
@@ -96,13 +149,61 @@ fn resolve(args: &RunArgs) -> Result<(Vec<Plan>, Vec<FolderLock>), AppError> {
     Ok((plans, locks))
 }
 
+/// MLflow logging for a `run`: where, and whether the baseline comes from there.
+struct MlflowLog {
+    target: MlflowTarget,
+    client: Mlflow,
+    baseline: bool,
+}
+
+/// Runs one plan to its reports; with MLflow, the MLflow run is made (or reopened) before
+/// the first run and published after the reports are written. Returns the report and
+/// whether everything asked of MLflow was done.
 async fn run_plan(
-    plan: &Plan,
+    plan: &mut Plan,
     args: &RunArgs,
     otlp: Option<(&OtlpTarget, &reqwest::Client)>,
-) -> Result<SuiteReport, AppError> {
+    mlflow: Option<&MlflowLog>,
+) -> Result<(SuiteReport, bool), AppError> {
     let mut stages = Stages::new(args.timings);
-    let dir = &plan.out_dir;
+    let dir = plan.out_dir.clone();
+    let dir = &dir;
+    let mut mlflow_run = None;
+    let mut mlflow_otlp = None;
+    if let Some(log) = mlflow {
+        let suite = plan.suite.spec.name.clone();
+        let run = publish::begin(
+            &log.client,
+            &log.target.experiment_for(&suite),
+            dir,
+            &plan.meta(),
+        )
+        .await?;
+        if !args.quiet {
+            out::eprintln(&format!(
+                "mlflow: logging to run {} in experiment `{}`",
+                run.url, run.experiment_name
+            ));
+        }
+        if log.baseline {
+            match publish::last_summary(&log.client, &run.experiment_id, &suite, &run.run_id)
+                .await?
+            {
+                Some((label, summary)) => plan.baseline = Some(Baseline { label, summary }),
+                None => out::eprintln(&format!(
+                    "warning: --baseline mlflow: experiment `{}` has no finished run of suite `{suite}` yet: the gate is the suite's thresholds",
+                    run.experiment_name
+                )),
+            }
+        }
+        // Traces stream into the run only under their own ids; elsewhere `publish` sends
+        // them with ids of that experiment.
+        if run.owns_trace_ids() {
+            mlflow_otlp = Some((publish::otlp_target(&log.client, &run), send::client()?));
+        }
+        mlflow_run = Some(run);
+    }
+    let otlp = otlp.or(mlflow_otlp.as_ref().map(|(t, c)| (t, c)));
     let mut writer = RunWriter::open(dir).map_err(AppError::io(format!(
         "cannot open {}",
         dir.join(crate::store::RUNS_FILE).display()
@@ -130,5 +231,32 @@ async fn run_plan(
         }
     }
     stages.done("runs");
-    Ok(session::finish(plan, executed, &mut stages)?)
+    let report = session::finish(plan, executed, &mut stages)?;
+    let mut published = true;
+    if let (Some(log), Some(run)) = (mlflow, &mlflow_run) {
+        let started = std::time::Instant::now();
+        let checks = assessments::case_checks(&plan.suite);
+        match publish::publish(&log.client, run, dir, &checks).await {
+            Ok(done) => {
+                if !args.quiet {
+                    out::eprintln(&publish::describe(&done, run, started.elapsed()));
+                }
+                if let Some(why) = &done.artifacts_skipped {
+                    out::eprintln(&format!("warning: mlflow: no report files uploaded: {why}"));
+                }
+            }
+            Err(error) => {
+                published = false;
+                out::eprintln(&format!("error: {error}"));
+                out::eprintln(&format!(
+                    "mlflow: {} has every result; `ragprobe export {} --mlflow {}` publishes it when the server answers",
+                    dir.display(),
+                    dir.display(),
+                    run.tracking_uri
+                ));
+            }
+        }
+        stages.done("mlflow");
+    }
+    Ok((report, published))
 }

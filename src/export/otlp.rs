@@ -107,15 +107,26 @@ pub fn verdict_label(record: &RunRecord) -> &'static str {
     }
 }
 
+/// The OTLP trace id (32 hex digits) a record is exported under: its trace's, or for a run
+/// that recorded none, one made of its start time and seed — the same at every export of
+/// the record, never the same for two executions.
+pub fn trace_id(record: &RunRecord) -> String {
+    match &record.trace {
+        Some(trace) => trace.trace_id.clone(),
+        None => format!(
+            "{:016x}{:016x}",
+            record.started_at_ns,
+            record.seed ^ u64::from(record.run)
+        ),
+    }
+}
+
 /// Every span of one run, root first. Records without a trace (a run that timed out
 /// before its chain reported one) get a root span of their own, so the run still shows.
 pub fn spans_for(record: &RunRecord, suite: &str) -> Vec<OtlpSpan> {
     let Some(trace) = &record.trace else {
         let mut root = OtlpSpan {
-            trace_id: format!(
-                "{:032x}",
-                u128::from(record.seed) << 64 | u128::from(record.run)
-            ),
+            trace_id: trace_id(record),
             span_id: format!("{:016x}", record.seed | 1),
             parent_span_id: None,
             name: "rag-chain".into(),

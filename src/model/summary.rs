@@ -31,9 +31,9 @@ pub struct SuiteReport {
     pub planned_runs: u32,
     pub result: SuiteResult,
     pub exit_code: i32,
-    /// The report folder compared against, with `--baseline`.
+    /// What was compared against, with `--baseline`: a report folder, or an MLflow run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub baseline: Option<PathBuf>,
+    pub baseline: Option<String>,
     /// Each case against the baseline, with `--baseline`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub baseline_cases: Vec<BaselineCase>,
@@ -45,6 +45,14 @@ pub struct SuiteReport {
     /// What became of the traces streamed with `--otlp` (absent without it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trace_export: Option<TraceExport>,
+}
+
+/// What a run is gated against: an earlier summary, and where it came from (a report
+/// folder, or an MLflow run).
+#[derive(Debug)]
+pub struct Baseline {
+    pub label: String,
+    pub summary: SuiteReport,
 }
 
 /// How many of a run's traces reached the OTLP endpoint.

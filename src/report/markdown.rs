@@ -29,11 +29,7 @@ pub fn render(report: &SuiteReport) -> String {
         report.exit_code
     );
     if let Some(baseline) = &report.baseline {
-        let _ = writeln!(
-            out,
-            "Compared with the baseline {}:\n",
-            code(&baseline.display().to_string())
-        );
+        let _ = writeln!(out, "Compared with the baseline {}:\n", code(baseline));
         for case in &report.baseline_cases {
             let _ = writeln!(
                 out,

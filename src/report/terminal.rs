@@ -170,7 +170,7 @@ fn baseline(out: &mut String, report: &SuiteReport) {
     let _ = writeln!(
         out,
         "\nagainst baseline {} (one-sided Fisher exact test on run counts)",
-        baseline.display()
+        baseline
     );
     let rows: Vec<Vec<String>> = report
         .baseline_cases

@@ -16,7 +16,23 @@ use serde_json::{Value, json};
 struct Server {
     child: Child,
     base: String,
-    _dir: tempfile::TempDir,
+    dir: Option<tempfile::TempDir>,
+}
+
+impl Server {
+    /// Stops the server (as a crash would: the group is killed) and hands back its data.
+    fn stop(mut self) -> tempfile::TempDir {
+        stop_group(&mut self.child);
+        self.dir.take().expect("data folder")
+    }
+
+    fn port(&self) -> u16 {
+        self.base
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("port")
+    }
 }
 
 impl Drop for Server {
@@ -32,28 +48,41 @@ fn mlflow_binary() -> PathBuf {
 }
 
 fn start() -> Server {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    start_in(dir, port)
+}
+
+/// `mlflow server` on `port` with its database and artifacts in `dir` (so a server can be
+/// stopped and started again on the same data). Artifacts go through the server's proxy,
+/// as `mlflow server` does by default.
+fn start_in(dir: tempfile::TempDir, port: u16) -> Server {
     let binary = mlflow_binary();
     assert!(
         binary.exists(),
         "{} is missing: run bash .ci/run, which installs MLflow into .venv",
         binary.display()
     );
-    let dir = tempfile::tempdir().expect("tempdir");
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
-    let log = std::fs::File::create(dir.path().join("server.log")).expect("log");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.path().join("server.log"))
+        .expect("log");
     let child = spawn_group(
         Command::new(&binary)
             .args(["server", "--host", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--workers", "1"])
             .arg("--backend-store-uri")
             .arg(format!(
                 "sqlite:///{}",
                 dir.path().join("mlflow.db").display()
             ))
-            .arg("--default-artifact-root")
+            .arg("--artifacts-destination")
             .arg(dir.path().join("artifacts"))
+            .arg("--serve-artifacts")
             .stdout(Stdio::null())
             .stderr(log),
     )
@@ -62,7 +91,7 @@ fn start() -> Server {
     let server = Server {
         child,
         base,
-        _dir: dir,
+        dir: Some(dir),
     };
     let deadline = Instant::now() + Duration::from_secs(120);
     while ureq::get(format!("{}/health", server.base)).call().is_err() {
@@ -315,4 +344,356 @@ fn traces_round_trip_through_mlflow() {
             .iter()
             .all(|t| t["tags"]["ragprobe.verdict"] == "passed")
     );
+}
+
+fn get(url: &str) -> Value {
+    ureq::get(url)
+        .call()
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"))
+        .body_mut()
+        .read_json()
+        .expect("JSON")
+}
+
+/// The experiment's id, read back by name.
+fn experiment_id(server: &Server, name: &str) -> String {
+    let found = get(&format!(
+        "{}/api/2.0/mlflow/experiments/get-by-name?experiment_name={}",
+        server.base,
+        name.replace(' ', "%20")
+    ));
+    found["experiment"]["experiment_id"]
+        .as_str()
+        .expect("experiment id")
+        .to_owned()
+}
+
+/// The run a report folder went to, from its mlflow.json.
+fn run_of(dir: &std::path::Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("mlflow.json")).expect("mlflow.json"))
+        .expect("JSON")
+}
+
+fn run_data(server: &Server, run_id: &str) -> Value {
+    get(&format!(
+        "{}/api/2.0/mlflow/runs/get?run_id={run_id}",
+        server.base
+    ))["run"]
+        .clone()
+}
+
+fn pairs(list: &Value) -> std::collections::HashMap<String, Value> {
+    list.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|kv| Some((kv["key"].as_str()?.to_owned(), kv["value"].clone())))
+        .collect()
+}
+
+fn assessment<'a>(trace: &'a Value, name: &str, kind: &str) -> &'a Value {
+    trace["assessments"]
+        .as_array()
+        .and_then(|all| {
+            all.iter()
+                .find(|a| a["assessment_name"] == name && a.get(kind).is_some())
+        })
+        .unwrap_or_else(|| panic!("no {kind} `{name}` on {trace}"))
+}
+
+#[test]
+fn suite_runs_become_mlflow_runs_with_linked_traces_and_assessments() {
+    let server = start();
+    let experiment_name = "support bot CI";
+    // Two CI builds of the same suite, same seed: two runs, twice the traces.
+    let builds: Vec<tempfile::TempDir> = (0..2)
+        .map(|_| {
+            let out = tempfile::tempdir().expect("tempdir");
+            let output = run_suite(
+                "suites/databricks/before-fix.yaml",
+                out.path(),
+                &[
+                    "--runs",
+                    "3",
+                    "--mlflow",
+                    &server.base,
+                    "--experiment",
+                    experiment_name,
+                ],
+            );
+            assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
+            let stderr = text(&output.stderr);
+            assert!(
+                stderr.contains("6 traces linked") && stderr.contains("7 report files"),
+                "{stderr}"
+            );
+            out
+        })
+        .collect();
+    let experiment = experiment_id(&server, experiment_name);
+    let runs: Vec<Value> = builds.iter().map(|b| run_of(b.path())).collect();
+    assert_ne!(runs[0]["run_id"], runs[1]["run_id"]);
+
+    for (build, run) in builds.iter().zip(&runs) {
+        let run_id = run["run_id"].as_str().expect("run id");
+        assert_eq!(run["experiment_id"], experiment.as_str());
+        let data = run_data(&server, run_id);
+        assert_eq!(data["info"]["status"], "FINISHED");
+        let params = pairs(&data["data"]["params"]);
+        assert_eq!(params["suite"], "databricks-support-before-fix");
+        assert_eq!(params["seed"], "42");
+        assert_eq!(params["runs_per_case"], "3");
+        assert_eq!(params["ragprobe_version"], env!("CARGO_PKG_VERSION"));
+        assert!(params["git_commit"].as_str().is_some_and(|c| c.len() == 40));
+        let tags = pairs(&data["data"]["tags"]);
+        assert_eq!(tags["ragprobe.verdict"], "fail");
+        assert_eq!(tags["ragprobe.exit_code"], "1");
+        assert_eq!(tags["ragprobe.failed_cases"], "cost");
+        let metrics = pairs(&data["data"]["metrics"]);
+        assert_eq!(metrics["pass_rate"], 0.5);
+        assert_eq!(metrics["case/cost/pass_rate"], 0.0);
+        assert_eq!(metrics["case/storage/pass_rate"], 1.0);
+        assert_eq!(
+            metrics["case/cost/rule/only-databricks-docs/violation_rate"],
+            1.0
+        );
+        assert_eq!(metrics["rule/only-databricks-docs/violation_rate"], 0.5);
+        assert_eq!(metrics["case/cost/retrieval/recall"], 0.5);
+        assert!(metrics["case/cost/latency_p95_ms"].as_f64().is_some());
+        let artifacts = get(&format!(
+            "{}/api/2.0/mlflow/artifacts/list?run_id={run_id}",
+            server.base
+        ));
+        let mut files: Vec<&str> = artifacts["files"]
+            .as_array()
+            .expect("files")
+            .iter()
+            .filter_map(|f| f["path"].as_str())
+            .collect();
+        files.sort_unstable();
+        assert_eq!(
+            files,
+            [
+                "junit.xml",
+                "meta.json",
+                "report.html",
+                "results.parquet",
+                "runs.jsonl",
+                "summary.json",
+                "summary.md"
+            ]
+        );
+
+        // Every trace of the folder is in the experiment, linked to its run, complete.
+        let linked = search(&server, &experiment, Some(&format!("run_id = '{run_id}'")));
+        let mut linked_ids: Vec<String> = linked
+            .iter()
+            .filter_map(|t| t["trace_id"].as_str().map(str::to_owned))
+            .collect();
+        let mut own: Vec<String> = records(build.path())
+            .iter()
+            .map(|r| format!("tr-{}", r.trace.as_ref().expect("trace").trace_id))
+            .collect();
+        linked_ids.sort();
+        own.sort();
+        assert_eq!(linked_ids, own);
+        assert!(linked.iter().all(|t| t["state"] == "OK"));
+
+        // A failing run's verdicts, as assessments on its trace.
+        let stored = records(build.path());
+        let cost = stored.iter().find(|r| r.case == "cost").expect("cost run");
+        let trace_id = format!("tr-{}", cost.trace.as_ref().expect("trace").trace_id);
+        let trace = linked
+            .iter()
+            .find(|t| t["trace_id"] == trace_id.as_str())
+            .expect("cost trace");
+        let passed = assessment(trace, "passed", "feedback");
+        assert_eq!(passed["feedback"]["value"], false);
+        assert_eq!(passed["source"]["source_type"], "CODE");
+        assert_eq!(passed["source"]["source_id"], "ragprobe");
+        let rule = assessment(trace, "only-databricks-docs", "feedback");
+        assert_eq!(rule["feedback"]["value"], false);
+        assert!(
+            rule["rationale"]
+                .as_str()
+                .is_some_and(|r| r.contains("offending documents: 4")),
+            "{rule}"
+        );
+        let sources = assessment(trace, "expect.sources", "feedback");
+        assert_eq!(sources["feedback"]["value"], false);
+        assert!(
+            sources["rationale"]
+                .as_str()
+                .is_some_and(|r| r.contains("missing 3"))
+        );
+        let expected = assessment(trace, "expected_retrieved_context", "expectation");
+        assert_eq!(
+            expected["expectation"]["serialized_value"]["value"]
+                .as_str()
+                .map(|v| serde_json::from_str::<Value>(v).expect("JSON")),
+            Some(json!([{"doc_uri": "2"}, {"doc_uri": "3"}])),
+            "{expected}"
+        );
+        assert_eq!(
+            search(
+                &server,
+                &experiment,
+                Some(&format!(
+                    "run_id = '{run_id}' AND feedback.`passed` = 'false'"
+                ))
+            )
+            .len(),
+            3,
+            "the three cost runs fail"
+        );
+    }
+    assert_eq!(search(&server, &experiment, None).len(), 12);
+
+    // Publishing a folder again adds nothing twice.
+    let output = crate::common::ragprobe()
+        .arg("export")
+        .arg(builds[0].path())
+        .args(["--mlflow", &server.base, "--experiment", experiment_name])
+        .output()
+        .expect("export runs");
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains("(0 sent now), 0 assessments"), "{stderr}");
+    assert_eq!(search(&server, &experiment, None).len(), 12);
+
+    // The next build gates on the last one, taken from MLflow.
+    let third = tempfile::tempdir().expect("tempdir");
+    let output = run_suite(
+        "suites/databricks/before-fix.yaml",
+        third.path(),
+        &[
+            "--runs",
+            "3",
+            "--mlflow",
+            &server.base,
+            "--experiment",
+            experiment_name,
+            "--baseline",
+            "mlflow:",
+        ],
+    );
+    let stdout = text(&output.stdout);
+    let last = runs[1]["run_id"].as_str().expect("run id");
+    assert!(
+        stdout.contains(&format!("against baseline mlflow run {last}")),
+        "{stdout}"
+    );
+
+    // Production feedback back into cases: every trace a filter matches, one case per question.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let suite = dir.path().join("regressions.yaml");
+    let output = crate::common::ragprobe()
+        .args([
+            "import",
+            "--mlflow",
+            &server.base,
+            "--experiment",
+            experiment_name,
+        ])
+        .args(["--filter", "feedback.`passed` = 'false'", "--suite"])
+        .arg(&suite)
+        .output()
+        .expect("import runs");
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let stdout = text(&output.stdout);
+    assert!(
+        stdout.contains("9 traces of experiment `support bot CI` matched; imported 1 case"),
+        "{stdout}"
+    );
+    let cases = crate::common::suite_cases(&suite);
+    assert_eq!(cases.len(), 1);
+    assert_eq!(
+        cases[0].question,
+        "How much does it cost to run a database?"
+    );
+}
+
+#[test]
+fn mlflow_down_mid_suite_keeps_every_result_and_publishes_later() {
+    use std::io::{BufRead, BufReader};
+
+    let server = start();
+    let model = crate::common::servers::loopback(&["--latency-ms", "150"]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let chain = crate::common::servers::openai_chain(dir.path(), &model.url, "{}");
+    let out = dir.path().join("report");
+    let mut child = Command::new(crate::common::BIN)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args([
+            "run",
+            "suites/databricks/before-fix.yaml",
+            "--progress",
+            "none",
+        ])
+        .args([
+            "--chain",
+            &chain,
+            "--runs",
+            "6",
+            "-j",
+            "1",
+            "--mlflow",
+            &server.base,
+        ])
+        .arg("--out")
+        .arg(&out)
+        .env_remove("CI")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("ragprobe starts");
+    let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
+    let mut seen = String::new();
+    while !seen.contains("mlflow: logging to run") {
+        let mut line = String::new();
+        assert!(
+            stderr.read_line(&mut line).expect("stderr") > 0,
+            "ragprobe ended early: {seen}"
+        );
+        seen.push_str(&line);
+    }
+    let port = server.port();
+    let data = server.stop();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).expect("stderr");
+    let status = child.wait().expect("ragprobe ends");
+    assert_eq!(status.code(), Some(3), "{seen}{rest}");
+    assert!(rest.contains("error: mlflow:"), "{rest}");
+    assert!(
+        rest.contains("--mlflow"),
+        "names the command that publishes later: {rest}"
+    );
+    // The suite's own results are all there.
+    assert_eq!(records(&out).len(), 12);
+    let summary: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).expect("summary"))
+            .expect("JSON");
+    assert_eq!(summary["result"], "fail");
+    assert!(out.join("report.html").exists());
+
+    // The server is back: the folder is published into the run begun before the crash.
+    let server = start_in(data, port);
+    let output = crate::common::ragprobe()
+        .arg("export")
+        .arg(&out)
+        .args(["--mlflow", &server.base])
+        .output()
+        .expect("export runs");
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let run = run_of(&out);
+    let run_id = run["run_id"].as_str().expect("run id");
+    let data = run_data(&server, run_id);
+    assert_eq!(data["info"]["status"], "FINISHED");
+    let experiment = run["experiment_id"].as_str().expect("experiment");
+    let linked = search(&server, experiment, Some(&format!("run_id = '{run_id}'")));
+    assert_eq!(linked.len(), 12);
+    assert!(linked.iter().all(|t| {
+        t["assessments"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|a| a["assessment_name"] == "passed"))
+    }));
 }

@@ -16,6 +16,15 @@ pub fn ragprobe() -> assert_cmd::Command {
     let mut command = assert_cmd::Command::new(BIN);
     command.current_dir(env!("CARGO_MANIFEST_DIR"));
     command.env_remove("CI");
+    // A developer's own MLflow settings must not send test runs to their server.
+    for name in [
+        "MLFLOW_TRACKING_URI",
+        "MLFLOW_EXPERIMENT_NAME",
+        "MLFLOW_EXPERIMENT_ID",
+        "MLFLOW_TRACKING_TOKEN",
+    ] {
+        command.env_remove(name);
+    }
     command
 }
 

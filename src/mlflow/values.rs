@@ -1,0 +1,262 @@
+//! What a suite run becomes in an MLflow run: params (what was run), metrics (how it went,
+//! per suite and per case) and tags (the verdict). Pure functions of the report, so what
+//! MLflow shows is what summary.json says.
+
+use crate::model::meta::Meta;
+use crate::model::summary::{CaseOutcome, CaseStats, SourceSummary, SuiteReport, SuiteResult};
+use crate::stats::{nearest_rank, ratio};
+
+/// Params, metrics and tags, ready for `runs/log-batch`.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct RunValues {
+    pub params: Vec<(String, String)>,
+    pub metrics: Vec<(String, f64)>,
+    pub tags: Vec<(String, String)>,
+}
+
+/// Metric, param and tag keys MLflow accepts: `^[/\w.\- :]*$`, no empty, leading,
+/// trailing or doubled `/` segment, at most 250 characters. Anything else becomes `_`.
+pub fn key(raw: &str) -> String {
+    let mapped: String = raw
+        .chars()
+        .map(|c| {
+            if c.is_alphanumeric() || matches!(c, '_' | '-' | '.' | ' ' | ':' | '/') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let segments: Vec<String> = mapped
+        .split('/')
+        .map(|s| match s.trim() {
+            "" | "." | ".." => "_".to_owned(),
+            _ => s.to_owned(),
+        })
+        .collect();
+    segments.join("/").chars().take(250).collect()
+}
+
+/// A case's part of a metric key: `case/<id>`.
+fn case_key(case: &CaseStats) -> String {
+    // The id is one segment: a `/` in it would make a folder in MLflow's metric tree.
+    format!("case/{}", key(&case.id.replace('/', "_")))
+}
+
+/// How MLflow's run status reads a suite result: the evaluation finished (whatever its
+/// verdict), failed to finish, or was stopped.
+pub fn run_status(result: SuiteResult) -> &'static str {
+    match result {
+        SuiteResult::Pass | SuiteResult::Fail => "FINISHED",
+        SuiteResult::Error | SuiteResult::Incomplete => "FAILED",
+        SuiteResult::Interrupted => "KILLED",
+    }
+}
+
+/// Everything logged for `report`; `durations` are every run's wall times in ms (for the
+/// suite's latency quantiles), `git_commit` the suite's repository HEAD if any.
+pub fn run_values(
+    report: &SuiteReport,
+    meta: &Meta,
+    durations: &mut [f64],
+    git_commit: Option<&str>,
+) -> RunValues {
+    let mut metrics = Vec::new();
+    let mut metric = |k: String, v: f64| {
+        if v.is_finite() {
+            metrics.push((key(&k), v));
+        }
+    };
+    suite_metrics(report, durations, &mut metric);
+    for case in &report.stats.cases {
+        case_metrics(case, &mut metric);
+    }
+    RunValues {
+        params: params(report, meta, git_commit),
+        metrics,
+        tags: tags(report),
+    }
+}
+
+/// What was run: the suite, its chain and settings, the version and commit.
+fn params(report: &SuiteReport, meta: &Meta, git_commit: Option<&str>) -> Vec<(String, String)> {
+    let mut params = Vec::new();
+    let mut param = |k: &str, v: String| params.push((k.to_owned(), v));
+    param("suite", report.suite.clone());
+    param("suite_file", report.suite_path.display().to_string());
+    param("chain", report.chain.trim().to_owned());
+    param("seed", report.seed.to_string());
+    param("runs_per_case", report.runs_per_case.to_string());
+    param("cases", report.stats.cases.len().to_string());
+    param("ragprobe_version", env!("CARGO_PKG_VERSION").to_owned());
+    if let Some(commit) = git_commit {
+        param("git_commit", commit.to_owned());
+    }
+    if let Some(shard) = &meta.shard {
+        param("shard", shard.clone());
+    }
+    if let Some(chain) = &meta.chain_path {
+        param("chain_file", chain.display().to_string());
+    }
+    if let Some(baseline) = &report.baseline {
+        param("baseline", baseline.clone());
+    }
+    params
+}
+
+/// The suite as a whole: every evaluated run counts once; retrieval means are over the
+/// cases that name sources, each case its own mean.
+fn suite_metrics(
+    report: &SuiteReport,
+    durations: &mut [f64],
+    metric: &mut impl FnMut(String, f64),
+) {
+    let stats = &report.stats;
+    let evaluated: u32 = stats.cases.iter().map(|c| c.evaluated).sum();
+    let passed: u32 = stats.cases.iter().map(|c| c.passed).sum();
+    metric("pass_rate".into(), ratio(passed, evaluated));
+    metric("error_rate".into(), stats.error_rate);
+    metric("runs".into(), f64::from(stats.runs));
+    let count =
+        |outcome: CaseOutcome| stats.cases.iter().filter(|c| c.outcome == outcome).count() as f64;
+    metric("cases_passed".into(), count(CaseOutcome::Pass));
+    metric("cases_flaky".into(), count(CaseOutcome::Flaky));
+    metric("cases_failed".into(), count(CaseOutcome::Fail));
+    metric("cases_error".into(), count(CaseOutcome::Error));
+    metric("cases_gate_failed".into(), report.failed.len() as f64);
+    durations.sort_by(f64::total_cmp);
+    if !durations.is_empty() {
+        metric("latency_p50_ms".into(), nearest_rank(durations, 0.5));
+        metric("latency_p95_ms".into(), nearest_rank(durations, 0.95));
+    }
+    // A rule over the suite: its violations over the evaluated runs of the cases it judged.
+    let mut rules: Vec<(String, u32, u32)> = Vec::new();
+    for case in &stats.cases {
+        for rule in &case.rules {
+            match rules.iter_mut().find(|(id, _, _)| *id == rule.id) {
+                Some(entry) => {
+                    entry.1 += rule.violations;
+                    entry.2 += case.evaluated;
+                }
+                None => rules.push((rule.id.clone(), rule.violations, case.evaluated)),
+            }
+        }
+    }
+    for (id, violations, evaluated) in &rules {
+        metric(
+            format!("rule/{}/violation_rate", id.replace('/', "_")),
+            ratio(*violations, *evaluated),
+        );
+    }
+    let with_sources: Vec<&SourceSummary> = stats
+        .cases
+        .iter()
+        .filter_map(|c| c.sources.as_ref())
+        .collect();
+    if !with_sources.is_empty() {
+        let n = with_sources.len() as f64;
+        let mean =
+            |f: fn(&SourceSummary) -> f64| with_sources.iter().map(|s| f(s)).sum::<f64>() / n;
+        retrieval_metrics(
+            "retrieval",
+            &SourceSummary {
+                precision: mean(|s| s.precision),
+                recall: mean(|s| s.recall),
+                hit_rate: mean(|s| s.hit_rate),
+                mrr: mean(|s| s.mrr),
+                ndcg: mean(|s| s.ndcg),
+            },
+            metric,
+        );
+    }
+}
+
+fn case_metrics(case: &CaseStats, metric: &mut impl FnMut(String, f64)) {
+    let prefix = case_key(case);
+    metric(format!("{prefix}/pass_rate"), case.pass_rate);
+    metric(
+        format!("{prefix}/error_rate"),
+        ratio(case.errors, case.runs),
+    );
+    if case.evaluated + case.errors > 0 {
+        metric(format!("{prefix}/latency_p50_ms"), case.latency.p50_ms);
+        metric(format!("{prefix}/latency_p95_ms"), case.latency.p95_ms);
+    }
+    for rule in &case.rules {
+        metric(
+            format!("{prefix}/rule/{}/violation_rate", rule.id.replace('/', "_")),
+            rule.rate,
+        );
+    }
+    if let Some(sources) = &case.sources {
+        retrieval_metrics(&format!("{prefix}/retrieval"), sources, metric);
+    }
+}
+
+fn retrieval_metrics(prefix: &str, s: &SourceSummary, metric: &mut impl FnMut(String, f64)) {
+    metric(format!("{prefix}/precision"), s.precision);
+    metric(format!("{prefix}/recall"), s.recall);
+    metric(format!("{prefix}/hit_rate"), s.hit_rate);
+    metric(format!("{prefix}/mrr"), s.mrr);
+    metric(format!("{prefix}/ndcg"), s.ndcg);
+}
+
+/// The verdict, as tags a run list can filter on.
+fn tags(report: &SuiteReport) -> Vec<(String, String)> {
+    let mut tags = vec![
+        (
+            "ragprobe.verdict".to_owned(),
+            format!("{:?}", report.result).to_lowercase(),
+        ),
+        (
+            "ragprobe.exit_code".to_owned(),
+            report.exit_code.to_string(),
+        ),
+    ];
+    if !report.failed.is_empty() {
+        // Tag values hold 8000 characters at most.
+        tags.push((
+            "ragprobe.failed_cases".to_owned(),
+            report.failed.join(", ").chars().take(8000).collect(),
+        ));
+    }
+    tags
+}
+
+/// The HEAD commit of the repository holding `path`, if git says there is one.
+pub fn git_commit(path: &std::path::Path) -> Option<String> {
+    let dir = if path.is_dir() { path } else { path.parent()? };
+    let dir = if dir.as_os_str().is_empty() {
+        std::path::Path::new(".")
+    } else {
+        dir
+    };
+    let output = std::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["rev-parse", "HEAD"])
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    let commit = String::from_utf8(output.stdout).ok()?.trim().to_owned();
+    (output.status.success() && commit.len() >= 7 && commit.chars().all(|c| c.is_ascii_hexdigit()))
+        .then_some(commit)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_become_what_mlflow_accepts() {
+        assert_eq!(
+            key("case/aws-instance-1/pass_rate"),
+            "case/aws-instance-1/pass_rate"
+        );
+        assert_eq!(key("case/a#b=c/x"), "case/a_b_c/x");
+        assert_eq!(key("case/☃ 😀/x"), "case/_ _/x");
+        assert_eq!(key("/a//b/"), "_/a/_/b/_");
+        assert_eq!(key("x/../y"), "x/_/y");
+        assert_eq!(key(&"k".repeat(300)).len(), 250);
+    }
+}
