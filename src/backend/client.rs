@@ -290,6 +290,15 @@ pub fn http_client(timeout: Option<Duration>) -> Result<reqwest::Client, ClientE
     Ok(builder.build()?)
 }
 
+/// The answer is an HTML page: a router's 404 or a proxy's error, not the API's own answer.
+pub fn is_html(response: &reqwest::Response) -> bool {
+    response
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/html"))
+}
+
 /// `Retry-After` as seconds (the form rate limiters send); an HTTP date falls back to
 /// the backoff.
 fn parse_retry_after(value: &str) -> Option<Duration> {

@@ -246,11 +246,7 @@ pub async fn post(
         cause: root_cause(&e),
     })?;
     let status = response.status();
-    let html = response
-        .headers()
-        .get(reqwest::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("text/html"));
+    let html = crate::backend::client::is_html(&response);
     if status.is_success() && !html {
         return Ok(());
     }

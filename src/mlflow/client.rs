@@ -158,11 +158,7 @@ impl Mlflow {
                 },
                 Ok(response) => {
                     let status = response.status();
-                    let html = response
-                        .headers()
-                        .get(reqwest::header::CONTENT_TYPE)
-                        .and_then(|v| v.to_str().ok())
-                        .is_some_and(|v| v.starts_with("text/html"));
+                    let html = crate::backend::client::is_html(&response);
                     let bytes = match response.bytes().await {
                         Ok(bytes) => bytes,
                         Err(error) => {

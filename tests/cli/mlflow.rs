@@ -400,6 +400,25 @@ fn assessment<'a>(trace: &'a Value, name: &str, kind: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no {kind} `{name}` on {trace}"))
 }
 
+/// One CI build: the reference suite, 3 runs per case, logged to `experiment`.
+fn ci_build(
+    server: &Server,
+    experiment: &str,
+    out: &std::path::Path,
+    extra: &[&str],
+) -> std::process::Output {
+    let mut args = vec![
+        "--runs",
+        "3",
+        "--mlflow",
+        &server.base,
+        "--experiment",
+        experiment,
+    ];
+    args.extend_from_slice(extra);
+    run_suite("suites/databricks/before-fix.yaml", out, &args)
+}
+
 #[test]
 fn suite_runs_become_mlflow_runs_with_linked_traces_and_assessments() {
     let server = start();
@@ -408,18 +427,7 @@ fn suite_runs_become_mlflow_runs_with_linked_traces_and_assessments() {
     let builds: Vec<tempfile::TempDir> = (0..2)
         .map(|_| {
             let out = tempfile::tempdir().expect("tempdir");
-            let output = run_suite(
-                "suites/databricks/before-fix.yaml",
-                out.path(),
-                &[
-                    "--runs",
-                    "3",
-                    "--mlflow",
-                    &server.base,
-                    "--experiment",
-                    experiment_name,
-                ],
-            );
+            let output = ci_build(&server, experiment_name, out.path(), &[]);
             assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
             let stderr = text(&output.stderr);
             assert!(
@@ -562,19 +570,11 @@ fn suite_runs_become_mlflow_runs_with_linked_traces_and_assessments() {
 
     // The next build gates on the last one, taken from MLflow.
     let third = tempfile::tempdir().expect("tempdir");
-    let output = run_suite(
-        "suites/databricks/before-fix.yaml",
+    let output = ci_build(
+        &server,
+        experiment_name,
         third.path(),
-        &[
-            "--runs",
-            "3",
-            "--mlflow",
-            &server.base,
-            "--experiment",
-            experiment_name,
-            "--baseline",
-            "mlflow:",
-        ],
+        &["--baseline", "mlflow:"],
     );
     let stdout = text(&output.stdout);
     let last = runs[1]["run_id"].as_str().expect("run id");
