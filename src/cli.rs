@@ -190,7 +190,7 @@ pub struct ImportArgs {
     /// per distinct question, e.g. "feedback.`user_feedback` = 'false'" or "tags.flagged = 'yes'"
     #[arg(long, value_name = "FILTER", conflicts_with_all = ["trace_id", "otlp_json", "mlflow_json", "id"])]
     pub filter: Option<String>,
-    /// The experiment to search with --filter [env: MLFLOW_EXPERIMENT_NAME, or MLFLOW_EXPERIMENT_ID]
+    /// The experiment to search with --filter [env: MLFLOW_EXPERIMENT_ID, else MLFLOW_EXPERIMENT_NAME]
     #[arg(long, value_name = "NAME", requires = "filter")]
     pub experiment: Option<String>,
     /// With --filter: import at most this many traces (the newest first)
@@ -301,8 +301,8 @@ pub struct MlflowArgs {
     /// [env: MLFLOW_TRACKING_URI]
     #[arg(long, value_name = "URL")]
     pub mlflow: Option<String>,
-    /// The MLflow experiment, created if missing [env: MLFLOW_EXPERIMENT_NAME, or
-    /// MLFLOW_EXPERIMENT_ID; default: the suite's name]
+    /// The MLflow experiment, created if missing [env: MLFLOW_EXPERIMENT_ID, else
+    /// MLFLOW_EXPERIMENT_NAME; default: the one the report folder went to, else the suite's name]
     #[arg(long, value_name = "NAME")]
     pub experiment: Option<String>,
     /// Log nothing to MLflow, even with MLFLOW_TRACKING_URI set

@@ -62,7 +62,7 @@ pub enum AppError {
     MlflowConfig(#[from] crate::mlflow::target::MlflowConfigError),
     /// MLflow did not take what was sent.
     #[error(transparent)]
-    Mlflow(#[from] crate::mlflow::publish::PublishError),
+    Mlflow(#[from] crate::mlflow::link::PublishError),
     /// The HTTP client could not be set up.
     #[error(transparent)]
     Client(#[from] ClientError),
@@ -83,6 +83,10 @@ impl AppError {
 
     pub fn exit_code(&self) -> i32 {
         match self {
+            // Refused as asked (credentials, an unknown experiment, not MLflow): a
+            // configuration error; unreachable or failing: infrastructure.
+            AppError::Mlflow(e) if e.is_config() => exit_codes::CONFIG_ERROR,
+            AppError::Mlflow(_) => exit_codes::INFRASTRUCTURE,
             AppError::Config(_)
             | AppError::Usage(_)
             | AppError::NotAReport { .. }
@@ -97,7 +101,6 @@ impl AppError {
             | AppError::Io { .. } => exit_codes::CONFIG_ERROR,
             AppError::Session(SessionError::Preflight { .. })
             | AppError::Unreachable(_)
-            | AppError::Mlflow(_)
             | AppError::Unavailable(_) => exit_codes::INFRASTRUCTURE,
             // Runs may have been made and recorded: not "nothing was run".
             AppError::Session(

@@ -258,20 +258,24 @@ pub fn observe(document: &Value, trace_id: Option<&str>) -> Result<Observed, Imp
         .ok_or(ImportError::Missing(
             "question (mlflow.spanInputs or input.value on the root span)",
         ))?;
-    let answer = message(root.attributes.get("mlflow.spanOutputs"), &answer_keys)
-        .or_else(|| message(root.attributes.get("output.value"), &answer_keys))
+    // A blank answer is no answer: the next place is looked at.
+    let answer_of = |span: &PlainSpan| {
+        message(span.attributes.get("mlflow.spanOutputs"), &answer_keys)
+            .filter(|a| !a.trim().is_empty())
+            .or_else(|| {
+                message(span.attributes.get("output.value"), &answer_keys)
+                    .filter(|a| !a.trim().is_empty())
+            })
+    };
+    let answer = answer_of(root)
         .or_else(|| {
             // The last model call's output, when the root's output holds no answer.
             spans
                 .iter()
                 .rev()
                 .filter(|s| matches!(kind(s).as_str(), "LLM" | "CHAT_MODEL"))
-                .find_map(|s| {
-                    message(s.attributes.get("mlflow.spanOutputs"), &answer_keys)
-                        .or_else(|| message(s.attributes.get("output.value"), &answer_keys))
-                })
+                .find_map(|s| answer_of(s))
         })
-        .filter(|a| !a.trim().is_empty())
         .unwrap_or_default();
     let mut documents = Vec::new();
     if let Some(retriever) = spans.iter().find(|s| kind(s) == "RETRIEVER") {
@@ -398,5 +402,18 @@ mod tests {
         )
         .expect("observed");
         assert_eq!(observed.answer, "", "a blank answer is no answer");
+        let observed = observe(
+            &trace(
+                json!({"query": "q"}),
+                json!({"result": " "}),
+                Some(json!({"content": "From the model."})),
+            ),
+            None,
+        )
+        .expect("observed");
+        assert_eq!(
+            observed.answer, "From the model.",
+            "past a blank root answer"
+        );
     }
 }

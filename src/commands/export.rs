@@ -1,4 +1,5 @@
-//! `ragprobe export DIR`: the traces of an earlier report, to an OTLP endpoint or a file.
+//! `ragprobe export DIR`: an earlier report's traces to an OTLP endpoint or a file, or the
+//! whole report to MLflow as a run.
 
 use crate::cli::ExportArgs;
 use crate::commands::common::{report_meta, runtime};
@@ -7,6 +8,7 @@ use crate::exit_codes::Outcome;
 use crate::export::folder;
 use crate::export::send::{self, OtlpTarget};
 use crate::mlflow::client::Mlflow;
+use crate::mlflow::link::{self, Scope};
 use crate::mlflow::publish;
 use crate::mlflow::target::MlflowTarget;
 use crate::model::meta::Meta;
@@ -19,16 +21,20 @@ pub fn export(args: ExportArgs) -> Result<Outcome, AppError> {
         args.mlflow.mlflow.as_deref(),
         args.mlflow.experiment.as_deref(),
         args.mlflow.no_mlflow,
+        &mut |warning| out::eprintln(&format!("warning: {warning}")),
     )?;
-    // --out and --otlp say where traces go; otherwise MLflow (flag or variable) takes all.
-    if let Some(target) = mlflow.filter(|_| args.out.is_none() && args.otlp.otlp.is_none()) {
-        return publish_folder(&args, &meta, &target);
-    }
-    let target = OtlpTarget::resolve(
+    // `--mlflow` always publishes; MLFLOW_TRACKING_URI only when no other destination is
+    // named, so that `export --out FILE` does not also write to a server.
+    let mlflow = mlflow.filter(|_| {
+        args.mlflow.mlflow.is_some() || (args.out.is_none() && args.otlp.otlp.is_none())
+    });
+    let otlp = OtlpTarget::resolve(
         args.otlp.otlp.as_deref(),
         &args.otlp.otlp_headers,
         args.otlp.otlp_protocol.as_deref(),
     )?;
+    let mut outcome = Outcome::Ok;
+    let mut done_something = false;
     if let Some(path) = &args.out {
         let file = std::fs::File::create(path)
             .map_err(AppError::io(format!("cannot write {}", path.display())))?;
@@ -42,56 +48,65 @@ pub fn export(args: ExportArgs) -> Result<Outcome, AppError> {
             "otlp: {total} traces written to {}",
             path.display()
         ));
-        return Ok(Outcome::Ok);
+        done_something = true;
     }
-    let Some(target) = target else {
+    // The variables' endpoint counts when nothing else is named, as before.
+    if let Some(target) =
+        otlp.filter(|_| args.otlp.otlp.is_some() || !done_something && mlflow.is_none())
+    {
+        let client = send::client()?;
+        let report = runtime()?
+            .block_on(folder::send(&args.dir, &meta.suite_name, &target, &client))
+            .map_err(AppError::io(format!("cannot read {}", args.dir.display())))?;
+        out::eprintln(&report.summary(&target));
+        if report.failed > 0 {
+            outcome = Outcome::Infrastructure;
+        }
+        done_something = true;
+    }
+    if let Some(target) = &mlflow {
+        publish_folder(&args, &meta, target)?;
+        done_something = true;
+    }
+    if !done_something {
         return Err(AppError::Usage(
             "nowhere to export: give --mlflow URL, --otlp URL (or set MLFLOW_TRACKING_URI or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) or --out FILE".into(),
         ));
-    };
-    let client = send::client()?;
-    let report = runtime()?
-        .block_on(folder::send(&args.dir, &meta.suite_name, &target, &client))
-        .map_err(AppError::io(format!("cannot read {}", args.dir.display())))?;
-    out::eprintln(&report.summary(&target));
-    Ok(if report.failed > 0 {
-        Outcome::Infrastructure
-    } else {
-        Outcome::Ok
-    })
+    }
+    Ok(outcome)
 }
 
-/// The folder as an MLflow run: the run its `mlflow.json` names when it is on this server
-/// and in this experiment (continued), else a new one.
-fn publish_folder(
-    args: &ExportArgs,
-    meta: &Meta,
-    target: &MlflowTarget,
-) -> Result<Outcome, AppError> {
-    if read_summary(&args.dir).is_err() {
-        return Err(AppError::Usage(format!(
+/// The folder as an MLflow run: the run its `mlflow.json` names on this server (in the
+/// experiment asked for, else the one it went to last) is continued, else a new one is
+/// made. The folder is locked meanwhile: no `--resume` writes it at the same time.
+fn publish_folder(args: &ExportArgs, meta: &Meta, target: &MlflowTarget) -> Result<(), AppError> {
+    read_summary(&args.dir).map_err(|_| {
+        AppError::Usage(format!(
             "{} has no summary.json: finish it first (`ragprobe run --resume {}`)",
             args.dir.display(),
             args.dir.display()
-        )));
-    }
+        ))
+    })?;
+    let _lock = crate::store::folder::lock_existing(&args.dir)?;
     let client = Mlflow::new(&target.tracking_uri, target.auth.clone())?;
     let started = std::time::Instant::now();
     let checks = publish::checks_from_folder(meta);
+    let subset = checks.len() > meta.cases.len();
+    let scope = Scope {
+        subset,
+        reopen: false,
+    };
     let (run, done) = runtime()?.block_on(async {
-        let run = publish::begin(
-            &client,
-            &target.experiment_for(&meta.suite_name),
-            &args.dir,
-            meta,
-        )
-        .await?;
+        let run = link::begin(&client, &target.experiment, &args.dir, meta, scope).await?;
         let done = publish::publish(&client, &run, &args.dir, &checks).await?;
         Ok::<_, AppError>((run, done))
     })?;
     out::eprintln(&publish::describe(&done, &run, started.elapsed()));
+    for warning in &done.warnings {
+        out::eprintln(&format!("warning: mlflow: {warning}"));
+    }
     if let Some(why) = &done.artifacts_skipped {
         out::eprintln(&format!("warning: mlflow: no report files uploaded: {why}"));
     }
-    Ok(Outcome::Ok)
+    Ok(())
 }

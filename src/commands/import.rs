@@ -12,6 +12,7 @@ use crate::error::AppError;
 use crate::exit_codes::Outcome;
 use crate::import::{Observed, observe, read_trace_file};
 use crate::mlflow::client::{Mlflow, MlflowError};
+use crate::mlflow::link;
 use crate::mlflow::publish;
 use crate::mlflow::target::{ExperimentRef, MlflowTarget};
 use crate::report::out;
@@ -110,7 +111,9 @@ fn read_source(args: &ImportArgs) -> Result<(Value, String), AppError> {
             format!("MLflow trace file {}", path.display()),
         ));
     }
-    let Some(target) = MlflowTarget::resolve(args.mlflow.as_deref(), None, false)? else {
+    let mut warn = |warning: String| out::eprintln(&format!("warning: {warning}"));
+    let Some(target) = MlflowTarget::resolve(args.mlflow.as_deref(), None, false, &mut warn)?
+    else {
         return Err(AppError::Usage(
             "give one of --otlp-json FILE, --mlflow-json FILE or --mlflow URL (or MLFLOW_TRACKING_URI) with --trace-id tr-… or --filter"
                 .into(),
@@ -133,23 +136,37 @@ fn read_source(args: &ImportArgs) -> Result<(Value, String), AppError> {
 async fn fetch_trace(mlflow: &Mlflow, trace_id: &str) -> Result<Value, AppError> {
     let path = format!(
         "/api/3.0/mlflow/traces/get?trace_id={}",
-        publish::query_value(trace_id)
+        link::query_value(trace_id)
     );
     mlflow.get(&path, "traces/get").await.map_err(|e| match e {
         e if e.is_not_found() => AppError::Usage(format!(
             "no such trace `{trace_id}` at {}",
             redact_url(mlflow.base())
         )),
-        MlflowError::Unreachable { .. } => AppError::Unavailable(e.to_string()),
-        e => AppError::Usage(e.to_string()),
+        e => failed(e),
     })
+}
+
+/// An MLflow error as the exit code says: a request refused as made is a usage error (2),
+/// a server that cannot be reached or fails (5xx, 429) is unavailable (3).
+fn failed(error: MlflowError) -> AppError {
+    if error.is_config() {
+        AppError::Usage(error.to_string())
+    } else {
+        AppError::Unavailable(error.to_string())
+    }
 }
 
 /// `--filter`: every trace of the experiment the filter matches (newest first, at most
 /// `--max-traces`), one case per question not already in the suite.
 fn import_matching(args: &ImportArgs, filter: &str) -> Result<Outcome, AppError> {
-    let Some(target) =
-        MlflowTarget::resolve(args.mlflow.as_deref(), args.experiment.as_deref(), false)?
+    let mut warn = |warning: String| out::eprintln(&format!("warning: {warning}"));
+    let Some(target) = MlflowTarget::resolve(
+        args.mlflow.as_deref(),
+        args.experiment.as_deref(),
+        false,
+        &mut warn,
+    )?
     else {
         return Err(AppError::Usage(
             "--filter searches an MLflow server: give --mlflow URL (or set MLFLOW_TRACKING_URI)"
@@ -163,29 +180,33 @@ fn import_matching(args: &ImportArgs, filter: &str) -> Result<Outcome, AppError>
     }
     let mlflow = Mlflow::new(&target.tracking_uri, target.auth.clone())?;
     let server = redact_url(mlflow.base());
-    let unavailable = |e: MlflowError| match e {
-        MlflowError::Unreachable { .. } => AppError::Unavailable(e.to_string()),
-        e => AppError::Usage(e.to_string()),
-    };
     let mut questions: HashSet<String> = existing_questions(&args.suite);
     let mut imported = Vec::new();
     let mut duplicates = 0;
     let mut unreadable: Vec<String> = Vec::new();
     let runtime = runtime()?;
     let (experiment_name, infos) = runtime.block_on(async {
-        let (id, name) = publish::experiment(&mlflow, &target.experiment, false)
+        let (id, name) = link::experiment(&mlflow, &target.experiment, false)
             .await
-            .map_err(unavailable)?;
+            .map_err(failed)?;
         let infos = publish::search_traces(&mlflow, &id, filter, args.max_traces)
             .await
-            .map_err(unavailable)?;
+            .map_err(failed)?;
         Ok::<_, AppError>((name, infos))
     })?;
     for info in &infos {
         let Some(trace_id) = info["trace_id"].as_str() else {
             continue;
         };
-        let document = runtime.block_on(fetch_trace(&mlflow, trace_id))?;
+        // One trace that cannot be read is reported, not a reason to stop the others.
+        let document = match runtime.block_on(fetch_trace(&mlflow, trace_id)) {
+            Ok(document) => document,
+            Err(AppError::Usage(why)) => {
+                unreadable.push(format!("{trace_id}: {why}"));
+                continue;
+            }
+            Err(error) => return Err(error),
+        };
         let observed = match observe(&document, Some(trace_id)) {
             Ok(observed) => observed,
             Err(e) => {

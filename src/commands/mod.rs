@@ -8,6 +8,7 @@ pub mod import;
 pub mod index;
 pub mod init;
 pub mod merge;
+pub mod mlflow_log;
 pub mod repro;
 pub mod run;
 pub mod show;

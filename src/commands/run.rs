@@ -4,15 +4,13 @@
 
 use crate::cli::{Format, RunArgs};
 use crate::commands::common::runtime;
+use crate::commands::mlflow_log::MlflowLog;
 use crate::error::AppError;
 use crate::events::Reporter;
 use crate::exit_codes::Outcome;
 use crate::export::send::{self, OtlpTarget, TraceStreamer};
-use crate::mlflow::assessments;
 use crate::mlflow::client::Mlflow;
-use crate::mlflow::publish;
 use crate::mlflow::target::MlflowTarget;
-use crate::model::summary::Baseline;
 use crate::model::summary::{SuiteReport, SuiteResult};
 use crate::plan::{self, Overrides, Plan, Selection};
 use crate::report::out;
@@ -33,6 +31,7 @@ pub fn run(args: RunArgs) -> Result<Outcome, AppError> {
         args.mlflow.mlflow.as_deref(),
         args.mlflow.experiment.as_deref(),
         args.mlflow.no_mlflow,
+        &mut |warning| out::eprintln(&format!("warning: {warning}")),
     )?;
     let baseline_from_mlflow =
         args.baseline.as_deref() == Some(std::path::Path::new(MLFLOW_BASELINE));
@@ -41,18 +40,12 @@ pub fn run(args: RunArgs) -> Result<Outcome, AppError> {
             "--baseline mlflow: needs an MLflow server: --mlflow URL or MLFLOW_TRACKING_URI".into(),
         ));
     }
-    let mut otlp = OtlpTarget::resolve(
+    // With an OTLP endpoint too, traces stream there and reach MLflow when it publishes.
+    let otlp = OtlpTarget::resolve(
         args.otlp.otlp.as_deref(),
         &args.otlp.otlp_headers,
         args.otlp.otlp_protocol.as_deref(),
     )?;
-    if let (Some(_), Some(other)) = (&mlflow_target, &otlp) {
-        out::eprintln(&format!(
-            "warning: traces go to the MLflow server; the OTLP endpoint {} is not used (`ragprobe export DIR --otlp …` sends a report's traces there too)",
-            other.describe()
-        ));
-        otlp = None;
-    }
     let (plans, _locks) = resolve(&args, baseline_from_mlflow)?;
     for plan in &plans {
         for warning in &plan.warnings {
@@ -149,13 +142,6 @@ fn resolve(
     Ok((plans, locks))
 }
 
-/// MLflow logging for a `run`: where, and whether the baseline comes from there.
-struct MlflowLog {
-    target: MlflowTarget,
-    client: Mlflow,
-    baseline: bool,
-}
-
 /// Runs one plan to its reports; with MLflow, the MLflow run is made (or reopened) before
 /// the first run and published after the reports are written. Returns the report and
 /// whether everything asked of MLflow was done.
@@ -165,45 +151,38 @@ async fn run_plan(
     otlp: Option<(&OtlpTarget, &reqwest::Client)>,
     mlflow: Option<&MlflowLog>,
 ) -> Result<(SuiteReport, bool), AppError> {
-    let mut stages = Stages::new(args.timings);
-    let dir = plan.out_dir.clone();
-    let dir = &dir;
-    let mut mlflow_run = None;
-    let mut mlflow_otlp = None;
-    if let Some(log) = mlflow {
-        let suite = plan.suite.spec.name.clone();
-        let run = publish::begin(
-            &log.client,
-            &log.target.experiment_for(&suite),
-            dir,
-            &plan.meta(),
-        )
-        .await?;
-        if !args.quiet {
-            out::eprintln(&format!(
-                "mlflow: logging to run {} in experiment `{}`",
-                run.url, run.experiment_name
-            ));
+    let (mlflow_run, mlflow_otlp) = match mlflow {
+        Some(log) => {
+            let (run, stream) = log.start(plan, args.resume.is_some(), args.quiet).await?;
+            (Some(run), stream)
         }
-        if log.baseline {
-            match publish::last_summary(&log.client, &run.experiment_id, &suite, &run.run_id)
-                .await?
-            {
-                Some((label, summary)) => plan.baseline = Some(Baseline { label, summary }),
-                None => out::eprintln(&format!(
-                    "warning: --baseline mlflow: experiment `{}` has no finished run of suite `{suite}` yet: the gate is the suite's thresholds",
-                    run.experiment_name
-                )),
-            }
-        }
-        // Traces stream into the run only under their own ids; elsewhere `publish` sends
-        // them with ids of that experiment.
-        if run.owns_trace_ids() {
-            mlflow_otlp = Some((publish::otlp_target(&log.client, &run), send::client()?));
-        }
-        mlflow_run = Some(run);
-    }
+        None => (None, None),
+    };
     let otlp = otlp.or(mlflow_otlp.as_ref().map(|(t, c)| (t, c)));
+    let report = match execute_and_finish(plan, args, otlp).await {
+        Ok(report) => report,
+        Err(error) => {
+            if let (Some(log), Some(run)) = (mlflow, &mlflow_run) {
+                log.fail(run).await;
+            }
+            return Err(error);
+        }
+    };
+    let published = match (mlflow, &mlflow_run) {
+        (Some(log), Some(run)) => log.finish(run, plan, args.quiet).await,
+        _ => true,
+    };
+    Ok((report, published))
+}
+
+/// The plan's runs, streamed to every reporter, then its reports.
+async fn execute_and_finish(
+    plan: &Plan,
+    args: &RunArgs,
+    otlp: Option<(&OtlpTarget, &reqwest::Client)>,
+) -> Result<SuiteReport, AppError> {
+    let mut stages = Stages::new(args.timings);
+    let dir = &plan.out_dir;
     let mut writer = RunWriter::open(dir).map_err(AppError::io(format!(
         "cannot open {}",
         dir.join(crate::store::RUNS_FILE).display()
@@ -231,32 +210,5 @@ async fn run_plan(
         }
     }
     stages.done("runs");
-    let report = session::finish(plan, executed, &mut stages)?;
-    let mut published = true;
-    if let (Some(log), Some(run)) = (mlflow, &mlflow_run) {
-        let started = std::time::Instant::now();
-        let checks = assessments::case_checks(&plan.suite);
-        match publish::publish(&log.client, run, dir, &checks).await {
-            Ok(done) => {
-                if !args.quiet {
-                    out::eprintln(&publish::describe(&done, run, started.elapsed()));
-                }
-                if let Some(why) = &done.artifacts_skipped {
-                    out::eprintln(&format!("warning: mlflow: no report files uploaded: {why}"));
-                }
-            }
-            Err(error) => {
-                published = false;
-                out::eprintln(&format!("error: {error}"));
-                out::eprintln(&format!(
-                    "mlflow: {} has every result; `ragprobe export {} --mlflow {}` publishes it when the server answers",
-                    dir.display(),
-                    dir.display(),
-                    run.tracking_uri
-                ));
-            }
-        }
-        stages.done("mlflow");
-    }
-    Ok((report, published))
+    Ok(session::finish(plan, executed, &mut stages)?)
 }

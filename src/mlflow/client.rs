@@ -39,6 +39,9 @@ pub enum MlflowError {
     },
     #[error("MLflow's answer to {what} is not what MLflow 3 sends: {cause}")]
     Shape { what: String, cause: String },
+    /// Traces sent to the server's OTLP endpoint did not arrive.
+    #[error("{0}")]
+    Traces(String),
 }
 
 impl MlflowError {
@@ -46,6 +49,16 @@ impl MlflowError {
         match self {
             MlflowError::Status { error_code, .. } => error_code.as_deref(),
             _ => None,
+        }
+    }
+
+    /// The server said the request itself is wrong (401, 403, an unknown experiment, a URL
+    /// that is not MLflow): a retry changes nothing. 5xx and 429 may pass.
+    pub fn is_config(&self) -> bool {
+        match self {
+            MlflowError::Status { code, .. } => *code < 500 && *code != 429,
+            MlflowError::NotMlflow { .. } => true,
+            _ => false,
         }
     }
 
@@ -217,19 +230,20 @@ fn status_error(base: &str, what: &str, code: u16, body: &[u8]) -> MlflowError {
         what: what.to_owned(),
         code,
         error_code,
-        message: message
-            .split_whitespace()
-            .collect::<Vec<_>>()
-            .join(" ")
-            .chars()
-            .take(300)
-            .collect(),
+        message: crate::backend::redact::quote(&message),
     }
 }
 
-/// `s` with `'` and `\` escaped, for a quoted string in MLflow's search filters.
-pub fn filter_string(s: &str) -> String {
-    format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"))
+/// `s` as a quoted string in MLflow's search filters. MLflow strips the outer quotes and
+/// unescapes nothing, so the quote is one `s` does not hold; `None` when it holds both.
+pub fn filter_string(s: &str) -> Option<String> {
+    if !s.contains('\'') {
+        Some(format!("'{s}'"))
+    } else if !s.contains('"') {
+        Some(format!("\"{s}\""))
+    } else {
+        None
+    }
 }
 
 /// The body of `traces/search` for one experiment.
@@ -249,9 +263,13 @@ mod tests {
 
     #[test]
     fn filter_strings_are_quoted_and_escaped() {
-        assert_eq!(filter_string("support bot"), "'support bot'");
-        assert_eq!(filter_string("it's"), "'it\\'s'");
-        assert_eq!(filter_string("a\\b"), "'a\\\\b'");
+        assert_eq!(
+            filter_string("support bot").as_deref(),
+            Some("'support bot'")
+        );
+        assert_eq!(filter_string("it's").as_deref(), Some("\"it's\""));
+        assert_eq!(filter_string("a\\b").as_deref(), Some("'a\\b'"));
+        assert_eq!(filter_string("it's \"x\""), None);
     }
 
     #[test]

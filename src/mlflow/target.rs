@@ -54,24 +54,35 @@ impl std::fmt::Debug for MlflowTarget {
 
 impl MlflowTarget {
     /// Flags first, then the variables; `None` when no tracking URI is given, or when
-    /// `off` (`--no-mlflow`) says so.
+    /// `off` (`--no-mlflow`) says so. A `MLFLOW_TRACKING_URI` that is not a server
+    /// (`sqlite:…`, `databricks`, a folder: common for MLflow's Python client) is not an
+    /// error unless `--mlflow` names it: `warn` is told, and MLflow is off.
     pub fn resolve(
         uri: Option<&str>,
         experiment: Option<&str>,
         off: bool,
+        warn: &mut dyn FnMut(String),
     ) -> Result<Option<MlflowTarget>, MlflowConfigError> {
         if off {
             return Ok(None);
         }
         let env = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
-        let Some(uri) = uri
-            .map(str::to_owned)
-            .or_else(|| env("MLFLOW_TRACKING_URI"))
-        else {
-            return Ok(None);
+        let (uri, from_env) = match uri {
+            Some(uri) => (uri.to_owned(), false),
+            None => match env("MLFLOW_TRACKING_URI") {
+                Some(uri) => (uri, true),
+                None => return Ok(None),
+            },
         };
         let uri = uri.trim().trim_end_matches('/').to_owned();
         if !uri.starts_with("http://") && !uri.starts_with("https://") {
+            if from_env {
+                warn(format!(
+                    "MLFLOW_TRACKING_URI `{}` is not a tracking server's http(s) URL: nothing is logged to MLflow (--mlflow URL names a server)",
+                    redact_url(&uri)
+                ));
+                return Ok(None);
+            }
             return Err(MlflowConfigError::NotHttp(redact_url(&uri)));
         }
         remember_url(&uri);
@@ -127,16 +138,21 @@ mod tests {
 
     #[test]
     fn flags_name_the_server_and_the_experiment() {
-        let target = MlflowTarget::resolve(Some("http://127.0.0.1:5000/"), Some("bots"), false)
-            .expect("valid")
-            .expect("on");
+        let target = MlflowTarget::resolve(
+            Some("http://127.0.0.1:5000/"),
+            Some("bots"),
+            false,
+            &mut |_| {},
+        )
+        .expect("valid")
+        .expect("on");
         assert_eq!(target.tracking_uri, "http://127.0.0.1:5000");
         assert_eq!(
             target.experiment_for("s"),
             ExperimentRef::Name("bots".into())
         );
         assert_eq!(
-            MlflowTarget::resolve(Some("http://h"), None, true),
+            MlflowTarget::resolve(Some("http://h"), None, true, &mut |_| {}),
             Ok(None),
             "--no-mlflow wins"
         );
@@ -150,11 +166,11 @@ mod tests {
             "./mlruns",
             "file:///tmp/x",
         ] {
-            let err = MlflowTarget::resolve(Some(uri), None, false).expect_err(uri);
+            let err = MlflowTarget::resolve(Some(uri), None, false, &mut |_| {}).expect_err(uri);
             assert!(err.to_string().contains("not an http(s) URL"), "{err}");
         }
         assert_eq!(
-            MlflowTarget::resolve(Some("http://h"), Some(" "), false),
+            MlflowTarget::resolve(Some("http://h"), Some(" "), false, &mut |_| {}),
             Err(MlflowConfigError::EmptyExperiment)
         );
     }

@@ -14,13 +14,14 @@ pub struct RunValues {
     pub tags: Vec<(String, String)>,
 }
 
-/// Metric, param and tag keys MLflow accepts: `^[/\w.\- :]*$`, no empty, leading,
-/// trailing or doubled `/` segment, at most 250 characters. Anything else becomes `_`.
+/// Metric, param and tag keys MLflow accepts: `^[/\w.\- :]*$` (ASCII letters and digits
+/// here: Python's `\w` and Rust's alphanumerics differ outside ASCII), no empty, `.` or
+/// `..` segment, no leading or trailing `/`, at most 250 characters.
 pub fn key(raw: &str) -> String {
     let mapped: String = raw
         .chars()
         .map(|c| {
-            if c.is_alphanumeric() || matches!(c, '_' | '-' | '.' | ' ' | ':' | '/') {
+            if c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ' ' | ':' | '/') {
                 c
             } else {
                 '_'
@@ -34,13 +35,34 @@ pub fn key(raw: &str) -> String {
             _ => s.to_owned(),
         })
         .collect();
-    segments.join("/").chars().take(250).collect()
+    let mut key: String = segments.join("/").chars().take(250).collect();
+    while key.ends_with('/') {
+        key.pop();
+        key.push('_');
+    }
+    key
+}
+
+/// An id as one segment of a metric key: the id itself when MLflow takes it as is, else
+/// its readable part and a short hash, so two ids never share a key.
+fn id_segment(id: &str) -> String {
+    let plain = key(&id.replace('/', "_"));
+    if plain == id && plain.len() <= 120 {
+        return plain;
+    }
+    let mut h: u32 = 0x811c_9dc5;
+    for byte in id.bytes() {
+        h ^= u32::from(byte);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    let readable: String = plain.chars().take(100).collect();
+    format!("{readable}-{h:08x}")
 }
 
 /// A case's part of a metric key: `case/<id>`.
 fn case_key(case: &CaseStats) -> String {
     // The id is one segment: a `/` in it would make a folder in MLflow's metric tree.
-    format!("case/{}", key(&case.id.replace('/', "_")))
+    format!("case/{}", id_segment(&case.id))
 }
 
 /// How MLflow's run status reads a suite result: the evaluation finished (whatever its
@@ -72,23 +94,25 @@ pub fn run_values(
         case_metrics(case, &mut metric);
     }
     RunValues {
-        params: params(report, meta, git_commit),
+        params: params(meta, git_commit),
         metrics,
         tags: tags(report),
     }
 }
 
-/// What was run: the suite, its chain and settings, the version and commit.
-fn params(report: &SuiteReport, meta: &Meta, git_commit: Option<&str>) -> Vec<(String, String)> {
+/// What was run: the suite, its chain and settings, the version and commit — all from
+/// meta.json and the run's record, so a later publish logs the same values (MLflow
+/// refuses a param that changes).
+fn params(meta: &Meta, git_commit: Option<&str>) -> Vec<(String, String)> {
     let mut params = Vec::new();
     let mut param = |k: &str, v: String| params.push((k.to_owned(), v));
-    param("suite", report.suite.clone());
-    param("suite_file", report.suite_path.display().to_string());
-    param("chain", report.chain.trim().to_owned());
-    param("seed", report.seed.to_string());
-    param("runs_per_case", report.runs_per_case.to_string());
-    param("cases", report.stats.cases.len().to_string());
-    param("ragprobe_version", env!("CARGO_PKG_VERSION").to_owned());
+    param("suite", meta.suite_name.clone());
+    param("suite_file", meta.suite_path.display().to_string());
+    param("chain", meta.chain.trim().to_owned());
+    param("seed", meta.seed.to_string());
+    param("runs_per_case", meta.runs.to_string());
+    param("cases", meta.cases.len().to_string());
+    param("ragprobe_version", meta.ragprobe_version.clone());
     if let Some(commit) = git_commit {
         param("git_commit", commit.to_owned());
     }
@@ -97,9 +121,6 @@ fn params(report: &SuiteReport, meta: &Meta, git_commit: Option<&str>) -> Vec<(S
     }
     if let Some(chain) = &meta.chain_path {
         param("chain_file", chain.display().to_string());
-    }
-    if let Some(baseline) = &report.baseline {
-        param("baseline", baseline.clone());
     }
     params
 }
@@ -144,7 +165,7 @@ fn suite_metrics(
     }
     for (id, violations, evaluated) in &rules {
         metric(
-            format!("rule/{}/violation_rate", id.replace('/', "_")),
+            format!("rule/{}/violation_rate", id_segment(id)),
             ratio(*violations, *evaluated),
         );
     }
@@ -184,7 +205,7 @@ fn case_metrics(case: &CaseStats, metric: &mut impl FnMut(String, f64)) {
     }
     for rule in &case.rules {
         metric(
-            format!("{prefix}/rule/{}/violation_rate", rule.id.replace('/', "_")),
+            format!("{prefix}/rule/{}/violation_rate", id_segment(&rule.id)),
             rule.rate,
         );
     }
@@ -255,8 +276,31 @@ mod tests {
         );
         assert_eq!(key("case/a#b=c/x"), "case/a_b_c/x");
         assert_eq!(key("case/☃ 😀/x"), "case/_ _/x");
+        // Thai and Devanagari vowel signs: alphanumeric to Rust, not `\w` to Python.
+        assert_eq!(key("case/\u{e01}\u{e34}/x"), "case/__/x");
+        assert_eq!(
+            key(&format!("{}/", "k".repeat(249))),
+            format!("{}_", "k".repeat(249))
+        );
         assert_eq!(key("/a//b/"), "_/a/_/b/_");
         assert_eq!(key("x/../y"), "x/_/y");
         assert_eq!(key(&"k".repeat(300)).len(), 250);
+    }
+
+    #[test]
+    fn ids_that_mlflow_would_change_keep_apart() {
+        assert_eq!(id_segment("cost"), "cost");
+        let a = id_segment("a/b");
+        let b = id_segment("a_b");
+        let c = id_segment("a#b");
+        assert_eq!(b, "a_b");
+        assert!(
+            a.starts_with("a_b-") && c.starts_with("a_b-") && a != c,
+            "{a} {c}"
+        );
+        assert_ne!(
+            id_segment(&"x".repeat(300)),
+            id_segment(&format!("{}y", "x".repeat(299)))
+        );
     }
 }

@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub const META_FILE: &str = "meta.json";
+/// The MLflow runs a report folder went to (with `--mlflow`).
+pub const MLFLOW_FILE: &str = "mlflow.json";
 
 /// What a report folder was made from, written before the first run.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

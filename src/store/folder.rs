@@ -20,6 +20,7 @@ pub const REPORT_FILES: &[&str] = &[
     JUNIT_FILE,
     HTML_FILE,
     "diff.html",
+    crate::model::meta::MLFLOW_FILE,
 ];
 
 /// Why a folder cannot take a fresh run.

@@ -368,10 +368,17 @@ fn experiment_id(server: &Server, name: &str) -> String {
         .to_owned()
 }
 
-/// The run a report folder went to, from its mlflow.json.
+/// The run a report folder went to last, from its mlflow.json.
 fn run_of(dir: &std::path::Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(dir.join("mlflow.json")).expect("mlflow.json"))
-        .expect("JSON")
+    let file: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("mlflow.json")).expect("mlflow.json"),
+    )
+    .expect("JSON");
+    file["runs"]
+        .as_array()
+        .and_then(|runs| runs.last())
+        .cloned()
+        .expect("a run")
 }
 
 fn run_data(server: &Server, run_id: &str) -> Value {
@@ -568,6 +575,30 @@ fn suite_runs_become_mlflow_runs_with_linked_traces_and_assessments() {
     assert!(stderr.contains("(0 sent now), 0 assessments"), "{stderr}");
     assert_eq!(search(&server, &experiment, None).len(), 12);
 
+    // Into another experiment: the traces get ids of their own there (MLflow keeps a
+    // trace where it first arrived), and the first experiment is left as it was.
+    let output = crate::common::ragprobe()
+        .arg("export")
+        .arg(builds[0].path())
+        .args([
+            "--mlflow",
+            &server.base,
+            "--experiment",
+            "support bot archive",
+        ])
+        .output()
+        .expect("export runs");
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let archive = experiment_id(&server, "support bot archive");
+    let archived = search(&server, &archive, None);
+    assert_eq!(archived.len(), 6);
+    assert!(archived.iter().all(|t| {
+        t["assessments"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|a| a["assessment_name"] == "passed"))
+    }));
+    assert_eq!(search(&server, &experiment, None).len(), 12);
+
     // The next build gates on the last one, taken from MLflow.
     let third = tempfile::tempdir().expect("tempdir");
     let output = ci_build(
@@ -696,4 +727,44 @@ fn mlflow_down_mid_suite_keeps_every_result_and_publishes_later() {
             .as_array()
             .is_some_and(|a| a.iter().any(|a| a["assessment_name"] == "passed"))
     }));
+}
+
+#[test]
+fn a_tracking_uri_that_is_not_a_server_is_named_and_left_alone() {
+    // As MLflow's Python client is often configured; no server is needed to see it.
+    let out = tempfile::tempdir().expect("tempdir");
+    let output = crate::common::ragprobe()
+        .env("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db")
+        .args([
+            "run",
+            "suites/databricks/after-fix.yaml",
+            "--runs",
+            "2",
+            "--progress",
+            "none",
+            "--out",
+        ])
+        .arg(out.path())
+        .output()
+        .expect("ragprobe runs");
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("MLFLOW_TRACKING_URI `sqlite:///mlflow.db` is not a tracking server"),
+        "{stderr}"
+    );
+    assert!(!out.path().join("mlflow.json").exists());
+    // Named on the command line, the same URI is an error: nothing runs.
+    let output = crate::common::ragprobe()
+        .args([
+            "run",
+            "suites/databricks/after-fix.yaml",
+            "--mlflow",
+            "sqlite:///mlflow.db",
+            "--out",
+        ])
+        .arg(out.path().join("second"))
+        .output()
+        .expect("ragprobe runs");
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
 }
