@@ -210,7 +210,7 @@ mod tests {
                 .as_object()
                 .cloned()
                 .unwrap_or_default(),
-            score: 1.0,
+            score: Some(1.0),
         }
     }
 

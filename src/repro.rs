@@ -472,7 +472,8 @@ pub async fn triage(target: &Target, pipeline: &PipelineChain, runs: u32) -> Tri
                 id: d.id.clone(),
                 text: d.text.clone(),
                 metadata: d.metadata.clone(),
-                score: 0.0,
+                // Put in by hand, not scored by any retriever.
+                score: None,
             })
             .collect();
         let edit: ContextEdit = Arc::new(move |_| docs.clone());

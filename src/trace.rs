@@ -78,6 +78,10 @@ impl OpenSpan {
         &self.span_id
     }
 
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        self.attributes.get(key)
+    }
+
     pub fn set(&mut self, key: &str, value: impl Into<Value>) {
         self.attributes.insert(key.to_owned(), value.into());
     }

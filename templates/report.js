@@ -50,7 +50,7 @@
         var doc = data.documents[d[0]] || { text: "", metadata: {} };
         var rules = run.off[d[0]] || [];
         var row = el("div", rules.length ? "doc violating" : "doc");
-        row.appendChild(el("code", null, d[0] + " · score " + d[1] + " · " + JSON.stringify(doc.metadata) +
+        row.appendChild(el("code", null, d[0] + " · score " + (d[1] === null ? "—" : d[1]) + " · " + JSON.stringify(doc.metadata) +
           (rules.length ? " · ✗ " + rules.join(", ") : "")));
         row.appendChild(el("div", "doc-text", doc.text));
         box.appendChild(row);

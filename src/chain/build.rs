@@ -10,7 +10,7 @@ use crate::backend::{Backend, Limits};
 use crate::chain::Chain;
 use crate::chain::chroma::{ChromaClient, CollectionHandle, translate};
 use crate::chain::config::{
-    ChainConfig, ChainKind, DEFAULT_PROMPT, LlmKind, RetrieverConfig, RetrieverKind,
+    ChainConfig, ChainKind, DEFAULT_PROMPT, LlmKind, Preset, RetrieverConfig, RetrieverKind,
 };
 use crate::chain::corpus::{Corpus, CorpusError};
 use crate::chain::embed::{Embedder, Idf};
@@ -134,6 +134,9 @@ pub fn build_chain(
                 ("spans_pointer", config.spans_pointer.is_some()),
                 ("limits", config.limits.is_some()),
                 ("cmd", config.cmd.is_some()),
+                ("preset", config.preset.is_some()),
+                ("document_id", config.document_id.is_some()),
+                ("positional_ids", config.positional_ids),
             ] {
                 misplaced(key, present, "pipeline");
             }
@@ -227,6 +230,7 @@ fn shape(config: &ChainConfig, source: &ChainSource, problems: &mut Vec<Problem>
         ("answer_pointer", &config.answer_pointer),
         ("documents_pointer", &config.documents_pointer),
         ("spans_pointer", &config.spans_pointer),
+        ("document_id", &config.document_id),
     ] {
         if let Some(pointer) = pointer
             && !pointer.is_empty()
@@ -243,10 +247,12 @@ fn shape(config: &ChainConfig, source: &ChainSource, problems: &mut Vec<Problem>
         }
     }
     ReplyShape::new(
+        config.preset,
         config.answer_pointer.as_deref(),
         config.documents_pointer.as_deref(),
         config.spans_pointer.as_deref(),
     )
+    .with_document_ids(config.document_id.as_deref(), config.positional_ids)
 }
 
 fn build_http(
@@ -280,11 +286,22 @@ fn build_http(
             return None;
         }
     };
+    // LangServe serves a runnable at PATH and invokes it at PATH/invoke.
+    let url = match config.preset {
+        Some(Preset::Langserve) if !url.trim_end_matches('/').ends_with("/invoke") => {
+            format!("{}/invoke", url.trim_end_matches('/'))
+        }
+        _ => url.clone(),
+    };
+    let body = config
+        .body
+        .as_deref()
+        .or_else(|| config.preset.map(crate::chain::service::preset_body));
     match HttpChain::new(
-        url,
+        &url,
         config.method.as_deref(),
         &config.headers,
-        config.body.as_deref(),
+        body,
         shape,
         backend,
     ) {

@@ -214,7 +214,7 @@ fn parse_query(reply: &Value) -> Result<Vec<RetrievedDoc>, &'static str> {
                 id,
                 text,
                 metadata,
-                score: ((1.0 - distance) * 10_000.0).round() / 10_000.0,
+                score: Some(((1.0 - distance) * 10_000.0).round() / 10_000.0),
             })
         })
         .collect()
@@ -417,7 +417,7 @@ mod tests {
         assert_eq!(docs.len(), 2);
         assert_eq!(docs[0].id, "4");
         assert_eq!(docs[0].metadata.get("docs"), Some(&json!("aws")));
-        assert_eq!(docs[0].score, 0.75);
+        assert_eq!(docs[0].score, Some(0.75));
         assert!(docs[1].metadata.is_empty());
         assert!(parse_query(&json!({"error": "x"})).is_err());
     }

@@ -68,6 +68,31 @@ pub struct ChainConfig {
     /// `command`: the program and its arguments, run once per question.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cmd: Option<Vec<String>>,
+    /// `http`, `command`: a common service's request and reply shape (`langserve`,
+    /// `retrievalqa`); the keys above override any part of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preset: Option<Preset>,
+    /// `http`, `command`: JSON pointer, inside each returned document, to its id
+    /// (default: `/id`, else `/metadata/id`), e.g. `/metadata/source`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub document_id: Option<String>,
+    /// `http`, `command`: documents without an id get their rank (0, 1, …) instead of
+    /// failing the run. Such ids say nothing across runs; `expect.sources` cannot use them.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub positional_ids: bool,
+}
+
+/// Request and reply shapes of services built with LangChain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Preset {
+    /// LangServe's `POST …/invoke`: `{"input": question}` → `{"output": …}`; the answer in
+    /// `output.result`, `output.answer`, `output.content` or `output`, the documents in
+    /// `output.source_documents` or `output.context`.
+    Langserve,
+    /// A RetrievalQA chain behind a small web app: `{"query": question}` → `result` and
+    /// `source_documents`.
+    Retrievalqa,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]

@@ -145,7 +145,7 @@ impl Retriever {
                             id: doc.id.clone(),
                             text: doc.text.clone(),
                             metadata: doc.metadata.clone(),
-                            score: round4(hit.score),
+                            score: Some(round4(hit.score)),
                         }
                     })
                     .collect();

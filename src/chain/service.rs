@@ -14,6 +14,7 @@ use tokio::io::AsyncWriteExt;
 use crate::backend::error::HeaderError;
 use crate::backend::redact::{quote, redact_url};
 use crate::backend::{Backend, ErrorKind};
+use crate::chain::config::Preset;
 use crate::chain::error::ChainError;
 use crate::chain::{ChainFailure, ChainOutput};
 use crate::model::record::RetrievedDoc;
@@ -23,21 +24,66 @@ use crate::trace::{OpenSpan, Span, SpanKind, SpanStatus, TraceBuilder};
 pub const DEFAULT_BODY: &str =
     r#"{"question": {{ question | tojson }}, "vars": {{ vars | tojson }}, "seed": {{ seed }}}"#;
 
-/// Where the answer, documents and spans are in a reply.
+/// The request body a preset sends when the chain names none.
+pub fn preset_body(preset: Preset) -> &'static str {
+    match preset {
+        Preset::Langserve => r#"{"input": {{ question | tojson }}}"#,
+        Preset::Retrievalqa => r#"{"query": {{ question | tojson }}}"#,
+    }
+}
+
+/// Where the answer, documents, spans and each document's id are in a reply.
 #[derive(Debug, Clone)]
 pub struct ReplyShape {
-    pub answer: String,
-    pub documents: String,
+    /// Tried in order: the first that holds a string is the answer.
+    pub answer: Vec<String>,
+    /// Tried in order: the first that holds a list is the documents.
+    pub documents: Vec<String>,
     pub spans: String,
+    /// Inside a document; `None`: `/id`, else `/metadata/id`.
+    pub document_id: Option<String>,
+    /// Documents without an id get their rank.
+    pub positional_ids: bool,
 }
 
 impl ReplyShape {
-    pub fn new(answer: Option<&str>, documents: Option<&str>, spans: Option<&str>) -> Self {
+    /// A preset's pointers, each replaced by the one the chain names.
+    pub fn new(
+        preset: Option<Preset>,
+        answer: Option<&str>,
+        documents: Option<&str>,
+        spans: Option<&str>,
+    ) -> Self {
+        let (answers, documented): (&[&str], &[&str]) = match preset {
+            None => (&["/answer"], &["/documents"]),
+            Some(Preset::Langserve) => (
+                &[
+                    "/output/result",
+                    "/output/answer",
+                    "/output/content",
+                    "/output",
+                ],
+                &["/output/source_documents", "/output/context"],
+            ),
+            Some(Preset::Retrievalqa) => (&["/result"], &["/source_documents"]),
+        };
+        let list = |given: Option<&str>, default: &[&str]| match given {
+            Some(pointer) => vec![pointer.to_owned()],
+            None => default.iter().map(|p| (*p).to_owned()).collect(),
+        };
         ReplyShape {
-            answer: answer.unwrap_or("/answer").to_owned(),
-            documents: documents.unwrap_or("/documents").to_owned(),
+            answer: list(answer, answers),
+            documents: list(documents, documented),
             spans: spans.unwrap_or("/spans").to_owned(),
+            document_id: None,
+            positional_ids: false,
         }
+    }
+
+    pub fn with_document_ids(mut self, pointer: Option<&str>, positional: bool) -> Self {
+        self.document_id = pointer.map(str::to_owned);
+        self.positional_ids = positional;
+        self
     }
 }
 
@@ -350,6 +396,8 @@ fn finish(
     }
     if adopted > 0 {
         root.set("service_spans", adopted);
+    } else {
+        derived_spans(&mut trace, &root, &retrieved, &answer);
     }
     trace.end(root, SpanStatus::Ok);
     Ok(ChainOutput {
@@ -360,38 +408,83 @@ fn finish(
     })
 }
 
+/// For a service that reported no spans: a RETRIEVER span with the documents it returned
+/// and a span for its answer, marked as read from the response, so every backend shows the
+/// same tree shape as for a pipeline chain. Their times are the reply's arrival, not the
+/// service's own steps.
+fn derived_spans(
+    trace: &mut TraceBuilder,
+    root: &OpenSpan,
+    retrieved: &[RetrievedDoc],
+    answer: &str,
+) {
+    let question = root_question(root);
+    let mut retrieve = trace.start("retrieve", SpanKind::Retriever, Some(root));
+    retrieve.set("query", question);
+    retrieve.set(
+        "document_ids",
+        retrieved.iter().map(|d| d.id.clone()).collect::<Vec<_>>(),
+    );
+    retrieve.set(
+        "scores",
+        retrieved.iter().map(|d| d.score).collect::<Vec<_>>(),
+    );
+    retrieve.set("ragprobe.derived_from", "response");
+    trace.end(retrieve, SpanStatus::Ok);
+    let mut answered = trace.start("answer", SpanKind::Llm, Some(root));
+    answered.set("generator", "the service (read from its response)");
+    answered.set("answer_chars", answer.chars().count());
+    answered.set("ragprobe.derived_from", "response");
+    trace.end(answered, SpanStatus::Ok);
+}
+
+fn root_question(root: &OpenSpan) -> String {
+    root.get("question")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned()
+}
+
 type Parsed = (String, Vec<RetrievedDoc>, Vec<Span>, String);
 
 /// Answer, documents, spans and prompt from a reply, by the configured pointers.
 fn parse_reply(reply: &Value, shape: &ReplyShape) -> Result<Parsed, ChainError> {
-    let answer = match reply.pointer(&shape.answer) {
-        Some(Value::String(text)) => text.clone(),
-        Some(other) => {
-            return Err(ChainError::Reply(format!(
-                "the answer at {} is not a string: {}",
-                shape.answer,
-                quote(&other.to_string())
-            )));
-        }
-        None => {
-            return Err(ChainError::Reply(format!(
-                "no answer at {}: {}",
-                shape.answer,
-                quote(&reply.to_string())
-            )));
-        }
-    };
-    let documents = match reply.pointer(&shape.documents) {
-        None | Some(Value::Null) => Vec::new(),
-        Some(Value::Array(items)) => items
+    let answer = shape
+        .answer
+        .iter()
+        .find_map(|p| reply.pointer(p).and_then(Value::as_str))
+        .map(str::to_owned)
+        .ok_or_else(|| {
+            let found = shape
+                .answer
+                .iter()
+                .find_map(|p| reply.pointer(p).map(|v| (p, v)));
+            ChainError::Reply(match found {
+                Some((pointer, value)) => format!(
+                    "the answer at {pointer} is not a string: {}",
+                    quote(&value.to_string())
+                ),
+                None => format!(
+                    "no answer at {} ({})",
+                    shape.answer.join(", "),
+                    top_level_keys(reply)
+                ),
+            })
+        })?;
+    let documents = match shape
+        .documents
+        .iter()
+        .find_map(|p| reply.pointer(p).filter(|v| !v.is_null()).map(|v| (p, v)))
+    {
+        None => Vec::new(),
+        Some((_, Value::Array(items))) => items
             .iter()
             .enumerate()
-            .map(|(i, item)| document(i, item))
+            .map(|(i, item)| document(i, item, shape))
             .collect::<Result<_, _>>()?,
-        Some(other) => {
+        Some((pointer, other)) => {
             return Err(ChainError::Reply(format!(
-                "the documents at {} are not a list: {}",
-                shape.documents,
+                "the documents at {pointer} are not a list: {}",
                 quote(&other.to_string())
             )));
         }
@@ -412,15 +505,42 @@ fn parse_reply(reply: &Value, shape: &ReplyShape) -> Result<Parsed, ChainError> 
     Ok((answer, documents, spans, prompt))
 }
 
-/// One document as services tend to return it: `{id, text | page_content | content,
-/// metadata, score}`, or a bare string.
-fn document(position: usize, item: &Value) -> Result<RetrievedDoc, ChainError> {
+/// "the response's top-level keys: a, b" (or what the response is instead).
+fn top_level_keys(value: &Value) -> String {
+    match value {
+        Value::Object(map) if map.is_empty() => "the response is an empty object".into(),
+        Value::Object(map) => format!(
+            "the response's top-level keys: {}",
+            map.keys().take(20).cloned().collect::<Vec<_>>().join(", ")
+        ),
+        other => format!("the response is {}", quote(&other.to_string())),
+    }
+}
+
+/// One document as services return it: a LangChain `Document` (`page_content`,
+/// `metadata`, optional `id`), `{id, text | content, metadata, score}`, or a bare string.
+/// Its id comes from `document_id`, else `id`, else `metadata.id`; without one the run
+/// fails, naming the setting, unless the chain takes positional ids.
+fn document(position: usize, item: &Value, shape: &ReplyShape) -> Result<RetrievedDoc, ChainError> {
+    let no_id = |keys: String| {
+        ChainError::Reply(format!(
+            "document {position} has no id{} ({keys}): set `document_id:` to the pointer of its id inside the document (e.g. /metadata/source), or `positional_ids: true`",
+            shape
+                .document_id
+                .as_deref()
+                .map(|p| format!(" at {p}"))
+                .unwrap_or_default()
+        ))
+    };
     if let Value::String(text) = item {
+        if !shape.positional_ids {
+            return Err(no_id("it is a bare string".into()));
+        }
         return Ok(RetrievedDoc {
             id: position.to_string(),
             text: text.clone(),
             metadata: Map::new(),
-            score: 0.0,
+            score: None,
         });
     }
     let object = item.as_object().ok_or_else(|| {
@@ -429,10 +549,29 @@ fn document(position: usize, item: &Value) -> Result<RetrievedDoc, ChainError> {
             quote(&item.to_string())
         ))
     })?;
-    let id = match object.get("id") {
-        Some(Value::String(id)) => id.clone(),
-        Some(Value::Number(n)) => n.to_string(),
-        _ => position.to_string(),
+    let as_id = |v: &Value| match v {
+        Value::String(id) if !id.is_empty() => Some(id.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    };
+    let found = match &shape.document_id {
+        Some(pointer) => item.pointer(pointer).and_then(as_id),
+        None => object
+            .get("id")
+            .and_then(as_id)
+            .or_else(|| item.pointer("/metadata/id").and_then(as_id)),
+    };
+    let id = match found {
+        Some(id) => id,
+        None if shape.positional_ids => position.to_string(),
+        None => {
+            let mut keys: Vec<String> = object.keys().cloned().collect();
+            if let Some(metadata) = object.get("metadata").and_then(Value::as_object) {
+                keys.extend(metadata.keys().map(|k| format!("metadata.{k}")));
+            }
+            keys.truncate(20);
+            return Err(no_id(format!("its keys: {}", keys.join(", "))));
+        }
     };
     let text = ["text", "page_content", "content"]
         .iter()
@@ -447,7 +586,7 @@ fn document(position: usize, item: &Value) -> Result<RetrievedDoc, ChainError> {
             .and_then(Value::as_object)
             .cloned()
             .unwrap_or_default(),
-        score: object.get("score").and_then(Value::as_f64).unwrap_or(0.0),
+        score: object.get("score").and_then(Value::as_f64),
     })
 }
 
@@ -502,7 +641,8 @@ mod tests {
 
     #[test]
     fn replies_are_read_by_pointer_with_lenient_documents() {
-        let shape = ReplyShape::new(Some("/data/answer"), Some("/data/docs"), None);
+        let shape = ReplyShape::new(None, Some("/data/answer"), Some("/data/docs"), None)
+            .with_document_ids(None, true);
         let reply = json!({"data": {"answer": "yes", "docs": [
             {"id": 4, "page_content": "aws", "metadata": {"docs": "aws"}, "score": 0.5},
             "bare text",
@@ -511,14 +651,62 @@ mod tests {
         assert_eq!(answer, "yes");
         assert_eq!(docs[0].id, "4");
         assert_eq!(docs[0].text, "aws");
+        assert_eq!(docs[0].score, Some(0.5));
         assert_eq!(docs[0].metadata.get("docs"), Some(&json!("aws")));
-        assert_eq!(docs[1].id, "1");
+        assert_eq!(docs[1].id, "1", "positional ids when the chain takes them");
+        assert_eq!(docs[1].score, None, "no score is no score, not 0");
         assert!(spans.is_empty());
     }
 
     #[test]
+    fn a_document_without_an_id_names_the_setting() {
+        let shape = ReplyShape::new(None, None, None, None);
+        let reply = json!({"answer": "a", "documents": [
+            {"page_content": "t", "metadata": {"source": "db-1.md"}, "type": "Document"},
+        ]});
+        let err = parse_reply(&reply, &shape).expect_err("no id");
+        let text = err.to_string();
+        assert!(text.contains("document 0 has no id"), "{text}");
+        assert!(
+            text.contains("metadata.source") && text.contains("document_id"),
+            "{text}"
+        );
+        let shape = shape.with_document_ids(Some("/metadata/source"), false);
+        let (_, docs, _, _) = parse_reply(&reply, &shape).expect("id by pointer");
+        assert_eq!(docs[0].id, "db-1.md");
+        let bare = json!({"answer": "a", "documents": ["text"]});
+        assert!(parse_reply(&bare, &ReplyShape::new(None, None, None, None)).is_err());
+    }
+
+    #[test]
+    fn presets_read_langserve_and_retrievalqa_replies() {
+        let langserve = ReplyShape::new(Some(Preset::Langserve), None, None, None);
+        let reply = json!({"output": {"answer": "Use SQL warehouses.", "context": [
+            {"page_content": "x", "metadata": {"docs": "aws"}, "id": "4", "type": "Document"}
+        ]}, "metadata": {"run_id": "r"}});
+        let (answer, docs, _, _) = parse_reply(&reply, &langserve).expect("langserve");
+        assert_eq!(answer, "Use SQL warehouses.");
+        assert_eq!(docs[0].id, "4");
+        let (answer, _, _, _) =
+            parse_reply(&json!({"output": "plain"}), &langserve).expect("string output");
+        assert_eq!(answer, "plain");
+        let qa = ReplyShape::new(Some(Preset::Retrievalqa), None, None, None);
+        let reply = json!({"query": "q", "result": "r", "source_documents": [
+            {"page_content": "x", "metadata": {"id": 7}}
+        ]});
+        let (answer, docs, _, _) = parse_reply(&reply, &qa).expect("retrievalqa");
+        assert_eq!((answer.as_str(), docs[0].id.as_str()), ("r", "7"));
+        // A preset that does not match: one line, the pointers tried, the keys found.
+        let err = parse_reply(&json!({"answer": "a"}), &qa).expect_err("mismatch");
+        assert_eq!(
+            err.to_string(),
+            "malformed response: no answer at /result (the response's top-level keys: answer)"
+        );
+    }
+
+    #[test]
     fn a_reply_without_an_answer_is_malformed() {
-        let shape = ReplyShape::new(None, None, None);
+        let shape = ReplyShape::new(None, None, None, None);
         let err = parse_reply(&json!({"text": "x"}), &shape).expect_err("no answer");
         assert!(err.to_string().contains("no answer at /answer"), "{err}");
         let err = parse_reply(&json!({"answer": 3}), &shape).expect_err("not a string");
@@ -527,7 +715,7 @@ mod tests {
 
     #[test]
     fn service_spans_keep_their_kind_and_times() {
-        let shape = ReplyShape::new(None, None, None);
+        let shape = ReplyShape::new(None, None, None, None);
         let reply = json!({"answer": "a", "spans": [
             {"span_id": "00000000000000aa", "parent_span_id": "00000000000000bb", "name": "search",
              "kind": "RETRIEVER", "start_ns": 5, "end_ns": 9, "attributes": {"k": 2}},

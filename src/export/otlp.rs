@@ -281,12 +281,15 @@ fn retriever_attributes(
         attributes.extend([
             (format!("{prefix}.id"), doc.id.clone().into()),
             (format!("{prefix}.content"), doc.text.clone().into()),
-            (format!("{prefix}.score"), Attr::Double(doc.score)),
             (
                 format!("{prefix}.metadata"),
                 Value::Object(doc.metadata.clone()).to_string().into(),
             ),
         ]);
+        // No score is no attribute: OTLP has no null.
+        if let Some(score) = doc.score {
+            attributes.push((format!("{prefix}.score"), Attr::Double(score)));
+        }
         if !broken.is_empty() {
             attributes.push((
                 format!("ragprobe.documents.{i}.violated_rules"),

@@ -16,7 +16,10 @@ pub struct RetrievedDoc {
     pub text: String,
     #[serde(default)]
     pub metadata: Metadata,
-    pub score: f64,
+    /// The retriever's score; `None` when it gave none (a service that returns documents
+    /// without scores), never a made-up 0.
+    #[serde(default)]
+    pub score: Option<f64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -47,7 +47,7 @@ struct CompactRun {
     #[serde(skip_serializing_if = "Option::is_none")]
     e: Option<usize>,
     /// Retrieved documents: (id, score).
-    docs: Vec<(String, f64)>,
+    docs: Vec<(String, Option<f64>)>,
     /// Rules this run broke.
     br: Vec<String>,
     /// Failed expectations, one line each.

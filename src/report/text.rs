@@ -5,6 +5,11 @@ use std::fmt::Write;
 
 use crate::model::record::RunRecord;
 
+/// A retriever's score to four places, or `—` when it gave none.
+pub fn score(score: Option<f64>) -> String {
+    score.map_or_else(|| "—".to_owned(), |s| format!("{s:.4}"))
+}
+
 /// `1 case`, `2 cases`: a count with its noun in the right number.
 pub fn count(n: impl Into<u64>, noun: &str) -> String {
     match n.into() {
@@ -61,9 +66,9 @@ pub fn retrieved_lines(out: &mut String, run: &RunRecord, indent: &str) {
         };
         let _ = writeln!(
             out,
-            "{indent}{}  score {:.4}  {}{mark}",
+            "{indent}{}  score {}  {}{mark}",
             doc.id,
-            doc.score,
+            score(doc.score),
             serde_json::Value::Object(doc.metadata.clone())
         );
     }
