@@ -40,6 +40,11 @@ pub fn suite_files(path: Option<&Path>) -> Result<Vec<PathBuf>, DiscoverError> {
 
 /// The suite files under `path`: the file itself, or every suite below a folder.
 pub fn discover(path: &Path) -> std::io::Result<Vec<PathBuf>> {
+    discover_where(path, looks_like_suite)
+}
+
+/// The YAML files under `path` (or `path` itself) that `wanted` accepts, each once.
+pub fn discover_where(path: &Path, wanted: fn(&Path) -> bool) -> std::io::Result<Vec<PathBuf>> {
     if !path.is_dir() {
         return Ok(vec![path.to_owned()]);
     }
@@ -61,7 +66,7 @@ pub fn discover(path: &Path) -> std::io::Result<Vec<PathBuf>> {
                 entry_path.extension().and_then(|e| e.to_str()),
                 Some("yaml" | "yml")
             ) && entry_path.is_file()
-                && looks_like_suite(&entry_path)
+                && wanted(&entry_path)
             {
                 let canonical =
                     std::fs::canonicalize(&entry_path).unwrap_or_else(|_| entry_path.clone());
@@ -77,6 +82,23 @@ pub fn discover(path: &Path) -> std::io::Result<Vec<PathBuf>> {
 
 /// A YAML file with a top-level `cases:` key, by its first lines (a suite is small; a
 /// huge file is not read whole to find out).
+/// A chain file: a top-level key only chains have.
+pub fn looks_like_chain(path: &Path) -> bool {
+    const KEYS: [&str; 7] = [
+        "kind:",
+        "retriever:",
+        "url:",
+        "cmd:",
+        "llm:",
+        "preset:",
+        "prompt_file:",
+    ];
+    !looks_like_suite(path)
+        && std::fs::read_to_string(path)
+            .map(|text| text.lines().any(|l| KEYS.iter().any(|k| l.starts_with(k))))
+            .unwrap_or(false)
+}
+
 pub fn looks_like_suite(path: &Path) -> bool {
     use std::io::{BufRead, BufReader};
     let Ok(file) = std::fs::File::open(path) else {

@@ -81,10 +81,40 @@ fn a_malformed_corpus_line_is_reported_at_its_line() {
 fn validate_accepts_the_shipped_suites_and_runs_nothing() {
     let (code, stdout, stderr) = validate("suites");
     assert_eq!(code, Some(0), "{stderr}");
-    assert_eq!(stdout.lines().filter(|l| l.starts_with("ok: ")).count(), 2);
+    // Two suites and the two chain files beside them.
+    assert_eq!(stdout.lines().filter(|l| l.starts_with("ok: ")).count(), 4);
     assert!(stdout.contains(
         "before-fix.yaml (databricks-support-before-fix): 2 cases, 2 rules, 5 documents"
     ));
+    assert!(stdout.contains("chains/support.yaml (chain): memory retriever"));
+}
+
+#[test]
+fn validate_checks_a_chain_file_with_located_errors() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let chain = dir.path().join("chain.yaml");
+    std::fs::write(
+        &chain,
+        "kind: http\nurl: http://127.0.0.1:9/chain\npreset: langserve\n",
+    )
+    .expect("chain");
+    let (code, stdout, stderr) = validate(&chain.display().to_string());
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stdout.contains("(chain): RAG service at POST http://127.0.0.1:9/chain/invoke"),
+        "{stdout}"
+    );
+    std::fs::write(
+        &chain,
+        "kind: http\nurl: http://127.0.0.1:9/chain\npreset: langserv\n",
+    )
+    .expect("chain");
+    let (code, _, stderr) = validate(&chain.display().to_string());
+    assert_eq!(code, Some(2));
+    assert!(
+        stderr.contains("chain.yaml:3:9: preset: unknown variant `langserv`"),
+        "{stderr}"
+    );
 }
 
 #[test]
