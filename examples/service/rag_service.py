@@ -8,6 +8,13 @@ through the W3C `traceparent` it was given. Standard library only.
     python3 examples/service/rag_service.py --port 8090      # HTTP: POST /ask
     echo '{"question": "..."}' | python3 examples/service/rag_service.py --stdio
 
+It also answers in the shapes LangChain services use, without spans (as a service that is
+not instrumented): LangServe's `POST /support/invoke` with `{"input": question}` ->
+`{"output": {"answer", "context": [Document]}}`, and a RetrievalQA app's `POST /qa` with
+`{"query": question}` -> `{"query", "result", "source_documents": [Document]}`, where a
+Document is `{"page_content", "metadata": {"source", ...}, "type": "Document"}` (its id is
+`metadata.source`, as LangChain loaders set it; no score).
+
 `--filter-docs databricks` keeps only documents whose `docs` metadata matches (the fix).
 """
 
@@ -71,6 +78,30 @@ def answer(request, documents, filter_docs):
     return {"answer": text, "documents": retrieved, "spans": spans, "trace_id": trace_id}
 
 
+def as_document(doc):
+    """A LangChain Document as LangServe serializes it: the id in metadata.source."""
+    return {"page_content": doc["text"], "metadata": dict(doc["metadata"], source=doc["id"]),
+            "type": "Document", "id": None}
+
+
+def langchain_reply(path, request, documents, filter_docs):
+    """LangServe's and RetrievalQA's reply shapes, or None for another path."""
+    if path == "/support/invoke":
+        question = request.get("input", "")
+    elif path == "/qa":
+        question = request.get("query", "")
+    else:
+        return None
+    if not isinstance(question, str):
+        question = json.dumps(question)
+    reply = answer({"question": question, "seed": 0}, documents, filter_docs)
+    docs = [as_document(d) for d in reply["documents"]]
+    if path == "/qa":
+        return {"query": question, "result": reply["answer"], "source_documents": docs}
+    return {"output": {"answer": reply["answer"], "context": docs},
+            "metadata": {"run_id": "%032x" % random.getrandbits(128)}}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--stdio", action="store_true", help="answer one JSON request on stdin")
@@ -94,6 +125,9 @@ def main():
                 request = json.loads(self.rfile.read(length) or b"{}")
             except ValueError as err:
                 return self.reply(400, {"error": "bad request", "message": str(err)})
+            shaped = langchain_reply(self.path, request, documents, args.filter_docs)
+            if shaped is not None:
+                return self.reply(200, shaped)
             if self.path != "/ask":
                 return self.reply(404, {"error": "not found", "message": self.path})
             request.setdefault("traceparent", self.headers.get("traceparent", ""))

@@ -139,3 +139,104 @@ fn keys_of_another_chain_kind_are_located_errors() {
         "{stderr}"
     );
 }
+
+/// A chain file for the example service's LangChain-shaped routes.
+fn langchain_chain(
+    dir: &std::path::Path,
+    service: &crate::common::servers::Process,
+    yaml: &str,
+) -> String {
+    let base = service.url.trim_end_matches("/ask");
+    chain_file(dir, "chain.yaml", &yaml.replace("{BASE}", base))
+        .display()
+        .to_string()
+}
+
+#[test]
+fn langserve_preset_needs_only_a_url_and_where_the_id_is() {
+    let service = rag_service(&[]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    // LangServe's documents carry their id in metadata.source: without saying so, every
+    // run is an error that names the setting and what the document holds.
+    let chain = langchain_chain(
+        dir.path(),
+        &service,
+        "kind: http\nurl: {BASE}/support\npreset: langserve\n",
+    );
+    let out = dir.path().join("no-id");
+    let output = run_suite(BEFORE, &out, &["--runs", "2", "--chain", &chain]);
+    assert_eq!(output.status.code(), Some(3), "{}", text(&output.stdout));
+    let runs = records(&out);
+    let error = runs[0].error.as_deref().unwrap_or_default();
+    assert!(
+        error.contains("document 0 has no id")
+            && error.contains("metadata.source")
+            && error.contains("document_id"),
+        "{error}"
+    );
+
+    let chain = langchain_chain(
+        dir.path(),
+        &service,
+        "kind: http\nurl: {BASE}/support\npreset: langserve\ndocument_id: /metadata/source\n",
+    );
+    let out = dir.path().join("ok");
+    let output = run_suite(BEFORE, &out, &["--runs", "2", "--chain", &chain]);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
+    let runs = records(&out);
+    let cost = runs.iter().find(|r| r.case == "cost").expect("cost run");
+    assert_eq!(cost.status, RunStatus::Failed);
+    assert_eq!(cost.retrieved[0].id, "4");
+    assert_eq!(cost.retrieved[0].metadata["docs"], "aws");
+    assert_eq!(cost.retrieved[0].score, None, "LangServe sends no score");
+    // No spans from the service: ragprobe's own, read from the response.
+    let trace = cost.trace.as_ref().expect("trace");
+    let retrieve = trace
+        .spans
+        .iter()
+        .find(|s| s.kind == ragprobe::trace::SpanKind::Retriever)
+        .expect("a RETRIEVER span");
+    assert_eq!(retrieve.attributes["ragprobe.derived_from"], "response");
+    assert_eq!(retrieve.attributes["document_ids"][0], "4");
+    let show = ragprobe()
+        .arg("show")
+        .arg(&out)
+        .args(["--case", "cost"])
+        .output()
+        .expect("show");
+    let tree = text(&show.stdout);
+    assert!(
+        tree.contains("retrieve") && tree.contains("score —"),
+        "{tree}"
+    );
+}
+
+#[test]
+fn retrievalqa_preset_and_a_reply_of_another_shape() {
+    let service = rag_service(&[]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let chain = langchain_chain(
+        dir.path(),
+        &service,
+        "kind: http\nurl: {BASE}/qa\npreset: retrievalqa\ndocument_id: /metadata/source\n",
+    );
+    let out = dir.path().join("qa");
+    let output = run_suite(BEFORE, &out, &["--runs", "2", "--chain", &chain]);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
+    let runs = records(&out);
+    assert!(runs.iter().all(|r| r.status != RunStatus::Error));
+    // The RetrievalQA preset against the LangServe route: one line, the keys it found.
+    let chain = langchain_chain(
+        dir.path(),
+        &service,
+        "kind: http\nurl: {BASE}/support/invoke\npreset: retrievalqa\n",
+    );
+    let out = dir.path().join("mismatch");
+    let output = run_suite(BEFORE, &out, &["--runs", "1", "--chain", &chain]);
+    assert_eq!(output.status.code(), Some(3));
+    let error = records(&out)[0].error.clone().unwrap_or_default();
+    assert_eq!(
+        error,
+        "malformed response: no answer at /result (the response's top-level keys: metadata, output)"
+    );
+}
