@@ -191,7 +191,12 @@ fn import_matching(args: &ImportArgs, filter: &str) -> Result<Outcome, AppError>
             .map_err(failed)?;
         let infos = publish::search_traces(&mlflow, &id, filter, args.max_traces)
             .await
-            .map_err(failed)?;
+            .map_err(|e| match e {
+                MlflowError::Status { code: 400, .. } => AppError::Usage(format!(
+                    "{e}\n  hint: MLflow's filters quote strings with '…' and names with dots in backticks, and join clauses with AND: feedback.`user_feedback` = 'false' AND tags.`env` = 'prod'"
+                )),
+                e => failed(e),
+            })?;
         Ok::<_, AppError>((name, infos))
     })?;
     for info in &infos {
