@@ -34,7 +34,7 @@ pub enum Command {
     /// Print one run's trace as a tree (or as OTLP JSON).
     #[command(after_help = exit_codes::SHOW_HELP)]
     Show(ShowArgs),
-    /// Send the traces of a report to an OTLP endpoint, or write them to a file.
+    /// Publish a report to MLflow as a run, send its traces to an OTLP endpoint, or write them to a file.
     #[command(after_help = exit_codes::EXPORT_HELP)]
     Export(ExportArgs),
     /// Ask a question until a reported bad answer's rate is known, and say what bad runs share.

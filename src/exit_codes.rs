@@ -111,9 +111,10 @@ Exit codes:
 
 pub const IMPORT_HELP: &str = "\
 Exit codes:
-  0    the case was appended
-  2    usage error: no such trace or file, or the suite cannot take the case
-  3    the MLflow server could not be reached";
+  0    the case was appended (with --filter: every new question, possibly none)
+  2    usage error: no such trace or file, the suite cannot take the case, or MLflow
+       refused the request (unknown experiment, a filter it cannot parse, credentials)
+  3    the MLflow server could not be reached, or failed (5xx)";
 
 pub const REPRO_HELP: &str = "\
 Exit codes:

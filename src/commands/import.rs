@@ -160,6 +160,12 @@ fn failed(error: MlflowError) -> AppError {
 /// `--filter`: every trace of the experiment the filter matches (newest first, at most
 /// `--max-traces`), one case per question not already in the suite.
 fn import_matching(args: &ImportArgs, filter: &str) -> Result<Outcome, AppError> {
+    // An unset shell variable must not import every trace of the experiment.
+    if filter.trim().is_empty() {
+        return Err(AppError::Usage(
+            "--filter is empty: give an MLflow search filter, e.g. \"feedback.`user_feedback` = 'false'\"".into(),
+        ));
+    }
     let mut warn = |warning: String| out::eprintln(&format!("warning: {warning}"));
     let Some(target) = MlflowTarget::resolve(
         args.mlflow.as_deref(),
@@ -223,12 +229,17 @@ fn import_matching(args: &ImportArgs, filter: &str) -> Result<Outcome, AppError>
             duplicates += 1;
             continue;
         }
-        let source = format!("MLflow trace {trace_id} at {server} (filter {filter})");
+        let source = format!("MLflow at {server} (filter {filter})");
         let (comments, case) = draft(&observed, &source, None);
         imported.push(append(&args.suite, args.chain.as_deref(), &comments, case)?);
     }
+    let capped = if infos.len() >= args.max_traces {
+        format!(" (the newest {}; --max-traces for more)", args.max_traces)
+    } else {
+        String::new()
+    };
     out::println(&format!(
-        "{} of experiment `{experiment_name}` matched; imported {} into {}{}",
+        "{}{capped} of experiment `{experiment_name}` matched; imported {} into {}{}",
         count(infos.len() as u64, "trace"),
         count(imported.len() as u64, "case"),
         args.suite.display(),

@@ -76,7 +76,7 @@ pub fn describe(done: &Published, run: &RunRef, took: std::time::Duration) -> St
         );
     }
     format!(
-        "mlflow: run {} in experiment `{}`: {} linked ({} sent now), {} ({} kept), {}, {}, {} in {:.1} s",
+        "mlflow: run {} in experiment `{}`: {} linked ({} sent now), {} written ({} already there), {}, {}, {} in {:.1} s",
         run.url,
         run.experiment_name,
         count(done.traces_linked, "trace"),

@@ -74,7 +74,7 @@ pub fn append(
             }
             text
         }
-        None => new_suite(chain),
+        None => new_suite(chain.map(|c| chain_from(path, c)).as_deref()),
     };
     let taken: Vec<String> = existing
         .as_deref()
@@ -147,6 +147,32 @@ fn check_cases_last(text: &str, path: &Path) -> Result<(), AppendError> {
     Ok(())
 }
 
+/// `chain` (relative to where the command runs) as the suite at `suite` names it: relative
+/// to the suite file's folder, as suites resolve their chain.
+fn chain_from(suite: &Path, chain: &Path) -> PathBuf {
+    let absolute = |p: &Path| -> Vec<std::ffi::OsString> {
+        std::path::absolute(p)
+            .unwrap_or_else(|_| p.to_owned())
+            .components()
+            .map(|c| c.as_os_str().to_owned())
+            .collect()
+    };
+    let target = absolute(chain);
+    let base = absolute(suite.parent().unwrap_or(Path::new(".")));
+    let common = target.iter().zip(&base).take_while(|(a, b)| a == b).count();
+    if common == 0 {
+        return target.iter().collect();
+    }
+    let mut relative = PathBuf::new();
+    for _ in common..base.len() {
+        relative.push("..");
+    }
+    for part in &target[common..] {
+        relative.push(part);
+    }
+    relative
+}
+
 fn new_suite(chain: Option<&Path>) -> String {
     let chain = chain.map_or(
         "chain.yaml   # EDIT: the chain these cases run against".to_owned(),
@@ -178,6 +204,24 @@ fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_new_suite_names_its_chain_from_its_own_folder() {
+        assert_eq!(
+            chain_from(
+                Path::new("suites/regr.yaml"),
+                Path::new("suites/chains/c.yaml")
+            ),
+            PathBuf::from("chains/c.yaml")
+        );
+        assert_eq!(
+            chain_from(
+                Path::new("/tmp/x/regr.yaml"),
+                Path::new("/work/chains/c.yaml")
+            ),
+            PathBuf::from("../../work/chains/c.yaml")
+        );
+    }
 
     fn case(id: &str, question: &str) -> NewCase {
         NewCase {

@@ -572,7 +572,10 @@ fn suite_runs_become_mlflow_runs_with_linked_traces_and_assessments() {
         .expect("export runs");
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
     let stderr = text(&output.stderr);
-    assert!(stderr.contains("(0 sent now), 0 assessments"), "{stderr}");
+    assert!(
+        stderr.contains("(0 sent now), 0 assessments written"),
+        "{stderr}"
+    );
     assert_eq!(search(&server, &experiment, None).len(), 12);
 
     // Into another experiment: the traces get ids of their own there (MLflow keeps a
