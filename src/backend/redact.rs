@@ -55,7 +55,9 @@ pub fn remember_secret(value: &str) {
     secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
 }
 
-fn percent_encoded(value: &str) -> String {
+/// `value` percent-encoded, unreserved characters (RFC 3986) kept: as servers echo a
+/// secret in a URL, and as a query-string value is sent.
+pub fn percent_encoded(value: &str) -> String {
     value
         .bytes()
         .map(|b| {

@@ -456,22 +456,12 @@ pub async fn last_summary(
 }
 
 pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+    crate::trace::now_ns() / 1_000_000
 }
 
 /// A query-string value, percent-encoded (unreserved characters kept).
 pub fn query_value(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+    crate::backend::redact::percent_encoded(value)
 }
 
 #[cfg(test)]
