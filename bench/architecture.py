@@ -20,14 +20,14 @@ ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src")
 LAYERS = [
     ("foundation", ["model", "seed", "exit_codes", "rules", "trace", "text", "config",
                     "redact", "secrets", "limits", "atomic", "invisible"]),
-    ("transport", ["backend"]),
+    ("transport", ["backend", "receiver"]),
     ("chain", ["chain"]),
     ("suite", ["suite"]),
     ("plan", ["plan", "checks", "events"]),
     ("runner", ["runner"]),
     ("store", ["store", "results"]),
     ("aggregate", ["aggregate", "stats", "baseline", "diff", "judge", "retrieval"]),
-    ("report", ["report", "export", "import", "repro", "session", "mlflow", "receiver"]),
+    ("report", ["report", "export", "import", "repro", "session", "mlflow"]),
     ("commands", ["commands", "cli", "error", "lib", "main", "bin"]),
 ]
 

@@ -111,6 +111,10 @@ pub struct ReproTarget {
     /// Per-run time limit in milliseconds [default: the suite's timeout_ms, else 30000]
     #[arg(long, value_name = "MS")]
     pub timeout_ms: Option<u64>,
+    /// Listen on this loopback address for the OTLP spans the service exports
+    /// (overrides the chain's `receive_otlp`)
+    #[arg(long, value_name = "ADDR")]
+    pub receive_otlp: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -287,6 +291,10 @@ pub struct RunArgs {
     /// Print how long each stage took (runs, parquet, aggregation, reports) on stderr
     #[arg(long)]
     pub timings: bool,
+    /// Listen on this loopback address (127.0.0.1:4318) for the OTLP spans an http or command
+    /// chain's service exports; they join each run's trace (overrides `receive_otlp:`)
+    #[arg(long, value_name = "ADDR")]
+    pub receive_otlp: Option<String>,
     #[command(flatten)]
     pub otlp: OtlpArgs,
     #[command(flatten)]

@@ -63,6 +63,9 @@ pub enum AppError {
     /// MLflow did not take what was sent.
     #[error(transparent)]
     Mlflow(#[from] crate::mlflow::link::PublishError),
+    /// The OTLP receiver cannot listen where asked.
+    #[error(transparent)]
+    Receiver(#[from] crate::receiver::ReceiverError),
     /// The HTTP client could not be set up.
     #[error(transparent)]
     Client(#[from] ClientError),
@@ -93,6 +96,7 @@ impl AppError {
             | AppError::Otlp(_)
             | AppError::MlflowConfig(_)
             | AppError::Client(_)
+            | AppError::Receiver(_)
             | AppError::Plan(_)
             | AppError::Discover(_)
             | AppError::Folder(_)

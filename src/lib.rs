@@ -22,6 +22,7 @@ pub mod invisible;
 pub mod mlflow;
 pub mod model;
 pub mod plan;
+pub mod receiver;
 pub mod report;
 pub mod repro;
 pub mod results;

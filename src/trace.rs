@@ -39,6 +39,10 @@ pub struct Span {
     pub status: SpanStatus,
     #[serde(default, skip_serializing_if = "Map::is_empty")]
     pub attributes: Map<String, Value>,
+    /// For a span the service sent to ragprobe's OTLP receiver: its `service.name`. Such
+    /// spans keep their attributes as the service's instrumentation wrote them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
 }
 
 impl Span {
@@ -145,6 +149,7 @@ impl TraceBuilder {
             end_ns: now_ns().max(span.start_ns),
             status,
             attributes: span.attributes,
+            service: None,
         });
     }
 

@@ -16,10 +16,23 @@ Document is `{"page_content", "metadata": {"source", ...}, "type": "Document"}` 
 `metadata.source`, as LangChain loaders set it; no score).
 
 `--filter-docs databricks` keeps only documents whose `docs` metadata matches (the fix).
+A request may also carry its own `"filter": {"docs": "databricks"}` (metadata equality), and
+`"documents": [{"id", "text", "metadata"}]` to answer from those instead of retrieving (the
+context override ragprobe's triage uses).
+
+`--otlp URL` exports the spans over OTLP/HTTP JSON to URL (e.g. ragprobe's receiver at
+http://127.0.0.1:4318/v1/traces) instead of returning them in the reply, with OpenInference
+attributes: a CHAIN span for the request whose parent is the caller's `traceparent`, and under
+it the RETRIEVER span (`retrieval.documents.N.document.*`) and the LLM span.
+`--otlp-delay-ms N` exports N ms after replying (as a batching exporter would), and
+`--otlp-new-trace` starts a trace of its own instead of continuing `traceparent` (a service
+that does not propagate context).
 """
 
 import argparse
 import json
+import threading
+import urllib.request
 import os
 import random
 import re
@@ -56,10 +69,18 @@ def answer(request, documents, filter_docs):
     spans = []
 
     started = time.time_ns()
-    pool = [d for d in documents if not filter_docs or d["metadata"].get("docs") == filter_docs]
+    wanted = dict(request.get("filter") or {})
+    if filter_docs:
+        wanted["docs"] = filter_docs
     q = words(question)
-    scored = sorted(pool, key=lambda d: (-len(q & words(d["text"])), d["id"]))[:2]
-    retrieved = [dict(d, score=len(q & words(d["text"]))) for d in scored]
+    given = request.get("documents")
+    if isinstance(given, list):
+        retrieved = [dict(d, score=None) for d in given]
+    else:
+        pool = [d for d in documents
+                if all(d["metadata"].get(k) == v for k, v in wanted.items())]
+        scored = sorted(pool, key=lambda d: (-len(q & words(d["text"])), d["id"]))[:2]
+        retrieved = [dict(d, score=len(q & words(d["text"]))) for d in scored]
     spans.append({
         "span_id": span_id(rng), "parent_span_id": parent, "name": "keyword-search",
         "kind": "RETRIEVER", "start_ns": started, "end_ns": time.time_ns(),
@@ -76,6 +97,71 @@ def answer(request, documents, filter_docs):
         "attributes": {"model": "keyword-composer", "seed": seed},
     })
     return {"answer": text, "documents": retrieved, "spans": spans, "trace_id": trace_id}
+
+
+def otlp_value(value):
+    if isinstance(value, bool):
+        return {"boolValue": value}
+    if isinstance(value, int):
+        return {"intValue": str(value)}
+    if isinstance(value, float):
+        return {"doubleValue": value}
+    if isinstance(value, list):
+        return {"arrayValue": {"values": [otlp_value(v) for v in value]}}
+    return {"stringValue": value if isinstance(value, str) else json.dumps(value)}
+
+
+def otlp_spans(reply, question, traceparent, new_trace):
+    """The reply's spans as OpenInference-style OTLP/JSON spans under one CHAIN span."""
+    parts = str(traceparent).split("-")
+    trace_id, parent = (parts[1], parts[2]) if len(parts) == 4 and not new_trace else (
+        "%032x" % random.getrandbits(128), "")
+    top = "%016x" % random.getrandbits(64)
+    spans = []
+    for span in reply["spans"]:
+        attributes = {"openinference.span.kind": span["kind"]}
+        if span["kind"] == "RETRIEVER":
+            attributes["input.value"] = question
+            for i, doc in enumerate(reply["documents"]):
+                prefix = "retrieval.documents.%d.document." % i
+                attributes[prefix + "id"] = doc["id"]
+                attributes[prefix + "content"] = doc["text"]
+                attributes[prefix + "metadata"] = json.dumps(doc["metadata"])
+                if doc.get("score") is not None:
+                    attributes[prefix + "score"] = float(doc["score"])
+        else:
+            attributes["llm.model_name"] = span["attributes"]["model"]
+            attributes["output.value"] = reply["answer"]
+        spans.append({"traceId": trace_id, "spanId": span["span_id"], "parentSpanId": top,
+                      "name": span["name"], "kind": 1,
+                      "startTimeUnixNano": str(span["start_ns"]),
+                      "endTimeUnixNano": str(span["end_ns"]),
+                      "attributes": [{"key": k, "value": otlp_value(v)}
+                                     for k, v in attributes.items()]})
+    spans.append({"traceId": trace_id, "spanId": top, "parentSpanId": parent, "name": "support-service",
+                  "kind": 2, "startTimeUnixNano": str(min(s["start_ns"] for s in reply["spans"])),
+                  "endTimeUnixNano": str(time.time_ns()),
+                  "attributes": [{"key": "openinference.span.kind", "value": otlp_value("CHAIN")},
+                                 {"key": "input.value", "value": otlp_value(question)}]})
+    return {"resourceSpans": [{
+        "resource": {"attributes": [{"key": "service.name", "value": otlp_value("rag-service")}]},
+        "scopeSpans": [{"scope": {"name": "rag_service"}, "spans": spans}]}]}
+
+
+def export(url, payload, delay_ms):
+    def send():
+        if delay_ms:
+            time.sleep(delay_ms / 1000)
+        body = json.dumps(payload).encode()
+        req = urllib.request.Request(url, data=body, headers={"content-type": "application/json"})
+        try:
+            urllib.request.urlopen(req, timeout=10).read()
+        except OSError as err:
+            print("otlp export failed: %s" % err, file=sys.stderr, flush=True)
+    if delay_ms:
+        threading.Thread(target=send, daemon=True).start()
+    else:
+        send()
 
 
 def as_document(doc):
@@ -108,6 +194,9 @@ def main():
     parser.add_argument("--port", type=int, default=8090)
     parser.add_argument("--filter-docs", default=None)
     parser.add_argument("--corpus", default=CORPUS)
+    parser.add_argument("--otlp", default=None, help="export spans over OTLP/JSON to this URL")
+    parser.add_argument("--otlp-delay-ms", type=int, default=0)
+    parser.add_argument("--otlp-new-trace", action="store_true")
     args = parser.parse_args()
     documents = load(args.corpus)
 
@@ -131,7 +220,18 @@ def main():
             if self.path != "/ask":
                 return self.reply(404, {"error": "not found", "message": self.path})
             request.setdefault("traceparent", self.headers.get("traceparent", ""))
-            self.reply(200, answer(request, documents, args.filter_docs))
+            reply = answer(request, documents, args.filter_docs)
+            if args.otlp:
+                payload = otlp_spans(reply, request.get("question", ""), request["traceparent"],
+                                     args.otlp_new_trace)
+                del reply["spans"]
+                if not args.otlp_delay_ms:
+                    export(args.otlp, payload, 0)
+                self.reply(200, reply)
+                if args.otlp_delay_ms:
+                    export(args.otlp, payload, args.otlp_delay_ms)
+                return
+            self.reply(200, reply)
 
         def reply(self, status, body):
             data = json.dumps(body).encode()

@@ -15,6 +15,7 @@ use crate::chain::config::{
 use crate::chain::corpus::{Corpus, CorpusError};
 use crate::chain::embed::{Embedder, Idf};
 use crate::chain::extractive::Extractive;
+use crate::chain::intake::SpanIntake;
 use crate::chain::memory::MemoryRetriever;
 use crate::chain::openai::{ChatModel, ModelError};
 use crate::chain::pipeline::{ChromaRetriever, Generator, PipelineChain, Retriever};
@@ -137,6 +138,9 @@ pub fn build_chain(
                 ("preset", config.preset.is_some()),
                 ("document_id", config.document_id.is_some()),
                 ("positional_ids", config.positional_ids),
+                ("receive_otlp", config.receive_otlp.is_some()),
+                ("span_grace_ms", config.span_grace_ms.is_some()),
+                ("documents_from", config.documents_from.is_some()),
             ] {
                 misplaced(key, present, "pipeline");
             }
@@ -255,6 +259,15 @@ fn shape(config: &ChainConfig, source: &ChainSource, problems: &mut Vec<Problem>
     .with_document_ids(config.document_id.as_deref(), config.positional_ids)
 }
 
+fn intake(config: &ChainConfig, source: &ChainSource, problems: &mut Vec<Problem>) -> SpanIntake {
+    if let Some(addr) = &config.receive_otlp
+        && let Err(err) = crate::receiver::parse_addr(addr)
+    {
+        problems.push(source.problem(KeyPath::default().key("receive_otlp"), err.to_string()));
+    }
+    SpanIntake::from_config(config)
+}
+
 fn build_http(
     config: &ChainConfig,
     source: &ChainSource,
@@ -303,6 +316,7 @@ fn build_http(
         &config.headers,
         body,
         shape,
+        intake(config, source, problems),
         backend,
     ) {
         Ok(chain) => Some(BuiltChain {
@@ -332,6 +346,7 @@ fn build_command(
             chain: Chain::Command(CommandChain {
                 cmd: cmd.clone(),
                 shape,
+                intake: intake(config, source, problems),
                 max_output_bytes: config.limits.as_ref().map_or_else(
                     || Limits::default().max_response_bytes,
                     |l| l.max_response_bytes,

@@ -80,6 +80,26 @@ pub struct ChainConfig {
     /// failing the run. Such ids say nothing across runs; `expect.sources` cannot use them.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub positional_ids: bool,
+    /// `http`, `command`: listen on this loopback address for the OTLP spans the service
+    /// exports (e.g. `127.0.0.1:4318`); they join the run by the `traceparent` trace id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receive_otlp: Option<String>,
+    /// `http`, `command`: how long a run waits, after the reply, for the service's spans
+    /// to be complete (default 5000: an OpenTelemetry batch processor's default delay).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub span_grace_ms: Option<u64>,
+    /// `http`, `command`: where the retrieved documents come from: the response body
+    /// (default) or the service's own RETRIEVER span (`spans`, needs `receive_otlp`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub documents_from: Option<DocumentsFrom>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DocumentsFrom {
+    #[default]
+    Response,
+    Spans,
 }
 
 /// Request and reply shapes of services built with LangChain.

@@ -121,6 +121,15 @@ impl Chain {
         }
     }
 
+    /// The intake for spans the service exports, for chains that call a service.
+    pub fn span_intake(&self) -> Option<&crate::chain::intake::SpanIntake> {
+        match self {
+            Chain::Pipeline(_) => None,
+            Chain::Http(chain) => Some(&chain.intake),
+            Chain::Command(chain) => Some(&chain.intake),
+        }
+    }
+
     /// One line for summaries: what retrieves and what generates.
     pub fn describe(&self) -> String {
         match self {

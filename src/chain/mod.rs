@@ -7,6 +7,7 @@ pub mod corpus;
 pub mod embed;
 pub mod error;
 pub mod extractive;
+pub mod intake;
 pub mod invoke;
 pub mod memory;
 pub mod openai;

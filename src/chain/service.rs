@@ -14,8 +14,9 @@ use tokio::io::AsyncWriteExt;
 use crate::backend::error::HeaderError;
 use crate::backend::redact::{quote, redact_url};
 use crate::backend::{Backend, ErrorKind};
-use crate::chain::config::Preset;
+use crate::chain::config::{DocumentsFrom, Preset};
 use crate::chain::error::ChainError;
+use crate::chain::intake::{self, SpanIntake};
 use crate::chain::{ChainFailure, ChainOutput};
 use crate::model::record::RetrievedDoc;
 use crate::trace::{OpenSpan, Span, SpanKind, SpanStatus, TraceBuilder};
@@ -114,6 +115,7 @@ pub struct HttpChain {
     /// The environment, read once, for `{{ env.NAME }}` in the body and headers.
     env: minijinja::Value,
     pub shape: ReplyShape,
+    pub intake: SpanIntake,
 }
 
 #[derive(Debug)]
@@ -123,6 +125,7 @@ pub struct CommandChain {
     /// Longest stdout read (`limits.max_response_bytes`): a program that never stops
     /// printing is killed at the cap, not read into memory.
     pub max_output_bytes: u64,
+    pub intake: SpanIntake,
 }
 
 impl HttpChain {
@@ -132,6 +135,7 @@ impl HttpChain {
         headers: &BTreeMap<String, String>,
         body: Option<&str>,
         shape: ReplyShape,
+        intake: SpanIntake,
         backend: Backend,
     ) -> Result<Self, HttpSetupError> {
         let method = method
@@ -168,6 +172,7 @@ impl HttpChain {
                 std::env::vars().collect::<BTreeMap<_, _>>(),
             )),
             shape,
+            intake,
         })
     }
 
@@ -213,6 +218,7 @@ impl HttpChain {
     ) -> Result<ChainOutput, ChainFailure> {
         let (trace, mut root, traceparent) =
             start_trace("rag-service", question, ("url", redact_url(&self.url)));
+        self.intake.expect(&trace);
         let outcome = async {
             let (body, headers) = self.render(question, vars, seed, &traceparent)?;
             let headers = crate::backend::client::header_map(&headers)
@@ -230,7 +236,7 @@ impl HttpChain {
             })
         }
         .await;
-        finish(trace, root, outcome, &self.shape)
+        finish(trace, root, outcome, &self.shape, &self.intake).await
     }
 }
 
@@ -255,8 +261,9 @@ impl CommandChain {
             "seed": seed & (i64::MAX as u64),
             "traceparent": traceparent,
         });
+        self.intake.expect(&trace);
         let outcome = self.run(input.to_string()).await;
-        finish(trace, root, outcome, &self.shape)
+        finish(trace, root, outcome, &self.shape, &self.intake).await
     }
 
     async fn run(&self, input: String) -> Result<Value, ChainError> {
@@ -363,15 +370,29 @@ fn start_trace(
     (trace, root, traceparent)
 }
 
-/// Turns a reply into the run's output, or the failure into a failed root span.
-fn finish(
+/// Turns a reply into the run's output, or the failure into a failed root span. With a
+/// receiver, the service's exported spans are collected first and join the trace either way.
+async fn finish(
     mut trace: TraceBuilder,
     mut root: OpenSpan,
     outcome: Result<Value, ChainError>,
     shape: &ReplyShape,
+    intake: &SpanIntake,
 ) -> Result<ChainOutput, ChainFailure> {
-    let parsed = outcome.and_then(|reply| parse_reply(&reply, shape).map(|p| (reply, p)));
-    let (_, (answer, retrieved, spans, prompt)) = match parsed {
+    let received = intake.collect(&trace, &mut root, outcome.is_ok()).await;
+    let from_spans = (intake.documents_from == DocumentsFrom::Spans)
+        .then(|| spans_documents(&received, &root, shape));
+    let parsed = outcome
+        .and_then(|reply| parse_reply(&reply, shape))
+        .and_then(|(answer, mut retrieved, spans, prompt)| {
+            if let Some(documents) = from_spans {
+                retrieved = documents?;
+            }
+            Ok((answer, retrieved, spans, prompt))
+        });
+    let received_any = !received.is_empty();
+    intake::join(&mut trace, &root, received);
+    let (answer, retrieved, spans, prompt) = match parsed {
         Ok(parsed) => parsed,
         Err(error) => {
             trace.end(
@@ -396,7 +417,7 @@ fn finish(
     }
     if adopted > 0 {
         root.set("service_spans", adopted);
-    } else {
+    } else if !received_any {
         derived_spans(&mut trace, &root, &retrieved, &answer);
     }
     trace.end(root, SpanStatus::Ok);
@@ -406,6 +427,29 @@ fn finish(
         answer,
         trace: trace.finish(),
     })
+}
+
+/// `documents_from: spans`: the documents of the service's own retriever span.
+fn spans_documents(
+    received: &[Span],
+    root: &OpenSpan,
+    shape: &ReplyShape,
+) -> Result<Vec<RetrievedDoc>, ChainError> {
+    let Some(items) = crate::receiver::retrieved_documents(received) else {
+        let waited = root
+            .get("received_wait_ms")
+            .and_then(Value::as_f64)
+            .unwrap_or_default();
+        return Err(ChainError::Reply(format!(
+            "documents_from: spans, but no RETRIEVER span with documents arrived ({} spans from the service within {waited:.0} ms); is the service exporting to ragprobe's receiver?",
+            received.len()
+        )));
+    };
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| document(i, item, shape))
+        .collect()
 }
 
 /// For a service that reported no spans: a RETRIEVER span with the documents it returned
@@ -631,6 +675,7 @@ impl ServiceSpan {
                 None => SpanStatus::Ok,
             },
             attributes: self.attributes,
+            service: None,
         }
     }
 }

@@ -9,6 +9,7 @@ pub mod index;
 pub mod init;
 pub mod merge;
 pub mod mlflow_log;
+pub mod receive;
 pub mod repro;
 pub mod run;
 pub mod show;

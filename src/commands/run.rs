@@ -5,6 +5,7 @@
 use crate::cli::{Format, RunArgs};
 use crate::commands::common::runtime;
 use crate::commands::mlflow_log::MlflowLog;
+use crate::commands::receive::Receivers;
 use crate::error::AppError;
 use crate::events::Reporter;
 use crate::exit_codes::Outcome;
@@ -65,6 +66,15 @@ pub fn run(args: RunArgs) -> Result<Outcome, AppError> {
         .transpose()?;
     let mut reports: Vec<SuiteReport> = Vec::new();
     let mut unpublished = false;
+    let mut receivers = Receivers::default();
+    runtime.block_on(async {
+        for plan in &plans {
+            receivers
+                .attach(&plan.suite.chain, args.receive_otlp.as_deref(), args.quiet)
+                .await?;
+        }
+        Ok::<(), AppError>(())
+    })?;
     for mut plan in plans {
         let (report, published) = runtime.block_on(run_plan(
             &mut plan,
@@ -85,6 +95,7 @@ pub fn run(args: RunArgs) -> Result<Outcome, AppError> {
             break;
         }
     }
+    receivers.summarize(args.quiet);
     // A suite whose results did not all reach MLflow has not done what was asked: exit 3
     // (infrastructure outranks failed checks, as for a chain that could not be evaluated).
     let outcome = Outcome::worst(

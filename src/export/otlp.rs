@@ -11,7 +11,7 @@
 use serde_json::{Map, Value, json};
 
 use crate::model::record::{RunRecord, RunStatus};
-use crate::trace::{SpanKind, SpanStatus};
+use crate::trace::{Span, SpanKind, SpanStatus};
 
 /// An OTLP attribute value.
 #[derive(Debug, Clone, PartialEq)]
@@ -149,6 +149,9 @@ pub fn spans_for(record: &RunRecord, suite: &str) -> Vec<OtlpSpan> {
         .spans
         .iter()
         .map(|span| {
+            if span.service.is_some() {
+                return received_span(&trace.trace_id, span, &offending);
+            }
             let mut attributes: Vec<(String, Attr)> = vec![
                 ("mlflow.spanType".into(), mlflow_span_type(span.kind).into()),
                 (
@@ -198,6 +201,60 @@ pub fn spans_for(record: &RunRecord, suite: &str) -> Vec<OtlpSpan> {
             }
         })
         .collect()
+}
+
+/// A span the service exported to ragprobe's receiver goes on as its instrumentation wrote
+/// it, plus what MLflow needs to show it as its kind (`mlflow.spanType`, and a retriever's
+/// documents as `mlflow.spanOutputs`) and the rules its documents broke.
+fn received_span(trace_id: &str, span: &Span, offending: &[(String, Vec<String>)]) -> OtlpSpan {
+    let mut attributes: Vec<(String, Attr)> = span
+        .attributes
+        .iter()
+        .map(|(key, value)| (key.clone(), Attr::from(value)))
+        .collect();
+    if !span.attributes.contains_key("mlflow.spanType") {
+        attributes.push(("mlflow.spanType".into(), mlflow_span_type(span.kind).into()));
+    }
+    if span.kind == SpanKind::Retriever
+        && let Some(documents) = crate::receiver::retrieved_documents(std::slice::from_ref(span))
+    {
+        if !span.attributes.contains_key("mlflow.spanOutputs") {
+            attributes.push((
+                "mlflow.spanOutputs".into(),
+                Attr::from(&Value::Array(documents.clone())),
+            ));
+        }
+        for (i, doc) in documents.iter().enumerate() {
+            let id = doc.get("id").map(|v| match v {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            });
+            let broken: Vec<Attr> = offending
+                .iter()
+                .filter(|(_, ids)| id.as_ref().is_some_and(|id| ids.contains(id)))
+                .map(|(rule, _)| rule.as_str().into())
+                .collect();
+            if !broken.is_empty() {
+                attributes.push((
+                    format!("ragprobe.documents.{i}.violated_rules"),
+                    Attr::Array(broken),
+                ));
+            }
+        }
+    }
+    OtlpSpan {
+        trace_id: trace_id.to_owned(),
+        span_id: span.span_id.clone(),
+        parent_span_id: span.parent_span_id.clone(),
+        name: span.name.clone(),
+        start_ns: span.start_ns,
+        end_ns: span.end_ns,
+        error: match &span.status {
+            SpanStatus::Ok => None,
+            SpanStatus::Error { message } => Some(message.clone()),
+        },
+        attributes,
+    }
 }
 
 fn root_attributes(attributes: &mut Vec<(String, Attr)>, record: &RunRecord, suite: &str) {

@@ -3,5 +3,6 @@
 //! baseline and diff read back.
 
 pub mod meta;
+pub mod otlp_proto;
 pub mod record;
 pub mod summary;

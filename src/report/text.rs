@@ -6,6 +6,15 @@ use std::fmt::Write;
 use crate::model::record::RunRecord;
 
 /// A retriever's score to four places, or `—` when it gave none.
+/// `text` on one line (newlines become spaces), cut to `max` characters with an ellipsis.
+pub fn one_line(text: &str, max: usize) -> String {
+    let flat: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    match flat.char_indices().nth(max) {
+        Some((cut, _)) => format!("{}…", &flat[..cut]),
+        None => flat,
+    }
+}
+
 pub fn score(score: Option<f64>) -> String {
     score.map_or_else(|| "—".to_owned(), |s| format!("{s:.4}"))
 }

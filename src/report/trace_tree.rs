@@ -6,7 +6,7 @@ use std::fmt::Write;
 
 use crate::export::otlp::verdict_label;
 use crate::model::record::RunRecord;
-use crate::trace::{Span, SpanKind, SpanStatus};
+use crate::trace::{Span, SpanKind, SpanStatus, Trace};
 
 pub fn render(record: &RunRecord, suite: &str) -> String {
     let mut out = String::new();
@@ -24,30 +24,11 @@ pub fn render(record: &RunRecord, suite: &str) -> String {
     );
     match &record.trace {
         Some(trace) => {
-            let roots: Vec<&Span> = trace
-                .spans
-                .iter()
-                .filter(|s| s.parent_span_id.is_none())
-                .collect();
-            for root in roots {
-                span_line(&mut out, root, "");
-                details(&mut out, record, root, "│ ");
-                let mut children: Vec<&Span> = trace
-                    .spans
-                    .iter()
-                    .filter(|s| s.parent_span_id.as_deref() == Some(root.span_id.as_str()))
-                    .collect();
-                children.sort_by_key(|s| s.start_ns);
-                for (i, child) in children.iter().enumerate() {
-                    let last = i + 1 == children.len();
-                    span_line(&mut out, child, if last { "└─ " } else { "├─ " });
-                    details(
-                        &mut out,
-                        record,
-                        child,
-                        if last { "     " } else { "│    " },
-                    );
-                }
+            for root in trace.spans.iter().filter(|s| s.parent_span_id.is_none()) {
+                span_line(&mut out, root, "", false);
+                details(&mut out, record, trace, root, "│ ");
+                let mut seen = std::collections::HashSet::from([root.span_id.as_str()]);
+                children(&mut out, record, trace, root, "", &mut seen);
             }
         }
         None => {
@@ -81,7 +62,47 @@ pub fn render(record: &RunRecord, suite: &str) -> String {
     out
 }
 
-fn span_line(out: &mut String, span: &Span, branch: &str) {
+/// The spans under `parent`, in start order, each with its details and its own children.
+/// `seen` stops a malformed trace (a span that is its own ancestor) from looping.
+fn children<'a>(
+    out: &mut String,
+    record: &RunRecord,
+    trace: &'a Trace,
+    parent: &'a Span,
+    prefix: &str,
+    seen: &mut std::collections::HashSet<&'a str>,
+) {
+    let mut kids: Vec<&Span> = trace
+        .spans
+        .iter()
+        .filter(|s| s.parent_span_id.as_deref() == Some(parent.span_id.as_str()))
+        .filter(|s| !seen.contains(s.span_id.as_str()))
+        .collect();
+    kids.sort_by_key(|s| s.start_ns);
+    for (i, child) in kids.iter().enumerate() {
+        seen.insert(child.span_id.as_str());
+        let last = i + 1 == kids.len();
+        // The service's top span says which service recorded what is below it.
+        let top_of_service = child.service.is_some() && parent.service.is_none();
+        span_line(
+            out,
+            child,
+            &format!("{prefix}{}", if last { "└─ " } else { "├─ " }),
+            top_of_service,
+        );
+        let inner = format!("{prefix}{}", if last { "   " } else { "│  " });
+        details(
+            out,
+            record,
+            trace,
+            child,
+            &format!("{prefix}{}", if last { "     " } else { "│    " }),
+        );
+        children(out, record, trace, child, &inner, seen);
+    }
+}
+
+fn span_line(out: &mut String, span: &Span, branch: &str, name_service: bool) {
     let kind = match span.kind {
         SpanKind::Chain => "CHAIN",
         SpanKind::Retriever => "RETRIEVER",
@@ -93,19 +114,34 @@ fn span_line(out: &mut String, span: &Span, branch: &str) {
         SpanStatus::Ok => "ok".to_owned(),
         SpanStatus::Error { message } => format!("error: {message}"),
     };
+    let service = match (&span.service, name_service) {
+        (Some(service), true) => format!("  · from {service}"),
+        _ => String::new(),
+    };
     let _ = writeln!(
         out,
-        "{branch}{kind} {}  {:.3} ms  {status}",
+        "{branch}{kind} {}  {:.3} ms  {status}{service}",
         span.name,
         span.duration_ns() as f64 / 1e6
     );
 }
 
-fn details(out: &mut String, record: &RunRecord, span: &Span, indent: &str) {
+fn details(out: &mut String, record: &RunRecord, trace: &Trace, span: &Span, indent: &str) {
+    if span.service.is_some() {
+        return received_details(out, record, span, indent);
+    }
     let attr = |key: &str| span.attributes.get(key);
     match span.kind {
         SpanKind::Chain => {
             let _ = writeln!(out, "{indent}question: {}", record.question);
+            // A service's spans carry no answer line of ragprobe's own: say it here.
+            let own_llm = trace
+                .spans
+                .iter()
+                .any(|s| s.kind == SpanKind::Llm && s.service.is_none());
+            if span.parent_span_id.is_none() && !own_llm && !record.answer.is_empty() {
+                let _ = writeln!(out, "{indent}answer: {}", record.answer);
+            }
         }
         SpanKind::Retriever => {
             let filter = attr("filter").map_or("none".to_owned(), |f| f.to_string());
@@ -154,5 +190,64 @@ fn details(out: &mut String, record: &RunRecord, span: &Span, indent: &str) {
             let dims = attr("dims").map_or(String::new(), |d| format!(" · {d} dims"));
             let _ = writeln!(out, "{indent}{model}{dims}");
         }
+    }
+}
+
+/// What a service's own span says, in the conventions its instrumentation wrote: a
+/// retriever's documents (rule-breaking ones marked), a model's name and tokens.
+fn received_details(out: &mut String, record: &RunRecord, span: &Span, indent: &str) {
+    let attr = |key: &str| span.attributes.get(key);
+    let text = |v: &serde_json::Value| match v {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    match span.kind {
+        SpanKind::Retriever => {
+            if let Some(query) = attr("input.value") {
+                let _ = writeln!(
+                    out,
+                    "{indent}query: {}",
+                    crate::report::text::one_line(&text(query), 200)
+                );
+            }
+            let documents = crate::receiver::retrieved_documents(std::slice::from_ref(span))
+                .unwrap_or_default();
+            for doc in documents {
+                let id = doc.get("id").map_or("(no id)".to_owned(), text);
+                let broken: Vec<&str> = record
+                    .verdict
+                    .iter()
+                    .flat_map(|v| v.rules.iter())
+                    .filter(|r| r.offending_documents.contains(&id))
+                    .map(|r| r.id.as_str())
+                    .collect();
+                let mark = if broken.is_empty() {
+                    String::new()
+                } else {
+                    format!("  ✗ {}", broken.join(", "))
+                };
+                let score = crate::report::text::score(doc.get("score").and_then(|s| s.as_f64()));
+                let metadata = doc
+                    .get("metadata")
+                    .map_or("{}".to_owned(), |m| m.to_string());
+                let _ = writeln!(out, "{indent}{id}  score {score}  {metadata}{mark}");
+            }
+        }
+        SpanKind::Llm => {
+            let mut parts = Vec::new();
+            if let Some(model) = attr("llm.model_name").or_else(|| attr("gen_ai.request.model")) {
+                parts.push(text(model));
+            }
+            if let (Some(input), Some(output)) = (
+                attr("llm.token_count.prompt"),
+                attr("llm.token_count.completion"),
+            ) {
+                parts.push(format!("tokens {input} in, {output} out"));
+            }
+            if !parts.is_empty() {
+                let _ = writeln!(out, "{indent}{}", parts.join(" · "));
+            }
+        }
+        SpanKind::Chain | SpanKind::Prompt | SpanKind::Embedding => {}
     }
 }

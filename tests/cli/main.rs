@@ -15,6 +15,7 @@ mod mlflow;
 mod openai;
 mod options;
 mod otlp_export;
+mod receiver;
 mod reference_scenario;
 mod reports;
 mod repro;
