@@ -15,7 +15,7 @@ use serde_json::{Map, Value};
 
 use crate::chain::corpus::Corpus;
 use crate::chain::pipeline::PipelineChain;
-use crate::chain::{Chain, ContextEdit};
+use crate::chain::{Chain, ContextEdit, Intervention};
 use crate::checks::check_answer;
 use crate::model::record::{RetrievedDoc, RunRecord, RunStatus, Severity};
 use crate::plan::{CaseJob, Job};
@@ -99,11 +99,12 @@ impl Sample {
 
 impl Target {
     /// Runs `runs` (indices into the seed stream) through the runner, `concurrency` at a
-    /// time, each with the suite's timeout; `edit` changes the context before generation.
+    /// time, each with the suite's timeout; `intervention` changes the context or the
+    /// retriever's filter.
     pub async fn sample(
         &self,
         runs: std::ops::Range<u32>,
-        edit: Option<ContextEdit>,
+        intervention: Option<Intervention>,
     ) -> Vec<Sample> {
         let case = Arc::new(CaseJob {
             id: self.label.clone(),
@@ -122,7 +123,7 @@ impl Target {
             chain: Arc::clone(&self.chain),
             rules: Arc::new(self.rules.clone()),
             timeout: self.timeout,
-            edit,
+            intervention,
         });
         collect(context, jobs, self.concurrency)
             .await
@@ -348,10 +349,15 @@ pub struct Replay {
     /// Same documents, same order, on every replay.
     pub deterministic: bool,
     pub replays: u32,
+    /// A service's retriever cannot be called alone: its documents are the ones the
+    /// service returned in condition (a).
+    pub from_responses: bool,
 }
 
 pub struct Triage {
     pub conditions: Vec<Condition>,
+    /// Conditions the chain cannot run, with the reason.
+    pub unsupported: Vec<(char, String, String)>,
     pub replay: Option<Replay>,
     /// Documents (id, metadata) that break a `retrieved` rule, seen in condition (a).
     pub violators: Vec<(String, Map<String, Value>, String)>,
@@ -408,7 +414,9 @@ impl Target {
     }
 }
 
-pub async fn triage(target: &Target, pipeline: &PipelineChain, runs: u32) -> Triage {
+pub async fn triage(target: &Target, runs: u32) -> Triage {
+    let supports = target.chain.supports();
+    let mut unsupported: Vec<(char, String, String)> = Vec::new();
     let retrieved_rules: Vec<RuleSpec> = target
         .rules
         .iter()
@@ -448,15 +456,33 @@ pub async fn triage(target: &Target, pipeline: &PipelineChain, runs: u32) -> Tri
         }
     }
 
+    let edit_ok = supports.edit.is_ok();
+    let cannot = |unsupported: &mut Vec<(char, String, String)>,
+                  key: char,
+                  label: &str,
+                  why: &Result<(), String>| {
+        if let Err(reason) = why {
+            unsupported.push((key, label.to_owned(), reason.clone()));
+        }
+    };
     if !retrieved_rules.is_empty() {
-        let rules = retrieved_rules.clone();
-        let edit: ContextEdit = Arc::new(move |docs: Vec<RetrievedDoc>| {
-            docs.into_iter()
-                .filter(|d| !rules.iter().any(|r| violates(r, d)))
-                .collect()
-        });
-        let samples = target.sample(0..runs, Some(edit)).await;
-        run_condition('b', "rule-violating documents removed".into(), samples);
+        if edit_ok {
+            let rules = retrieved_rules.clone();
+            let edit: ContextEdit = Arc::new(move |docs: Vec<RetrievedDoc>| {
+                docs.into_iter()
+                    .filter(|d| !rules.iter().any(|r| violates(r, d)))
+                    .collect()
+            });
+            let samples = target.sample(0..runs, Some(Intervention::Edit(edit))).await;
+            run_condition('b', "rule-violating documents removed".into(), samples);
+        } else {
+            cannot(
+                &mut unsupported,
+                'b',
+                "rule-violating documents removed",
+                &supports.edit,
+            );
+        }
     }
 
     let sources: Vec<String> = target
@@ -464,20 +490,60 @@ pub async fn triage(target: &Target, pipeline: &PipelineChain, runs: u32) -> Tri
         .as_ref()
         .map(|e| e.sources.iter().map(|s| s.0.clone()).collect())
         .unwrap_or_default();
-    if let (Some(corpus), false) = (&target.corpus, sources.is_empty()) {
-        let docs: Vec<RetrievedDoc> = sources
+    // The expected sources' texts: from the corpus, else as the service returned them in (a).
+    let known: Vec<RetrievedDoc> = sources
+        .iter()
+        .filter_map(|id| match &target.corpus {
+            Some(corpus) => corpus
+                .documents
+                .iter()
+                .find(|d| &d.id == id)
+                .map(|d| RetrievedDoc {
+                    id: d.id.clone(),
+                    text: d.text.clone(),
+                    metadata: d.metadata.clone(),
+                    score: None,
+                }),
+            None => as_retrieved
+                .iter()
+                .flat_map(|s| s.record.retrieved.iter())
+                .find(|d| &d.id == id)
+                .map(|d| RetrievedDoc {
+                    score: None,
+                    ..d.clone()
+                }),
+        })
+        .collect();
+    if !sources.is_empty() && !edit_ok {
+        cannot(
+            &mut unsupported,
+            'c',
+            "expected sources only",
+            &supports.edit,
+        );
+    } else if !sources.is_empty() && known.len() < sources.len() {
+        let missing: Vec<&str> = sources
             .iter()
-            .filter_map(|id| corpus.documents.iter().find(|d| &d.id == id))
-            .map(|d| RetrievedDoc {
-                id: d.id.clone(),
-                text: d.text.clone(),
-                metadata: d.metadata.clone(),
-                // Put in by hand, not scored by any retriever.
-                score: None,
-            })
+            .filter(|id| !known.iter().any(|d| &&d.id == id))
+            .map(String::as_str)
             .collect();
+        unsupported.push((
+            'c',
+            "expected sources only".into(),
+            match target.corpus {
+                Some(_) => format!("{} not in the chain's corpus", missing.join(", ")),
+                None => format!(
+                    "the text of {} is unknown: the chain has no corpus and its responses in (a) never returned {}",
+                    missing.join(", "),
+                    if missing.len() == 1 { "it" } else { "them" }
+                ),
+            },
+        ));
+    } else if !sources.is_empty() {
+        // Put in by hand, not scored by any retriever.
+        let docs = known;
         let edit: ContextEdit = Arc::new(move |_| docs.clone());
-        let samples = target.sample(0..runs, Some(edit)).await;
+        let samples = target.sample(0..runs, Some(Intervention::Edit(edit))).await;
         run_condition(
             'c',
             format!("expected sources only ({})", sources.join(", ")),
@@ -485,19 +551,71 @@ pub async fn triage(target: &Target, pipeline: &PipelineChain, runs: u32) -> Tri
         );
     }
 
-    let edit: ContextEdit = Arc::new(|_| Vec::new());
-    let samples = target.sample(0..runs, Some(edit)).await;
-    run_condition('d', "no context".into(), samples);
+    if edit_ok {
+        let edit: ContextEdit = Arc::new(|_| Vec::new());
+        let samples = target.sample(0..runs, Some(Intervention::Edit(edit))).await;
+        run_condition('d', "no context".into(), samples);
+    } else {
+        cannot(&mut unsupported, 'd', "no context", &supports.edit);
+    }
 
-    let replay = replay(target, pipeline, 3).await;
+    // The suggested fix, tried for real where the chain takes a retriever filter.
+    let filter = retrieved_rules
+        .iter()
+        .find(|r| violators.iter().any(|(_, _, rule)| rule == &r.id))
+        .and_then(|r| match &r.retrieved {
+            Some(RetrievedRule::Every(w)) => Some(w.to_json()),
+            _ => None,
+        });
+    if let Some(filter) = filter {
+        match &supports.filter {
+            Ok(()) => {
+                let label = format!("with filter {filter} (the suggested fix)");
+                let samples = target
+                    .sample(0..runs, Some(Intervention::Filter(filter)))
+                    .await;
+                run_condition('f', label, samples);
+            }
+            Err(_) if matches!(target.chain.as_ref(), Chain::Pipeline(_)) => {}
+            Err(_) => cannot(
+                &mut unsupported,
+                'f',
+                "with the suggested filter",
+                &supports.filter,
+            ),
+        }
+    }
+
+    let replay = match target.chain.as_ref() {
+        Chain::Pipeline(pipeline) => replay(target, pipeline, 3).await,
+        _ => replay_from_responses(target, &as_retrieved),
+    };
     let (cause, fix) = attribute(&conditions, &violators, &retrieved_rules, replay.as_ref());
     Triage {
         conditions,
+        unsupported,
         replay,
         violators,
         cause,
         fix,
     }
+}
+
+/// A service's retriever as it showed in condition (a): the documents its runs returned.
+fn replay_from_responses(target: &Target, samples: &[Sample]) -> Option<Replay> {
+    let answered: Vec<&Sample> = samples.iter().filter(|s| !s.errored()).collect();
+    let first = answered.first()?;
+    let ids = |docs: &[RetrievedDoc]| docs.iter().map(|d| d.id.clone()).collect::<Vec<_>>();
+    Some(Replay {
+        query: target.question.clone(),
+        filter: None,
+        documents: first.record.retrieved.clone(),
+        deterministic: answered
+            .iter()
+            .all(|s| ids(&s.record.retrieved) == ids(&first.record.retrieved)),
+        replays: answered.len() as u32,
+        from_responses: true,
+    })
 }
 
 /// Calls the retriever alone with the question as query, `times` times.
@@ -522,6 +640,7 @@ async fn replay(target: &Target, pipeline: &PipelineChain, times: u32) -> Option
         deterministic: results.iter().all(|r| ids(r) == ids(&first)),
         documents: first,
         replays: results.len() as u32,
+        from_responses: false,
     })
 }
 
@@ -563,7 +682,10 @@ fn attribute(
         Some(r) if r.deterministic => "for a good query",
         _ => "for the query",
     };
-    if let Some(b) = get('b')
+    // Removing the documents (b), or the filter that keeps them out (f), where the chain
+    // could run either.
+    let tried_fix = get('f');
+    if let Some(b) = get('b').or(tried_fix)
         && !violators.is_empty()
         && b.clearly_below(a)
     {
@@ -601,9 +723,16 @@ fn attribute(
         } else {
             noun
         };
-        let mut cause = format!(
-            "the retriever returned {noun} {good_query}; the bad answer disappears when {pronoun} removed"
-        );
+        let mut cause = if b.key == 'f' {
+            format!(
+                "the retriever returned {noun} {good_query}; the bad answer disappears with the filter that keeps {} out",
+                if ids.len() == 1 { "it" } else { "them" }
+            )
+        } else {
+            format!(
+                "the retriever returned {noun} {good_query}; the bad answer disappears when {pronoun} removed"
+            )
+        };
         if b.bad > 0 {
             cause = cause.replace("disappears", "becomes rarer");
         }
@@ -611,7 +740,16 @@ fn attribute(
             cause.push_str(&format!(", and {without_context}"));
         }
         let fix = rule.and_then(filter_for).map(|filter| {
-            format!("retriever filter {filter} (what rule `{rule_id}` requires of every document)")
+            let tried = match tried_fix {
+                Some(f) => format!(
+                    "; tried: {} of {} runs bad with it, {} of {} without",
+                    f.bad, f.judged, a.bad, a.judged
+                ),
+                None => String::new(),
+            };
+            format!(
+                "retriever filter {filter} (what rule `{rule_id}` requires of every document){tried}"
+            )
         });
         return (cause, fix);
     }

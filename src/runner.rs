@@ -11,7 +11,7 @@ use tokio::task::JoinSet;
 
 use crate::backend::redact;
 use crate::chain::error::ChainError;
-use crate::chain::{Chain, ChainFailure, ChainOutput, ContextEdit};
+use crate::chain::{Chain, ChainFailure, ChainOutput, Intervention};
 use crate::checks::judge;
 use crate::events::Event;
 use crate::model::record::{RunRecord, RunStatus};
@@ -24,9 +24,9 @@ pub struct RunContext {
     pub chain: Arc<Chain>,
     pub rules: Arc<Vec<RuleSpec>>,
     pub timeout: Duration,
-    /// An edit of the retrieved context before the prompt (triage's conditions); `None`
+    /// An edit of the context or of the retriever's filter (triage's conditions); `None`
     /// runs the chain as it is.
-    pub edit: Option<ContextEdit>,
+    pub intervention: Option<Intervention>,
 }
 
 /// Runs `jobs`, at most `concurrency` at a time, sending a `RunFinished` event for each.
@@ -95,7 +95,7 @@ async fn run_one(context: &RunContext, job: &Job) -> RunRecord {
             &job.case.question,
             &job.case.vars,
             job.seed,
-            context.edit.as_ref(),
+            context.intervention.as_ref(),
         ),
     )
     .await;

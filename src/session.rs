@@ -129,7 +129,7 @@ pub async fn execute(
         chain: Arc::clone(&plan.suite.chain),
         rules: Arc::new(plan.suite.spec.rules.clone()),
         timeout: plan.timeout,
-        edit: None,
+        intervention: None,
     });
     let (sender, mut receiver) = mpsc::channel::<Event>(256);
     let runner = run_jobs(context, plan.jobs(&done), plan.concurrency, sender);

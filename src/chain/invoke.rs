@@ -58,23 +58,80 @@ pub enum Chain {
 /// An edit of the retrieved documents before the prompt sees them (triage's conditions).
 pub type ContextEdit = Arc<dyn Fn(Vec<RetrievedDoc>) -> Vec<RetrievedDoc> + Send + Sync>;
 
+/// What triage changes in a run: the context the generator sees, or the retriever's filter.
+#[derive(Clone)]
+pub enum Intervention {
+    Edit(ContextEdit),
+    Filter(serde_json::Value),
+}
+
+/// The interventions a chain can carry out, and why not where it cannot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Supports {
+    pub edit: Result<(), String>,
+    pub filter: Result<(), String>,
+}
+
 impl Chain {
-    /// Asks the chain one question. With `edit`, the retrieved context is edited before
-    /// generation, where the chain allows it.
+    /// Asks the chain one question, with an intervention where the chain supports it
+    /// (see [`Chain::supports`]; one it does not is ignored).
     pub async fn invoke(
         &self,
         question: &str,
         vars: &serde_json::Map<String, serde_json::Value>,
         seed: u64,
-        edit: Option<&ContextEdit>,
+        intervention: Option<&Intervention>,
     ) -> Result<ChainOutput, ChainFailure> {
-        match (self, edit) {
-            (Chain::Pipeline(chain), Some(edit)) => {
+        use crate::chain::service::RequestExtras;
+        match (self, intervention) {
+            (Chain::Pipeline(chain), Some(Intervention::Edit(edit))) => {
                 chain.invoke_with(question, vars, seed, edit.as_ref()).await
             }
-            (Chain::Pipeline(chain), None) => chain.invoke(question, vars, seed).await,
-            (Chain::Http(chain), _) => chain.invoke(question, vars, seed).await,
+            (Chain::Pipeline(chain), _) => chain.invoke(question, vars, seed).await,
+            (Chain::Http(chain), Some(Intervention::Edit(edit))) if chain.takes_documents => {
+                chain
+                    .invoke_edited(question, vars, seed, edit.as_ref())
+                    .await
+            }
+            (Chain::Http(chain), Some(Intervention::Filter(filter))) if chain.takes_filter => {
+                let extras = RequestExtras {
+                    filter: Some(filter),
+                    documents: None,
+                };
+                chain.invoke(question, vars, seed, &extras).await
+            }
+            (Chain::Http(chain), _) => {
+                chain
+                    .invoke(question, vars, seed, &RequestExtras::default())
+                    .await
+            }
             (Chain::Command(chain), _) => chain.invoke(question, vars, seed).await,
+        }
+    }
+
+    /// Which of triage's interventions this chain can carry out.
+    pub fn supports(&self) -> Supports {
+        match self {
+            Chain::Pipeline(_) => Supports {
+                edit: Ok(()),
+                filter: Err("a pipeline's filter is tried as condition (b), removing what the rule objects to".into()),
+            },
+            Chain::Http(chain) => Supports {
+                edit: if chain.takes_documents {
+                    Ok(())
+                } else {
+                    Err("the chain's body does not use `documents` (a context the service answers from)".into())
+                },
+                filter: if chain.takes_filter {
+                    Ok(())
+                } else {
+                    Err("the chain's body does not use `filter` (the service's retriever filter)".into())
+                },
+            },
+            Chain::Command(_) => Supports {
+                edit: Err("a command chain's input has no context override".into()),
+                filter: Err("a command chain's input has no retriever filter".into()),
+            },
         }
     }
 
@@ -114,7 +171,13 @@ impl Chain {
                     RenderError::Prompt(crate::chain::prompt::describe_template_error(&err))
                 }),
             Chain::Http(http) => http
-                .render(question, vars, 0, "00-0-0-01")
+                .render(
+                    question,
+                    vars,
+                    0,
+                    "00-0-0-01",
+                    &crate::chain::service::RequestExtras::default(),
+                )
                 .map(|_| ())
                 .map_err(|err| RenderError::Request(err.to_string())),
             Chain::Command(_) => Ok(()),

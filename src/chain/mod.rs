@@ -16,6 +16,8 @@ pub mod prompt;
 pub mod service;
 pub mod text;
 
-pub use invoke::{Chain, ChainFailure, ChainOutput, ContextEdit, PreflightError};
+pub use invoke::{
+    Chain, ChainFailure, ChainOutput, ContextEdit, Intervention, PreflightError, Supports,
+};
 pub use pipeline::PipelineChain;
 pub use service::{CommandChain, HttpChain};

@@ -116,6 +116,18 @@ pub struct HttpChain {
     env: minijinja::Value,
     pub shape: ReplyShape,
     pub intake: SpanIntake,
+    /// Whether the body template uses `filter` (a retriever filter triage can try) and
+    /// `documents` (a context the service answers from instead of retrieving).
+    pub takes_filter: bool,
+    pub takes_documents: bool,
+}
+
+/// What triage asks of a service beyond the question: a retriever filter, or the
+/// documents to answer from. Sent only through the body variables of the same names.
+#[derive(Debug, Clone, Default)]
+pub struct RequestExtras<'a> {
+    pub filter: Option<&'a Value>,
+    pub documents: Option<&'a [RetrievedDoc]>,
 }
 
 #[derive(Debug)]
@@ -147,6 +159,10 @@ impl HttpChain {
         templates
             .add_template_owned("body", body.unwrap_or(DEFAULT_BODY).to_owned())
             .map_err(HttpSetupError::Body)?;
+        let variables = templates
+            .get_template("body")
+            .map_err(HttpSetupError::Body)?
+            .undeclared_variables(false);
         crate::backend::redact::remember_url(url);
         let mut header_names = Vec::new();
         for (name, value) in headers {
@@ -173,11 +189,36 @@ impl HttpChain {
             )),
             shape,
             intake,
+            takes_filter: variables.contains("filter"),
+            takes_documents: variables.contains("documents"),
         })
     }
 
     pub fn describe(&self) -> String {
         format!("RAG service at {} {}", self.method, redact_url(&self.url))
+    }
+
+    /// Triage's context edit on a service: ask once for the documents it retrieves, edit
+    /// them, and ask again with the edited ones as `documents`. The record keeps the
+    /// documents as retrieved; the root span names the ones sent.
+    pub async fn invoke_edited(
+        &self,
+        question: &str,
+        vars: &Map<String, Value>,
+        seed: u64,
+        edit: &(dyn Fn(Vec<RetrievedDoc>) -> Vec<RetrievedDoc> + Sync),
+    ) -> Result<ChainOutput, ChainFailure> {
+        let first = self
+            .invoke(question, vars, seed, &RequestExtras::default())
+            .await?;
+        let edited = edit(first.retrieved.clone());
+        let extras = RequestExtras {
+            filter: None,
+            documents: Some(&edited),
+        };
+        let mut output = self.invoke(question, vars, seed, &extras).await?;
+        output.retrieved = first.retrieved;
+        Ok(output)
     }
 
     /// Renders the body and headers for one question (also used by `validate`).
@@ -187,13 +228,23 @@ impl HttpChain {
         vars: &Map<String, Value>,
         seed: u64,
         traceparent: &str,
+        extras: &RequestExtras<'_>,
     ) -> Result<(String, Vec<(String, String)>), ChainError> {
+        let documents = extras.documents.map(|docs| {
+            docs.iter()
+                .map(|d| {
+                    json!({"id": d.id, "text": d.text, "page_content": d.text, "metadata": d.metadata})
+                })
+                .collect::<Vec<_>>()
+        });
         let context = minijinja::context! {
             question => question,
             vars => minijinja::Value::from(minijinja::value::Serde(vars)),
             seed => seed & (i64::MAX as u64),
             traceparent => traceparent,
             env => self.env.clone(),
+            filter => minijinja::Value::from(minijinja::value::Serde(extras.filter)),
+            documents => minijinja::Value::from(minijinja::value::Serde(documents)),
         };
         let render = |name: &str| {
             self.templates
@@ -215,12 +266,22 @@ impl HttpChain {
         question: &str,
         vars: &Map<String, Value>,
         seed: u64,
+        extras: &RequestExtras<'_>,
     ) -> Result<ChainOutput, ChainFailure> {
         let (trace, mut root, traceparent) =
             start_trace("rag-service", question, ("url", redact_url(&self.url)));
+        if let Some(filter) = extras.filter {
+            root.set("filter", filter.clone());
+        }
+        if let Some(documents) = extras.documents {
+            root.set(
+                "documents_sent",
+                documents.iter().map(|d| d.id.clone()).collect::<Vec<_>>(),
+            );
+        }
         self.intake.expect(&trace);
         let outcome = async {
-            let (body, headers) = self.render(question, vars, seed, &traceparent)?;
+            let (body, headers) = self.render(question, vars, seed, &traceparent, extras)?;
             let headers = crate::backend::client::header_map(&headers)
                 .map_err(|e| ChainError::Request(e.to_string()))?;
             let reply = self

@@ -10,6 +10,7 @@ use crate::chain::build::load_chain;
 use crate::chain::corpus::Corpus;
 use crate::cli::{ReproArgs, ReproTarget, TriageArgs};
 use crate::commands::common::runtime;
+use crate::commands::receive::Receivers;
 use crate::error::AppError;
 use crate::exit_codes::Outcome;
 use crate::import::read_trace_file;
@@ -37,8 +38,15 @@ pub fn repro(args: ReproArgs) -> Result<Outcome, AppError> {
         min_runs: args.min_runs.min(args.max_runs),
         max_runs: args.max_runs,
     };
-    let result = runtime.block_on(reproduce(&target, stopping));
+    let mut receivers = Receivers::default();
+    let result = runtime.block_on(async {
+        receivers
+            .attach(&target.chain, args.target.receive_otlp.as_deref(), false)
+            .await?;
+        Ok::<_, AppError>(reproduce(&target, stopping).await)
+    })?;
     out::print(&repro_text::render_repro(&target, &result, stopping));
+    receivers.summarize(false);
     let (bad, judged) = result.counts();
     if judged == 0 {
         return Ok(Outcome::Infrastructure);
@@ -55,17 +63,19 @@ pub fn repro(args: ReproArgs) -> Result<Outcome, AppError> {
 
 pub fn triage(args: TriageArgs) -> Result<Outcome, AppError> {
     let target = resolve(&args.target)?.for_edited_context();
-    let Chain::Pipeline(pipeline) = target.chain.as_ref() else {
-        return Err(AppError::Usage(
-            "triage edits the context between retrieval and generation, so it needs a pipeline chain (http and command chains assemble their own)".into(),
-        ));
-    };
     if args.runs == 0 {
         return Err(AppError::Usage("--runs must be at least 1".into()));
     }
     let runtime = runtime()?;
-    let result = runtime.block_on(crate::repro::triage(&target, pipeline, args.runs));
+    let mut receivers = Receivers::default();
+    let result = runtime.block_on(async {
+        receivers
+            .attach(&target.chain, args.target.receive_otlp.as_deref(), false)
+            .await?;
+        Ok::<_, AppError>(crate::repro::triage(&target, args.runs).await)
+    })?;
     out::print(&repro_text::render_triage(&target, &result, args.runs));
+    receivers.summarize(false);
     let reproduced = result.conditions.first().is_some_and(|a| a.bad > 0);
     Ok(if reproduced {
         Outcome::Ok

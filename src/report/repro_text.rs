@@ -168,64 +168,95 @@ pub fn render_triage(target: &Target, result: &Triage, runs: u32) -> String {
     let _ = writeln!(out, "chain: {}", target.chain.describe());
     let _ = writeln!(out, "bad answer: {}", target.bad.describe());
     let _ = writeln!(out, "{} runs per condition, the same seeds in each\n", runs);
+    let labels: Vec<String> = result
+        .conditions
+        .iter()
+        .map(|c| format!("({}) {}", c.key, c.label))
+        .collect();
+    let width = labels
+        .iter()
+        .map(|l| l.chars().count())
+        .max()
+        .unwrap_or(0)
+        .max(44);
     let _ = writeln!(
         out,
-        "{:<44} {:>5} {:>4} {:>7}  95% CI",
+        "{:<width$} {:>5} {:>4} {:>7}  95% CI",
         "condition", "runs", "bad", "rate"
     );
-    for c in &result.conditions {
+    // Conditions run and conditions the chain cannot run, in key order.
+    let mut lines: Vec<(char, String)> = Vec::new();
+    for (c, label) in result.conditions.iter().zip(&labels) {
         let [low, high] = wilson(c.bad, c.judged);
         let errors = if c.errors > 0 {
             format!("  ({} errors)", c.errors)
         } else {
             String::new()
         };
-        let _ = writeln!(
-            out,
-            "{:<44} {:>5} {:>4} {:>7}  [{}, {}]{errors}",
-            format!("({}) {}", c.key, c.label),
-            c.judged,
-            c.bad,
-            percent(c.rate()),
-            percent(low),
-            percent(high)
-        );
+        lines.push((
+            c.key,
+            format!(
+                "{label:<width$} {:>5} {:>4} {:>7}  [{}, {}]{errors}",
+                c.judged,
+                c.bad,
+                percent(c.rate()),
+                percent(low),
+                percent(high)
+            ),
+        ));
     }
-    match &result.replay {
-        Some(replay) => {
-            let docs: Vec<String> = replay
-                .documents
-                .iter()
-                .map(|d| {
-                    let mark = result
-                        .violators
-                        .iter()
-                        .find(|(id, _, _)| id == &d.id)
-                        .map(|(_, _, rule)| format!(" ✗ {rule}"))
-                        .unwrap_or_default();
-                    format!("{} {}{mark}", d.id, Value::Object(d.metadata.clone()))
-                })
-                .collect();
-            let _ = writeln!(
-                out,
-                "(e) retriever replayed: query = the question verbatim, filter {}: {} — {} on {} replays",
-                replay.filter.as_deref().unwrap_or("none"),
-                docs.join(", "),
-                if replay.deterministic {
-                    "the same"
-                } else {
-                    "different"
-                },
-                replay.replays
-            );
+    for (key, label, reason) in &result.unsupported {
+        lines.push((*key, format!("({key}) {label}: not run: {reason}")));
+    }
+    let same = |deterministic: bool| {
+        if deterministic {
+            "the same"
+        } else {
+            "different"
         }
-        None => {
-            let _ = writeln!(out, "(e) retriever replay failed: see the runs' errors");
-        }
+    };
+    let replay_line = match &result.replay {
+        Some(replay) if replay.from_responses => format!(
+            "(e) the service's retriever, as its responses show: {} — {} in {} runs of (a)",
+            replay_documents(replay, result),
+            same(replay.deterministic),
+            replay.replays
+        ),
+        Some(replay) => format!(
+            "(e) retriever replayed: query = the question verbatim, filter {}: {} — {} on {} replays",
+            replay.filter.as_deref().unwrap_or("none"),
+            replay_documents(replay, result),
+            same(replay.deterministic),
+            replay.replays
+        ),
+        None => "(e) retriever replay failed: see the runs' errors".to_owned(),
+    };
+    lines.push(('e', replay_line));
+    lines.sort_by_key(|(key, _)| *key);
+    for (_, line) in lines {
+        let _ = writeln!(out, "{line}");
     }
     let _ = writeln!(out, "\ncause: {}.", result.cause);
     if let Some(fix) = &result.fix {
         let _ = writeln!(out, "suggested fix: {fix}");
     }
     out
+}
+
+/// The replayed documents with their metadata, rule-breaking ones marked.
+fn replay_documents(replay: &crate::repro::Replay, result: &Triage) -> String {
+    replay
+        .documents
+        .iter()
+        .map(|d| {
+            let mark = result
+                .violators
+                .iter()
+                .find(|(id, _, _)| id == &d.id)
+                .map(|(_, _, rule)| format!(" ✗ {rule}"))
+                .unwrap_or_default();
+            format!("{} {}{mark}", d.id, Value::Object(d.metadata.clone()))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -243,7 +243,7 @@ fn repro_and_triage_work_through_the_openai_protocol() {
 }
 
 #[test]
-fn triage_of_an_http_chain_is_a_usage_error() {
+fn triage_of_a_command_chain_runs_what_it_can_and_names_what_it_cannot() {
     let (code, out) = triage(&[
         "--suite",
         "suites/databricks/before-fix.yaml",
@@ -251,9 +251,83 @@ fn triage_of_an_http_chain_is_a_usage_error() {
         "cost",
         "--chain",
         "examples/chains/service-command.yaml",
+        "--bad",
+        "contains: Database instances",
+        "--runs",
+        "10",
     ]);
-    assert_eq!(code, 2, "{out}");
-    assert!(out.contains("needs a pipeline chain"), "{out}");
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("(a) context as retrieved"), "{out}");
+    for line in [
+        "(b) rule-violating documents removed: not run: a command chain's input has no context override",
+        "(d) no context: not run: a command chain's input has no context override",
+        "(f) with the suggested filter: not run: a command chain's input has no retriever filter",
+        "(e) the service's retriever, as its responses show: 4 {\"docs\":\"aws\"} ✗ only-databricks-docs",
+    ] {
+        assert!(out.contains(line), "missing {line:?} in\n{out}");
+    }
+}
+
+#[test]
+fn triage_of_an_http_service_tries_the_filter_for_real() {
+    let service = crate::common::servers::rag_service(&[]);
+    let output = ragprobe()
+        .args([
+            "triage",
+            "--suite",
+            "suites/databricks/before-fix.yaml",
+            "--case",
+            "cost",
+            "--chain",
+            "examples/chains/service-http.yaml",
+            "--bad",
+            "contains: Database instances",
+        ])
+        .env("RAG_SERVICE_URL", &service.url)
+        .output()
+        .expect("triage");
+    let out = text(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{out}{}",
+        text(&output.stderr)
+    );
+    let rate = |key: &str| -> (u32, u32) {
+        let line = out
+            .lines()
+            .find(|l| l.starts_with(key))
+            .unwrap_or_else(|| panic!("no {key} in\n{out}"));
+        let numbers: Vec<u32> = line
+            .split_whitespace()
+            .filter_map(|w| w.parse().ok())
+            .collect();
+        (numbers[numbers.len() - 1], numbers[numbers.len() - 2])
+    };
+    let (a_bad, a_runs) = rate("(a) context as retrieved");
+    assert_eq!(a_runs, 30);
+    assert!(a_bad > 0, "{out}");
+    assert_eq!(
+        rate("(b) rule-violating documents removed"),
+        (0, 30),
+        "{out}"
+    );
+    assert_eq!(rate("(d) no context"), (0, 30), "{out}");
+    assert_eq!(
+        rate("(f) with filter {\"docs\":\"databricks\"} (the suggested fix)"),
+        (0, 30),
+        "{out}"
+    );
+    assert!(
+        out.contains("cause: the retriever returned an aws-tagged document (4)"),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "tried: 0 of 30 runs bad with it, {a_bad} of 30 without"
+        )),
+        "{out}"
+    );
 }
 
 #[test]
