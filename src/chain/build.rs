@@ -203,6 +203,10 @@ fn with_env(
         }
     };
     expand(&mut config.url, KeyPath::default().key("url"));
+    expand(
+        &mut config.receive_otlp,
+        KeyPath::default().key("receive_otlp"),
+    );
     if let Some(retriever) = config.retriever.as_mut() {
         expand(
             &mut retriever.url,

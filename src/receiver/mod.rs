@@ -101,10 +101,11 @@ pub fn parse_addr(text: &str) -> Result<SocketAddr, ReceiverError> {
 }
 
 /// The documents a service's own retriever span returned, as JSON documents
-/// (`{id, page_content, metadata, score}`) for the chain's document reader: from
-/// OpenInference's `retrieval.documents.N.document.*` attributes, else MLflow's
-/// `mlflow.spanOutputs`. The retriever span that ended last is the one whose documents
-/// reached the answer.
+/// (`{id, page_content, metadata, score}`) for the chain's document reader: from the
+/// span's JSON `output.value` when it lists them (OpenInference's LangChain instrumentor
+/// writes whole `Document`s there, ids included, while its `retrieval.documents.N.document.*`
+/// attributes carry no id), else those attributes, else MLflow's `mlflow.spanOutputs`. The
+/// retriever span that ended last is the one whose documents reached the answer.
 pub fn retrieved_documents(spans: &[Span]) -> Option<Vec<Value>> {
     let mut retrievers: Vec<&Span> = spans
         .iter()
@@ -112,8 +113,22 @@ pub fn retrieved_documents(spans: &[Span]) -> Option<Vec<Value>> {
         .collect();
     retrievers.sort_by_key(|s| s.end_ns);
     retrievers.into_iter().rev().find_map(|span| {
-        openinference_documents(&span.attributes).or_else(|| mlflow_documents(&span.attributes))
+        output_documents(&span.attributes)
+            .or_else(|| openinference_documents(&span.attributes))
+            .or_else(|| mlflow_documents(&span.attributes))
     })
+}
+
+fn output_documents(attributes: &Map<String, Value>) -> Option<Vec<Value>> {
+    let text = attributes.get("output.value")?.as_str()?;
+    match serde_json::from_str::<Value>(text).ok()? {
+        Value::Object(mut object) => match object.remove("documents") {
+            Some(Value::Array(items)) if items.iter().all(Value::is_object) => Some(items),
+            _ => None,
+        },
+        Value::Array(items) if items.iter().all(Value::is_object) => Some(items),
+        _ => None,
+    }
 }
 
 fn openinference_documents(attributes: &Map<String, Value>) -> Option<Vec<Value>> {
@@ -229,5 +244,16 @@ mod tests {
         let docs = retrieved_documents(&[mlflow]).expect("documents");
         assert_eq!(docs[0]["metadata"]["source"], "a");
         assert!(retrieved_documents(&[retriever(4, json!({}))]).is_none());
+        // OpenInference's LangChain spans: whole Documents in output.value win over the
+        // id-less attributes.
+        let langchain = retriever(
+            5,
+            json!({
+                "retrieval.documents.0.document.content": "t",
+                "output.value": "{\"documents\": [{\"id\": \"4\", \"page_content\": \"t\", \"metadata\": {\"docs\": \"aws\"}}]}",
+            }),
+        );
+        let docs = retrieved_documents(&[langchain]).expect("documents");
+        assert_eq!(docs[0]["id"], "4");
     }
 }
