@@ -768,6 +768,18 @@ fn attribute(
             None,
         );
     }
+    // An edit that removed every bad answer without reaching significance says "too few
+    // runs", not "the generator": blaming the model needs bad answers that survive the edit.
+    let edited: Vec<&Condition> = ['b', 'c', 'f'].iter().filter_map(|k| get(*k)).collect();
+    if !edited.is_empty() && edited.iter().any(|c| c.bad == 0) {
+        return (
+            format!(
+                "inconclusive: {} of {} runs were bad with the context as retrieved and fewer with it edited, but not significantly at {} runs; run triage with more --runs",
+                a.bad, a.judged, a.judged
+            ),
+            None,
+        );
+    }
     (
         "the bad answer persists with the right documents in context: the generator (prompt or model) makes it from good context".into(),
         None,
@@ -823,6 +835,18 @@ mod tests {
         ];
         let (cause, fix) = attribute(&conditions, &aws(), &[rule()], None);
         assert!(cause.contains("trained-in knowledge"), "{cause}");
+        assert!(fix.is_none());
+    }
+
+    #[test]
+    fn an_edit_that_removes_few_bad_answers_is_inconclusive_not_the_model() {
+        let conditions = [
+            condition('a', 2, 16),
+            condition('b', 0, 16),
+            condition('d', 0, 16),
+        ];
+        let (cause, fix) = attribute(&conditions, &aws(), &[rule()], None);
+        assert!(cause.starts_with("inconclusive: 2 of 16"), "{cause}");
         assert!(fix.is_none());
     }
 

@@ -11,6 +11,7 @@ mod chroma;
 mod config_errors;
 mod hardening;
 mod import;
+mod langchain;
 mod mlflow;
 mod openai;
 mod options;

@@ -13,9 +13,9 @@ use crate::common::servers::{spawn_group, stop_group};
 use crate::common::{records, run_suite, text};
 use serde_json::{Value, json};
 
-struct Server {
+pub(crate) struct Server {
     child: Child,
-    base: String,
+    pub(crate) base: String,
     dir: Option<tempfile::TempDir>,
 }
 
@@ -47,7 +47,7 @@ fn mlflow_binary() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/mlflow"))
 }
 
-fn start() -> Server {
+pub(crate) fn start() -> Server {
     let dir = tempfile::tempdir().expect("tempdir");
     let port = TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -113,7 +113,7 @@ fn post(url: &str, body: Value) -> Value {
         .expect("JSON")
 }
 
-fn experiment(server: &Server, name: &str) -> String {
+pub(crate) fn experiment(server: &Server, name: &str) -> String {
     let created = post(
         &format!("{}/api/2.0/mlflow/experiments/create", server.base),
         json!({ "name": name }),
@@ -124,7 +124,7 @@ fn experiment(server: &Server, name: &str) -> String {
         .to_owned()
 }
 
-fn search(server: &Server, experiment: &str, filter: Option<&str>) -> Vec<Value> {
+pub(crate) fn search(server: &Server, experiment: &str, filter: Option<&str>) -> Vec<Value> {
     let mut body = json!({
         "locations": [{"type": "MLFLOW_EXPERIMENT", "mlflow_experiment": {"experiment_id": experiment}}],
         "max_results": 100,
@@ -141,7 +141,7 @@ fn search(server: &Server, experiment: &str, filter: Option<&str>) -> Vec<Value>
         .unwrap_or_default()
 }
 
-fn attribute<'a>(span: &'a Value, key: &str) -> &'a Value {
+pub(crate) fn attribute<'a>(span: &'a Value, key: &str) -> &'a Value {
     span["attributes"]
         .as_array()
         .and_then(|a| a.iter().find(|kv| kv["key"] == key))
@@ -150,7 +150,7 @@ fn attribute<'a>(span: &'a Value, key: &str) -> &'a Value {
 }
 
 /// An OTLP-JSON-shaped value (as MLflow returns spans) back to plain JSON.
-fn plain(value: &Value) -> Value {
+pub(crate) fn plain(value: &Value) -> Value {
     if let Some(s) = value.get("string_value") {
         return s.clone();
     }
@@ -346,7 +346,7 @@ fn traces_round_trip_through_mlflow() {
     );
 }
 
-fn get(url: &str) -> Value {
+pub(crate) fn get(url: &str) -> Value {
     ureq::get(url)
         .call()
         .unwrap_or_else(|e| panic!("GET {url}: {e}"))
@@ -356,7 +356,7 @@ fn get(url: &str) -> Value {
 }
 
 /// The experiment's id, read back by name.
-fn experiment_id(server: &Server, name: &str) -> String {
+pub(crate) fn experiment_id(server: &Server, name: &str) -> String {
     let found = get(&format!(
         "{}/api/2.0/mlflow/experiments/get-by-name?experiment_name={}",
         server.base,

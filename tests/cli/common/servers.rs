@@ -55,7 +55,7 @@ pub fn free_port() -> u16 {
 }
 
 /// Spawns `command` and reads its first stdout line, which names the URL it serves.
-fn spawn_announcing(mut command: Command, what: &str) -> Process {
+pub fn spawn_announcing(mut command: Command, what: &str) -> Process {
     let mut child = spawn_group(command.stdout(Stdio::piped()).stderr(Stdio::inherit()))
         .unwrap_or_else(|e| panic!("{what} starts: {e}"));
     let stdout = child.stdout.take().expect("stdout piped");
