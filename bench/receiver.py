@@ -8,6 +8,7 @@ Prints runs per second, ragprobe's CPU time and peak RSS, and the receiver's sum
 `langchain` (default) is examples/langchain/app.py in .venv with the model behind
 openai-loopback; `stdlib` is examples/service/rag_service.py.
 """
+import json
 import os
 import socket
 import subprocess
@@ -80,7 +81,13 @@ def measure(chain, per_case, concurrency):
         _, _status, usage = os.wait4(child.pid, 0)
         wall = time.perf_counter() - start
         stderr = child.stderr.read()
-    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, stderr
+        waits = []
+        with open(os.path.join(tmp, "r", "runs.jsonl")) as f:
+            for line in f:
+                root = (json.loads(line).get("trace") or {}).get("spans", [{}])[0]
+                if "received_wait_ms" in root.get("attributes", {}):
+                    waits.append(root["attributes"]["received_wait_ms"])
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, stderr, waits
 
 
 def main():
@@ -108,13 +115,17 @@ def main():
             print(f"{'':<40} {'wall s':>7} {'runs/s':>7} {'cpu s':>7} {'peak RSS MB':>11}")
             for label, url, rx in [("no receiver, service not exporting", plain_url, None),
                                    ("--receive-otlp, service exporting", traced_url, receive)]:
-                wall, cpu, rss, stderr = measure(chain_file(tmp, kind, url, rx), per_case,
-                                                 concurrency)
+                wall, cpu, rss, stderr, waits = measure(chain_file(tmp, kind, url, rx),
+                                                        per_case, concurrency)
                 print(f"{label:<40} {wall:>7.2f} {per_case * 2 / wall:>7.1f} {cpu:>7.2f} "
                       f"{rss:>11.1f}")
                 for line in stderr.splitlines():
                     if line.startswith("otlp receiver:") and "listening" not in line:
                         print(f"   {line}")
+                if waits:
+                    waits.sort()
+                    print(f"   wait for spans after the reply: median {waits[len(waits) // 2]:.0f} ms,"
+                          f" max {waits[-1]:.0f} ms")
     finally:
         for child in (plain, traced, model):
             child.kill()

@@ -186,19 +186,7 @@ pub fn spans_for(record: &RunRecord, suite: &str) -> Vec<OtlpSpan> {
             for (key, value) in &span.attributes {
                 attributes.push((format!("ragprobe.{key}"), Attr::from(value)));
             }
-            OtlpSpan {
-                trace_id: trace.trace_id.clone(),
-                span_id: span.span_id.clone(),
-                parent_span_id: span.parent_span_id.clone(),
-                name: span.name.clone(),
-                start_ns: span.start_ns,
-                end_ns: span.end_ns,
-                error: match &span.status {
-                    SpanStatus::Ok => None,
-                    SpanStatus::Error { message } => Some(message.clone()),
-                },
-                attributes,
-            }
+            otlp_span(&trace.trace_id, span, attributes)
         })
         .collect()
 }
@@ -242,6 +230,10 @@ fn received_span(trace_id: &str, span: &Span, offending: &[(String, Vec<String>)
             }
         }
     }
+    otlp_span(trace_id, span, attributes)
+}
+
+fn otlp_span(trace_id: &str, span: &Span, attributes: Vec<(String, Attr)>) -> OtlpSpan {
     OtlpSpan {
         trace_id: trace_id.to_owned(),
         span_id: span.span_id.clone(),

@@ -32,15 +32,13 @@ pub fn protobuf(body: &[u8]) -> Result<Vec<Received>, DecodeError> {
     let request = ExportTraceServiceRequest::decode(body)?;
     let mut out = Vec::new();
     for resource in request.resource_spans {
-        let service = resource
-            .resource
-            .iter()
-            .flat_map(|r| r.attributes.iter())
-            .find(|kv| kv.key == "service.name")
-            .and_then(|kv| kv.value.as_ref())
-            .map(any_to_json)
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_else(|| "unknown_service".into());
+        let service = service_name(
+            resource
+                .resource
+                .iter()
+                .flat_map(|r| r.attributes.iter())
+                .map(|kv| (kv.key.as_str(), kv.value.as_ref().map(any_to_json))),
+        );
         for scope in resource.scope_spans {
             for span in scope.spans {
                 let attributes = span
@@ -75,15 +73,13 @@ pub fn json(body: &[u8]) -> Result<Vec<Received>, DecodeError> {
     let request: JsonRequest = serde_json::from_slice(body)?;
     let mut out = Vec::new();
     for resource in request.resource_spans {
-        let service = resource
-            .resource
-            .attributes
-            .iter()
-            .find(|kv| kv.key == "service.name")
-            .and_then(|kv| kv.value.as_ref())
-            .map(json_any)
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_else(|| "unknown_service".into());
+        let service = service_name(
+            resource
+                .resource
+                .attributes
+                .iter()
+                .map(|kv| (kv.key.as_str(), kv.value.as_ref().map(json_any))),
+        );
         for scope in resource.scope_spans {
             for span in scope.spans {
                 let attributes = span
@@ -113,6 +109,14 @@ pub fn json(body: &[u8]) -> Result<Vec<Received>, DecodeError> {
         }
     }
     Ok(out)
+}
+
+/// The resource's `service.name` (OpenTelemetry's default when it has none).
+fn service_name<'a>(mut attributes: impl Iterator<Item = (&'a str, Option<Value>)>) -> String {
+    attributes
+        .find(|(key, _)| *key == "service.name")
+        .and_then(|(_, value)| value?.as_str().map(str::to_owned))
+        .unwrap_or_else(|| "unknown_service".into())
 }
 
 struct Parts {

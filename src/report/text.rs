@@ -58,21 +58,26 @@ pub fn row(cells: &[&str]) -> Vec<String> {
     cells.iter().map(|c| (*c).to_owned()).collect()
 }
 
+/// `  ✗ rule, rule` for the rules the document `id` broke in `run`; empty when none.
+pub fn broken_mark(run: &RunRecord, id: &str) -> String {
+    let broken: Vec<&str> = run
+        .verdict
+        .iter()
+        .flat_map(|v| v.rules.iter())
+        .filter(|r| r.offending_documents.iter().any(|d| d == id))
+        .map(|r| r.id.as_str())
+        .collect();
+    if broken.is_empty() {
+        String::new()
+    } else {
+        format!("  ✗ {}", broken.join(", "))
+    }
+}
+
 /// One line per retrieved document: id, score, metadata, and the rules it broke.
 pub fn retrieved_lines(out: &mut String, run: &RunRecord, indent: &str) {
     for doc in &run.retrieved {
-        let broken: Vec<&str> = run
-            .verdict
-            .iter()
-            .flat_map(|v| v.rules.iter())
-            .filter(|r| r.offending_documents.contains(&doc.id))
-            .map(|r| r.id.as_str())
-            .collect();
-        let mark = if broken.is_empty() {
-            String::new()
-        } else {
-            format!("  ✗ {}", broken.join(", "))
-        };
+        let mark = broken_mark(run, &doc.id);
         let _ = writeln!(
             out,
             "{indent}{}  score {}  {}{mark}",

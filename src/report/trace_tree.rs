@@ -214,18 +214,7 @@ fn received_details(out: &mut String, record: &RunRecord, span: &Span, indent: &
                 .unwrap_or_default();
             for doc in documents {
                 let id = doc.get("id").map_or("(no id)".to_owned(), text);
-                let broken: Vec<&str> = record
-                    .verdict
-                    .iter()
-                    .flat_map(|v| v.rules.iter())
-                    .filter(|r| r.offending_documents.contains(&id))
-                    .map(|r| r.id.as_str())
-                    .collect();
-                let mark = if broken.is_empty() {
-                    String::new()
-                } else {
-                    format!("  ✗ {}", broken.join(", "))
-                };
+                let mark = crate::report::text::broken_mark(record, &id);
                 let score = crate::report::text::score(doc.get("score").and_then(|s| s.as_f64()));
                 let metadata = doc
                     .get("metadata")

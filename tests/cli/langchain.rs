@@ -142,18 +142,8 @@ fn the_langchain_service_fails_with_its_own_retriever_span_and_the_filter_fixes_
         "cost",
         "--json",
     ]);
-    let document: serde_json::Value = serde_json::from_slice(&json.stdout).expect("json");
-    let spans = document["resourceSpans"][0]["scopeSpans"][0]["spans"]
-        .as_array()
-        .expect("spans");
-    let exported = spans
-        .iter()
-        .find(|s| s["name"] == "SupportRetriever")
-        .expect("the service's retriever, exported");
-    let outputs = exported["attributes"]
-        .as_array()
-        .and_then(|a| a.iter().find(|kv| kv["key"] == "mlflow.spanOutputs"))
-        .expect("documents for MLflow");
+    let attribute = crate::common::exported_span_attributes(&json.stdout, "SupportRetriever");
+    let outputs = attribute("mlflow.spanOutputs").expect("documents for MLflow");
     assert!(
         outputs.to_string().contains(r#""stringValue":"4""#),
         "{outputs}"

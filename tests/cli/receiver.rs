@@ -113,20 +113,7 @@ fn service_spans_join_the_run_and_documents_come_from_its_retriever_span() {
         .args(["--case", "cost", "--json"])
         .output()
         .expect("show --json");
-    let document: serde_json::Value = serde_json::from_slice(&json.stdout).expect("json");
-    let spans = document["resourceSpans"][0]["scopeSpans"][0]["spans"]
-        .as_array()
-        .expect("spans");
-    let exported = spans
-        .iter()
-        .find(|s| s["name"] == "keyword-search")
-        .expect("exported retriever");
-    let attribute = |key: &str| {
-        exported["attributes"]
-            .as_array()
-            .and_then(|a| a.iter().find(|kv| kv["key"] == key))
-            .map(|kv| kv["value"].clone())
-    };
+    let attribute = crate::common::exported_span_attributes(&json.stdout, "keyword-search");
     assert_eq!(
         attribute("retrieval.documents.0.document.id"),
         Some(serde_json::json!({"stringValue": "4"}))

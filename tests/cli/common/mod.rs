@@ -96,3 +96,22 @@ pub fn drafted_not_contains(case: &ragprobe::suite::schema::CaseSpec) -> Vec<Str
         .map(|list| list.0.clone())
         .expect("a not_contains draft")
 }
+
+/// The span named `name` in `show --json`'s output (an OTLP ExportTraceServiceRequest),
+/// as a function from attribute key to its OTLP value.
+pub fn exported_span_attributes(
+    show_json: &[u8],
+    name: &str,
+) -> impl Fn(&str) -> Option<serde_json::Value> {
+    let document: serde_json::Value = serde_json::from_slice(show_json).expect("show --json");
+    let span = document["resourceSpans"][0]["scopeSpans"][0]["spans"]
+        .as_array()
+        .and_then(|spans| spans.iter().find(|s| s["name"] == name).cloned())
+        .unwrap_or_else(|| panic!("no span {name} in {document}"));
+    move |key: &str| {
+        span["attributes"]
+            .as_array()
+            .and_then(|a| a.iter().find(|kv| kv["key"] == key))
+            .map(|kv| kv["value"].clone())
+    }
+}
