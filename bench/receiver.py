@@ -9,8 +9,10 @@ Prints runs per second, ragprobe's CPU time and peak RSS, and the receiver's sum
 openai-loopback; `stdlib` is examples/service/rag_service.py.
 """
 import json
+import http.server
 import os
 import socket
+import threading
 import subprocess
 import sys
 import tempfile
@@ -22,6 +24,21 @@ BINARY = os.path.join(RELEASE, "ragprobe")
 LOOPBACK = os.path.join(RELEASE, "openai-loopback")
 VENV_PYTHON = os.path.join(ROOT, ".venv", "bin", "python")
 SUITE = os.path.join(ROOT, "suites", "databricks", "before-fix.yaml")
+
+
+class Sink(http.server.BaseHTTPRequestHandler):
+    """An OTLP endpoint that takes every request and keeps nothing."""
+    protocol_version = "HTTP/1.1"
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("content-length", 0)))
+        self.send_response(200)
+        self.send_header("content-type", "application/x-protobuf")
+        self.send_header("content-length", "0")
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
 
 
 def free_port():
@@ -106,7 +123,11 @@ def main():
     model, model_url = announce([LOOPBACK, "--addr", "127.0.0.1:0"])
     receive = f"127.0.0.1:{free_port()}"
     endpoint = f"http://{receive}/v1/traces"
+    sink = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Sink)
+    threading.Thread(target=sink.serve_forever, daemon=True).start()
+    sink_endpoint = f"http://127.0.0.1:{sink.server_address[1]}/v1/traces"
     plain, plain_url = start_service(kind, None, model_url)
+    sunk, sunk_url = start_service(kind, sink_endpoint, model_url)
     traced, traced_url = start_service(kind, endpoint, model_url)
     try:
         with tempfile.TemporaryDirectory() as tmp:
@@ -114,6 +135,7 @@ def main():
                   f"concurrency {concurrency}")
             print(f"{'':<40} {'wall s':>7} {'runs/s':>7} {'cpu s':>7} {'peak RSS MB':>11}")
             for label, url, rx in [("no receiver, service not exporting", plain_url, None),
+                                   ("no receiver, service exporting to a sink", sunk_url, None),
                                    ("--receive-otlp, service exporting", traced_url, receive)]:
                 wall, cpu, rss, stderr, waits = measure(chain_file(tmp, kind, url, rx),
                                                         per_case, concurrency)
@@ -127,7 +149,8 @@ def main():
                     print(f"   wait for spans after the reply: median {waits[len(waits) // 2]:.0f} ms,"
                           f" max {waits[-1]:.0f} ms")
     finally:
-        for child in (plain, traced, model):
+        sink.shutdown()
+        for child in (plain, sunk, traced, model):
             child.kill()
 
 
