@@ -37,7 +37,7 @@ pub fn judge(
             sources = Some(metrics);
         }
         if let Some(check) = &expect.answer {
-            for detail in check_answer(check, answer) {
+            for detail in check_answer(check, answer, retrieved) {
                 failed_expectations.push(Failure {
                     check: "expect.answer".into(),
                     detail,
@@ -96,7 +96,7 @@ fn judge_rule(rule: &RuleSpec, retrieved: &[RetrievedDoc], answer: &str) -> Rule
         result.detail = detail;
     }
     if let Some(check) = &rule.answer {
-        let failures = check_answer(check, answer);
+        let failures = check_answer(check, answer, retrieved);
         if !failures.is_empty() {
             result.passed = false;
             let joined = failures.join("; ");
@@ -109,8 +109,9 @@ fn judge_rule(rule: &RuleSpec, retrieved: &[RetrievedDoc], answer: &str) -> Rule
     result
 }
 
-/// Every way `answer` fails `check`, one line each.
-pub fn check_answer(check: &AnswerCheck, answer: &str) -> Vec<String> {
+/// Every way `answer` fails `check`, one line each. `retrieved` is what `grounded` checks
+/// the answer against.
+pub fn check_answer(check: &AnswerCheck, answer: &str, retrieved: &[RetrievedDoc]) -> Vec<String> {
     let fold = |s: &str| {
         if check.ignore_case {
             s.to_lowercase()
@@ -150,7 +151,70 @@ pub fn check_answer(check: &AnswerCheck, answer: &str) -> Vec<String> {
             found.as_str()
         ));
     }
+    if let Some(grounded) = &check.grounded {
+        for sentence in support(answer, retrieved) {
+            if sentence.support + 1e-9 < grounded.min_support {
+                failures.push(format!(
+                    "unsupported sentence (support {:.2} < {:.2}, best document {}): {:?}",
+                    sentence.support,
+                    grounded.min_support,
+                    sentence.best_document.as_deref().unwrap_or("none"),
+                    sentence.text
+                ));
+            }
+        }
+    }
     failures
+}
+
+/// How well the retrieved documents support one sentence of an answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SentenceSupport {
+    pub text: String,
+    /// Share of the sentence's distinct content words found in `best_document`.
+    pub support: f64,
+    pub best_document: Option<String>,
+}
+
+/// Each sentence of `answer` that has content words, with its best-supporting document.
+/// Lexical: a paraphrase with other words scores low, and a negation or a changed number
+/// with the same words scores high; the README says so.
+pub fn support(answer: &str, retrieved: &[RetrievedDoc]) -> Vec<SentenceSupport> {
+    use std::collections::HashSet;
+    let documents: Vec<(&str, HashSet<String>)> = retrieved
+        .iter()
+        .map(|d| {
+            (
+                d.id.as_str(),
+                crate::chain::text::tokens(&d.text).into_iter().collect(),
+            )
+        })
+        .collect();
+    crate::chain::text::sentences(answer)
+        .into_iter()
+        .filter_map(|sentence| {
+            let words: HashSet<String> = crate::chain::text::tokens(sentence).into_iter().collect();
+            if words.is_empty() {
+                return None;
+            }
+            let best = documents
+                .iter()
+                .map(|(id, vocabulary)| {
+                    let found = words.iter().filter(|w| vocabulary.contains(*w)).count();
+                    (found as f64 / words.len() as f64, *id)
+                })
+                // The first of equally good documents, in retrieval order.
+                .fold(None::<(f64, &str)>, |best, (score, id)| match best {
+                    Some((b, _)) if b >= score => best,
+                    _ => Some((score, id)),
+                });
+            Some(SentenceSupport {
+                text: sentence.to_owned(),
+                support: best.map_or(0.0, |(score, _)| score),
+                best_document: best.map(|(_, id)| id.to_owned()),
+            })
+        })
+        .collect()
 }
 
 pub fn source_metrics(expected: &[&str], retrieved: &[RetrievedDoc]) -> SourceMetrics {
@@ -218,6 +282,64 @@ mod tests {
         serde_yaml::from_str(yaml).unwrap_or_else(|e| panic!("{yaml}: {e}"))
     }
 
+    fn text_doc(id: &str, text: &str) -> RetrievedDoc {
+        RetrievedDoc {
+            text: text.into(),
+            ..doc(id, "databricks")
+        }
+    }
+
+    #[test]
+    fn support_is_the_share_of_content_words_in_the_best_document() {
+        let retrieved = [
+            text_doc(
+                "1",
+                "Databases are built on Delta Lake and stored as Delta files.",
+            ),
+            text_doc(
+                "3",
+                "Serverless SQL warehouses spin clusters up for short bursts.",
+            ),
+        ];
+        let found = support(
+            "Databases are stored as Delta files. It is so! Warehouses are free on Sundays.",
+            &retrieved,
+        );
+        // "It is so!" has no content words and is not judged.
+        assert_eq!(found.len(), 2);
+        assert_eq!(
+            found[0].support, 1.0,
+            "stemmed: databases/stored meet the document"
+        );
+        assert_eq!(found[0].best_document.as_deref(), Some("1"));
+        // warehous ✓, free ✗, sunday ✗: 1 of 3 in document 3.
+        assert!(
+            (found[1].support - 1.0 / 3.0).abs() < 1e-9,
+            "{:?}",
+            found[1]
+        );
+        assert_eq!(found[1].best_document.as_deref(), Some("3"));
+        // What a lexical check barely sees: a negation in the document's own words is one
+        // unsupported word ("not") of five, 0.80, which passes the default threshold.
+        let negated = support("Databases are not built on Delta Lake.", &retrieved);
+        assert!((negated[0].support - 0.8).abs() < 1e-9, "{:?}", negated[0]);
+        // Nothing retrieved: nothing supports anything.
+        let alone = support("Delta files.", &[]);
+        assert_eq!(
+            (alone[0].support, alone[0].best_document.clone()),
+            (0.0, None)
+        );
+        let check: AnswerCheck =
+            serde_yaml::from_str("{grounded: {min_support: 0.5}}").expect("check");
+        let failures = check_answer(&check, "Warehouses are free on Sundays.", &retrieved);
+        assert_eq!(
+            failures,
+            [
+                "unsupported sentence (support 0.33 < 0.50, best document 3): \"Warehouses are free on Sundays.\""
+            ]
+        );
+    }
+
     #[test]
     fn retrieved_rules_name_offending_documents() {
         let retrieved = [doc("4", "aws"), doc("2", "databricks")];
@@ -254,13 +376,13 @@ mod tests {
             r#"{contains: [Delta], contains_any: [S3, ADLS], not_contains: micro, not_matches: "t[0-9]g\\.(nano|micro)"}"#,
         )
         .expect("valid check");
-        assert!(check_answer(&check, "Delta files on S3").is_empty());
-        let failures = check_answer(&check, "Use t4g.micro instances");
+        assert!(check_answer(&check, "Delta files on S3", &[]).is_empty());
+        let failures = check_answer(&check, "Use t4g.micro instances", &[]);
         assert_eq!(failures.len(), 4, "{failures:?}");
         assert!(failures[3].contains("\"t4g.micro\""), "{failures:?}");
         let folded: AnswerCheck =
             serde_yaml::from_str("{contains: delta, ignore_case: true}").expect("valid");
-        assert!(check_answer(&folded, "DELTA").is_empty());
+        assert!(check_answer(&folded, "DELTA", &[]).is_empty());
     }
 
     #[test]

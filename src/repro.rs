@@ -52,7 +52,7 @@ impl Bad {
 
     fn is_bad(&self, record: &RunRecord) -> bool {
         match self {
-            Bad::Answer(check) => check_answer(check, &record.answer).is_empty(),
+            Bad::Answer(check) => check_answer(check, &record.answer, &record.retrieved).is_empty(),
             Bad::FailedVerdict => record.verdict.as_ref().is_some_and(|v| !v.passed),
             Bad::FailedAnswerChecks(rules) => record.verdict.as_ref().is_some_and(|v| {
                 v.rules.iter().any(|r| !r.passed && rules.contains(&r.id))

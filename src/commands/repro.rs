@@ -307,6 +307,11 @@ fn save_case(path: &std::path::Path, target: &Target, args: &ReproTarget) -> Res
 
 /// The check a good answer passes: the bad check turned around.
 fn invert(check: &AnswerCheck) -> Result<AnswerCheck, AppError> {
+    if check.grounded.is_some() {
+        return Err(AppError::Usage(
+            "--save-case: `grounded` has no inverse (an answer is not \"ungrounded\" by rule); write the case by hand".into(),
+        ));
+    }
     let mut good = AnswerCheck {
         ignore_case: check.ignore_case,
         ..Default::default()

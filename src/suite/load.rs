@@ -246,11 +246,25 @@ fn check_answer_check(
     problems: &mut Vec<Problem>,
 ) {
     if check.is_empty() {
-        problems.push(
-            at(here, "the answer check has no check".into())
-                .hint("add contains, contains_any, not_contains, matches or not_matches"),
-        );
+        problems
+            .push(at(here, "the answer check has no check".into()).hint(
+                "add contains, contains_any, not_contains, matches, not_matches or grounded",
+            ));
         return;
+    }
+    if let Some(grounded) = &check.grounded
+        && !(grounded.min_support > 0.0 && grounded.min_support <= 1.0)
+    {
+        problems.push(
+            at(
+                here.clone().key("grounded").key("min_support"),
+                format!(
+                    "min_support {} is not a share in (0, 1]",
+                    grounded.min_support
+                ),
+            )
+            .hint("e.g. grounded: {min_support: 0.8}"),
+        );
     }
     for (key, list) in [
         ("contains", &check.contains),

@@ -254,9 +254,28 @@ pub struct AnswerCheck {
     /// The regular expression matches nowhere.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub not_matches: Option<Pattern>,
+    /// Every sentence is supported by a retrieved document (offline, lexical).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grounded: Option<Grounded>,
     /// Compare strings without regard to case (regexes take `(?i)` instead).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub ignore_case: bool,
+}
+
+/// `grounded: {min_support: 0.8}`: a sentence is supported when at least this share of its
+/// content words (stemmed, stop words removed, as BM25 sees them) occurs in one retrieved
+/// document.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Grounded {
+    #[serde(default = "Grounded::default_min_support")]
+    pub min_support: f64,
+}
+
+impl Grounded {
+    fn default_min_support() -> f64 {
+        0.8
+    }
 }
 
 impl AnswerCheck {
@@ -266,6 +285,7 @@ impl AnswerCheck {
             && self.not_contains.is_none()
             && self.matches.is_none()
             && self.not_matches.is_none()
+            && self.grounded.is_none()
     }
 }
 

@@ -9,6 +9,7 @@ mod adapters;
 mod browser;
 mod chroma;
 mod config_errors;
+mod grounded;
 mod hardening;
 mod import;
 mod langchain;

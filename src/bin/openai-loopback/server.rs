@@ -56,6 +56,11 @@ pub struct Faults {
     /// Longest answer, in sentences.
     #[arg(long, default_value_t = 2)]
     pub max_sentences: usize,
+    /// Fraction of chat answers that get one sentence no context line supports appended
+    /// (from a fixed list; which answers, and which sentence, follow from the request's
+    /// seed), so that groundedness checks have something to catch.
+    #[arg(long, default_value_t = 0.0)]
+    pub unsupported_rate: f64,
     /// Embedding length.
     #[arg(long, default_value_t = 256)]
     pub dims: usize,
@@ -313,6 +318,14 @@ impl Server {
         }
     }
 
+    /// The sentence appended to this answer, if it gets one.
+    fn unsupported_sentence(&self, seed: u64, prompt: &str) -> Option<&'static str> {
+        let draw = stable_hash(&[b"unsupported", &seed.to_le_bytes(), prompt.as_bytes()]);
+        let chance = (draw % 1_000_000) as f64 / 1_000_000.0;
+        (chance < self.faults.unsupported_rate)
+            .then(|| UNSUPPORTED[(draw / 1_000_000) as usize % UNSUPPORTED.len()])
+    }
+
     fn fault(&self, number: u64) -> Fault {
         let f = &self.faults;
         if f.burst_429 > 0 {
@@ -371,6 +384,9 @@ impl Server {
         let mut rng = fastrand::Rng::with_seed(seed);
         let generation = generator.generate(&question, &refs, &mut rng);
         let mut answer = generation.answer;
+        if let Some(extra) = self.unsupported_sentence(seed, prompt) {
+            answer = format!("{answer} {extra}").trim().to_owned();
+        }
         let mut finish_reason = "stop";
         if let Some(max_tokens) = request.get("max_tokens").and_then(Value::as_u64) {
             let words: Vec<&str> = answer.split_whitespace().collect();
@@ -478,6 +494,17 @@ async fn endless(write: &mut tokio::net::tcp::OwnedWriteHalf) -> std::io::Result
     }
 }
 
+/// Claims no document of the reference corpus makes. They share words with it in varying
+/// measure; the last one negates a document with its own words, which a lexical
+/// groundedness check cannot tell from support (the README says so).
+const UNSUPPORTED: &[&str] = &[
+    "Databricks stores every database in a proprietary format that only its own clusters can read.",
+    "Serverless SQL warehouses are free for the first hour of every day.",
+    "Delta files are compressed twice to halve your storage bill.",
+    "Queries never cost more than one dollar, whatever the load.",
+    "Databases are not built on Delta Lake.",
+];
+
 fn error_body(kind: &str, message: &str) -> String {
     json!({"error": {"message": message, "type": kind, "code": kind}}).to_string()
 }
@@ -509,6 +536,38 @@ mod tests {
         assert_eq!(docs[1].text, "AWS t4g.micro is cheap.");
     }
 
+    fn default_faults() -> Faults {
+        #[derive(clap::Parser)]
+        struct Defaults {
+            #[command(flatten)]
+            faults: Faults,
+        }
+        <Defaults as clap::Parser>::parse_from(["openai-loopback"]).faults
+    }
+
+    #[test]
+    fn unsupported_sentences_follow_their_rate_and_the_seed() {
+        let server = |rate: f64| Server {
+            faults: Faults {
+                unsupported_rate: rate,
+                ..default_faults()
+            },
+            stats: Stats::default(),
+        };
+        let (never, sometimes, always) = (server(0.0), server(0.3), server(1.0));
+        let added = (0..1000u64)
+            .filter(|seed| sometimes.unsupported_sentence(*seed, "p").is_some())
+            .count();
+        assert!((250..350).contains(&added), "{added} of 1000 at 0.3");
+        assert!((0..100u64).all(|s| never.unsupported_sentence(s, "p").is_none()));
+        assert!((0..100u64).all(|s| always.unsupported_sentence(s, "p").is_some()));
+        assert_eq!(
+            sometimes.unsupported_sentence(42, "p"),
+            sometimes.unsupported_sentence(42, "p"),
+            "the same request gets the same answer"
+        );
+    }
+
     #[test]
     fn bursts_of_429_repeat_and_other_faults_follow_their_rates() {
         let faults = Faults {
@@ -521,6 +580,7 @@ mod tests {
             retry_after: 1.0,
             seed: 7,
             max_sentences: 2,
+            unsupported_rate: 0.0,
             dims: 8,
             echo_auth_401: false,
             endless_body: false,
