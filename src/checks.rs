@@ -3,18 +3,23 @@
 //! A run passes when every expectation of its case holds and no `error`-severity rule is
 //! violated. Rule tolerances (`max_rate`) are judged over all runs of a case in `stats`.
 
+use crate::judge::{Judgement, Judgements};
 use crate::model::record::{Failure, RetrievedDoc, RuleResult, Severity, SourceMetrics, Verdict};
 use crate::suite::schema::{AnswerCheck, Expect, RetrievedRule, RuleSpec};
+
+/// The key a model judgement of an expectation is filed under (rules use their id).
+pub const EXPECT_ANSWER: &str = "expect.answer";
 
 pub fn judge(
     rules: &[RuleSpec],
     expect: Option<&Expect>,
     retrieved: &[RetrievedDoc],
     answer: &str,
+    judgements: &Judgements,
 ) -> Verdict {
     let rule_results: Vec<RuleResult> = rules
         .iter()
-        .map(|rule| judge_rule(rule, retrieved, answer))
+        .map(|rule| judge_rule(rule, retrieved, answer, judgements.get(&rule.id)))
         .collect();
 
     let mut failed_expectations = Vec::new();
@@ -37,9 +42,13 @@ pub fn judge(
             sources = Some(metrics);
         }
         if let Some(check) = &expect.answer {
-            for detail in check_answer(check, answer, retrieved) {
+            let judged = judged_failure(check, judgements.get(EXPECT_ANSWER));
+            for detail in check_answer(check, answer, retrieved)
+                .into_iter()
+                .chain(judged)
+            {
                 failed_expectations.push(Failure {
-                    check: "expect.answer".into(),
+                    check: EXPECT_ANSWER.into(),
                     detail,
                 });
             }
@@ -58,7 +67,33 @@ pub fn judge(
     }
 }
 
-fn judge_rule(rule: &RuleSpec, retrieved: &[RetrievedDoc], answer: &str) -> RuleResult {
+/// A model judge's "fail" as a failure line. A check judged by no one (only where no
+/// judge ran, which loading rules out for `run`) adds nothing.
+fn judged_failure(check: &AnswerCheck, judgement: Option<&Judgement>) -> Option<String> {
+    let judge = check.judge.as_ref()?;
+    let judgement = judgement.filter(|j| !j.passed)?;
+    let repeats = if judgement.votes.len() > 1 {
+        format!(
+            ", {} of {} repeats",
+            judgement.votes.iter().filter(|v| !**v).count(),
+            judgement.votes.len()
+        )
+    } else {
+        String::new()
+    };
+    Some(format!(
+        "judge ({}{repeats}): fail: {}",
+        crate::judge::prompts::describe(judge),
+        judgement.reason
+    ))
+}
+
+fn judge_rule(
+    rule: &RuleSpec,
+    retrieved: &[RetrievedDoc],
+    answer: &str,
+    judgement: Option<&Judgement>,
+) -> RuleResult {
     let mut result = RuleResult {
         id: rule.id.clone(),
         severity: rule.severity,
@@ -96,7 +131,8 @@ fn judge_rule(rule: &RuleSpec, retrieved: &[RetrievedDoc], answer: &str) -> Rule
         result.detail = detail;
     }
     if let Some(check) = &rule.answer {
-        let failures = check_answer(check, answer, retrieved);
+        let mut failures = check_answer(check, answer, retrieved);
+        failures.extend(judged_failure(check, judgement));
         if !failures.is_empty() {
             result.passed = false;
             let joined = failures.join("; ");
@@ -347,6 +383,7 @@ mod tests {
             &rule("{id: r, retrieved: {every: {docs: databricks}}}"),
             &retrieved,
             "",
+            None,
         );
         assert!(!every.passed);
         assert_eq!(every.offending_documents, ["4"]);
@@ -354,18 +391,21 @@ mod tests {
             &rule("{id: r, retrieved: {none: {docs: aws}}}"),
             &retrieved,
             "",
+            None,
         );
         assert_eq!(none.offending_documents, ["4"]);
         let any = judge_rule(
             &rule("{id: r, retrieved: {any: {docs: gcp}}}"),
             &retrieved,
             "",
+            None,
         );
         assert!(!any.passed && any.offending_documents.is_empty());
         let fine = judge_rule(
             &rule("{id: r, retrieved: {any: {docs: aws}}}"),
             &retrieved,
             "",
+            None,
         );
         assert!(fine.passed);
     }
@@ -412,7 +452,7 @@ mod tests {
             rule("{id: w, severity: warn, answer: {not_contains: x}}"),
             rule("{id: e, answer: {not_contains: y}}"),
         ];
-        assert!(judge(&rules, None, &[], "x").passed);
-        assert!(!judge(&rules, None, &[], "y").passed);
+        assert!(judge(&rules, None, &[], "x", &Judgements::new()).passed);
+        assert!(!judge(&rules, None, &[], "y", &Judgements::new()).passed);
     }
 }

@@ -19,6 +19,7 @@ pub mod exit_codes;
 pub mod export;
 pub mod import;
 pub mod invisible;
+pub mod judge;
 pub mod mlflow;
 pub mod model;
 pub mod plan;

@@ -68,6 +68,8 @@ impl Bad {
 #[derive(Clone)]
 pub struct Target {
     pub chain: Arc<Chain>,
+    /// The suite's model judge, for its judged checks.
+    pub judge: Option<Arc<crate::judge::Judge>>,
     pub question: String,
     pub vars: Map<String, Value>,
     pub rules: Vec<RuleSpec>,
@@ -124,6 +126,7 @@ impl Target {
             rules: Arc::new(self.rules.clone()),
             timeout: self.timeout,
             intervention,
+            judge: self.judge.clone(),
         });
         collect(context, jobs, self.concurrency)
             .await

@@ -14,6 +14,7 @@ use crate::chain::error::ChainError;
 use crate::chain::{Chain, ChainFailure, ChainOutput, Intervention};
 use crate::checks::judge;
 use crate::events::Event;
+use crate::judge::{Judge, JudgeInputs, Judgements};
 use crate::model::record::{RunRecord, RunStatus};
 use crate::plan::Job;
 use crate::suite::schema::{Expect, RuleSpec};
@@ -27,6 +28,8 @@ pub struct RunContext {
     /// An edit of the context or of the retriever's filter (triage's conditions); `None`
     /// runs the chain as it is.
     pub intervention: Option<Intervention>,
+    /// The suite's model judge, for checks with `judge:`.
+    pub judge: Option<Arc<Judge>>,
 }
 
 /// Runs `jobs`, at most `concurrency` at a time, sending a `RunFinished` event for each.
@@ -108,8 +111,28 @@ async fn run_one(context: &RunContext, job: &Job) -> RunRecord {
         started_at_ns,
         duration_ms,
     };
+    let expect = job.case.expect.as_ref();
     match invocation {
-        Ok(result) => record(identity, result, &context.rules, job.case.expect.as_ref()),
+        Ok(Ok(mut output)) => {
+            let judged = match &context.judge {
+                Some(judge) => judge_output(judge, &context.rules, job, &mut output).await,
+                None => Ok(Judgements::new()),
+            };
+            match judged {
+                Ok(judgements) => record(identity, Ok(output), &context.rules, expect, &judgements),
+                Err(error) => record(
+                    identity,
+                    Err(ChainFailure {
+                        error: ChainError::Judge(error.to_string()),
+                        trace: Some(output.trace),
+                    }),
+                    &context.rules,
+                    expect,
+                    &Judgements::new(),
+                ),
+            }
+        }
+        Ok(result) => record(identity, result, &context.rules, expect, &Judgements::new()),
         Err(_elapsed) => record(
             identity,
             Err(ChainFailure {
@@ -118,8 +141,39 @@ async fn run_one(context: &RunContext, job: &Job) -> RunRecord {
             }),
             &context.rules,
             None,
+            &Judgements::new(),
         ),
     }
+}
+
+/// The judge's verdicts on every judged check of the run (rules by id, the case's answer
+/// expectation as `expect.answer`), each with its EVALUATOR span in the output's trace.
+async fn judge_output(
+    judge: &Judge,
+    rules: &[RuleSpec],
+    job: &Job,
+    output: &mut ChainOutput,
+) -> Result<Judgements, crate::judge::JudgeError> {
+    let expect = job.case.expect.as_ref();
+    let mut checks: Vec<(String, &crate::suite::schema::JudgeCheck)> = rules
+        .iter()
+        .filter_map(|r| Some((r.id.clone(), r.answer.as_ref()?.judge.as_ref()?)))
+        .collect();
+    if let Some(check) = expect.and_then(|e| e.answer.as_ref()?.judge.as_ref()) {
+        checks.push((crate::checks::EXPECT_ANSWER.to_owned(), check));
+    }
+    if checks.is_empty() {
+        return Ok(Judgements::new());
+    }
+    let inputs = JudgeInputs {
+        question: &job.case.question,
+        answer: &output.answer,
+        documents: &output.retrieved,
+        reference: expect.and_then(|e| e.reference_answer.as_deref()),
+    };
+    judge
+        .judge_run(&checks, &inputs, job.seed, &mut output.trace)
+        .await
 }
 
 /// The record with every secret ragprobe holds replaced, in every string it carries
@@ -167,6 +221,7 @@ fn record(
     result: Result<ChainOutput, ChainFailure>,
     rules: &[RuleSpec],
     expect: Option<&Expect>,
+    judgements: &Judgements,
 ) -> RunRecord {
     let mut record = RunRecord {
         case: identity.case.to_owned(),
@@ -185,7 +240,7 @@ fn record(
     };
     match result {
         Ok(output) => {
-            let verdict = judge(rules, expect, &output.retrieved, &output.answer);
+            let verdict = judge(rules, expect, &output.retrieved, &output.answer, judgements);
             record.status = if verdict.passed {
                 RunStatus::Passed
             } else {

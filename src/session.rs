@@ -130,6 +130,7 @@ pub async fn execute(
         rules: Arc::new(plan.suite.spec.rules.clone()),
         timeout: plan.timeout,
         intervention: None,
+        judge: plan.suite.judge.clone(),
     });
     let (sender, mut receiver) = mpsc::channel::<Event>(256);
     let runner = run_jobs(context, plan.jobs(&done), plan.concurrency, sender);

@@ -18,6 +18,8 @@ pub enum SpanKind {
     Embedding,
     Prompt,
     Llm,
+    /// A judge's verdict on the run's answer.
+    Evaluator,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -24,6 +24,9 @@ pub enum ChainError {
     /// The embedder answered without a vector.
     #[error("the embedder returned no vector")]
     NoVector,
+    /// The suite's judge could not give a verdict (unreachable, or a reply without one).
+    #[error("{0}")]
+    Judge(String),
     /// The whole run took longer than the suite's `timeout_ms`.
     #[error("timed out after {0} ms")]
     TimedOut(u128),

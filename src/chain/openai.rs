@@ -127,6 +127,16 @@ impl ChatModel {
     /// Asks for one completion. The run's seed is sent too: servers that honour it
     /// (OpenAI, vLLM) then sample the same way when the run is repeated.
     pub async fn complete(&self, prompt: &str, seed: u64) -> Result<Completion, BackendError> {
+        self.complete_with(prompt, seed, None).await
+    }
+
+    /// `complete`, with `response_format` sent as given (a judge asks for a JSON object).
+    pub async fn complete_with(
+        &self,
+        prompt: &str,
+        seed: u64,
+        response_format: Option<Value>,
+    ) -> Result<Completion, BackendError> {
         let mut messages = Vec::new();
         if let Some(system) = &self.system {
             messages.push(json!({"role": "system", "content": system}));
@@ -141,6 +151,9 @@ impl ChatModel {
         });
         if let Some(max_tokens) = self.max_tokens {
             body["max_tokens"] = max_tokens.into();
+        }
+        if let Some(format) = response_format {
+            body["response_format"] = format;
         }
         // Rough token estimate for the tokens-per-minute limit: four characters a token.
         let estimate = prompt.len() as f64 / 4.0 + f64::from(self.max_tokens.unwrap_or(256));

@@ -140,6 +140,7 @@ fn resolve(args: &ReproTarget) -> Result<Target, AppError> {
         })?;
     Ok(Target {
         chain: source.chain,
+        judge: source.judge,
         question,
         vars,
         rules,
@@ -163,6 +164,7 @@ fn resolve(args: &ReproTarget) -> Result<Target, AppError> {
 /// What the question is asked of, and the defaults that come with it.
 struct Source {
     chain: Arc<Chain>,
+    judge: Option<Arc<crate::judge::Judge>>,
     corpus: Option<Arc<Corpus>>,
     case: Option<CaseSpec>,
     /// The case id, or `repro`.
@@ -202,6 +204,7 @@ fn from_suite(
         label: case.as_ref().map_or("repro".to_owned(), |c| c.id.clone()),
         case,
         chain: suite.chain,
+        judge: suite.judge,
         corpus: suite.corpus,
         seed: suite.spec.seed.unwrap_or(args.seed),
         name: suite.spec.name.clone(),
@@ -220,6 +223,7 @@ fn from_chain(args: &ReproTarget) -> Result<Source, AppError> {
     let loaded = load_chain(chain)?;
     Ok(Source {
         chain: Arc::new(loaded.chain),
+        judge: None,
         corpus: loaded.corpus,
         case: None,
         label: "repro".to_owned(),

@@ -87,6 +87,7 @@ fn mlflow_span_type(kind: SpanKind) -> &'static str {
         // MLflow has no prompt-rendering type; PARSER is the closest.
         SpanKind::Prompt => "PARSER",
         SpanKind::Llm => "LLM",
+        SpanKind::Evaluator => "EVALUATOR",
     }
 }
 
@@ -96,6 +97,7 @@ fn openinference_kind(kind: SpanKind) -> &'static str {
         SpanKind::Retriever => "RETRIEVER",
         SpanKind::Embedding => "EMBEDDING",
         SpanKind::Llm => "LLM",
+        SpanKind::Evaluator => "EVALUATOR",
     }
 }
 
@@ -181,6 +183,7 @@ pub fn spans_for(record: &RunRecord, suite: &str) -> Vec<OtlpSpan> {
                     ]);
                 }
                 SpanKind::Llm => llm_attributes(&mut attributes, record, &span.attributes),
+                SpanKind::Evaluator => evaluator_attributes(&mut attributes, &span.attributes),
                 SpanKind::Embedding => {}
             }
             for (key, value) in &span.attributes {
@@ -247,6 +250,22 @@ fn otlp_span(trace_id: &str, span: &Span, attributes: Vec<(String, Attr)>) -> Ot
         },
         attributes,
     }
+}
+
+/// A judge's call as MLflow and OpenInference show one: the prompt in, the verdict out.
+fn evaluator_attributes(attributes: &mut Vec<(String, Attr)>, recorded: &Map<String, Value>) {
+    let get = |key: &str| recorded.get(key).cloned().unwrap_or(Value::Null);
+    let verdict =
+        json!({"verdict": get("verdict"), "reason": get("reason"), "score": get("score")});
+    attributes.extend([
+        ("input.value".into(), Attr::from(&get("prompt"))),
+        ("output.value".into(), verdict.to_string().into()),
+        (
+            "mlflow.spanInputs".into(),
+            Attr::from(&json!({"prompt": get("prompt")})),
+        ),
+        ("mlflow.spanOutputs".into(), Attr::from(&verdict)),
+    ]);
 }
 
 fn root_attributes(attributes: &mut Vec<(String, Attr)>, record: &RunRecord, suite: &str) {

@@ -109,6 +109,7 @@ fn span_line(out: &mut String, span: &Span, branch: &str, name_service: bool) {
         SpanKind::Embedding => "EMBEDDING",
         SpanKind::Prompt => "PROMPT",
         SpanKind::Llm => "LLM",
+        SpanKind::Evaluator => "EVALUATOR",
     };
     let status = match &span.status {
         SpanStatus::Ok => "ok".to_owned(),
@@ -190,6 +191,24 @@ fn details(out: &mut String, record: &RunRecord, trace: &Trace, span: &Span, ind
             let dims = attr("dims").map_or(String::new(), |d| format!(" · {d} dims"));
             let _ = writeln!(out, "{indent}{model}{dims}");
         }
+        SpanKind::Evaluator => {
+            let text = |key: &str| attr(key).and_then(|v| v.as_str()).unwrap_or("?");
+            let votes = attr("votes").and_then(|v| v.as_array()).map_or(0, Vec::len);
+            let agreement = attr("agreement").and_then(|a| a.as_f64()).unwrap_or(1.0);
+            let repeats = if votes > 1 {
+                format!(" · {votes} repeats, {:.0}% agree", agreement * 100.0)
+            } else {
+                String::new()
+            };
+            let _ = writeln!(
+                out,
+                "{indent}{} · {} · {}{repeats}",
+                text("criterion"),
+                text("model"),
+                text("verdict")
+            );
+            let _ = writeln!(out, "{indent}reason: {}", text("reason"));
+        }
     }
 }
 
@@ -237,6 +256,6 @@ fn received_details(out: &mut String, record: &RunRecord, span: &Span, indent: &
                 let _ = writeln!(out, "{indent}{}", parts.join(" · "));
             }
         }
-        SpanKind::Chain | SpanKind::Prompt | SpanKind::Embedding => {}
+        SpanKind::Chain | SpanKind::Prompt | SpanKind::Embedding | SpanKind::Evaluator => {}
     }
 }

@@ -34,6 +34,8 @@ pub struct Suite {
     pub chain_override: Option<PathBuf>,
     /// Things worth knowing that do not stop the suite.
     pub warnings: Vec<Problem>,
+    /// The model that judges checks with `judge:`.
+    pub judge: Option<Arc<crate::judge::Judge>>,
 }
 
 pub fn load(path: &Path) -> Result<Suite, ConfigError> {
@@ -53,6 +55,7 @@ pub fn load_with(path: &Path, chain: Option<&Path>) -> Result<Suite, ConfigError
     let mut problems = Vec::new();
     let mut warnings = Vec::new();
     check_spec(&spec, &at, &mut problems);
+    let judge = crate::suite::judge::build(&spec, path, &at, &mut problems);
     let built = build_chain(&chain_config, &chain_source, &mut problems, &mut warnings);
     if let Some(built) = &built {
         check_against_chain(
@@ -82,6 +85,7 @@ pub fn load_with(path: &Path, chain: Option<&Path>) -> Result<Suite, ConfigError
         fingerprint,
         chain_override: chain.map(|c| std::path::absolute(c).unwrap_or_else(|_| c.to_owned())),
         warnings,
+        judge,
     })
 }
 

@@ -3,6 +3,7 @@
 
 pub mod append;
 pub mod discover;
+pub mod judge;
 pub mod load;
 pub mod schema;
 

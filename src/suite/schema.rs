@@ -54,7 +54,91 @@ pub struct SuiteSpec {
     pub vars: Map<String, Value>,
     #[serde(default)]
     pub rules: Vec<RuleSpec>,
+    /// The model that judges checks with `judge:` (any OpenAI-compatible endpoint).
+    #[serde(default)]
+    pub judge: Option<JudgeSpec>,
     pub cases: Vec<CaseSpec>,
+}
+
+/// `judge: {kind: openai, base_url, model, api_key_env, temperature, limits, repeats}`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct JudgeSpec {
+    pub kind: JudgeKind,
+    #[serde(default)]
+    pub base_url: Option<String>,
+    #[serde(default)]
+    pub model: Option<String>,
+    /// Name of the environment variable holding the API key (never the key itself).
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+    /// 0 unless set: a judge should be as repeatable as the server lets it be.
+    #[serde(default)]
+    pub temperature: f64,
+    #[serde(default)]
+    pub max_tokens: Option<u32>,
+    #[serde(default)]
+    pub limits: Option<crate::backend::Limits>,
+    /// Judgements per answer; the verdict is the majority (a tie fails).
+    #[serde(default = "JudgeSpec::one")]
+    pub repeats: u32,
+    /// Ask for a JSON object with `response_format` (turned off by itself when the server
+    /// refuses it).
+    #[serde(default = "JudgeSpec::yes")]
+    pub structured_output: bool,
+}
+
+impl JudgeSpec {
+    fn one() -> u32 {
+        1
+    }
+    fn yes() -> bool {
+        true
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JudgeKind {
+    Openai,
+}
+
+/// `judge: {criterion: …}`, `{rubric: "…"}` or `{prompt_file: FILE}` on an answer check.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct JudgeCheck {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub criterion: Option<Criterion>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rubric: Option<String>,
+    /// A minijinja template, relative to the suite file, over `question`, `answer`,
+    /// `documents`, `reference` and `rubric`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Criterion {
+    /// Every claim of the answer is supported by the retrieved documents.
+    Groundedness,
+    /// The answer addresses the question.
+    Relevance,
+    /// The answer agrees with the case's `expect.reference_answer`.
+    Correctness,
+    /// The retrieved documents hold what is needed to answer.
+    ContextSufficiency,
+}
+
+impl Criterion {
+    pub fn name(self) -> &'static str {
+        match self {
+            Criterion::Groundedness => "groundedness",
+            Criterion::Relevance => "relevance",
+            Criterion::Correctness => "correctness",
+            Criterion::ContextSufficiency => "context_sufficiency",
+        }
+    }
 }
 
 fn default_significance() -> Significance {
@@ -257,6 +341,9 @@ pub struct AnswerCheck {
     /// Every sentence is supported by a retrieved document (offline, lexical).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grounded: Option<Grounded>,
+    /// A model's verdict (the suite's `judge:`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub judge: Option<JudgeCheck>,
     /// Compare strings without regard to case (regexes take `(?i)` instead).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub ignore_case: bool,
@@ -286,6 +373,7 @@ impl AnswerCheck {
             && self.matches.is_none()
             && self.not_matches.is_none()
             && self.grounded.is_none()
+            && self.judge.is_none()
     }
 }
 
@@ -400,6 +488,9 @@ pub struct Expect {
     pub min_recall: Rate,
     #[serde(default)]
     pub answer: Option<AnswerCheck>,
+    /// What a correct answer says, for `judge: {criterion: correctness}`.
+    #[serde(default)]
+    pub reference_answer: Option<String>,
 }
 
 impl RuleSpec {

@@ -12,6 +12,7 @@ mod config_errors;
 mod grounded;
 mod hardening;
 mod import;
+mod judges;
 mod langchain;
 mod mlflow;
 mod openai;

@@ -56,6 +56,17 @@ pub struct Faults {
     /// Longest answer, in sentences.
     #[arg(long, default_value_t = 2)]
     pub max_sentences: usize,
+    /// Judge mode (a prompt asking for a `{"verdict", …}` JSON reply): the share of verdicts
+    /// turned around (which, per request seed), so repeated judgements can disagree.
+    #[arg(long, default_value_t = 0.0)]
+    pub judge_flip_rate: f64,
+    /// Judge mode: the share of replies that hold no JSON verdict.
+    #[arg(long, default_value_t = 0.0)]
+    pub judge_malformed_rate: f64,
+    /// Answer 400 to a request with `response_format`, as servers without structured
+    /// output do.
+    #[arg(long)]
+    pub refuse_response_format: bool,
     /// Fraction of chat answers that get one sentence no context line supports appended
     /// (from a fixed list; which answers, and which sentence, follow from the request's
     /// seed), so that groundedness checks have something to catch.
@@ -318,6 +329,54 @@ impl Server {
         }
     }
 
+    /// A judge's reply, by a documented rule: with context lines in the prompt, the answer
+    /// (its `Answer:` line) fails when one of its sentences is found in no context line, and
+    /// passes otherwise; without context lines it passes. `--judge-flip-rate` turns verdicts
+    /// around and `--judge-malformed-rate` drops the JSON, per request seed. Without
+    /// `response_format` the JSON comes inside prose, as models without structured output
+    /// write it.
+    fn judge_reply(&self, prompt: &str, seed: u64, structured: bool) -> String {
+        let draw = |what: &[u8]| {
+            (stable_hash(&[what, &seed.to_le_bytes(), prompt.as_bytes()]) % 1_000_000) as f64
+                / 1_000_000.0
+        };
+        if draw(b"malformed") < self.faults.judge_malformed_rate {
+            return "I think this answer is mostly fine.".into();
+        }
+        let (_, documents) = read_prompt(prompt);
+        let answer = prompt
+            .lines()
+            .rev()
+            .find_map(|l| l.trim().strip_prefix("Answer:"))
+            .unwrap_or_default()
+            .trim();
+        let sentences = ragprobe::chain::text::sentences(answer);
+        let unsupported = sentences
+            .iter()
+            .find(|s| !documents.is_empty() && !documents.iter().any(|d| d.text.contains(**s)));
+        let supported = sentences.len() - usize::from(unsupported.is_some());
+        let mut passed = unsupported.is_none();
+        let mut reason = match unsupported {
+            Some(sentence) => format!("the sentence {sentence:?} is in no context line"),
+            None if documents.is_empty() => "no context to check the answer against".to_owned(),
+            None => "every sentence is in a context line".to_owned(),
+        };
+        if draw(b"flip") < self.faults.judge_flip_rate {
+            passed = !passed;
+            reason = format!("(flipped) {reason}");
+        }
+        let verdict = json!({
+            "verdict": if passed { "pass" } else { "fail" },
+            "reason": reason,
+            "score": supported as f64 / sentences.len().max(1) as f64,
+        });
+        if structured {
+            verdict.to_string()
+        } else {
+            format!("Here is my verdict:\n```json\n{verdict}\n```")
+        }
+    }
+
     /// The sentence appended to this answer, if it gets one.
     fn unsupported_sentence(&self, seed: u64, prompt: &str) -> Option<&'static str> {
         let draw = stable_hash(&[b"unsupported", &seed.to_le_bytes(), prompt.as_bytes()]);
@@ -375,6 +434,21 @@ impl Server {
             .get("seed")
             .and_then(Value::as_u64)
             .unwrap_or_else(|| stable_hash(&[prompt.as_bytes()]));
+        if self.faults.refuse_response_format && request.get("response_format").is_some() {
+            return Err("response_format is not supported by this server".into());
+        }
+        if prompt.contains("{\"verdict\"") {
+            let structured = request.get("response_format").is_some();
+            let content = self.judge_reply(prompt, seed, structured);
+            return Ok(json!({
+                "id": format!("chatcmpl-{seed:016x}"),
+                "object": "chat.completion",
+                "created": 0,
+                "model": model,
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": prompt.split_whitespace().count(), "completion_tokens": content.split_whitespace().count(), "total_tokens": 0},
+            }));
+        }
         let (question, documents) = read_prompt(prompt);
         let refs: Vec<&Document> = documents.iter().collect();
         let generator = Extractive {
@@ -581,6 +655,9 @@ mod tests {
             seed: 7,
             max_sentences: 2,
             unsupported_rate: 0.0,
+            judge_flip_rate: 0.0,
+            judge_malformed_rate: 0.0,
+            refuse_response_format: false,
             dims: 8,
             echo_auth_401: false,
             endless_body: false,
