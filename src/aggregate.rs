@@ -78,6 +78,8 @@ struct CaseNumbers {
     /// Rules violated (joined) → runs with expectations held and failed, over evaluated
     /// runs. Keyed by the text alone so a row is counted without allocating.
     signatures: HashMap<String, [u32; 2]>,
+    /// Judged rule → evaluated runs on which the judge's repeats disagreed.
+    judge_splits: HashMap<String, u32>,
     /// The failing run to show: most broken checks, lowest run index on ties.
     example: Option<(u32, u32, u64)>,
     /// (run, offset) of the first failing runs by run index, at most FAILING_RUNS_KEPT.
@@ -141,13 +143,14 @@ pub fn aggregate(
 }
 
 /// The columns aggregation reads.
-const COLUMNS: [&str; 15] = [
+const COLUMNS: [&str; 16] = [
     "case",
     "run",
     "status",
     "error",
     "expect_failed",
     "violations",
+    "judge_split",
     "broken",
     "precision",
     "recall",
@@ -184,6 +187,8 @@ fn add_slice(numbers: &mut HashMap<String, CaseNumbers>, frame: &DataFrame) -> P
     let error = frame.column("error")?.str()?;
     let expect_failed = frame.column("expect_failed")?.bool()?;
     let violations = frame.column("violations")?.str()?;
+    // Absent from report folders written before judges: no splits there.
+    let judge_split = frame.column("judge_split").ok().and_then(|c| c.str().ok());
     let broken = frame.column("broken")?.u32()?;
     let metrics = [
         frame.column("precision")?.f64()?,
@@ -220,6 +225,14 @@ fn add_slice(numbers: &mut HashMap<String, CaseNumbers>, frame: &DataFrame) -> P
         match n.signatures.get_mut(violated) {
             Some(runs) => runs[slot] += 1,
             None => n.signatures.entry(violated.to_owned()).or_default()[slot] += 1,
+        }
+        for rule in judge_split
+            .and_then(|c| c.get(row))
+            .unwrap_or("")
+            .split(RULE_SEPARATOR)
+            .filter(|r| !r.is_empty())
+        {
+            *n.judge_splits.entry(rule.to_owned()).or_default() += 1;
         }
         if let (Some(precision), Some(recall), Some(rr), Some(ndcg)) = (
             metrics[0].get(row),
@@ -281,7 +294,7 @@ fn case_stats(
         })
         .filter(|(_, _, runs)| *runs > 0)
         .collect();
-    let rules = rule_stats(suite, spec, &signatures, evaluated);
+    let rules = rule_stats(suite, spec, &signatures, evaluated, &n.judge_splits);
     let verdict = judge_case(&rules, &signatures, &n, min_pass_rate);
     let k = K.min(evaluated);
     let record = |offset: u64| records.get(&offset);
@@ -335,7 +348,10 @@ fn rule_stats(
     spec: &CaseSpec,
     signatures: &[(bool, Vec<&str>, u32)],
     evaluated: u32,
+    judge_splits: &HashMap<String, u32>,
 ) -> Vec<RuleStats> {
+    // The judge's flip rate is observable only when it judges each answer more than once.
+    let repeats = suite.spec.judge.as_ref().map_or(1, |j| j.repeats);
     suite
         .spec
         .rules
@@ -357,6 +373,12 @@ fn rule_stats(
                 exceeded: rule.severity == Severity::Error
                     && violations > 0
                     && rate > max_rate + 1e-12,
+                judge_flip_rate: rule
+                    .answer
+                    .as_ref()
+                    .and_then(|a| a.judge.as_ref())
+                    .filter(|_| repeats > 1)
+                    .map(|_| ratio(judge_splits.get(&rule.id).copied().unwrap_or(0), evaluated)),
             }
         })
         .collect()

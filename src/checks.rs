@@ -100,6 +100,7 @@ fn judge_rule(
         passed: true,
         offending_documents: Vec::new(),
         detail: None,
+        judge_votes: judgement.map(|j| j.votes.clone()),
     };
     if let Some(retrieved_rule) = &rule.retrieved {
         let (offending, detail): (Vec<&RetrievedDoc>, Option<String>) = match retrieved_rule {

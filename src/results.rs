@@ -38,6 +38,8 @@ struct Batch {
     error: Vec<Option<String>>,
     expect_failed: Vec<bool>,
     violations: Vec<String>,
+    /// Judged rules whose repeats disagreed on the run (joined like `violations`).
+    judge_split: Vec<String>,
     broken: Vec<u32>,
     retrieved: Vec<String>,
     precision: Vec<Option<f64>>,
@@ -72,6 +74,17 @@ impl Batch {
             .push((failed_rules.len() + verdict.map_or(0, |v| v.failed_expectations.len())) as u32);
         self.violations
             .push(failed_rules.join(&RULE_SEPARATOR.to_string()));
+        let split: Vec<&str> = verdict
+            .map(|v| {
+                v.rules
+                    .iter()
+                    .filter(|r| r.judge_split())
+                    .map(|r| r.id.as_str())
+                    .collect()
+            })
+            .unwrap_or_default();
+        self.judge_split
+            .push(split.join(&RULE_SEPARATOR.to_string()));
         self.case.push(record.case);
         self.run.push(record.run);
         self.seed.push(record.seed);
@@ -121,6 +134,7 @@ impl Batch {
                 Column::new("error".into(), b.error),
                 Column::new("expect_failed".into(), b.expect_failed),
                 Column::new("violations".into(), b.violations),
+                Column::new("judge_split".into(), b.judge_split),
                 Column::new("broken".into(), b.broken),
                 Column::new("retrieved".into(), b.retrieved),
                 Column::new("precision".into(), b.precision),

@@ -238,6 +238,7 @@ mod tests {
                 passed: false,
                 offending_documents: vec!["aws-12".into()],
                 detail: Some("retrieved documents not matching {\"docs\":\"databricks\"}".into()),
+                judge_votes: None,
             }],
             sources: None,
             failed_expectations: vec![Failure {

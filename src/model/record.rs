@@ -79,6 +79,18 @@ pub struct RuleResult {
     pub offending_documents: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// A model-judged rule: each repeat's vote (true = pass), the verdict their majority.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub judge_votes: Option<Vec<bool>>,
+}
+
+impl RuleResult {
+    /// Whether the judge's repeats disagreed on this run.
+    pub fn judge_split(&self) -> bool {
+        self.judge_votes
+            .as_ref()
+            .is_some_and(|votes| votes.iter().any(|v| *v != votes[0]))
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -111,6 +111,10 @@ pub struct RuleStats {
     pub violations: u32,
     pub rate: f64,
     pub exceeded: bool,
+    /// A model-judged rule with `judge.repeats` > 1: the share of evaluated runs on which
+    /// the repeated judgements disagreed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub judge_flip_rate: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -58,7 +58,15 @@ pub fn render(report: &SuiteReport) -> String {
             .rules
             .iter()
             .filter(|r| r.violations > 0)
-            .map(|r| format!("{} {}", cell(&r.id), percent(r.rate)))
+            .map(|r| match r.judge_flip_rate {
+                Some(flips) => format!(
+                    "{} {} (judge flips {})",
+                    cell(&r.id),
+                    percent(r.rate),
+                    percent(flips)
+                ),
+                None => format!("{} {}", cell(&r.id), percent(r.rate)),
+            })
             .collect();
         let _ = writeln!(
             out,

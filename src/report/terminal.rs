@@ -80,8 +80,12 @@ fn case_table(out: &mut String, stats: &SuiteStats) {
 fn violations(out: &mut String, stats: &SuiteStats) {
     let mut rows = Vec::new();
     for case in &stats.cases {
-        for rule in case.rules.iter().filter(|r| r.violations > 0) {
-            rows.push(vec![
+        for rule in case
+            .rules
+            .iter()
+            .filter(|r| r.violations > 0 || r.judge_flip_rate.is_some_and(|f| f > 0.0))
+        {
+            let mut row = vec![
                 case.id.clone(),
                 rule.id.clone(),
                 serde_plain(&rule.severity),
@@ -92,7 +96,12 @@ fn violations(out: &mut String, stats: &SuiteStats) {
                 } else {
                     format!("allowed {}", percent(rule.max_rate))
                 },
-            ]);
+            ];
+            // Beside the violation rate: how often the judge disagreed with itself.
+            if let Some(flips) = rule.judge_flip_rate {
+                row.push(format!("judge flips {}", percent(flips)));
+            }
+            rows.push(row);
         }
     }
     if !rows.is_empty() {
