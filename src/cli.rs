@@ -43,6 +43,9 @@ pub enum Command {
     /// Rerun a bad answer under controlled edits of the context and name the likely cause.
     #[command(after_help = exit_codes::REPRO_HELP)]
     Triage(TriageArgs),
+    /// How far to trust a model judge: human verdicts on recorded runs against the judge's.
+    #[command(after_help = exit_codes::CALIBRATE_HELP)]
+    Calibrate(CalibrateArgs),
     /// Combine the report folders of `run --shard` into one report.
     #[command(after_help = exit_codes::MERGE_HELP)]
     Merge(MergeArgs),
@@ -142,6 +145,20 @@ pub struct TriageArgs {
     /// Runs per condition (the same seeds in every condition)
     #[arg(long, default_value_t = 30, value_name = "N")]
     pub runs: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct CalibrateArgs {
+    /// The suite whose judged rules were labelled
+    #[arg(long, value_name = "FILE")]
+    pub suite: PathBuf,
+    /// Human verdicts, JSON Lines: {"report": DIR, "case": ID, "run": N, "rule": ID,
+    /// "label": "pass" | "fail"} (`report` relative to this file)
+    #[arg(long, value_name = "FILE")]
+    pub labels: PathBuf,
+    /// The report folder for lines that name none
+    #[arg(long, value_name = "DIR")]
+    pub report: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

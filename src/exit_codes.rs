@@ -123,6 +123,12 @@ Exit codes:
   2    usage or configuration error (nothing was run)
   3    every run failed for infrastructure reasons";
 
+pub const CALIBRATE_HELP: &str = "\
+Exit codes:
+  0    every labelled rule's judge agrees with people (Cohen's kappa >= 0.6, enough labels)
+  1    a rule's kappa is below 0.6, or its labels are too few to say (20, 5 of each verdict)
+  2    usage error, or a label that names no recorded run or no judged rule";
+
 pub const COMPLETIONS_HELP: &str = "\
 Exit codes:
   0    the script was printed

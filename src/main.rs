@@ -16,6 +16,7 @@ fn main() {
         Command::Merge(args) => commands::merge::merge(args),
         Command::Repro(args) => commands::repro::repro(args),
         Command::Triage(args) => commands::repro::triage(args),
+        Command::Calibrate(args) => commands::calibrate::calibrate(args),
         Command::Init(args) => commands::init::init(args),
         Command::Completions(args) => commands::completions::completions(args),
     };

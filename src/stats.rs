@@ -143,3 +143,75 @@ mod fisher_tests {
         assert_eq!(fisher_worse(0, 0, 3, 5), 1.0);
     }
 }
+
+/// Agreement between two raters on pass/fail, from the confusion counts
+/// `[[both pass, judge pass & human fail], [judge fail & human pass, both fail]]`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Agreement {
+    pub n: u32,
+    /// Observed agreement.
+    pub observed: f64,
+    /// Cohen's kappa: agreement beyond what the two raters' pass rates give by chance.
+    pub kappa: f64,
+    /// 95% interval from kappa's large-sample standard error (Cohen 1960), clipped to
+    /// [-1, 1]; wide when n is small.
+    pub kappa_ci95: [f64; 2],
+}
+
+pub fn cohen_kappa(confusion: [[u32; 2]; 2]) -> Agreement {
+    let n = confusion.iter().flatten().sum::<u32>();
+    if n == 0 {
+        return Agreement {
+            n,
+            observed: 0.0,
+            kappa: 0.0,
+            kappa_ci95: [-1.0, 1.0],
+        };
+    }
+    let total = f64::from(n);
+    let cell = |r: usize, c: usize| f64::from(confusion[r][c]) / total;
+    let observed = cell(0, 0) + cell(1, 1);
+    let judge_pass = cell(0, 0) + cell(0, 1);
+    let human_pass = cell(0, 0) + cell(1, 0);
+    let chance = judge_pass * human_pass + (1.0 - judge_pass) * (1.0 - human_pass);
+    if (1.0 - chance).abs() < 1e-12 {
+        // Both raters gave one label to everything: kappa is undefined; agreement is all
+        // there is to say.
+        return Agreement {
+            n,
+            observed,
+            kappa: if observed >= 1.0 - 1e-12 { 1.0 } else { 0.0 },
+            kappa_ci95: [-1.0, 1.0],
+        };
+    }
+    let kappa = (observed - chance) / (1.0 - chance);
+    let se = (observed * (1.0 - observed) / (total * (1.0 - chance).powi(2))).sqrt();
+    Agreement {
+        n,
+        observed,
+        kappa,
+        kappa_ci95: [(kappa - 1.96 * se).max(-1.0), (kappa + 1.96 * se).min(1.0)],
+    }
+}
+
+#[cfg(test)]
+mod kappa_tests {
+    use super::*;
+
+    #[test]
+    fn kappa_matches_a_worked_example() {
+        // Cohen's kappa on the classic 50-item example: 20 both yes, 5 and 10 disagreements,
+        // 15 both no: p_o = 0.7, p_e = 0.5, kappa = 0.4.
+        let a = cohen_kappa([[20, 5], [10, 15]]);
+        assert_eq!(a.n, 50);
+        assert!((a.observed - 0.7).abs() < 1e-12);
+        assert!((a.kappa - 0.4).abs() < 1e-12);
+        // SE = sqrt(0.7 * 0.3 / (50 * 0.25)) = 0.1296.
+        assert!((a.kappa_ci95[0] - (0.4 - 1.96 * 0.129_615)).abs() < 1e-4);
+        assert!((a.kappa_ci95[1] - (0.4 + 1.96 * 0.129_615)).abs() < 1e-4);
+        let perfect = cohen_kappa([[10, 0], [0, 10]]);
+        assert_eq!(perfect.kappa, 1.0);
+        let one_label = cohen_kappa([[10, 0], [0, 0]]);
+        assert_eq!((one_label.kappa, one_label.observed), (1.0, 1.0));
+    }
+}

@@ -1,5 +1,6 @@
 //! One function per subcommand; each returns the exit code.
 
+pub mod calibrate;
 pub mod common;
 pub mod completions;
 pub mod diff;

@@ -258,3 +258,127 @@ fn judged_checks_without_a_judge_or_a_reference_are_located() {
         "{stderr}"
     );
 }
+
+#[test]
+fn calibrate_compares_the_judge_with_the_shipped_labels() {
+    let model = loopback(&["--unsupported-rate", "0.2", "--judge-flip-rate", "0.1"]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("judged");
+    let output = ragprobe()
+        .args([
+            "run",
+            "suites/databricks/judged.yaml",
+            "--progress",
+            "none",
+            "--out",
+        ])
+        .arg(&out)
+        .env("OPENAI_BASE_URL", &model.url)
+        .env("JUDGE_BASE_URL", &model.url)
+        .output()
+        .expect("runs");
+    assert!(
+        matches!(output.status.code(), Some(0 | 1)),
+        "{}",
+        text(&output.stderr)
+    );
+    let labels = "suites/databricks/judge-labels.jsonl";
+    let output = ragprobe()
+        .args([
+            "calibrate",
+            "--suite",
+            "suites/databricks/judged.yaml",
+            "--labels",
+            labels,
+            "--report",
+        ])
+        .arg(&out)
+        .output()
+        .expect("calibrate");
+    let printed = text(&output.stdout);
+
+    // The matrix, recomputed from the records and the labels.
+    let runs = records(&out);
+    let mut confusion = [[0u32; 2]; 2];
+    for line in std::fs::read_to_string(labels).expect("labels").lines() {
+        let label: serde_json::Value = serde_json::from_str(line).expect("json");
+        let record = runs
+            .iter()
+            .find(|r| r.case == label["case"] && u64::from(r.run) == label["run"])
+            .expect("labelled run recorded");
+        let votes = record.verdict.as_ref().expect("v").rules[0]
+            .judge_votes
+            .clone()
+            .expect("judged");
+        let judge_fail = votes.iter().filter(|v| **v).count() * 2 <= votes.len();
+        confusion[usize::from(judge_fail)][usize::from(label["label"] == "fail")] += 1;
+    }
+    let agreement = ragprobe::stats::cohen_kappa(confusion);
+    assert!(
+        printed.contains(&format!(
+            "rule judged-grounded: 40 labelled runs · agreement {:.1}% · Cohen's kappa {:.2}",
+            agreement.observed * 100.0,
+            agreement.kappa
+        )),
+        "{printed}"
+    );
+    assert!(
+        printed.contains(&format!(
+            "  judge pass   {:>10}  {:>10}",
+            confusion[0][0], confusion[0][1]
+        )),
+        "{printed}"
+    );
+    // Both kinds of disagreement occur: the flips and the claims the judge misses.
+    assert!(confusion[1][1] > 0 && confusion[0][0] > 0, "{confusion:?}");
+    let expected = if agreement.kappa >= 0.6 { 0 } else { 1 };
+    assert_eq!(output.status.code(), Some(expected), "{printed}");
+
+    // Too few labels to say: a warning and exit 1.
+    let few = dir.path().join("few.jsonl");
+    std::fs::write(
+        &few,
+        "{\"case\": \"cost\", \"run\": 0, \"rule\": \"judged-grounded\", \"label\": \"pass\"}\n",
+    )
+    .expect("labels");
+    let output = ragprobe()
+        .args([
+            "calibrate",
+            "--suite",
+            "suites/databricks/judged.yaml",
+            "--labels",
+        ])
+        .arg(&few)
+        .arg("--report")
+        .arg(&out)
+        .output()
+        .expect("calibrate");
+    assert_eq!(output.status.code(), Some(1));
+    assert!(text(&output.stdout).contains("warning: too few labels to say (1 runs"));
+
+    // A label that names no recorded run is located in the labels file.
+    std::fs::write(
+        &few,
+        "{\"case\": \"cost\", \"run\": 0, \"rule\": \"judged-grounded\", \"label\": \"pass\"}\n\
+         {\"case\": \"cost\", \"run\": 99, \"rule\": \"judged-grounded\", \"label\": \"fail\"}\n",
+    )
+    .expect("labels");
+    let output = ragprobe()
+        .args([
+            "calibrate",
+            "--suite",
+            "suites/databricks/judged.yaml",
+            "--labels",
+        ])
+        .arg(&few)
+        .arg("--report")
+        .arg(&out)
+        .output()
+        .expect("calibrate");
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("few.jsonl:2: no run 99 of case `cost`"),
+        "{stderr}"
+    );
+}
