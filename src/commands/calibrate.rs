@@ -76,7 +76,7 @@ pub fn calibrate(args: CalibrateArgs) -> Result<Outcome, AppError> {
             }
         };
         if !folders.contains_key(&folder) {
-            let runs = read_runs(&folder).map_err(|e| at(e))?;
+            let runs = read_runs(&folder).map_err(&at)?;
             folders.insert(folder.clone(), runs);
         }
         let record = folders
