@@ -150,6 +150,28 @@ fn suite_metrics(
         metric("latency_p50_ms".into(), nearest_rank(durations, 0.5));
         metric("latency_p95_ms".into(), nearest_rank(durations, 0.95));
     }
+    // A judged rule's flip rate over the suite: split runs over evaluated runs.
+    let mut flips: Vec<(String, f64, u32)> = Vec::new();
+    for case in &stats.cases {
+        for rule in &case.rules {
+            if let Some(rate) = rule.judge_flip_rate {
+                let split = rate * f64::from(case.evaluated);
+                match flips.iter_mut().find(|(id, _, _)| *id == rule.id) {
+                    Some(entry) => {
+                        entry.1 += split;
+                        entry.2 += case.evaluated;
+                    }
+                    None => flips.push((rule.id.clone(), split, case.evaluated)),
+                }
+            }
+        }
+    }
+    for (id, split, evaluated) in &flips {
+        metric(
+            format!("rule/{}/judge_flip_rate", id_segment(id)),
+            split / f64::from((*evaluated).max(1)),
+        );
+    }
     // A rule over the suite: its violations over the evaluated runs of the cases it judged.
     let mut rules: Vec<(String, u32, u32)> = Vec::new();
     for case in &stats.cases {
@@ -208,6 +230,12 @@ fn case_metrics(case: &CaseStats, metric: &mut impl FnMut(String, f64)) {
             format!("{prefix}/rule/{}/violation_rate", id_segment(&rule.id)),
             rule.rate,
         );
+        if let Some(flips) = rule.judge_flip_rate {
+            metric(
+                format!("{prefix}/rule/{}/judge_flip_rate", id_segment(&rule.id)),
+                flips,
+            );
+        }
     }
     if let Some(sources) = &case.sources {
         retrieval_metrics(&format!("{prefix}/retrieval"), sources, metric);
