@@ -267,7 +267,7 @@ fn calibrate_compares_the_judge_with_the_shipped_labels() {
     let output = ragprobe()
         .args([
             "run",
-            "suites/databricks/judged.yaml",
+            "examples/judge/suite.yaml",
             "--progress",
             "none",
             "--out",
@@ -282,12 +282,12 @@ fn calibrate_compares_the_judge_with_the_shipped_labels() {
         "{}",
         text(&output.stderr)
     );
-    let labels = "suites/databricks/judge-labels.jsonl";
+    let labels = "examples/judge/labels.jsonl";
     let output = ragprobe()
         .args([
             "calibrate",
             "--suite",
-            "suites/databricks/judged.yaml",
+            "examples/judge/suite.yaml",
             "--labels",
             labels,
             "--report",
@@ -345,7 +345,7 @@ fn calibrate_compares_the_judge_with_the_shipped_labels() {
         .args([
             "calibrate",
             "--suite",
-            "suites/databricks/judged.yaml",
+            "examples/judge/suite.yaml",
             "--labels",
         ])
         .arg(&few)
@@ -367,7 +367,7 @@ fn calibrate_compares_the_judge_with_the_shipped_labels() {
         .args([
             "calibrate",
             "--suite",
-            "suites/databricks/judged.yaml",
+            "examples/judge/suite.yaml",
             "--labels",
         ])
         .arg(&few)
