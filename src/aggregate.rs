@@ -20,7 +20,7 @@ use std::path::Path;
 
 use polars::prelude::*;
 
-use crate::model::record::{RunRecord, Severity};
+use crate::model::record::{RunRecord, Severity, Usage};
 use crate::model::summary::{
     CaseOutcome, CaseStats, FailingRun, Latency, RuleStats, SourceSummary, SuiteStats,
 };
@@ -80,6 +80,10 @@ struct CaseNumbers {
     signatures: HashMap<String, [u32; 2]>,
     /// Judged rule → evaluated runs on which the judge's repeats disagreed.
     judge_splits: HashMap<String, u32>,
+    /// Calls and tokens over every run (errored ones too: they were paid for).
+    usage: Usage,
+    /// A run made calls without a price: the case's cost is unknown.
+    unpriced: bool,
     /// The failing run to show: most broken checks, lowest run index on ties.
     example: Option<(u32, u32, u64)>,
     /// (run, offset) of the first failing runs by run index, at most FAILING_RUNS_KEPT.
@@ -131,6 +135,16 @@ pub fn aggregate(
         cases.push(case_stats(suite, spec, n, &records, min_pass_rate));
     }
     let error_rate = ratio(total_errors, total_runs);
+    // The suite's cost is known only when every case that made calls has one.
+    let mut usage: Option<Usage> = None;
+    let mut unpriced = false;
+    for case_usage in cases.iter().filter_map(|c| c.usage.as_ref()) {
+        unpriced |= case_usage.cost_usd.is_none();
+        usage.get_or_insert_with(Usage::default).add(case_usage);
+    }
+    if let Some(usage) = usage.as_mut().filter(|_| unpriced) {
+        usage.cost_usd = None;
+    }
     Ok(SuiteStats {
         suite: suite.spec.name.clone(),
         cases,
@@ -139,11 +153,12 @@ pub fn aggregate(
         error_rate,
         max_error_rate: suite.spec.max_error_rate.0,
         errors_exceeded: error_rate > suite.spec.max_error_rate.0 + 1e-12,
+        usage,
     })
 }
 
 /// The columns aggregation reads.
-const COLUMNS: [&str; 16] = [
+const COLUMNS: [&str; 22] = [
     "case",
     "run",
     "status",
@@ -151,6 +166,12 @@ const COLUMNS: [&str; 16] = [
     "expect_failed",
     "violations",
     "judge_split",
+    "calls",
+    "model_input_tokens",
+    "model_output_tokens",
+    "judge_input_tokens",
+    "judge_output_tokens",
+    "cost_usd",
     "broken",
     "precision",
     "recall",
@@ -187,8 +208,19 @@ fn add_slice(numbers: &mut HashMap<String, CaseNumbers>, frame: &DataFrame) -> P
     let error = frame.column("error")?.str()?;
     let expect_failed = frame.column("expect_failed")?.bool()?;
     let violations = frame.column("violations")?.str()?;
-    // Absent from report folders written before judges: no splits there.
+    // Absent from report folders written before judges and costs.
     let judge_split = frame.column("judge_split").ok().and_then(|c| c.str().ok());
+    let counts: Vec<Option<&UInt64Chunked>> = [
+        "calls",
+        "model_input_tokens",
+        "model_output_tokens",
+        "judge_input_tokens",
+        "judge_output_tokens",
+    ]
+    .iter()
+    .map(|name| frame.column(name).ok().and_then(|c| c.u64().ok()))
+    .collect();
+    let cost = frame.column("cost_usd").ok().and_then(|c| c.f64().ok());
     let broken = frame.column("broken")?.u32()?;
     let metrics = [
         frame.column("precision")?.f64()?,
@@ -211,6 +243,17 @@ fn add_slice(numbers: &mut HashMap<String, CaseNumbers>, frame: &DataFrame) -> P
         let offset = offset.get(row).unwrap_or(0);
         n.runs += 1;
         n.durations.push(duration.get(row).unwrap_or(0.0));
+        let count = |i: usize| counts[i].and_then(|c| c.get(row)).unwrap_or(0);
+        let run_usage = Usage {
+            calls: count(0),
+            model_input_tokens: count(1),
+            model_output_tokens: count(2),
+            judge_input_tokens: count(3),
+            judge_output_tokens: count(4),
+            cost_usd: cost.and_then(|c| c.get(row)),
+        };
+        n.unpriced |= run_usage.calls > 0 && run_usage.cost_usd.is_none();
+        n.usage.add(&run_usage);
         if status == "error" {
             n.errors += 1;
             if n.first_error.as_ref().is_none_or(|(r, _)| run < *r) {
@@ -339,6 +382,10 @@ fn case_stats(
             .map(failing_run)
             .collect(),
         example_failure: n.example.and_then(|(_, _, offset)| record(offset).cloned()),
+        usage: (!n.usage.is_empty()).then_some(Usage {
+            cost_usd: n.usage.cost_usd.filter(|_| !n.unpriced),
+            ..n.usage
+        }),
     }
 }
 

@@ -312,6 +312,13 @@ pub struct RunArgs {
     /// chain's service exports; they join each run's trace (overrides `receive_otlp:`)
     #[arg(long, value_name = "ADDR")]
     pub receive_otlp: Option<String>,
+    /// Start no new run once the runs have cost this many US dollars (the chain's and the
+    /// judge's `price`); `--resume` completes the rest
+    #[arg(long, value_name = "USD")]
+    pub max_cost: Option<f64>,
+    /// Start no new run once this many model calls (chain and judge) were made
+    #[arg(long, value_name = "N")]
+    pub max_calls: Option<u64>,
     #[command(flatten)]
     pub otlp: OtlpArgs,
     #[command(flatten)]

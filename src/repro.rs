@@ -127,6 +127,8 @@ impl Target {
             timeout: self.timeout,
             intervention,
             judge: self.judge.clone(),
+            prices: crate::chain::config::Prices::default(),
+            budget: None,
         });
         collect(context, jobs, self.concurrency)
             .await

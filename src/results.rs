@@ -40,6 +40,12 @@ struct Batch {
     violations: Vec<String>,
     /// Judged rules whose repeats disagreed on the run (joined like `violations`).
     judge_split: Vec<String>,
+    calls: Vec<u64>,
+    model_input_tokens: Vec<u64>,
+    model_output_tokens: Vec<u64>,
+    judge_input_tokens: Vec<u64>,
+    judge_output_tokens: Vec<u64>,
+    cost_usd: Vec<Option<f64>>,
     broken: Vec<u32>,
     retrieved: Vec<String>,
     precision: Vec<Option<f64>>,
@@ -85,6 +91,13 @@ impl Batch {
             .unwrap_or_default();
         self.judge_split
             .push(split.join(&RULE_SEPARATOR.to_string()));
+        let usage = record.usage.unwrap_or_default();
+        self.calls.push(usage.calls);
+        self.model_input_tokens.push(usage.model_input_tokens);
+        self.model_output_tokens.push(usage.model_output_tokens);
+        self.judge_input_tokens.push(usage.judge_input_tokens);
+        self.judge_output_tokens.push(usage.judge_output_tokens);
+        self.cost_usd.push(usage.cost_usd);
         self.case.push(record.case);
         self.run.push(record.run);
         self.seed.push(record.seed);
@@ -135,6 +148,12 @@ impl Batch {
                 Column::new("expect_failed".into(), b.expect_failed),
                 Column::new("violations".into(), b.violations),
                 Column::new("judge_split".into(), b.judge_split),
+                Column::new("calls".into(), b.calls),
+                Column::new("model_input_tokens".into(), b.model_input_tokens),
+                Column::new("model_output_tokens".into(), b.model_output_tokens),
+                Column::new("judge_input_tokens".into(), b.judge_input_tokens),
+                Column::new("judge_output_tokens".into(), b.judge_output_tokens),
+                Column::new("cost_usd".into(), b.cost_usd),
                 Column::new("broken".into(), b.broken),
                 Column::new("retrieved".into(), b.retrieved),
                 Column::new("precision".into(), b.precision),

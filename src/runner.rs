@@ -10,12 +10,13 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 
 use crate::backend::redact;
+pub use crate::chain::config::Prices;
 use crate::chain::error::ChainError;
 use crate::chain::{Chain, ChainFailure, ChainOutput, Intervention};
 use crate::checks::judge;
 use crate::events::Event;
 use crate::judge::{Judge, JudgeInputs, Judgements};
-use crate::model::record::{RunRecord, RunStatus};
+use crate::model::record::{RunRecord, RunStatus, Usage};
 use crate::plan::Job;
 use crate::suite::schema::{Expect, RuleSpec};
 use crate::trace::now_ns;
@@ -30,6 +31,143 @@ pub struct RunContext {
     pub intervention: Option<Intervention>,
     /// The suite's model judge, for checks with `judge:`.
     pub judge: Option<Arc<Judge>>,
+    /// What the chain's model and the judge charge, to price each run.
+    pub prices: Prices,
+    /// `--max-cost` / `--max-calls`: no new run starts once spent.
+    pub budget: Option<Arc<Budget>>,
+}
+
+/// A spending limit over a whole `run`. Runs already in flight when it is reached finish
+/// (so it can be passed by up to `concurrency` runs' worth); no new run starts.
+#[derive(Debug, Default)]
+pub struct Budget {
+    pub max_cost_usd: Option<f64>,
+    pub max_calls: Option<u64>,
+    calls: std::sync::atomic::AtomicU64,
+    /// Micro-dollars, so that an atomic integer can hold them.
+    micro_usd: std::sync::atomic::AtomicU64,
+    stopped: std::sync::atomic::AtomicBool,
+}
+
+impl Budget {
+    pub fn new(max_cost_usd: Option<f64>, max_calls: Option<u64>) -> Self {
+        Budget {
+            max_cost_usd,
+            max_calls,
+            ..Budget::default()
+        }
+    }
+
+    pub fn spend(&self, usage: &Usage) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.calls.fetch_add(usage.calls, Relaxed);
+        if let Some(cost) = usage.cost_usd {
+            self.micro_usd
+                .fetch_add((cost * 1e6).round() as u64, Relaxed);
+        }
+    }
+
+    /// (calls, US dollars) spent so far.
+    pub fn spent(&self) -> (u64, f64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (
+            self.calls.load(Relaxed),
+            self.micro_usd.load(Relaxed) as f64 / 1e6,
+        )
+    }
+
+    fn exhausted(&self) -> bool {
+        let (calls, cost) = self.spent();
+        self.max_calls.is_some_and(|max| calls >= max)
+            || self.max_cost_usd.is_some_and(|max| cost >= max)
+    }
+
+    /// Whether the budget kept runs from starting.
+    pub fn stopped(&self) -> bool {
+        self.stopped.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// `--max-cost $0.50` / `--max-calls 100`, for messages.
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(cost) = self.max_cost_usd {
+            parts.push(format!("--max-cost {cost}"));
+        }
+        if let Some(calls) = self.max_calls {
+            parts.push(format!("--max-calls {calls}"));
+        }
+        parts.join(" ")
+    }
+}
+
+/// The calls and tokens a run's trace reports: the chain's model calls (ragprobe's own LLM
+/// spans, or a service's as OpenInference and the GenAI conventions name their tokens) and
+/// the judge's (its EVALUATOR spans, one call per vote). Priced when every model called has
+/// a price.
+pub fn usage_of(trace: &crate::trace::Trace, prices: &Prices) -> Usage {
+    use crate::trace::SpanKind;
+    let mut usage = Usage::default();
+    let number = |span: &crate::trace::Span, keys: &[&str]| {
+        keys.iter()
+            .find_map(|k| span.attributes.get(*k).and_then(serde_json::Value::as_u64))
+            .unwrap_or(0)
+    };
+    for span in &trace.spans {
+        match span.kind {
+            // A model call: ragprobe's own call to a model (the extractive reference
+            // generator calls none), or a service's LLM span; not a span derived from a
+            // service's response.
+            SpanKind::Llm
+                if (span.service.is_some() || span.attributes.contains_key("model"))
+                    && !span.attributes.contains_key("ragprobe.derived_from") =>
+            {
+                usage.calls += 1;
+                usage.model_input_tokens += number(
+                    span,
+                    &[
+                        "input_tokens",
+                        "llm.token_count.prompt",
+                        "gen_ai.usage.input_tokens",
+                    ],
+                );
+                usage.model_output_tokens += number(
+                    span,
+                    &[
+                        "output_tokens",
+                        "llm.token_count.completion",
+                        "gen_ai.usage.output_tokens",
+                    ],
+                );
+            }
+            SpanKind::Evaluator => {
+                usage.calls += span
+                    .attributes
+                    .get("votes")
+                    .and_then(serde_json::Value::as_array)
+                    .map_or(1, |v| v.len() as u64);
+                usage.judge_input_tokens += number(span, &["input_tokens"]);
+                usage.judge_output_tokens += number(span, &["output_tokens"]);
+            }
+            _ => {}
+        }
+    }
+    let model_calls = usage.model_input_tokens + usage.model_output_tokens > 0;
+    let judge_calls = usage.judge_input_tokens + usage.judge_output_tokens > 0;
+    let model_cost = match (model_calls, prices.model) {
+        (false, _) => Some(0.0),
+        (true, Some(p)) => Some(p.cost(usage.model_input_tokens, usage.model_output_tokens)),
+        (true, None) => None,
+    };
+    let judge_cost = match (judge_calls, prices.judge) {
+        (false, _) => Some(0.0),
+        (true, Some(p)) => Some(p.cost(usage.judge_input_tokens, usage.judge_output_tokens)),
+        (true, None) => None,
+    };
+    usage.cost_usd = model_cost
+        .zip(judge_cost)
+        .map(|(m, j)| m + j)
+        .filter(|_| prices.model.is_some() || prices.judge.is_some());
+    usage
 }
 
 /// Runs `jobs`, at most `concurrency` at a time, sending a `RunFinished` event for each.
@@ -46,10 +184,27 @@ pub async fn execute(
         let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
             break;
         };
+        if let Some(budget) = &context.budget
+            && budget.exhausted()
+        {
+            budget
+                .stopped
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+            break;
+        }
         let context = Arc::clone(&context);
         let events = events.clone();
         tasks.spawn(async move {
-            let record = without_secrets(run_one(&context, &job).await);
+            let mut record = run_one(&context, &job).await;
+            record.usage = record
+                .trace
+                .as_ref()
+                .map(|trace| usage_of(trace, &context.prices))
+                .filter(|usage| !usage.is_empty());
+            if let (Some(budget), Some(usage)) = (&context.budget, &record.usage) {
+                budget.spend(usage);
+            }
+            let record = without_secrets(record);
             // A closed channel means the receiver is shutting down; nothing to do.
             let _ = events.send(Event::RunFinished(Box::new(record))).await;
             // The slot is held until the record is handed over: when the writer is slower
@@ -237,6 +392,7 @@ fn record(
         duration_ms: identity.duration_ms,
         started_at_ns: identity.started_at_ns,
         trace: None,
+        usage: None,
     };
     match result {
         Ok(output) => {

@@ -20,7 +20,7 @@ use crate::model::summary::{SUMMARY_FILE, SuiteReport, SuiteResult, TraceExport}
 use crate::plan::Plan;
 use crate::report::files::{self, ReportError};
 use crate::results::{self, ResultsError};
-use crate::runner::{RunContext, execute as run_jobs};
+use crate::runner::{Budget, RunContext, execute as run_jobs};
 use crate::store::recorded_runs;
 
 /// Why a suite run stopped short of its reports.
@@ -69,6 +69,8 @@ pub struct Executed {
     pub interrupted: bool,
     /// With `--otlp`, what became of the traces streamed while running.
     pub trace_export: Option<TraceExport>,
+    /// The budget that kept runs from starting, said in a line.
+    pub budget_spent: Option<String>,
 }
 
 /// Runs what `plan` still lacks in its folder, until done or until `stop` resolves (then
@@ -78,6 +80,7 @@ pub async fn execute(
     plan: &Plan,
     reporters: &mut [&mut dyn Reporter],
     stop: impl Future<Output = ()>,
+    budget: Option<Arc<Budget>>,
 ) -> Result<Executed, SessionError> {
     let dir = &plan.out_dir;
     // The runs already in the folder count as this plan's only if the folder is this
@@ -131,6 +134,8 @@ pub async fn execute(
         timeout: plan.timeout,
         intervention: None,
         judge: plan.suite.judge.clone(),
+        prices: plan.suite.prices(),
+        budget: budget.clone(),
     });
     let (sender, mut receiver) = mpsc::channel::<Event>(256);
     let runner = run_jobs(context, plan.jobs(&done), plan.concurrency, sender);
@@ -164,6 +169,10 @@ pub async fn execute(
         planned_runs,
         interrupted,
         trace_export: None,
+        budget_spent: budget.filter(|b| b.stopped()).map(|b| {
+            let (calls, cost) = b.spent();
+            format!("{} reached ({calls} calls, ${cost:.4} spent)", b.describe())
+        }),
     })
 }
 
@@ -215,6 +224,7 @@ pub fn finish(
         failed,
         stats,
         trace_export: executed.trace_export,
+        budget_spent: executed.budget_spent,
     };
     let summary = serde_json::to_string_pretty(&report).map_err(|e| SessionError::Write {
         path: dir.join(SUMMARY_FILE),

@@ -232,6 +232,32 @@ pub struct LlmConfig {
     pub api_key_env: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limits: Option<Limits>,
+    /// `openai`: what its tokens cost, to report runs in money and enforce `--max-cost`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub price: Option<Price>,
+}
+
+/// US dollars per million tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Price {
+    pub input_per_million: f64,
+    pub output_per_million: f64,
+}
+
+/// US dollars per million tokens of the chain's model and of the judge, where known.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Prices {
+    pub model: Option<Price>,
+    pub judge: Option<Price>,
+}
+
+impl Price {
+    pub fn cost(&self, input_tokens: u64, output_tokens: u64) -> f64 {
+        (input_tokens as f64 * self.input_per_million
+            + output_tokens as f64 * self.output_per_million)
+            / 1e6
+    }
 }
 
 impl Default for LlmConfig {
@@ -247,6 +273,7 @@ impl Default for LlmConfig {
             system: None,
             api_key_env: None,
             limits: None,
+            price: None,
         }
     }
 }

@@ -28,6 +28,7 @@ pub fn merge(args: MergeArgs) -> Result<Outcome, AppError> {
         planned_runs,
         interrupted: false,
         trace_export: None,
+        budget_spent: None,
     };
     let report = session::finish(&plan, executed, &mut Stages::new(false))?;
     out::print(&render_text(&report, args.quiet));

@@ -17,6 +17,7 @@ use crate::plan::{self, Overrides, Plan, Selection};
 use crate::report::out;
 use crate::report::progress::{Progress, Style};
 use crate::report::terminal::render_text;
+use crate::runner::Budget;
 use crate::session::{self, Stages};
 use crate::store::RunWriter;
 use crate::store::folder;
@@ -64,6 +65,24 @@ pub fn run(args: RunArgs) -> Result<Outcome, AppError> {
             })
         })
         .transpose()?;
+    if args.max_cost.is_some_and(|c| !(c > 0.0 && c.is_finite())) || args.max_calls == Some(0) {
+        return Err(AppError::Usage(
+            "--max-cost and --max-calls take a positive budget".into(),
+        ));
+    }
+    if args.max_cost.is_some() {
+        for plan in &plans {
+            let prices = plan.suite.prices();
+            if prices.model.is_none() && prices.judge.is_none() {
+                return Err(AppError::Usage(format!(
+                    "--max-cost: {} gives its models no price (llm: {{price: {{input_per_million, output_per_million}}}}, judge: {{price: …}})",
+                    plan.suite.path.display()
+                )));
+            }
+        }
+    }
+    let budget = (args.max_cost.is_some() || args.max_calls.is_some())
+        .then(|| std::sync::Arc::new(Budget::new(args.max_cost, args.max_calls)));
     let mut reports: Vec<SuiteReport> = Vec::new();
     let mut unpublished = false;
     let mut receivers = Receivers::default();
@@ -81,6 +100,7 @@ pub fn run(args: RunArgs) -> Result<Outcome, AppError> {
             &args,
             otlp.as_ref().zip(client.as_ref()),
             mlflow.as_ref(),
+            budget.clone(),
         ))?;
         unpublished |= !published;
         if args.format == Format::Text {
@@ -161,6 +181,7 @@ async fn run_plan(
     args: &RunArgs,
     otlp: Option<(&OtlpTarget, &reqwest::Client)>,
     mlflow: Option<&MlflowLog>,
+    budget: Option<std::sync::Arc<Budget>>,
 ) -> Result<(SuiteReport, bool), AppError> {
     let (mlflow_run, mlflow_otlp) = match mlflow {
         Some(log) => {
@@ -170,7 +191,7 @@ async fn run_plan(
         None => (None, None),
     };
     let otlp = otlp.or(mlflow_otlp.as_ref().map(|(t, c)| (t, c)));
-    let report = match execute_and_finish(plan, args, otlp).await {
+    let report = match execute_and_finish(plan, args, otlp, budget).await {
         Ok(report) => report,
         Err(error) => {
             if let (Some(log), Some(run)) = (mlflow, &mlflow_run) {
@@ -191,6 +212,7 @@ async fn execute_and_finish(
     plan: &Plan,
     args: &RunArgs,
     otlp: Option<(&OtlpTarget, &reqwest::Client)>,
+    budget: Option<std::sync::Arc<Budget>>,
 ) -> Result<SuiteReport, AppError> {
     let mut stages = Stages::new(args.timings);
     let dir = &plan.out_dir;
@@ -205,7 +227,8 @@ async fn execute_and_finish(
     if let Some(streamer) = streamer.as_mut() {
         reporters.push(streamer);
     }
-    let mut executed = session::execute(plan, &mut reporters, session::stop_signal()).await?;
+    let mut executed =
+        session::execute(plan, &mut reporters, session::stop_signal(), budget).await?;
     drop(reporters);
     if let (Some(streamer), Some((target, _))) = (streamer, otlp) {
         let report = streamer.finish().await;

@@ -150,6 +150,28 @@ fn suite_metrics(
         metric("latency_p50_ms".into(), nearest_rank(durations, 0.5));
         metric("latency_p95_ms".into(), nearest_rank(durations, 0.95));
     }
+    if let Some(usage) = &stats.usage {
+        metric("usage/calls".into(), usage.calls as f64);
+        metric(
+            "usage/model_input_tokens".into(),
+            usage.model_input_tokens as f64,
+        );
+        metric(
+            "usage/model_output_tokens".into(),
+            usage.model_output_tokens as f64,
+        );
+        metric(
+            "usage/judge_input_tokens".into(),
+            usage.judge_input_tokens as f64,
+        );
+        metric(
+            "usage/judge_output_tokens".into(),
+            usage.judge_output_tokens as f64,
+        );
+        if let Some(cost) = usage.cost_usd {
+            metric("usage/cost_usd".into(), cost);
+        }
+    }
     // A judged rule's flip rate over the suite: split runs over evaluated runs.
     let mut flips: Vec<(String, f64, u32)> = Vec::new();
     for case in &stats.cases {

@@ -54,6 +54,42 @@ pub struct RunRecord {
     pub started_at_ns: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trace: Option<Trace>,
+    /// Model calls and tokens the run spent (the chain's model and the judge), and their
+    /// price where the suite gives one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Usage>,
+}
+
+/// What one run (or, summed, a case or suite) cost.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Usage {
+    /// Chat calls: the chain's model (as its spans report them) and the judge's.
+    pub calls: u64,
+    pub model_input_tokens: u64,
+    pub model_output_tokens: u64,
+    pub judge_input_tokens: u64,
+    pub judge_output_tokens: u64,
+    /// US dollars, when every model that was called has a price.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost_usd: Option<f64>,
+}
+
+impl Usage {
+    pub fn add(&mut self, other: &Usage) {
+        self.calls += other.calls;
+        self.model_input_tokens += other.model_input_tokens;
+        self.model_output_tokens += other.model_output_tokens;
+        self.judge_input_tokens += other.judge_input_tokens;
+        self.judge_output_tokens += other.judge_output_tokens;
+        self.cost_usd = match (self.cost_usd, other.cost_usd) {
+            (Some(a), Some(b)) => Some(a + b),
+            (a, b) => a.or(b),
+        };
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.calls == 0
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -45,6 +45,9 @@ pub struct SuiteReport {
     /// What became of the traces streamed with `--otlp` (absent without it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trace_export: Option<TraceExport>,
+    /// `--max-cost` / `--max-calls` kept runs from starting: which, and what was spent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_spent: Option<String>,
 }
 
 /// What a run is gated against: an earlier summary, and where it came from (a report
@@ -177,6 +180,9 @@ pub struct CaseStats {
     /// A failing run to show: the one that broke the most checks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub example_failure: Option<RunRecord>,
+    /// Model calls, tokens and (where priced) cost over the case's runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<crate::model::record::Usage>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -188,6 +194,9 @@ pub struct SuiteStats {
     pub error_rate: f64,
     pub max_error_rate: f64,
     pub errors_exceeded: bool,
+    /// Model calls, tokens and (where every case is priced) cost over the suite.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<crate::model::record::Usage>,
 }
 
 impl SuiteStats {

@@ -341,6 +341,7 @@ mod tests {
             duration_ms: 0.0,
             started_at_ns: 0,
             trace: None,
+            usage: None,
         }
     }
 

@@ -84,6 +84,18 @@ pub fn render(report: &SuiteReport) -> String {
             }
         );
     }
+    if let Some(u) = &stats.usage {
+        let _ = writeln!(
+            out,
+            "\nModel usage: {} calls · chain model {} tokens in, {} out · judge {} in, {} out · cost {}",
+            u.calls,
+            u.model_input_tokens,
+            u.model_output_tokens,
+            u.judge_input_tokens,
+            u.judge_output_tokens,
+            crate::report::text::cost(u.cost_usd)
+        );
+    }
     for case in stats.cases.iter().filter(|c| !c.reasons.is_empty()) {
         let _ = writeln!(out, "\n### {}: {}\n", code(&case.id), code(&case.question));
         for reason in &case.reasons {

@@ -22,6 +22,7 @@ pub fn render_text(report: &SuiteReport, quiet: bool) -> String {
     case_table(&mut out, &report.stats);
     violations(&mut out, &report.stats);
     retrieval(&mut out, &report.stats);
+    usage(&mut out, &report.stats);
     failures(&mut out, &report.stats);
     baseline(&mut out, report);
     out.push('\n');
@@ -108,6 +109,37 @@ fn violations(out: &mut String, stats: &SuiteStats) {
         out.push_str("\nrule violations\n");
         table(out, &rows, "  ");
     }
+}
+
+/// Model calls, tokens and cost per case and for the suite, when any model was called.
+fn usage(out: &mut String, stats: &SuiteStats) {
+    let Some(total) = &stats.usage else {
+        return;
+    };
+    out.push_str("\nmodel usage\n");
+    let mut rows = vec![row(&[
+        "case",
+        "calls",
+        "model tokens in/out",
+        "judge tokens in/out",
+        "cost",
+    ])];
+    let line = |id: &str, u: &crate::model::record::Usage| {
+        vec![
+            id.to_owned(),
+            u.calls.to_string(),
+            format!("{}/{}", u.model_input_tokens, u.model_output_tokens),
+            format!("{}/{}", u.judge_input_tokens, u.judge_output_tokens),
+            crate::report::text::cost(u.cost_usd),
+        ]
+    };
+    for case in &stats.cases {
+        if let Some(u) = &case.usage {
+            rows.push(line(&case.id, u));
+        }
+    }
+    rows.push(line("(suite)", total));
+    table(out, &rows, "  ");
 }
 
 fn retrieval(out: &mut String, stats: &SuiteStats) {
@@ -260,6 +292,13 @@ fn verdict_line(report: &SuiteReport) -> String {
             "result: ERROR · the chain could not be evaluated: errors on {} of runs, {} allowed · {errors}",
             percent(stats.error_rate),
             percent(stats.max_error_rate)
+        ),
+        SuiteResult::Incomplete if report.budget_spent.is_some() => format!(
+            "result: INCOMPLETE · the budget stopped it: {} · {} of {} runs recorded · complete them with: ragprobe run --resume {}",
+            report.budget_spent.as_deref().unwrap_or_default(),
+            stats.runs,
+            report.planned_runs,
+            report.out_dir.display()
         ),
         SuiteResult::Incomplete => format!(
             "result: INCOMPLETE · {} of {} planned runs are recorded; finish each shard with `ragprobe run --resume SHARD` and merge again · {errors}",

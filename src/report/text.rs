@@ -15,6 +15,14 @@ pub fn one_line(text: &str, max: usize) -> String {
     }
 }
 
+/// `$0.0123`, or `—` when a model that was called has no price.
+pub fn cost(cost_usd: Option<f64>) -> String {
+    match cost_usd {
+        Some(cost) => format!("${cost:.4}"),
+        None => "— (no price)".to_owned(),
+    }
+}
+
 pub fn score(score: Option<f64>) -> String {
     score.map_or_else(|| "—".to_owned(), |s| format!("{s:.4}"))
 }

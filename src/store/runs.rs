@@ -195,6 +195,7 @@ mod tests {
             duration_ms: 1.0,
             started_at_ns: 0,
             trace: None,
+            usage: None,
         }
     }
 

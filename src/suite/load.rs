@@ -38,6 +38,16 @@ pub struct Suite {
     pub judge: Option<Arc<crate::judge::Judge>>,
 }
 
+impl Suite {
+    /// What the chain's model and the judge charge, as the suite and chain say.
+    pub fn prices(&self) -> crate::chain::config::Prices {
+        crate::chain::config::Prices {
+            model: self.chain_config.llm.as_ref().and_then(|l| l.price),
+            judge: self.spec.judge.as_ref().and_then(|j| j.price),
+        }
+    }
+}
+
 pub fn load(path: &Path) -> Result<Suite, ConfigError> {
     load_with(path, None)
 }

@@ -86,6 +86,9 @@ pub struct JudgeSpec {
     /// refuses it).
     #[serde(default = "JudgeSpec::yes")]
     pub structured_output: bool,
+    /// What the judge's tokens cost (US dollars per million).
+    #[serde(default)]
+    pub price: Option<crate::chain::config::Price>,
 }
 
 impl JudgeSpec {

@@ -3,7 +3,7 @@
 //! made of the documents' own sentences pass, and a threshold outside (0, 1] is located.
 
 use crate::common::servers::{ROOT, loopback};
-use crate::common::{ragprobe, records, text};
+use crate::common::{ragprobe, records, run_suite, text};
 
 fn suite(dir: &std::path::Path, base_url: &str, check: &str) -> std::path::PathBuf {
     let path = dir.join("suite.yaml");
@@ -32,13 +32,7 @@ fn sentences_no_retrieved_document_supports_fail_with_their_best_document() {
     let model = loopback(&["--unsupported-rate", "1.0"]);
     let path = suite(dir.path(), &model.url, "{grounded: {min_support: 0.8}}");
     let out = dir.path().join("bad");
-    let output = ragprobe()
-        .arg("run")
-        .arg(&path)
-        .args(["--progress", "none", "--out"])
-        .arg(&out)
-        .output()
-        .expect("runs");
+    let output = run_suite(path.to_str().expect("utf-8"), &out, &[]);
     assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
     let runs = records(&out);
     let mut flagged = 0;
@@ -94,13 +88,7 @@ fn sentences_no_retrieved_document_supports_fail_with_their_best_document() {
     let model = loopback(&[]);
     let path = suite(dir.path(), &model.url, "{grounded: {min_support: 0.8}}");
     let out = dir.path().join("good");
-    let output = ragprobe()
-        .arg("run")
-        .arg(&path)
-        .args(["--progress", "none", "--out"])
-        .arg(&out)
-        .output()
-        .expect("runs");
+    let output = run_suite(path.to_str().expect("utf-8"), &out, &[]);
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stdout));
 }
 

@@ -36,13 +36,7 @@ fn suite(
 }
 
 fn run(path: &std::path::Path, out: &std::path::Path) -> std::process::Output {
-    ragprobe()
-        .arg("run")
-        .arg(path)
-        .args(["--progress", "none", "--out"])
-        .arg(out)
-        .output()
-        .expect("runs")
+    crate::common::run_suite(path.to_str().expect("utf-8"), out, &[])
 }
 
 fn judge_line(url: &str, extra: &str) -> String {
@@ -282,19 +276,22 @@ fn calibrate_compares_the_judge_with_the_shipped_labels() {
         "{}",
         text(&output.stderr)
     );
+    let calibrate = |labels: &std::path::Path| {
+        ragprobe()
+            .args([
+                "calibrate",
+                "--suite",
+                "examples/judge/suite.yaml",
+                "--labels",
+            ])
+            .arg(labels)
+            .arg("--report")
+            .arg(&out)
+            .output()
+            .expect("calibrate")
+    };
     let labels = "examples/judge/labels.jsonl";
-    let output = ragprobe()
-        .args([
-            "calibrate",
-            "--suite",
-            "examples/judge/suite.yaml",
-            "--labels",
-            labels,
-            "--report",
-        ])
-        .arg(&out)
-        .output()
-        .expect("calibrate");
+    let output = calibrate(std::path::Path::new(labels));
     let printed = text(&output.stdout);
 
     // The matrix, recomputed from the records and the labels.
@@ -341,18 +338,7 @@ fn calibrate_compares_the_judge_with_the_shipped_labels() {
         "{\"case\": \"cost\", \"run\": 0, \"rule\": \"judged-grounded\", \"label\": \"pass\"}\n",
     )
     .expect("labels");
-    let output = ragprobe()
-        .args([
-            "calibrate",
-            "--suite",
-            "examples/judge/suite.yaml",
-            "--labels",
-        ])
-        .arg(&few)
-        .arg("--report")
-        .arg(&out)
-        .output()
-        .expect("calibrate");
+    let output = calibrate(&few);
     assert_eq!(output.status.code(), Some(1));
     assert!(text(&output.stdout).contains("warning: too few labels to say (1 runs"));
 
@@ -363,22 +349,113 @@ fn calibrate_compares_the_judge_with_the_shipped_labels() {
          {\"case\": \"cost\", \"run\": 99, \"rule\": \"judged-grounded\", \"label\": \"fail\"}\n",
     )
     .expect("labels");
-    let output = ragprobe()
-        .args([
-            "calibrate",
-            "--suite",
-            "examples/judge/suite.yaml",
-            "--labels",
-        ])
-        .arg(&few)
-        .arg("--report")
-        .arg(&out)
-        .output()
-        .expect("calibrate");
+    let output = calibrate(&few);
     assert_eq!(output.status.code(), Some(2));
     let stderr = text(&output.stderr);
     assert!(
         stderr.contains("few.jsonl:2: no run 99 of case `cost`"),
         "{stderr}"
     );
+}
+
+#[test]
+fn runs_are_priced_and_a_budget_stops_new_runs_until_resumed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let model = loopback(&[]);
+    let path = dir.join_suite(&model.url);
+    let out = dir.path().join("priced");
+    let output = run(&path, &out);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stdout));
+    let stdout = text(&output.stdout);
+    assert!(stdout.contains("model usage"), "{stdout}");
+
+    // The suite's totals are the runs' sums, priced at the suite's rates.
+    let runs = records(&out);
+    let (mut calls, mut model_in, mut model_out, mut judge_in, mut judge_out) = (0, 0, 0, 0, 0);
+    for record in &runs {
+        let usage = record.usage.expect("every run made calls");
+        // One model call and one judgement per judged check (cost also judges its answer).
+        let judged = if record.case == "cost" { 2 } else { 1 };
+        assert_eq!(usage.calls, 1 + judged);
+        assert!(usage.model_input_tokens > 0 && usage.judge_input_tokens > 0);
+        let expected = (usage.model_input_tokens as f64 * 0.15
+            + usage.model_output_tokens as f64 * 0.6
+            + usage.judge_input_tokens as f64 * 2.5
+            + usage.judge_output_tokens as f64 * 10.0)
+            / 1e6;
+        assert!((usage.cost_usd.expect("priced") - expected).abs() < 1e-12);
+        calls += usage.calls;
+        model_in += usage.model_input_tokens;
+        model_out += usage.model_output_tokens;
+        judge_in += usage.judge_input_tokens;
+        judge_out += usage.judge_output_tokens;
+    }
+    let summary: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("summary.json")).expect("summary.json"),
+    )
+    .expect("json");
+    let total = &summary["stats"]["usage"];
+    assert_eq!(total["calls"], calls);
+    assert_eq!(total["model_input_tokens"], model_in);
+    assert_eq!(total["model_output_tokens"], model_out);
+    assert_eq!(total["judge_input_tokens"], judge_in);
+    assert_eq!(total["judge_output_tokens"], judge_out);
+    let cost: f64 = runs.iter().filter_map(|r| r.usage?.cost_usd).sum();
+    assert!((total["cost_usd"].as_f64().expect("cost") - cost).abs() < 1e-9);
+
+    // A budget of 10 calls, one run at a time: runs start until 10 calls are spent.
+    let out = dir.path().join("budget");
+    let output = crate::common::run_suite(
+        path.to_str().expect("utf-8"),
+        &out,
+        &["--max-calls", "10", "--concurrency", "1"],
+    );
+    assert_eq!(output.status.code(), Some(3), "{}", text(&output.stdout));
+    let stdout = text(&output.stdout);
+    assert!(
+        stdout.contains(
+            "result: INCOMPLETE · the budget stopped it: --max-calls 10 reached (10 calls"
+        ) && stdout.contains("5 of 16 runs recorded · complete them with: ragprobe run --resume"),
+        "{stdout}"
+    );
+    assert_eq!(records(&out).len(), 5);
+    let output = crate::common::resume(&out);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stdout));
+    assert_eq!(records(&out).len(), 16);
+
+    // A cost budget needs prices.
+    let unpriced = suite(dir.path(), &model.url, &judge_line(&model.url, ""), "");
+    let output = crate::common::run_suite(
+        unpriced.to_str().expect("utf-8"),
+        &dir.path().join("unpriced"),
+        &["--max-cost", "0.01"],
+    );
+    assert_eq!(output.status.code(), Some(2));
+    assert!(text(&output.stderr).contains("gives its models no price"));
+}
+
+trait PricedSuite {
+    fn join_suite(&self, model_url: &str) -> std::path::PathBuf;
+}
+
+impl PricedSuite for tempfile::TempDir {
+    /// The judged suite with prices on the chain's model and the judge.
+    fn join_suite(&self, model_url: &str) -> std::path::PathBuf {
+        let path = suite(
+            self.path(),
+            model_url,
+            &judge_line(
+                model_url,
+                ", price: {input_per_million: 2.5, output_per_million: 10.0}",
+            ),
+            "",
+        );
+        let text = std::fs::read_to_string(&path).expect("suite");
+        let priced = text.replace(
+            "temperature: 1.0}",
+            "temperature: 1.0, price: {input_per_million: 0.15, output_per_million: 0.6}}",
+        );
+        std::fs::write(&path, priced).expect("suite");
+        path
+    }
 }
