@@ -69,7 +69,8 @@ Exit codes:
        could not be written (runs already recorded are kept; --resume finishes them),
        or MLflow (--mlflow) could not be reached before the runs or did not take the
        results after them (the report folder has them all: `ragprobe export DIR --mlflow
-       URL` publishes them later)
+       URL` publishes them later), or --max-cost / --max-calls stopped new runs (result
+       INCOMPLETE; `ragprobe run --resume DIR` completes them)
   130  interrupted; finished runs are saved, `ragprobe run --resume DIR` completes them";
 
 pub const VALIDATE_HELP: &str = "\
