@@ -22,10 +22,11 @@ use polars::prelude::*;
 
 use crate::model::record::{RunRecord, Severity, Usage};
 use crate::model::summary::{
-    CaseOutcome, CaseStats, FailingRun, Latency, RuleStats, SourceSummary, SuiteStats,
+    CaseOutcome, CaseStats, FailingRun, Latency, MeanCi, RuleStats, SourceMeans, SourceSummary,
+    SuiteStats,
 };
 use crate::results::{RESULTS_FILE, RULE_SEPARATOR, ResultsError};
-use crate::stats::{all_of_k, percent, ratio, wilson};
+use crate::stats::{all_of_k, mean_ci95, percent, ratio, wilson};
 use crate::store::read_at;
 use crate::suite::Suite;
 use crate::suite::schema::{CaseSpec, RuleSpec};
@@ -71,7 +72,9 @@ struct CaseNumbers {
     runs: u32,
     errors: u32,
     /// Sums of precision, recall, hit, reciprocal rank and nDCG over runs that have them.
-    source_sums: [f64; 5],
+    source_sums: [f64; 6],
+    /// The cutoff of the case's metrics (the largest seen; one per case in practice).
+    cutoff: usize,
     source_runs: u32,
     durations: Vec<f64>,
     answers: HashSet<u64>,
@@ -145,6 +148,7 @@ pub fn aggregate(
     if let Some(usage) = usage.as_mut().filter(|_| unpriced) {
         usage.cost_usd = None;
     }
+    let sources = source_means(&cases);
     Ok(SuiteStats {
         suite: suite.spec.name.clone(),
         cases,
@@ -154,11 +158,39 @@ pub fn aggregate(
         max_error_rate: suite.spec.max_error_rate.0,
         errors_exceeded: error_rate > suite.spec.max_error_rate.0 + 1e-12,
         usage,
+        sources,
+    })
+}
+
+/// The suite's expected-source metrics: each case's mean over its runs, averaged over the
+/// cases that name sources, each with a 95% t-interval over those cases.
+fn source_means(cases: &[CaseStats]) -> Option<SourceMeans> {
+    let with: Vec<&SourceSummary> = cases.iter().filter_map(|c| c.sources.as_ref()).collect();
+    if with.is_empty() {
+        return None;
+    }
+    let over = |f: fn(&SourceSummary) -> f64| {
+        let values: Vec<f64> = with.iter().map(|s| f(s)).collect();
+        let (mean, [low, high]) = mean_ci95(&values);
+        // Every measure lives in [0, 1]; with few cases the t-interval reaches past it.
+        MeanCi {
+            mean,
+            ci95: [low.max(0.0), high.min(1.0)],
+        }
+    };
+    Some(SourceMeans {
+        cases: with.len(),
+        precision: over(|s| s.precision),
+        recall: over(|s| s.recall),
+        hit_rate: over(|s| s.hit_rate),
+        mrr: over(|s| s.mrr),
+        ndcg: over(|s| s.ndcg),
+        average_precision: over(|s| s.average_precision),
     })
 }
 
 /// The columns aggregation reads.
-const COLUMNS: [&str; 22] = [
+const COLUMNS: [&str; 24] = [
     "case",
     "run",
     "status",
@@ -178,6 +210,8 @@ const COLUMNS: [&str; 22] = [
     "hit",
     "reciprocal_rank",
     "ndcg",
+    "average_precision",
+    "k",
     "answer_hash",
     "duration_ms",
     "offset",
@@ -229,6 +263,12 @@ fn add_slice(numbers: &mut HashMap<String, CaseNumbers>, frame: &DataFrame) -> P
         frame.column("ndcg")?.f64()?,
     ];
     let hit = frame.column("hit")?.bool()?;
+    // Absent from report folders written before trec_eval's cutoff metrics.
+    let average_precision = frame
+        .column("average_precision")
+        .ok()
+        .and_then(|c| c.f64().ok());
+    let cutoff = frame.column("k").ok().and_then(|c| c.u32().ok());
     let answer_hash = frame.column("answer_hash")?.u64()?;
     let duration = frame.column("duration_ms")?.f64()?;
     let offset = frame.column("offset")?.u64()?;
@@ -283,6 +323,10 @@ fn add_slice(numbers: &mut HashMap<String, CaseNumbers>, frame: &DataFrame) -> P
             metrics[2].get(row),
             metrics[3].get(row),
         ) {
+            let ap = average_precision.and_then(|c| c.get(row)).unwrap_or(0.0);
+            n.cutoff = n
+                .cutoff
+                .max(cutoff.and_then(|c| c.get(row)).unwrap_or(0) as usize);
             let hit = if hit.get(row).unwrap_or(false) {
                 1.0
             } else {
@@ -291,7 +335,7 @@ fn add_slice(numbers: &mut HashMap<String, CaseNumbers>, frame: &DataFrame) -> P
             for (sum, value) in n
                 .source_sums
                 .iter_mut()
-                .zip([precision, recall, hit, rr, ndcg])
+                .zip([precision, recall, hit, rr, ndcg, ap])
             {
                 *sum += value;
             }
@@ -348,6 +392,8 @@ fn case_stats(
         hit_rate: mean(2),
         mrr: mean(3),
         ndcg: mean(4),
+        average_precision: mean(5),
+        k: n.cutoff,
     });
     let passed = verdict.passed;
     CaseStats {

@@ -4,7 +4,9 @@
 //! violated. Rule tolerances (`max_rate`) are judged over all runs of a case in `stats`.
 
 use crate::judge::{Judgement, Judgements};
-use crate::model::record::{Failure, RetrievedDoc, RuleResult, Severity, SourceMetrics, Verdict};
+use crate::model::record::{
+    Failure, RetrievedDoc, RuleResult, Severity, SourceMetrics, Sources, Verdict,
+};
 use crate::suite::schema::{AnswerCheck, Expect, RetrievedRule, RuleSpec};
 
 /// The key a model judgement of an expectation is filed under (rules use their id).
@@ -26,8 +28,9 @@ pub fn judge(
     let mut sources = None;
     if let Some(expect) = expect {
         if !expect.sources.is_empty() {
-            let expected: Vec<&str> = expect.sources.iter().map(|s| s.0.as_str()).collect();
-            let metrics = source_metrics(&expected, retrieved);
+            // Without a cutoff (an http or command chain, no `expect.k`): what came back.
+            let k = expect.k.unwrap_or(retrieved.len());
+            let metrics = source_metrics(&expect.sources, expect.relevance_level, k, retrieved);
             if metrics.recall + 1e-9 < expect.min_recall.0 {
                 failed_expectations.push(Failure {
                     check: "expect.sources".into(),
@@ -254,40 +257,70 @@ pub fn support(answer: &str, retrieved: &[RetrievedDoc]) -> Vec<SentenceSupport>
         .collect()
 }
 
-pub fn source_metrics(expected: &[&str], retrieved: &[RetrievedDoc]) -> SourceMetrics {
-    let relevant: Vec<bool> = retrieved
-        .iter()
-        .map(|d| expected.contains(&d.id.as_str()))
-        .collect();
+/// The expected-source metrics of one run, as trec_eval computes them at cutoff `k` over
+/// the ranking as retrieved: P@k (relevant in the top k, over k — also when fewer than k
+/// came back), R@k (over every document the case judges relevant), hit@k, reciprocal rank,
+/// nDCG@k (gain = grade, log2 discount, the ideal ranking built from every judged grade)
+/// and AP@k (trec_eval's map_cut). A document is relevant when its grade reaches `level`.
+pub fn source_metrics(
+    sources: &Sources,
+    level: u32,
+    k: usize,
+    retrieved: &[RetrievedDoc],
+) -> SourceMetrics {
+    let k = k.max(1);
+    let ranked = &retrieved[..retrieved.len().min(k)];
+    let level = level.max(1);
+    let grades: Vec<u32> = ranked.iter().map(|d| sources.grade(&d.id)).collect();
+    let relevant: Vec<bool> = grades.iter().map(|g| *g >= level).collect();
+    let num_relevant = sources.relevant(level).count();
     let found = relevant.iter().filter(|r| **r).count();
-    let precision = if retrieved.is_empty() {
-        0.0
-    } else {
-        found as f64 / retrieved.len() as f64
-    };
-    let recall = if expected.is_empty() {
+    let precision = found as f64 / k as f64;
+    let recall = if num_relevant == 0 {
         1.0
     } else {
-        found as f64 / expected.len() as f64
+        found as f64 / num_relevant as f64
     };
     let reciprocal_rank = relevant
         .iter()
         .position(|r| *r)
         .map_or(0.0, |rank| 1.0 / (rank as f64 + 1.0));
     let discount = |rank: usize| 1.0 / (rank as f64 + 2.0).log2();
-    let dcg: f64 = relevant
+    let dcg: f64 = grades
         .iter()
         .enumerate()
-        .filter(|(_, r)| **r)
-        .map(|(rank, _)| discount(rank))
+        .map(|(rank, grade)| f64::from(*grade) * discount(rank))
         .sum();
-    let ideal: f64 = (0..expected.len().min(retrieved.len().max(1)))
-        .map(discount)
-        .sum();
-    let missing = expected
+    let mut ideal_grades: Vec<u32> = sources
+        .0
         .iter()
-        .filter(|id| !retrieved.iter().any(|d| d.id == **id))
-        .map(|id| (*id).to_owned())
+        .map(|(_, g)| *g)
+        .filter(|g| *g > 0)
+        .collect();
+    ideal_grades.sort_unstable_by(|a, b| b.cmp(a));
+    let ideal: f64 = ideal_grades
+        .iter()
+        .take(k)
+        .enumerate()
+        .map(|(rank, grade)| f64::from(*grade) * discount(rank))
+        .sum();
+    let mut hits = 0usize;
+    let mut precision_sum = 0.0;
+    for (rank, is_relevant) in relevant.iter().enumerate() {
+        if *is_relevant {
+            hits += 1;
+            precision_sum += hits as f64 / (rank as f64 + 1.0);
+        }
+    }
+    let average_precision = if num_relevant == 0 {
+        0.0
+    } else {
+        precision_sum / num_relevant as f64
+    };
+    let missing = sources
+        .relevant(level)
+        .filter(|id| !ranked.iter().any(|d| d.id == id.0))
+        .map(|id| id.0.clone())
         .collect();
     SourceMetrics {
         precision,
@@ -295,6 +328,8 @@ pub fn source_metrics(expected: &[&str], retrieved: &[RetrievedDoc]) -> SourceMe
         hit: found > 0,
         reciprocal_rank,
         ndcg: if ideal > 0.0 { dcg / ideal } else { 0.0 },
+        average_precision,
+        k,
         missing,
     }
 }
@@ -377,6 +412,58 @@ mod tests {
         );
     }
 
+    fn ranked(ids: &[&str]) -> Vec<RetrievedDoc> {
+        ids.iter().map(|id| doc(id, "databricks")).collect()
+    }
+
+    fn sources(yaml: &str) -> Sources {
+        serde_yaml::from_str(yaml).unwrap_or_else(|e| panic!("{yaml}: {e}"))
+    }
+
+    #[test]
+    fn source_metrics_are_trec_evals_at_k() {
+        // Two documents came back of k = 10, one relevant: P_10 = 0.1, not 0.5.
+        let m = source_metrics(&sources("[a, z]"), 1, 10, &ranked(&["a", "b"]));
+        assert!((m.precision - 0.1).abs() < 1e-12);
+        assert!((m.recall - 0.5).abs() < 1e-12);
+        assert_eq!(m.missing, ["z"]);
+        // Graded: gains are the grades; the ideal ranking uses every judged grade (3, 2, 1)
+        // even where fewer came back.
+        let graded = sources("{a: 3, b: 0, c: 1, d: 2}");
+        let m = source_metrics(&graded, 1, 3, &ranked(&["c", "b", "a"]));
+        let d = |rank: f64| 1.0 / (rank + 1.0).log2();
+        let dcg = 1.0 * d(1.0) + 0.0 * d(2.0) + 3.0 * d(3.0);
+        let ideal = 3.0 * d(1.0) + 2.0 * d(2.0) + 1.0 * d(3.0);
+        assert!((m.ndcg - dcg / ideal).abs() < 1e-12, "{}", m.ndcg);
+        // P@3 = 2/3; R@3 = 2 of 3 relevant (grade ≥ 1); RR = 1; AP@3 = (1/1 + 2/3) / 3.
+        assert!((m.precision - 2.0 / 3.0).abs() < 1e-12);
+        assert!((m.recall - 2.0 / 3.0).abs() < 1e-12);
+        assert_eq!(m.reciprocal_rank, 1.0);
+        assert!((m.average_precision - (1.0 + 2.0 / 3.0) / 3.0).abs() < 1e-12);
+        // At relevance level 2 only a and d count for the binary measures.
+        let m = source_metrics(&graded, 2, 3, &ranked(&["c", "b", "a"]));
+        assert!((m.precision - 1.0 / 3.0).abs() < 1e-12);
+        assert!((m.reciprocal_rank - 1.0 / 3.0).abs() < 1e-12);
+        assert_eq!(m.missing, ["d"]);
+        // Only the top k count.
+        let m = source_metrics(&sources("[c]"), 1, 1, &ranked(&["a", "c"]));
+        assert_eq!((m.precision, m.hit), (0.0, false));
+    }
+
+    #[test]
+    fn sources_refuse_duplicates_negative_grades_and_mixed_forms() {
+        for (yaml, says) in [
+            ("[a, b, a]", "document `a` is listed twice"),
+            ("{a: 1, b: -2}", "document `b` has grade -2"),
+            ("[a, {b: 2}]", "a document id"),
+        ] {
+            let error = serde_yaml::from_str::<Sources>(yaml)
+                .expect_err(yaml)
+                .to_string();
+            assert!(error.contains(says), "{yaml}: {error}");
+        }
+    }
+
     #[test]
     fn retrieved_rules_name_offending_documents() {
         let retrieved = [doc("4", "aws"), doc("2", "databricks")];
@@ -429,7 +516,7 @@ mod tests {
     #[test]
     fn source_metrics_by_id() {
         let retrieved = [doc("4", "aws"), doc("2", "x"), doc("9", "x")];
-        let m = source_metrics(&["2", "3"], &retrieved);
+        let m = source_metrics(&sources("['2', '3']"), 1, 3, &retrieved);
         assert!((m.precision - 1.0 / 3.0).abs() < 1e-9);
         assert!((m.recall - 0.5).abs() < 1e-9);
         assert!(m.hit);
@@ -438,9 +525,14 @@ mod tests {
         let expected_ndcg = (1.0 / 3f64.log2()) / (1.0 + 1.0 / 3f64.log2());
         assert!((m.ndcg - expected_ndcg).abs() < 1e-9);
         assert_eq!(m.missing, ["3"]);
-        let perfect = source_metrics(&["1", "2"], &[doc("1", "x"), doc("2", "x")]);
+        let perfect = source_metrics(
+            &sources("['1', '2']"),
+            1,
+            2,
+            &[doc("1", "x"), doc("2", "x")],
+        );
         assert!((perfect.ndcg - 1.0).abs() < 1e-9 && perfect.recall == 1.0);
-        let nothing = source_metrics(&["1"], &[]);
+        let nothing = source_metrics(&sources("['1']"), 1, 2, &[]);
         assert_eq!(
             (nothing.precision, nothing.recall, nothing.hit),
             (0.0, 0.0, false)

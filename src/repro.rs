@@ -493,7 +493,12 @@ pub async fn triage(target: &Target, runs: u32) -> Triage {
     let sources: Vec<String> = target
         .expect
         .as_ref()
-        .map(|e| e.sources.iter().map(|s| s.0.clone()).collect())
+        .map(|e| {
+            e.sources
+                .relevant(e.relevance_level)
+                .map(|s| s.0.clone())
+                .collect()
+        })
         .unwrap_or_default();
     // The expected sources' texts: from the corpus, else as the service returned them in (a).
     let known: Vec<RetrievedDoc> = sources

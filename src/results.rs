@@ -53,6 +53,8 @@ struct Batch {
     hit: Vec<Option<bool>>,
     reciprocal_rank: Vec<Option<f64>>,
     ndcg: Vec<Option<f64>>,
+    average_precision: Vec<Option<f64>>,
+    cutoff: Vec<Option<u32>>,
     answer: Vec<String>,
     answer_hash: Vec<u64>,
     duration_ms: Vec<f64>,
@@ -122,6 +124,9 @@ impl Batch {
         self.reciprocal_rank
             .push(sources.map(|s| s.reciprocal_rank));
         self.ndcg.push(sources.map(|s| s.ndcg));
+        self.average_precision
+            .push(sources.map(|s| s.average_precision));
+        self.cutoff.push(sources.map(|s| s.k as u32));
         self.answer_hash
             .push(crate::seed::stable_hash(&[record.answer.as_bytes()]));
         self.answer.push(record.answer);
@@ -161,6 +166,8 @@ impl Batch {
                 Column::new("hit".into(), b.hit),
                 Column::new("reciprocal_rank".into(), b.reciprocal_rank),
                 Column::new("ndcg".into(), b.ndcg),
+                Column::new("average_precision".into(), b.average_precision),
+                Column::new("k".into(), b.cutoff),
                 Column::new("answer".into(), b.answer),
                 Column::new("answer_hash".into(), b.answer_hash),
                 Column::new("duration_ms".into(), b.duration_ms),

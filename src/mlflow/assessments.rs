@@ -35,7 +35,11 @@ pub fn case_checks(suite: &Suite) -> HashMap<String, CaseChecks> {
                 .expect
                 .as_ref()
                 .map_or_else(CaseChecks::default, |e| CaseChecks {
-                    sources: e.sources.iter().map(|s| s.0.clone()).collect(),
+                    sources: e
+                        .sources
+                        .relevant(e.relevance_level)
+                        .map(|s| s.0.clone())
+                        .collect(),
                     answer: e.answer.is_some(),
                     facts: e
                         .answer

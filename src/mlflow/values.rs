@@ -213,26 +213,16 @@ fn suite_metrics(
             ratio(*violations, *evaluated),
         );
     }
-    let with_sources: Vec<&SourceSummary> = stats
-        .cases
-        .iter()
-        .filter_map(|c| c.sources.as_ref())
-        .collect();
-    if !with_sources.is_empty() {
-        let n = with_sources.len() as f64;
-        let mean =
-            |f: fn(&SourceSummary) -> f64| with_sources.iter().map(|s| f(s)).sum::<f64>() / n;
-        retrieval_metrics(
-            "retrieval",
-            &SourceSummary {
-                precision: mean(|s| s.precision),
-                recall: mean(|s| s.recall),
-                hit_rate: mean(|s| s.hit_rate),
-                mrr: mean(|s| s.mrr),
-                ndcg: mean(|s| s.ndcg),
-            },
-            metric,
-        );
+    if let Some(means) = &stats.sources {
+        let mut mean = |name: &str, m: &crate::model::summary::MeanCi| {
+            metric(format!("retrieval/{name}"), m.mean);
+        };
+        mean("precision", &means.precision);
+        mean("recall", &means.recall);
+        mean("hit_rate", &means.hit_rate);
+        mean("mrr", &means.mrr);
+        mean("ndcg", &means.ndcg);
+        mean("average_precision", &means.average_precision);
     }
 }
 
@@ -270,6 +260,7 @@ fn retrieval_metrics(prefix: &str, s: &SourceSummary, metric: &mut impl FnMut(St
     metric(format!("{prefix}/hit_rate"), s.hit_rate);
     metric(format!("{prefix}/mrr"), s.mrr);
     metric(format!("{prefix}/ndcg"), s.ndcg);
+    metric(format!("{prefix}/average_precision"), s.average_precision);
 }
 
 /// The verdict, as tags a run list can filter on.

@@ -143,6 +143,12 @@ pub struct SourceMetrics {
     pub hit: bool,
     pub reciprocal_rank: f64,
     pub ndcg: f64,
+    /// trec_eval's map_cut at k (absent from runs recorded before it).
+    #[serde(default)]
+    pub average_precision: f64,
+    /// The cutoff the metrics were computed at.
+    #[serde(default)]
+    pub k: usize,
     /// Expected ids that were not retrieved.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub missing: Vec<String>,
@@ -178,6 +184,89 @@ impl<'de> Deserialize<'de> for DocId {
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<DocId, E> {
                 Ok(DocId(v.to_string()))
+            }
+        }
+        deserializer.deserialize_any(V)
+    }
+}
+
+/// A case's judged documents: `sources: ["1", "2"]` (each relevant, grade 1) or
+/// `sources: {"1": 3, "2": 1, "7": 0}` (graded; 0 is judged not relevant), in the order
+/// written. An id given twice, or a negative grade, is refused where it is written.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Sources(pub Vec<(DocId, u32)>, pub SourcesForm);
+
+/// How the sources were written, so a problem can point at the list item or the key.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SourcesForm {
+    #[default]
+    List,
+    Graded,
+}
+
+impl Sources {
+    /// Ids judged relevant at `level` (grade ≥ level), in the order written.
+    pub fn relevant(&self, level: u32) -> impl Iterator<Item = &DocId> {
+        self.0
+            .iter()
+            .filter(move |(_, grade)| *grade >= level.max(1))
+            .map(|(id, _)| id)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn ids(&self) -> impl Iterator<Item = &DocId> {
+        self.0.iter().map(|(id, _)| id)
+    }
+
+    /// The grade of `id`, 0 when it is not judged.
+    pub fn grade(&self, id: &str) -> u32 {
+        self.0
+            .iter()
+            .find(|(d, _)| d.0 == id)
+            .map_or(0, |(_, grade)| *grade)
+    }
+}
+
+impl<'de> Deserialize<'de> for Sources {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Sources;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a list of document ids, or a mapping of document id to grade")
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Sources, A::Error> {
+                let mut out: Vec<(DocId, u32)> = Vec::new();
+                while let Some(id) = seq.next_element::<DocId>()? {
+                    if out.iter().any(|(d, _)| *d == id) {
+                        return Err(de::Error::custom(format!(
+                            "document `{id}` is listed twice in sources"
+                        )));
+                    }
+                    out.push((id, 1));
+                }
+                Ok(Sources(out, SourcesForm::List))
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Sources, A::Error> {
+                let mut out: Vec<(DocId, u32)> = Vec::new();
+                while let Some(id) = map.next_key::<DocId>()? {
+                    let grade: i64 = map.next_value()?;
+                    if grade < 0 {
+                        return Err(de::Error::custom(format!(
+                            "document `{id}` has grade {grade}: grades are 0 (not relevant) or more"
+                        )));
+                    }
+                    if out.iter().any(|(d, _)| *d == id) {
+                        return Err(de::Error::custom(format!(
+                            "document `{id}` is graded twice in sources"
+                        )));
+                    }
+                    out.push((id, u32::try_from(grade).unwrap_or(u32::MAX)));
+                }
+                Ok(Sources(out, SourcesForm::Graded))
             }
         }
         deserializer.deserialize_any(V)

@@ -127,6 +127,12 @@ pub struct SourceSummary {
     pub hit_rate: f64,
     pub mrr: f64,
     pub ndcg: f64,
+    /// trec_eval's map_cut at the case's k (0 in summaries written before it).
+    #[serde(default)]
+    pub average_precision: f64,
+    /// The cutoff (the retriever's k, or `expect.k`; 0 when runs returned no fixed number).
+    #[serde(default)]
+    pub k: usize,
 }
 
 /// A failing run, in a line or two: enough for a CI failure message.
@@ -197,6 +203,28 @@ pub struct SuiteStats {
     /// Model calls, tokens and (where every case is priced) cost over the suite.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage: Option<crate::model::record::Usage>,
+    /// The expected-source metrics over the cases that name sources: each case's mean over
+    /// its runs, averaged over cases, with a 95% interval over cases.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sources: Option<SourceMeans>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SourceMeans {
+    pub cases: usize,
+    pub precision: MeanCi,
+    pub recall: MeanCi,
+    pub hit_rate: MeanCi,
+    pub mrr: MeanCi,
+    pub ndcg: MeanCi,
+    pub average_precision: MeanCi,
+}
+
+/// A mean over cases with its 95% t-interval (the mean itself for one case).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct MeanCi {
+    pub mean: f64,
+    pub ci95: [f64; 2],
 }
 
 impl SuiteStats {

@@ -147,26 +147,47 @@ fn retrieval(out: &mut String, stats: &SuiteStats) {
     if cases.is_empty() {
         return;
     }
-    out.push_str("\nexpected sources (mean over runs)\n");
+    out.push_str("\nexpected sources (mean over runs; trec_eval's measures at the case's k)\n");
     let mut rows = vec![row(&[
-        "case",
-        "precision",
-        "recall",
-        "hit rate",
-        "MRR",
-        "nDCG",
+        "case", "k", "P@k", "R@k", "hit@k", "MRR", "nDCG@k", "AP@k",
     ])];
     for case in cases {
         if let Some(s) = &case.sources {
             rows.push(vec![
                 case.id.clone(),
+                if s.k == 0 {
+                    "—".to_owned()
+                } else {
+                    s.k.to_string()
+                },
                 format!("{:.2}", s.precision),
                 format!("{:.2}", s.recall),
                 percent(s.hit_rate),
                 format!("{:.2}", s.mrr),
                 format!("{:.2}", s.ndcg),
+                format!("{:.2}", s.average_precision),
             ]);
         }
+    }
+    if let Some(m) = stats.sources.as_ref().filter(|m| m.cases > 1) {
+        let cell = |x: &crate::model::summary::MeanCi| {
+            format!("{:.2} [{:.2}, {:.2}]", x.mean, x.ci95[0], x.ci95[1])
+        };
+        rows.push(vec![
+            format!("mean of {} cases (95% CI)", m.cases),
+            String::new(),
+            cell(&m.precision),
+            cell(&m.recall),
+            format!(
+                "{} [{}, {}]",
+                percent(m.hit_rate.mean),
+                percent(m.hit_rate.ci95[0]),
+                percent(m.hit_rate.ci95[1])
+            ),
+            cell(&m.mrr),
+            cell(&m.ndcg),
+            cell(&m.average_precision),
+        ]);
     }
     table(out, &rows, "  ");
 }

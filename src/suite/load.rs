@@ -57,7 +57,7 @@ pub fn load(path: &Path) -> Result<Suite, ConfigError> {
 pub fn load_with(path: &Path, chain: Option<&Path>) -> Result<Suite, ConfigError> {
     let text = read_text(path, "suite")
         .map_err(|err| err.hint("give the path of a suite YAML file or of a folder of suites"))?;
-    let spec: SuiteSpec = serde_yaml::from_str(&text)
+    let mut spec: SuiteSpec = serde_yaml::from_str(&text)
         .map_err(|err| Problem::from_yaml_in(path, &err, Some(&text)))?;
     let at =
         |key_path: KeyPath, message: String| Problem::new(path, message).at_path(&text, &key_path);
@@ -80,6 +80,12 @@ pub fn load_with(path: &Path, chain: Option<&Path>) -> Result<Suite, ConfigError
     let Some(built) = built.filter(|_| problems.is_empty()) else {
         return Err(ConfigError { problems });
     };
+    // The metrics' cutoff is the retriever's k unless a case sets its own.
+    if let Some(retriever) = &chain_config.retriever {
+        for expect in spec.cases.iter_mut().filter_map(|c| c.expect.as_mut()) {
+            expect.k.get_or_insert(retriever.k);
+        }
+    }
     let corpus_bytes = built
         .corpus
         .as_ref()
@@ -218,6 +224,24 @@ fn check_cases(spec: &SuiteSpec, at: &At<'_>, problems: &mut Vec<Problem>) {
                 here.clone().key("question"),
                 "the question is empty".into(),
             ));
+        }
+        if let Some(expect) = &case.expect {
+            if expect.k == Some(0) {
+                problems.push(at(
+                    here.clone().key("expect").key("k"),
+                    "k must be at least 1".into(),
+                ));
+            }
+            if expect.relevance_level == 0 {
+                problems.push(
+                    at(
+                        here.clone().key("expect").key("relevance_level"),
+                        "relevance_level must be at least 1 (grade 0 is judged not relevant)"
+                            .into(),
+                    )
+                    .hint("relevance_level: 1 counts every document graded 1 or more"),
+                );
+            }
         }
         if let Some(check) = case.expect.as_ref().and_then(|e| e.answer.as_ref()) {
             check_answer_check(check, here.key("expect").key("answer"), at, problems);
@@ -397,16 +421,20 @@ pub fn check_sources(spec: &SuiteSpec, corpus: &Corpus, at: &At<'_>, problems: &
     };
     for (i, case) in spec.cases.iter().enumerate() {
         let Some(expect) = &case.expect else { continue };
-        for (j, source) in expect.sources.iter().enumerate() {
+        for (j, source) in expect.sources.ids().enumerate() {
             if !corpus.contains(&source.0) {
+                let there = KeyPath::default()
+                    .key("cases")
+                    .index(i)
+                    .key("expect")
+                    .key("sources");
+                let there = match expect.sources.1 {
+                    crate::model::record::SourcesForm::List => there.index(j),
+                    crate::model::record::SourcesForm::Graded => there.key(&source.0),
+                };
                 problems.push(
                     at(
-                        KeyPath::default()
-                            .key("cases")
-                            .index(i)
-                            .key("expect")
-                            .key("sources")
-                            .index(j),
+                        there,
                         format!(
                             "document `{source}` is not in the corpus {}",
                             corpus.path.display()

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::chain::config::ChainConfig;
-use crate::model::record::{DocId, Severity};
+use crate::model::record::{Severity, Sources};
 use crate::rules::Where;
 
 pub const DEFAULT_RUNS: u32 = 10;
@@ -483,9 +483,17 @@ pub struct CaseSpec {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Expect {
-    /// Ids of the documents a good retrieval returns.
+    /// The documents a good retrieval returns: a list, or a mapping of id to grade.
     #[serde(default)]
-    pub sources: Vec<DocId>,
+    pub sources: Sources,
+    /// Grade from which a document counts as relevant for P@k, R@k, hit@k, MRR and AP@k
+    /// (nDCG uses the grades themselves).
+    #[serde(default = "Expect::default_relevance_level")]
+    pub relevance_level: u32,
+    /// The cutoff for the metrics; default the retriever's `k` (for http and command
+    /// chains, the number of documents returned).
+    #[serde(default)]
+    pub k: Option<usize>,
     /// Share of `sources` that must be retrieved for a run to pass (default: all of them).
     #[serde(default = "Rate::one")]
     pub min_recall: Rate,
@@ -494,6 +502,12 @@ pub struct Expect {
     /// What a correct answer says, for `judge: {criterion: correctness}`.
     #[serde(default)]
     pub reference_answer: Option<String>,
+}
+
+impl Expect {
+    fn default_relevance_level() -> u32 {
+        1
+    }
 }
 
 impl RuleSpec {

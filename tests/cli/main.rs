@@ -23,4 +23,5 @@ mod reference_scenario;
 mod reports;
 mod repro;
 mod resume;
+mod retrieval;
 mod traces;

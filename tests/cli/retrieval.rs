@@ -1,0 +1,77 @@
+//! Expected sources as trec_eval scores them: graded relevance, measures at the retriever's
+//! k, and sources written wrong located before anything runs.
+
+use crate::common::servers::ROOT;
+use crate::common::{ragprobe, records, run_suite, text};
+
+#[test]
+fn graded_sources_are_scored_as_trec_eval_does_and_mistakes_are_located() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let write = |name: &str, sources: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(
+            &path,
+            format!(
+                "name: graded\n\
+                 chain:\n  retriever: {{kind: memory, corpus: '{ROOT}/suites/databricks/corpus.jsonl', k: 2}}\n  \
+                 prompt_file: '{ROOT}/examples/chains/support-prompt.j2'\n  llm: {{kind: extractive}}\n\
+                 runs: 2\nvars: {{product: Databricks}}\n\
+                 cases:\n  - id: cost\n    question: How much does it cost to run a database?\n    \
+                 expect:\n      sources: {sources}\n      min_recall: 0.0\n"
+            ),
+        )
+        .expect("suite");
+        path
+    };
+    // The retriever returns 4 then 2 (k = 2); 2 is graded 1, 3 graded 2 and never returned.
+    let path = write("graded.yaml", "{\"2\": 1, \"3\": 2, \"4\": 0}");
+    let out = dir.path().join("out");
+    let output = run_suite(path.to_str().expect("utf-8"), &out, &[]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stdout));
+    let run = &records(&out)[0];
+    let metrics = run
+        .verdict
+        .as_ref()
+        .expect("v")
+        .sources
+        .clone()
+        .expect("metrics");
+    let d = |rank: f64| 1.0 / (rank + 1.0).log2();
+    // nDCG@2: DCG = 0 + 1·d(2); ideal = 2·d(1) + 1·d(2) over every judged grade.
+    assert!(
+        (metrics.ndcg - d(2.0) / (2.0 + d(2.0))).abs() < 1e-12,
+        "{metrics:?}"
+    );
+    assert!((metrics.precision - 0.5).abs() < 1e-12);
+    assert!((metrics.recall - 0.5).abs() < 1e-12);
+    assert!((metrics.average_precision - 0.25).abs() < 1e-12);
+    assert_eq!(metrics.k, 2);
+    let stdout = text(&output.stdout);
+    assert!(
+        stdout.contains("P@k") && stdout.contains("AP@k"),
+        "{stdout}"
+    );
+
+    // A duplicate id, a negative grade: located, nothing run.
+    for (name, sources, says) in [
+        (
+            "twice.yaml",
+            "[\"2\", \"3\", \"2\"]",
+            "document `2` is listed twice",
+        ),
+        ("negative.yaml", "{\"2\": -1}", "document `2` has grade -1"),
+    ] {
+        let path = write(name, sources);
+        let output = ragprobe()
+            .arg("validate")
+            .arg(&path)
+            .output()
+            .expect("validate");
+        assert_eq!(output.status.code(), Some(2));
+        let stderr = text(&output.stderr);
+        assert!(
+            stderr.contains(&format!("{name}:")) && stderr.contains(says),
+            "{stderr}"
+        );
+    }
+}
