@@ -91,6 +91,59 @@ pub struct DiffReport {
     pub regressions: usize,
     pub improvements: usize,
     pub cases: Vec<CaseDiff>,
+    /// Retrieval measures compared over the cases both sides scored, paired by case.
+    pub retrieval: Vec<RetrievalChange>,
+}
+
+/// One retrieval measure, A against B, paired over cases.
+#[derive(Debug, Clone, Serialize)]
+pub struct RetrievalChange {
+    /// `ndcg`, `average_precision`, `recall`, `precision`, `mrr`.
+    pub measure: &'static str,
+    pub test: crate::stats::PairedTest,
+    /// The cases that moved most (B − A), largest change first, at most three.
+    pub moved_most: Vec<(String, f64)>,
+}
+
+/// The paired retrieval comparisons: each case's mean over its runs on both sides.
+fn retrieval_changes(a: &[CaseStats], b: &[CaseStats]) -> Vec<RetrievalChange> {
+    use crate::model::summary::SourceSummary;
+    let pairs: Vec<(&str, &SourceSummary, &SourceSummary)> = a
+        .iter()
+        .filter_map(|x| {
+            let y = b.iter().find(|y| y.id == x.id)?;
+            Some((x.id.as_str(), x.sources.as_ref()?, y.sources.as_ref()?))
+        })
+        .collect();
+    if pairs.is_empty() {
+        return Vec::new();
+    }
+    let measures: [(&'static str, fn(&SourceSummary) -> f64); 5] = [
+        ("ndcg", |s| s.ndcg),
+        ("average_precision", |s| s.average_precision),
+        ("recall", |s| s.recall),
+        ("precision", |s| s.precision),
+        ("mrr", |s| s.mrr),
+    ];
+    measures
+        .iter()
+        .map(|(measure, value)| {
+            let xs: Vec<f64> = pairs.iter().map(|(_, x, _)| value(x)).collect();
+            let ys: Vec<f64> = pairs.iter().map(|(_, _, y)| value(y)).collect();
+            let mut moved: Vec<(String, f64)> = pairs
+                .iter()
+                .map(|(id, x, y)| ((*id).to_owned(), value(y) - value(x)))
+                .filter(|(_, d)| d.abs() > 1e-12)
+                .collect();
+            moved.sort_by(|p, q| q.1.abs().total_cmp(&p.1.abs()).then_with(|| p.0.cmp(&q.0)));
+            moved.truncate(3);
+            RetrievalChange {
+                measure,
+                test: crate::stats::paired_test(&xs, &ys),
+                moved_most: moved,
+            }
+        })
+        .collect()
 }
 
 /// What a side's runs say about one case.
@@ -347,6 +400,7 @@ pub fn diff(a_dir: &Path, b_dir: &Path, alpha: f64) -> Result<DiffReport, Summar
             .filter(|c| c.change == Change::Improvement)
             .count(),
         cases,
+        retrieval: retrieval_changes(&a.stats.cases, &b.stats.cases),
     })
 }
 

@@ -48,6 +48,7 @@ pub fn render(report: &DiffReport) -> String {
         ]);
     }
     table(&mut out, &rows, "");
+    retrieval(&mut out, report);
 
     for case in &report.cases {
         let _ = writeln!(
@@ -131,4 +132,46 @@ fn text_change(out: &mut String, what: &str, change: &TextChange) {
     }
     out.push_str(&line.replace('\n', "\n    "));
     out.push('\n');
+}
+
+/// The retrieval measures, paired over cases: means, the change, its effect size, both
+/// tests' p-values, and the cases that moved most.
+fn retrieval(out: &mut String, report: &DiffReport) {
+    let Some(first) = report.retrieval.first() else {
+        return;
+    };
+    let _ = writeln!(
+        out,
+        "\nretrieval, paired over {} cases (two-sided: paired randomization test, paired t-test)",
+        first.test.cases
+    );
+    let mut rows = vec![vec![
+        "measure".to_owned(),
+        "A".to_owned(),
+        "B".to_owned(),
+        "Δ".to_owned(),
+        "effect d".to_owned(),
+        "p (rand.)".to_owned(),
+        "p (t)".to_owned(),
+        "moved most".to_owned(),
+    ]];
+    for change in &report.retrieval {
+        let t = &change.test;
+        rows.push(vec![
+            change.measure.to_owned(),
+            format!("{:.3}", t.mean_a),
+            format!("{:.3}", t.mean_b),
+            format!("{:+.3}", t.mean_difference),
+            format!("{:+.2}", t.effect_size),
+            format!("{:.4}", t.p_randomization),
+            format!("{:.4}", t.p_t),
+            change
+                .moved_most
+                .iter()
+                .map(|(id, d)| format!("{id} {d:+.2}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+        ]);
+    }
+    table(out, &rows, "  ");
 }
