@@ -118,7 +118,8 @@ fn retrieval_changes(a: &[CaseStats], b: &[CaseStats]) -> Vec<RetrievalChange> {
     if pairs.is_empty() {
         return Vec::new();
     }
-    let measures: [(&'static str, fn(&SourceSummary) -> f64); 5] = [
+    type Measure = (&'static str, fn(&SourceSummary) -> f64);
+    let measures: [Measure; 5] = [
         ("ndcg", |s| s.ndcg),
         ("average_precision", |s| s.average_precision),
         ("recall", |s| s.recall),
