@@ -363,10 +363,23 @@ pub struct ExportArgs {
     /// Write the traces as OTLP JSON Lines (one ExportTraceServiceRequest per line) instead of sending them
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
+    /// With --out: `otlp` (the traces) or `trec` (a TREC run file of the retrieved
+    /// rankings, `qid Q0 docid rank score tag`, for trec_eval)
+    #[arg(long, value_enum, default_value_t = ExportFormat::Otlp)]
+    pub format: ExportFormat,
+    /// With --format trec: which run of each case is the ranking (each case is one query)
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub run: u32,
     #[command(flatten)]
     pub otlp: OtlpArgs,
     #[command(flatten)]
     pub mlflow: MlflowArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExportFormat {
+    Otlp,
+    Trec,
 }
 
 #[derive(Debug, Args)]

@@ -1,7 +1,7 @@
 //! `ragprobe export DIR`: an earlier report's traces to an OTLP endpoint or a file, or the
 //! whole report to MLflow as a run.
 
-use crate::cli::ExportArgs;
+use crate::cli::{ExportArgs, ExportFormat};
 use crate::commands::common::{report_meta, runtime};
 use crate::error::AppError;
 use crate::exit_codes::Outcome;
@@ -35,6 +35,20 @@ pub fn export(args: ExportArgs) -> Result<Outcome, AppError> {
     )?;
     let mut outcome = Outcome::Ok;
     let mut done_something = false;
+    if args.format == ExportFormat::Trec {
+        let Some(path) = &args.out else {
+            return Err(AppError::Usage(
+                "--format trec writes a file: give --out FILE".into(),
+            ));
+        };
+        let (queries, lines) = write_trec(&args.dir, &meta.suite_name, args.run, path)?;
+        out::eprintln(&format!(
+            "trec: {lines} lines for {queries} queries (run {} of each case) written to {}",
+            args.run,
+            path.display()
+        ));
+        return Ok(Outcome::Ok);
+    }
     if let Some(path) = &args.out {
         let file = std::fs::File::create(path)
             .map_err(AppError::io(format!("cannot write {}", path.display())))?;
@@ -109,4 +123,46 @@ fn publish_folder(args: &ExportArgs, meta: &Meta, target: &MlflowTarget) -> Resu
         out::eprintln(&format!("warning: mlflow: no report files uploaded: {why}"));
     }
     Ok(())
+}
+
+/// A TREC run file: for run `run` of each case (the case id is the query id), one line per
+/// retrieved document, `qid Q0 docid rank score tag`. The score is the retriever's where it
+/// gave one, else descending from the number retrieved, so trec_eval's sort (score, then
+/// document id) keeps ragprobe's order.
+fn write_trec(
+    dir: &std::path::Path,
+    suite: &str,
+    run: u32,
+    path: &std::path::Path,
+) -> Result<(usize, usize), AppError> {
+    use std::io::Write;
+    let read = |e: std::io::Error| AppError::io(format!("cannot read {}", dir.display()))(e);
+    let write = |e: std::io::Error| AppError::io(format!("cannot write {}", path.display()))(e);
+    let file = std::fs::File::create(path).map_err(write)?;
+    let mut out = std::io::BufWriter::new(file);
+    let tag: String = suite
+        .chars()
+        .map(|c| if c.is_whitespace() { '_' } else { c })
+        .collect();
+    let (mut queries, mut lines) = (0, 0);
+    for record in crate::store::RunReader::open(dir).map_err(read)? {
+        let record = record.map_err(read)?;
+        if record.run != run || record.retrieved.is_empty() {
+            continue;
+        }
+        queries += 1;
+        let n = record.retrieved.len();
+        let qid: String = record
+            .case
+            .chars()
+            .map(|c| if c.is_whitespace() { '_' } else { c })
+            .collect();
+        for (rank, doc) in record.retrieved.iter().enumerate() {
+            let score = doc.score.unwrap_or((n - rank) as f64);
+            writeln!(out, "{qid} Q0 {} {} {score} {tag}", doc.id, rank + 1).map_err(write)?;
+            lines += 1;
+        }
+    }
+    out.flush().map_err(write)?;
+    Ok((queries, lines))
 }

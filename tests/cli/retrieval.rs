@@ -75,3 +75,47 @@ fn graded_sources_are_scored_as_trec_eval_does_and_mistakes_are_located() {
         );
     }
 }
+
+#[test]
+fn a_report_exports_as_a_trec_run_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("out");
+    run_suite("suites/databricks/before-fix.yaml", &out, &["--runs", "3"]);
+    let file = dir.path().join("before.run");
+    let output = ragprobe()
+        .arg("export")
+        .arg(&out)
+        .args(["--format", "trec", "--run", "1", "--out"])
+        .arg(&file)
+        .output()
+        .expect("export");
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert!(text(&output.stderr).contains("trec: 4 lines for 2 queries (run 1 of each case)"));
+    let written = std::fs::read_to_string(&file).expect("run file");
+    let runs = records(&out);
+    for line in written.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(fields.len(), 6, "{line}");
+        assert_eq!(fields[1], "Q0");
+        assert_eq!(fields[5], "databricks-support-before-fix");
+        let record = runs
+            .iter()
+            .find(|r| r.case == fields[0] && r.run == 1)
+            .expect("the query's run");
+        let rank: usize = fields[3].parse().expect("rank");
+        let doc = &record.retrieved[rank - 1];
+        assert_eq!(fields[2], doc.id, "{line}");
+        let score: f64 = fields[4].parse().expect("score");
+        assert_eq!(Some(score), doc.score);
+    }
+    assert!(written.starts_with("storage Q0 1 1 "), "{written}");
+    assert!(written.contains("\ncost Q0 4 1 "), "{written}");
+    // A TREC file needs a destination.
+    let output = ragprobe()
+        .arg("export")
+        .arg(&out)
+        .args(["--format", "trec"])
+        .output()
+        .expect("export");
+    assert_eq!(output.status.code(), Some(2));
+}
