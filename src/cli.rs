@@ -223,6 +223,13 @@ pub struct ImportArgs {
     /// The new case's id [default: imported-<trace id prefix>]
     #[arg(long, value_name = "ID")]
     pub id: Option<String>,
+    /// TREC relevance judgements (`qid iter docid grade`): with --topics, writes a new suite
+    /// of one case per topic whose expected sources are its graded documents
+    #[arg(long, value_name = "FILE", requires = "topics", conflicts_with_all = ["otlp_json", "mlflow_json", "mlflow", "filter"])]
+    pub qrels: Option<PathBuf>,
+    /// The questions: `qid<TAB>query` lines, or JSON Lines {"qid", "query"}
+    #[arg(long, value_name = "FILE", requires = "qrels")]
+    pub topics: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

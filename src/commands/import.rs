@@ -21,6 +21,9 @@ use crate::suite::append::{AnswerExpectation, NewCase, append};
 use crate::suite::schema::{AnswerCheck, OneOrMany, SuiteSpec};
 
 pub fn import(args: ImportArgs) -> Result<Outcome, AppError> {
+    if let (Some(qrels), Some(topics)) = (&args.qrels, &args.topics) {
+        return crate::commands::import_trec::import_trec(&args, qrels, topics);
+    }
     if let Some(filter) = &args.filter {
         return import_matching(&args, filter);
     }

@@ -6,6 +6,7 @@ pub mod completions;
 pub mod diff;
 pub mod export;
 pub mod import;
+pub mod import_trec;
 pub mod index;
 pub mod init;
 pub mod merge;

@@ -149,7 +149,7 @@ fn check_cases_last(text: &str, path: &Path) -> Result<(), AppendError> {
 
 /// `chain` (relative to where the command runs) as the suite at `suite` names it: relative
 /// to the suite file's folder, as suites resolve their chain.
-fn chain_from(suite: &Path, chain: &Path) -> PathBuf {
+pub fn chain_from(suite: &Path, chain: &Path) -> PathBuf {
     let absolute = |p: &Path| -> Vec<std::ffi::OsString> {
         std::path::absolute(p)
             .unwrap_or_else(|_| p.to_owned())

@@ -119,3 +119,84 @@ fn a_report_exports_as_a_trec_run_file() {
         .expect("export");
     assert_eq!(output.status.code(), Some(2));
 }
+
+#[test]
+fn qrels_and_topics_import_as_a_scored_suite() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let put = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).expect("file");
+        path
+    };
+    let chain = put(
+        "chain.yaml",
+        &format!(
+            "retriever: {{kind: memory, corpus: '{ROOT}/suites/databricks/corpus.jsonl', k: 2}}\nllm: {{kind: extractive}}\n"
+        ),
+    );
+    let topics = put(
+        "topics.jsonl",
+        "{\"qid\": \"cost\", \"query\": \"How much does it cost to run a database?\"}\n\
+         {\"qid\": \"storage\", \"query\": \"How does Databricks store databases?\"}\n",
+    );
+    let qrels = put(
+        "qrels",
+        "cost 0 2 2\ncost 0 3 1\ncost 0 4 0\nstorage 0 1 1\n",
+    );
+    let suite = dir.path().join("imported.yaml");
+    let output = ragprobe()
+        .args(["import", "--qrels"])
+        .arg(&qrels)
+        .arg("--topics")
+        .arg(&topics)
+        .arg("--suite")
+        .arg(&suite)
+        .arg("--chain")
+        .arg(&chain)
+        .output()
+        .expect("import");
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert!(text(&output.stdout).contains("wrote 2 cases"));
+    let out = dir.path().join("out");
+    let output = run_suite(suite.to_str().expect("utf-8"), &out, &[]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stdout));
+    let cost = records(&out)
+        .into_iter()
+        .find(|r| r.case == "cost")
+        .expect("cost");
+    // Retrieved 4 (grade 0) then 2 (grade 2); the ideal is 2 then 3 (grade 1).
+    let d = |rank: f64| 1.0 / (rank + 1.0).log2();
+    let ndcg = cost.verdict.expect("v").sources.expect("metrics").ndcg;
+    assert!(
+        (ndcg - 2.0 * d(2.0) / (2.0 + d(2.0))).abs() < 1e-12,
+        "{ndcg}"
+    );
+
+    // A malformed judgement is named with its line; an existing suite is not overwritten.
+    let broken = put("broken", "cost 0 2 2\ncost 0 3\n");
+    let output = ragprobe()
+        .args(["import", "--qrels"])
+        .arg(&broken)
+        .arg("--topics")
+        .arg(&topics)
+        .arg("--suite")
+        .arg(dir.path().join("new.yaml"))
+        .arg("--chain")
+        .arg(&chain)
+        .output()
+        .expect("import");
+    assert_eq!(output.status.code(), Some(2));
+    assert!(text(&output.stderr).contains("broken:2: a qrels line is `qid iter docid grade`"));
+    let output = ragprobe()
+        .args(["import", "--qrels"])
+        .arg(&qrels)
+        .arg("--topics")
+        .arg(&topics)
+        .arg("--suite")
+        .arg(&suite)
+        .arg("--chain")
+        .arg(&chain)
+        .output()
+        .expect("import");
+    assert_eq!(output.status.code(), Some(2));
+}
