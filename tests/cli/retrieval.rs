@@ -144,17 +144,20 @@ fn qrels_and_topics_import_as_a_scored_suite() {
         "cost 0 2 2\ncost 0 3 1\ncost 0 4 0\nstorage 0 1 1\n",
     );
     let suite = dir.path().join("imported.yaml");
-    let output = ragprobe()
-        .args(["import", "--qrels"])
-        .arg(&qrels)
-        .arg("--topics")
-        .arg(&topics)
-        .arg("--suite")
-        .arg(&suite)
-        .arg("--chain")
-        .arg(&chain)
-        .output()
-        .expect("import");
+    let import = |qrels: &std::path::Path, suite: &std::path::Path| {
+        ragprobe()
+            .args(["import", "--qrels"])
+            .arg(qrels)
+            .arg("--topics")
+            .arg(&topics)
+            .arg("--suite")
+            .arg(suite)
+            .arg("--chain")
+            .arg(&chain)
+            .output()
+            .expect("import")
+    };
+    let output = import(&qrels, &suite);
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
     assert!(text(&output.stdout).contains("wrote 2 cases"));
     let out = dir.path().join("out");
@@ -174,29 +177,9 @@ fn qrels_and_topics_import_as_a_scored_suite() {
 
     // A malformed judgement is named with its line; an existing suite is not overwritten.
     let broken = put("broken", "cost 0 2 2\ncost 0 3\n");
-    let output = ragprobe()
-        .args(["import", "--qrels"])
-        .arg(&broken)
-        .arg("--topics")
-        .arg(&topics)
-        .arg("--suite")
-        .arg(dir.path().join("new.yaml"))
-        .arg("--chain")
-        .arg(&chain)
-        .output()
-        .expect("import");
+    let output = import(&broken, &dir.path().join("new.yaml"));
     assert_eq!(output.status.code(), Some(2));
     assert!(text(&output.stderr).contains("broken:2: a qrels line is `qid iter docid grade`"));
-    let output = ragprobe()
-        .args(["import", "--qrels"])
-        .arg(&qrels)
-        .arg("--topics")
-        .arg(&topics)
-        .arg("--suite")
-        .arg(&suite)
-        .arg("--chain")
-        .arg(&chain)
-        .output()
-        .expect("import");
+    let output = import(&qrels, &suite);
     assert_eq!(output.status.code(), Some(2));
 }
