@@ -84,6 +84,21 @@ pub fn render(report: &SuiteReport) -> String {
             }
         );
     }
+    if let Some(m) = &stats.sources {
+        let cell = |x: &crate::model::summary::MeanCi| {
+            format!("{:.2} ({:.2}–{:.2})", x.mean, x.ci95[0], x.ci95[1])
+        };
+        let _ = writeln!(
+            out,
+            "\nRetrieval over {} cases (mean, 95% CI): nDCG@k {} · AP@k {} · R@k {} · P@k {} · MRR {}",
+            m.cases,
+            cell(&m.ndcg),
+            cell(&m.average_precision),
+            cell(&m.recall),
+            cell(&m.precision),
+            cell(&m.mrr)
+        );
+    }
     if let Some(u) = &stats.usage {
         let _ = writeln!(
             out,
