@@ -10,7 +10,7 @@ use serde::Serialize;
 use similar::{ChangeTag, TextDiff};
 
 use crate::model::record::{RunRecord, RunStatus};
-use crate::model::summary::{CaseStats, Change, SummaryError, read_summary};
+use crate::model::summary::{CaseStats, Change, RetrievalChange, SummaryError, read_summary};
 use crate::stats::{fisher_worse, ratio};
 use crate::store::RunReader;
 
@@ -95,18 +95,8 @@ pub struct DiffReport {
     pub retrieval: Vec<RetrievalChange>,
 }
 
-/// One retrieval measure, A against B, paired over cases.
-#[derive(Debug, Clone, Serialize)]
-pub struct RetrievalChange {
-    /// `ndcg`, `average_precision`, `recall`, `precision`, `mrr`.
-    pub measure: &'static str,
-    pub test: crate::stats::PairedTest,
-    /// The cases that moved most (B − A), largest change first, at most three.
-    pub moved_most: Vec<(String, f64)>,
-}
-
 /// The paired retrieval comparisons: each case's mean over its runs on both sides.
-fn retrieval_changes(a: &[CaseStats], b: &[CaseStats]) -> Vec<RetrievalChange> {
+pub fn retrieval_changes(a: &[CaseStats], b: &[CaseStats]) -> Vec<RetrievalChange> {
     use crate::model::summary::SourceSummary;
     let pairs: Vec<(&str, &SourceSummary, &SourceSummary)> = a
         .iter()
@@ -139,7 +129,7 @@ fn retrieval_changes(a: &[CaseStats], b: &[CaseStats]) -> Vec<RetrievalChange> {
             moved.sort_by(|p, q| q.1.abs().total_cmp(&p.1.abs()).then_with(|| p.0.cmp(&q.0)));
             moved.truncate(3);
             RetrievalChange {
-                measure,
+                measure: (*measure).to_owned(),
                 test: crate::stats::paired_test(&xs, &ys),
                 moved_most: moved,
             }

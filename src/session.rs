@@ -209,6 +209,7 @@ pub fn finish(
     } else {
         SuiteResult::Pass
     };
+    let stats_cases = stats.cases.clone();
     let report = SuiteReport {
         suite: plan.suite.spec.name.clone(),
         suite_path: plan.suite.path.clone(),
@@ -225,6 +226,11 @@ pub fn finish(
         stats,
         trace_export: executed.trace_export,
         budget_spent: executed.budget_spent,
+        baseline_retrieval: plan
+            .baseline
+            .as_ref()
+            .map(|before| crate::diff::retrieval_changes(&before.summary.stats.cases, &stats_cases))
+            .unwrap_or_default(),
     };
     let summary = serde_json::to_string_pretty(&report).map_err(|e| SessionError::Write {
         path: dir.join(SUMMARY_FILE),

@@ -269,22 +269,7 @@ mod mean_tests {
     }
 }
 
-/// A paired comparison of one measure over cases (B − A).
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct PairedTest {
-    pub cases: usize,
-    pub mean_a: f64,
-    pub mean_b: f64,
-    /// Mean of the per-case differences, B − A.
-    pub mean_difference: f64,
-    /// Cohen's d_z: the mean difference over the differences' standard deviation.
-    pub effect_size: f64,
-    /// Two-sided paired randomization (sign-flip) test: exact up to 16 cases, else 10,000
-    /// seeded random flips with the +1 correction.
-    pub p_randomization: f64,
-    /// Two-sided paired t-test.
-    pub p_t: f64,
-}
+pub use crate::model::summary::PairedTest;
 
 pub fn paired_test(a: &[f64], b: &[f64]) -> PairedTest {
     let n = a.len().min(b.len());

@@ -48,6 +48,10 @@ pub struct SuiteReport {
     /// `--max-cost` / `--max-calls` kept runs from starting: which, and what was spent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget_spent: Option<String>,
+    /// With a baseline: the retrieval measures against it, paired over cases (reported,
+    /// not gated).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub baseline_retrieval: Vec<RetrievalChange>,
 }
 
 /// What a run is gated against: an earlier summary, and where it came from (a report
@@ -298,4 +302,31 @@ pub fn read_summary(dir: &Path) -> Result<SuiteReport, SummaryError> {
         source,
     })?;
     serde_json::from_str(&text).map_err(|source| SummaryError::Summary { path, source })
+}
+
+/// A paired comparison of one measure over cases (B − A).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PairedTest {
+    pub cases: usize,
+    pub mean_a: f64,
+    pub mean_b: f64,
+    /// Mean of the per-case differences, B − A.
+    pub mean_difference: f64,
+    /// Cohen's d_z: the mean difference over the differences' standard deviation.
+    pub effect_size: f64,
+    /// Two-sided paired randomization (sign-flip) test: exact up to 16 cases, else 10,000
+    /// seeded random flips with the +1 correction.
+    pub p_randomization: f64,
+    /// Two-sided paired t-test.
+    pub p_t: f64,
+}
+
+/// One retrieval measure, A (earlier) against B (later), paired over cases.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RetrievalChange {
+    /// `ndcg`, `average_precision`, `recall`, `precision`, `mrr`.
+    pub measure: String,
+    pub test: PairedTest,
+    /// The cases that moved most (B − A), largest change first, at most three.
+    pub moved_most: Vec<(String, f64)>,
 }

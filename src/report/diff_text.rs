@@ -48,7 +48,7 @@ pub fn render(report: &DiffReport) -> String {
         ]);
     }
     table(&mut out, &rows, "");
-    retrieval(&mut out, report);
+    retrieval(&mut out, &report.retrieval);
 
     for case in &report.cases {
         let _ = writeln!(
@@ -136,8 +136,8 @@ fn text_change(out: &mut String, what: &str, change: &TextChange) {
 
 /// The retrieval measures, paired over cases: means, the change, its effect size, both
 /// tests' p-values, and the cases that moved most.
-fn retrieval(out: &mut String, report: &DiffReport) {
-    let Some(first) = report.retrieval.first() else {
+pub fn retrieval(out: &mut String, changes: &[crate::model::summary::RetrievalChange]) {
+    let Some(first) = changes.first() else {
         return;
     };
     let _ = writeln!(
@@ -155,10 +155,10 @@ fn retrieval(out: &mut String, report: &DiffReport) {
         "p (t)".to_owned(),
         "moved most".to_owned(),
     ]];
-    for change in &report.retrieval {
+    for change in changes {
         let t = &change.test;
         rows.push(vec![
-            change.measure.to_owned(),
+            change.measure.clone(),
             format!("{:.3}", t.mean_a),
             format!("{:.3}", t.mean_b),
             format!("{:+.3}", t.mean_difference),

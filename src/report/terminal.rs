@@ -250,6 +250,8 @@ fn baseline(out: &mut String, report: &SuiteReport) {
         })
         .collect();
     table(out, &rows, "  ");
+    // Reported beside the gate, not part of it.
+    crate::report::diff_text::retrieval(out, &report.baseline_retrieval);
 }
 
 fn example_run(out: &mut String, run: &RunRecord) {

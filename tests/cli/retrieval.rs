@@ -183,3 +183,42 @@ fn qrels_and_topics_import_as_a_scored_suite() {
     let output = import(&qrels, &suite);
     assert_eq!(output.status.code(), Some(2));
 }
+
+#[test]
+fn a_baseline_run_reports_retrieval_changes_paired_over_cases() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let before = dir.path().join("before");
+    run_suite(
+        "suites/databricks/before-fix.yaml",
+        &before,
+        &["--runs", "3"],
+    );
+    let after = dir.path().join("after");
+    let output = run_suite(
+        "suites/databricks/after-fix.yaml",
+        &after,
+        &["--runs", "3", "--baseline", before.to_str().expect("utf-8")],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stdout));
+    assert!(text(&output.stdout).contains("retrieval, paired over 2 cases"));
+    let summary: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(after.join("summary.json")).expect("summary.json"),
+    )
+    .expect("json");
+    let changes = summary["baseline_retrieval"].as_array().expect("changes");
+    let ndcg = changes
+        .iter()
+        .find(|c| c["measure"] == "ndcg")
+        .expect("ndcg");
+    // Only the cost case moved: from 0.39 to 1.
+    assert_eq!(ndcg["test"]["cases"], 2);
+    assert_eq!(ndcg["moved_most"][0][0], "cost");
+    let moved = ndcg["moved_most"][0][1].as_f64().expect("delta");
+    let d = |rank: f64| 1.0 / (rank + 1.0).log2();
+    assert!(
+        (moved - (1.0 - d(2.0) / (1.0 + d(2.0)))).abs() < 1e-9,
+        "{moved}"
+    );
+    // Two pairs cannot show anything: every sign pattern is as extreme.
+    assert_eq!(ndcg["test"]["p_randomization"], 1.0);
+}
