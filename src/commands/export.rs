@@ -145,11 +145,16 @@ fn write_trec(
         .map(|c| if c.is_whitespace() { '_' } else { c })
         .collect();
     let (mut queries, mut lines) = (0, 0);
+    // Runs finish in any order; the file lists queries by id, as trec_eval sorts them.
+    let mut records = Vec::new();
     for record in crate::store::RunReader::open(dir).map_err(read)? {
         let record = record.map_err(read)?;
-        if record.run != run || record.retrieved.is_empty() {
-            continue;
+        if record.run == run && !record.retrieved.is_empty() {
+            records.push(record);
         }
+    }
+    records.sort_by(|a, b| a.case.cmp(&b.case));
+    for record in records {
         queries += 1;
         let n = record.retrieved.len();
         let qid: String = record
