@@ -73,6 +73,8 @@ struct CaseNumbers {
     errors: u32,
     /// Sums of precision, recall, hit, reciprocal rank and nDCG over runs that have them.
     source_sums: [f64; 6],
+    /// Sums of squares of the same, for their spread across runs.
+    source_squares: [f64; 6],
     /// The cutoff of the case's metrics (the largest seen; one per case in practice).
     cutoff: usize,
     source_runs: u32,
@@ -332,12 +334,12 @@ fn add_slice(numbers: &mut HashMap<String, CaseNumbers>, frame: &DataFrame) -> P
             } else {
                 0.0
             };
-            for (sum, value) in n
-                .source_sums
-                .iter_mut()
-                .zip([precision, recall, hit, rr, ndcg, ap])
+            for (slot, value) in [precision, recall, hit, rr, ndcg, ap]
+                .into_iter()
+                .enumerate()
             {
-                *sum += value;
+                n.source_sums[slot] += value;
+                n.source_squares[slot] += value * value;
             }
             n.source_runs += 1;
         }
@@ -386,6 +388,17 @@ fn case_stats(
     let k = K.min(evaluated);
     let record = |offset: u64| records.get(&offset);
     let mean = |slot: usize| n.source_sums[slot] / f64::from(n.source_runs.max(1));
+    // Sample standard deviation across runs: 0 for a deterministic retriever.
+    let spread = |slot: usize| {
+        let runs = f64::from(n.source_runs);
+        if n.source_runs < 2 {
+            return 0.0;
+        }
+        let m = n.source_sums[slot] / runs;
+        ((n.source_squares[slot] - runs * m * m) / (runs - 1.0))
+            .max(0.0)
+            .sqrt()
+    };
     let sources = (n.source_runs > 0).then(|| SourceSummary {
         precision: mean(0),
         recall: mean(1),
@@ -394,6 +407,9 @@ fn case_stats(
         ndcg: mean(4),
         average_precision: mean(5),
         k: n.cutoff,
+        ndcg_sd: spread(4),
+        average_precision_sd: spread(5),
+        recall_sd: spread(1),
     });
     let passed = verdict.passed;
     CaseStats {

@@ -137,6 +137,13 @@ pub struct SourceSummary {
     /// The cutoff (the retriever's k, or `expect.k`; 0 when runs returned no fixed number).
     #[serde(default)]
     pub k: usize,
+    /// Standard deviation across the case's runs (0 for a deterministic retriever).
+    #[serde(default)]
+    pub ndcg_sd: f64,
+    #[serde(default)]
+    pub average_precision_sd: f64,
+    #[serde(default)]
+    pub recall_sd: f64,
 }
 
 /// A failing run, in a line or two: enough for a CI failure message.

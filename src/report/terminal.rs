@@ -142,6 +142,15 @@ fn usage(out: &mut String, stats: &SuiteStats) {
     table(out, &rows, "  ");
 }
 
+/// `0.71`, or `0.71 ±0.12` when the retriever gave different rankings across runs.
+fn with_spread(mean: f64, sd: f64) -> String {
+    if sd >= 0.005 {
+        format!("{mean:.2} ±{sd:.2}")
+    } else {
+        format!("{mean:.2}")
+    }
+}
+
 fn retrieval(out: &mut String, stats: &SuiteStats) {
     let cases: Vec<&CaseStats> = stats.cases.iter().filter(|c| c.sources.is_some()).collect();
     if cases.is_empty() {
@@ -161,11 +170,11 @@ fn retrieval(out: &mut String, stats: &SuiteStats) {
                     s.k.to_string()
                 },
                 format!("{:.2}", s.precision),
-                format!("{:.2}", s.recall),
+                with_spread(s.recall, s.recall_sd),
                 percent(s.hit_rate),
                 format!("{:.2}", s.mrr),
-                format!("{:.2}", s.ndcg),
-                format!("{:.2}", s.average_precision),
+                with_spread(s.ndcg, s.ndcg_sd),
+                with_spread(s.average_precision, s.average_precision_sd),
             ]);
         }
     }

@@ -223,3 +223,63 @@ fn a_baseline_run_reports_retrieval_changes_paired_over_cases() {
     // Two pairs cannot show anything: every sign pattern is as extreme.
     assert_eq!(ndcg["test"]["p_randomization"], 1.0);
 }
+
+#[test]
+fn a_non_deterministic_retriever_shows_its_spread_across_runs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A program that retrieves two of four documents at random (by the run's seed).
+    let program = "import json,sys,random\n\
+        r=json.load(sys.stdin)\n\
+        ids=random.Random(r['seed']).sample(['1','2','3','4'],2)\n\
+        print(json.dumps({'answer':'x','documents':[{'id':i,'text':'t'} for i in ids]}))";
+    let chain = dir.path().join("chain.yaml");
+    std::fs::write(
+        &chain,
+        format!(
+            "kind: command\ncmd: [python3, -c, {}]\n",
+            serde_json::json!(program)
+        ),
+    )
+    .expect("chain");
+    let suite = dir.path().join("suite.yaml");
+    std::fs::write(
+        &suite,
+        "name: spread\nchain: chain.yaml\nruns: 12\nseed: 4\ncases:\n  - id: q\n    question: which?\n    \
+         expect: {sources: ['2', '3'], k: 2, min_recall: 0.0}\n",
+    )
+    .expect("suite");
+    let out = dir.path().join("out");
+    let output = run_suite(suite.to_str().expect("utf-8"), &out, &[]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let recalls: Vec<f64> = records(&out)
+        .iter()
+        .map(|r| {
+            r.verdict
+                .as_ref()
+                .expect("v")
+                .sources
+                .as_ref()
+                .expect("m")
+                .recall
+        })
+        .collect();
+    let n = recalls.len() as f64;
+    let mean = recalls.iter().sum::<f64>() / n;
+    let sd = (recalls.iter().map(|r| (r - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt();
+    assert!(sd > 0.0, "the program should vary: {recalls:?}");
+    let summary: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("summary.json")).expect("summary.json"),
+    )
+    .expect("json");
+    let sources = &summary["stats"]["cases"][0]["sources"];
+    assert!(
+        (sources["recall_sd"].as_f64().expect("sd") - sd).abs() < 1e-9,
+        "{sources}"
+    );
+    assert!((sources["recall"].as_f64().expect("mean") - mean).abs() < 1e-9);
+    assert!(
+        text(&output.stdout).contains(&format!("{mean:.2} ±{sd:.2}")),
+        "{}",
+        text(&output.stdout)
+    );
+}
