@@ -366,38 +366,21 @@ fn regularized_beta(x: f64, a: f64, b: f64) -> f64 {
 }
 
 fn beta_fraction(x: f64, a: f64, b: f64) -> f64 {
-    const TINY: f64 = 1e-300;
+    // Lentz's method divides by these terms: keep them off zero.
+    let off_zero = |v: f64| if v.abs() < 1e-300 { 1e-300 } else { v };
     let mut c = 1.0;
-    let mut d = 1.0 - (a + b) * x / (a + 1.0);
-    if d.abs() < TINY {
-        d = TINY;
-    }
-    d = 1.0 / d;
+    let mut d = 1.0 / off_zero(1.0 - (a + b) * x / (a + 1.0));
     let mut h = d;
     for m in 1..300 {
         let m = f64::from(m);
         let m2 = 2.0 * m;
-        let aa = m * (b - m) * x / ((a + m2 - 1.0) * (a + m2));
-        d = 1.0 + aa * d;
-        if d.abs() < TINY {
-            d = TINY;
-        }
-        c = 1.0 + aa / c;
-        if c.abs() < TINY {
-            c = TINY;
-        }
-        d = 1.0 / d;
+        let even = m * (b - m) * x / ((a + m2 - 1.0) * (a + m2));
+        d = 1.0 / off_zero(1.0 + even * d);
+        c = off_zero(1.0 + even / c);
         h *= d * c;
-        let aa = -(a + m) * (a + b + m) * x / ((a + m2) * (a + m2 + 1.0));
-        d = 1.0 + aa * d;
-        if d.abs() < TINY {
-            d = TINY;
-        }
-        c = 1.0 + aa / c;
-        if c.abs() < TINY {
-            c = TINY;
-        }
-        d = 1.0 / d;
+        let odd = -(a + m) * (a + b + m) * x / ((a + m2) * (a + m2 + 1.0));
+        d = 1.0 / off_zero(1.0 + odd * d);
+        c = off_zero(1.0 + odd / c);
         let delta = d * c;
         h *= delta;
         if (delta - 1.0).abs() < 1e-12 {

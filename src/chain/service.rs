@@ -441,13 +441,11 @@ async fn finish(
     intake: &SpanIntake,
 ) -> Result<ChainOutput, ChainFailure> {
     let received = intake.collect(&trace, &mut root, outcome.is_ok()).await;
-    let from_spans = (intake.documents_from == DocumentsFrom::Spans)
-        .then(|| spans_documents(&received, &root, shape));
     let parsed = outcome
         .and_then(|reply| parse_reply(&reply, shape))
         .and_then(|(answer, mut retrieved, spans, prompt)| {
-            if let Some(documents) = from_spans {
-                retrieved = documents?;
+            if intake.documents_from == DocumentsFrom::Spans {
+                retrieved = spans_documents(&received, &root, shape)?;
             }
             Ok((answer, retrieved, spans, prompt))
         });

@@ -83,29 +83,21 @@ fn summary_line(endpoint: &str, c: &ReceiverCounts) -> String {
         "otlp receiver: {} spans joined their runs ({} requests)",
         c.joined, c.requests
     );
-    if c.incomplete_runs > 0 {
-        line.push_str(&format!(
-            " · {} runs recorded before their spans were complete (raise span_grace_ms)",
-            c.incomplete_runs
-        ));
-    }
-    if c.late > 0 {
-        line.push_str(&format!(" · {} late spans dropped", c.late));
-    }
-    if c.unknown > 0 {
-        line.push_str(&format!(
-            " · {} spans of traces no run sent dropped (a service that does not continue `traceparent`?)",
-            c.unknown
-        ));
-    }
-    if c.over_limit > 0 {
-        line.push_str(&format!(
-            " · {} spans over the memory bound dropped",
-            c.over_limit
-        ));
-    }
-    if c.rejected > 0 {
-        line.push_str(&format!(" · {} requests refused", c.rejected));
+    let notes = [
+        (
+            c.incomplete_runs,
+            "runs recorded before their spans were complete (raise span_grace_ms)",
+        ),
+        (c.late, "late spans dropped"),
+        (
+            c.unknown,
+            "spans of traces no run sent dropped (a service that does not continue `traceparent`?)",
+        ),
+        (c.over_limit, "spans over the memory bound dropped"),
+        (c.rejected, "requests refused"),
+    ];
+    for (count, what) in notes.into_iter().filter(|(count, _)| *count > 0) {
+        line.push_str(&format!(" · {count} {what}"));
     }
     line
 }
