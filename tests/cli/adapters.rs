@@ -198,12 +198,7 @@ fn langserve_preset_needs_only_a_url_and_where_the_id_is() {
         .expect("a RETRIEVER span");
     assert_eq!(retrieve.attributes["ragprobe.derived_from"], "response");
     assert_eq!(retrieve.attributes["document_ids"][0], "4");
-    let show = ragprobe()
-        .arg("show")
-        .arg(&out)
-        .args(["--case", "cost"])
-        .output()
-        .expect("show");
+    let show = crate::common::show(&out, &["--case", "cost"]);
     let tree = text(&show.stdout);
     assert!(
         tree.contains("retrieve") && tree.contains("score —"),

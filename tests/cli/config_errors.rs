@@ -1,6 +1,6 @@
 //! Broken suites stop before any run, with file:line:column, a fix hint and exit code 2.
 
-use crate::common::{ragprobe, text};
+use crate::common::{ragprobe, text, validate};
 
 const BROKEN: &[&str] = &[
     "unknown-key",
@@ -13,18 +13,6 @@ const BROKEN: &[&str] = &[
     "undefined-var",
     "syntax",
 ];
-
-fn validate(path: &str) -> (Option<i32>, String, String) {
-    let output = ragprobe()
-        .args(["validate", path])
-        .output()
-        .expect("ragprobe runs");
-    (
-        output.status.code(),
-        text(&output.stdout),
-        text(&output.stderr),
-    )
-}
 
 #[test]
 fn every_broken_suite_names_file_line_column_and_a_hint() {
@@ -98,7 +86,7 @@ fn validate_checks_a_chain_file_with_located_errors() {
         "kind: http\nurl: http://127.0.0.1:9/chain\npreset: langserve\n",
     )
     .expect("chain");
-    let (code, stdout, stderr) = validate(&chain.display().to_string());
+    let (code, stdout, stderr) = validate(&chain);
     assert_eq!(code, Some(0), "{stderr}");
     assert!(
         stdout.contains("(chain): RAG service at POST http://127.0.0.1:9/chain/invoke"),
@@ -109,7 +97,7 @@ fn validate_checks_a_chain_file_with_located_errors() {
         "kind: http\nurl: http://127.0.0.1:9/chain\npreset: langserv\n",
     )
     .expect("chain");
-    let (code, _, stderr) = validate(&chain.display().to_string());
+    let (code, _, stderr) = validate(&chain);
     assert_eq!(code, Some(2));
     assert!(
         stderr.contains("chain.yaml:3:9: preset: unknown variant `langserv`"),

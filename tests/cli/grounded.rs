@@ -2,27 +2,17 @@
 //! appended claim no document makes is named with its support and best document, answers
 //! made of the documents' own sentences pass, and a threshold outside (0, 1] is located.
 
-use crate::common::servers::{ROOT, loopback};
-use crate::common::{ragprobe, records, run_suite, text};
+use crate::common::servers::{loopback, reference_suite};
+use crate::common::{records, run_suite, text};
 
 fn suite(dir: &std::path::Path, base_url: &str, check: &str) -> std::path::PathBuf {
-    let path = dir.join("suite.yaml");
-    std::fs::write(
-        &path,
-        format!(
-            "name: grounded\n\
-             chain:\n  retriever: {{kind: memory, corpus: '{ROOT}/suites/databricks/corpus.jsonl', k: 2}}\n  \
-             prompt_file: '{ROOT}/examples/chains/support-prompt.j2'\n  \
-             llm: {{kind: openai, base_url: '{base_url}', model: loopback-chat, temperature: 1.0}}\n\
-             runs: 6\nseed: 3\nvars: {{product: Databricks}}\n\
-             rules:\n  - id: grounded\n    answer: {check}\n\
-             cases:\n  - id: storage\n    question: How does Databricks store databases?\n  \
-             - id: cost\n    question: How much does it cost to run a database?\n    \
-             expect: {{answer: {{grounded: {{}}}}}}\n"
-        ),
+    reference_suite(
+        dir,
+        "grounded",
+        base_url,
+        &format!("runs: 6\nseed: 3\nrules:\n  - id: grounded\n    answer: {check}\n"),
+        "{answer: {grounded: {}}}",
     )
-    .expect("suite");
-    path
 }
 
 #[test]
@@ -100,13 +90,8 @@ fn a_support_threshold_outside_zero_to_one_is_located() {
         "http://127.0.0.1:9/v1",
         "{grounded: {min_support: 1.5}}",
     );
-    let output = ragprobe()
-        .arg("validate")
-        .arg(&path)
-        .output()
-        .expect("validate");
-    assert_eq!(output.status.code(), Some(2));
-    let stderr = text(&output.stderr);
+    let (code, _, stderr) = crate::common::validate(&path);
+    assert_eq!(code, Some(2));
     assert!(
         stderr.contains("suite.yaml:")
             && stderr.contains("min_support 1.5 is not a share in (0, 1]"),

@@ -4,7 +4,7 @@
 //! replies that cannot be read, servers without structured output, located mistakes — not
 //! a real judge's quality.
 
-use crate::common::servers::{ROOT, loopback};
+use crate::common::servers::{loopback, reference_suite};
 use crate::common::{ragprobe, records, text};
 use ragprobe::model::record::RunStatus;
 use ragprobe::trace::SpanKind;
@@ -15,24 +15,16 @@ fn suite(
     judge: &str,
     extra_rules: &str,
 ) -> std::path::PathBuf {
-    let path = dir.join("suite.yaml");
-    std::fs::write(
-        &path,
-        format!(
-            "name: judged\n\
-             chain:\n  retriever: {{kind: memory, corpus: '{ROOT}/suites/databricks/corpus.jsonl', k: 2}}\n  \
-             prompt_file: '{ROOT}/examples/chains/support-prompt.j2'\n  \
-             llm: {{kind: openai, base_url: '{model_url}', model: loopback-chat, temperature: 1.0}}\n\
-             {judge}\
-             runs: 8\nseed: 11\nvars: {{product: Databricks}}\n\
-             rules:\n  - id: judged-grounded\n    answer: {{judge: {{criterion: groundedness}}}}\n{extra_rules}\
-             cases:\n  - id: storage\n    question: How does Databricks store databases?\n  \
-             - id: cost\n    question: How much does it cost to run a database?\n    \
-             expect: {{answer: {{judge: {{criterion: relevance}}}}}}\n"
+    reference_suite(
+        dir,
+        "judged",
+        model_url,
+        &format!(
+            "{judge}runs: 8\nseed: 11\n\
+             rules:\n  - id: judged-grounded\n    answer: {{judge: {{criterion: groundedness}}}}\n{extra_rules}"
         ),
+        "{answer: {judge: {criterion: relevance}}}",
     )
-    .expect("suite");
-    path
 }
 
 fn run(path: &std::path::Path, out: &std::path::Path) -> std::process::Output {
@@ -115,25 +107,14 @@ fn a_judge_fails_answers_with_unsupported_sentences_and_records_its_reasoning() 
     }
     assert!(failed > 0 && passed > 0, "{failed} failed, {passed} passed");
 
-    let show = ragprobe()
-        .arg("show")
-        .arg(&out)
-        .arg("--failed")
-        .output()
-        .expect("show");
+    let show = crate::common::show(&out, &["--failed"]);
     let tree = text(&show.stdout);
     assert!(tree.contains("EVALUATOR judge judged-grounded"), "{tree}");
     assert!(
         tree.contains("groundedness · loopback-judge · fail"),
         "{tree}"
     );
-    let json = ragprobe()
-        .arg("show")
-        .arg(&out)
-        .arg("--failed")
-        .arg("--json")
-        .output()
-        .expect("show --json");
+    let json = crate::common::show(&out, &["--failed", "--json"]);
     let attribute = crate::common::exported_span_attributes(&json.stdout, "judge judged-grounded");
     assert_eq!(
         attribute("mlflow.spanType"),
@@ -218,13 +199,8 @@ fn replies_without_a_verdict_are_errors_and_servers_without_structured_output_st
 fn judged_checks_without_a_judge_or_a_reference_are_located() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = suite(dir.path(), "http://127.0.0.1:9/v1", "", "");
-    let output = ragprobe()
-        .arg("validate")
-        .arg(&path)
-        .output()
-        .expect("validate");
-    assert_eq!(output.status.code(), Some(2));
-    let stderr = text(&output.stderr);
+    let (code, _, stderr) = crate::common::validate(&path);
+    assert_eq!(code, Some(2));
     assert!(
         stderr.contains("suite.yaml:")
             && stderr.contains("a judged check needs the suite's `judge:`"),
@@ -238,13 +214,8 @@ fn judged_checks_without_a_judge_or_a_reference_are_located() {
         &judge_line("http://127.0.0.1:9/v1", ""),
         rules,
     );
-    let output = ragprobe()
-        .arg("validate")
-        .arg(&path)
-        .output()
-        .expect("validate");
-    assert_eq!(output.status.code(), Some(2));
-    let stderr = text(&output.stderr);
+    let (code, _, stderr) = crate::common::validate(&path);
+    assert_eq!(code, Some(2));
     assert!(
         stderr.contains(
             "correctness compares with `expect.reference_answer`, which case(s) storage, cost lack"

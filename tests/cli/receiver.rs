@@ -4,7 +4,7 @@
 //! spans of traces no run sent are counted and dropped, and bad settings are located.
 
 use crate::common::servers::{Process, chain_file, free_port, rag_service};
-use crate::common::{ragprobe, records, run_suite, text};
+use crate::common::{records, run_suite, text};
 use ragprobe::model::record::RunStatus;
 use ragprobe::trace::SpanKind;
 
@@ -91,12 +91,7 @@ fn service_spans_join_the_run_and_documents_come_from_its_retriever_span() {
         "no derived spans when the service's own arrived"
     );
 
-    let show = ragprobe()
-        .arg("show")
-        .arg(&out)
-        .args(["--case", "cost"])
-        .output()
-        .expect("show");
+    let show = crate::common::show(&out, &["--case", "cost"]);
     let tree = text(&show.stdout);
     assert!(tree.contains("└─ CHAIN support-service"), "{tree}");
     assert!(tree.contains("from rag-service"), "{tree}");
@@ -107,12 +102,7 @@ fn service_spans_join_the_run_and_documents_come_from_its_retriever_span() {
     );
     // Exported as OTLP, the service's retriever span keeps its own attributes and gains
     // what MLflow shows: its type and its documents.
-    let json = ragprobe()
-        .arg("show")
-        .arg(&out)
-        .args(["--case", "cost", "--json"])
-        .output()
-        .expect("show --json");
+    let json = crate::common::show(&out, &["--case", "cost", "--json"]);
     let attribute = crate::common::exported_span_attributes(&json.stdout, "keyword-search");
     assert_eq!(
         attribute("retrieval.documents.0.document.id"),
@@ -209,13 +199,8 @@ fn receiver_settings_that_cannot_work_are_located_or_refused() {
         "chain.yaml",
         "kind: http\nurl: http://127.0.0.1:9/ask\nreceive_otlp: 0.0.0.0:4318\n",
     );
-    let output = ragprobe()
-        .arg("validate")
-        .arg(&chain)
-        .output()
-        .expect("validate");
-    assert_eq!(output.status.code(), Some(2));
-    let stderr = text(&output.stderr);
+    let (code, _, stderr) = crate::common::validate(&chain);
+    assert_eq!(code, Some(2));
     assert!(
         stderr.contains("chain.yaml:3:15") && stderr.contains("loopback only"),
         "{stderr}"

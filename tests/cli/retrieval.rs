@@ -62,13 +62,8 @@ fn graded_sources_are_scored_as_trec_eval_does_and_mistakes_are_located() {
         ("negative.yaml", "{\"2\": -1}", "document `2` has grade -1"),
     ] {
         let path = write(name, sources);
-        let output = ragprobe()
-            .arg("validate")
-            .arg(&path)
-            .output()
-            .expect("validate");
-        assert_eq!(output.status.code(), Some(2));
-        let stderr = text(&output.stderr);
+        let (code, _, stderr) = crate::common::validate(&path);
+        assert_eq!(code, Some(2));
         assert!(
             stderr.contains(&format!("{name}:")) && stderr.contains(says),
             "{stderr}"

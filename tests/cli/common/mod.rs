@@ -38,6 +38,30 @@ pub fn run_suite(suite: &str, out: &Path, extra: &[&str]) -> std::process::Outpu
         .expect("ragprobe runs")
 }
 
+/// `ragprobe validate PATH`: exit code, stdout and stderr.
+pub fn validate(path: impl AsRef<std::ffi::OsStr>) -> (Option<i32>, String, String) {
+    let output = ragprobe()
+        .arg("validate")
+        .arg(path)
+        .output()
+        .expect("ragprobe runs");
+    (
+        output.status.code(),
+        text(&output.stdout),
+        text(&output.stderr),
+    )
+}
+
+/// `ragprobe show DIR ARGS…`.
+pub fn show(dir: &Path, args: &[&str]) -> std::process::Output {
+    ragprobe()
+        .arg("show")
+        .arg(dir)
+        .args(args)
+        .output()
+        .expect("ragprobe runs")
+}
+
 /// Runs `ragprobe run --resume DIR`.
 pub fn resume(out: &Path) -> std::process::Output {
     ragprobe()

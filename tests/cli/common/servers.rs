@@ -164,6 +164,39 @@ pub fn openai_chain(dir: &Path, base_url: &str, limits: &str) -> String {
         .into_owned()
 }
 
+/// A suite file in `dir` on the shipped corpus and prompt with the model at `model_url` and
+/// the two reference questions (`cost_expect`, if any, on the cost case); `extra` adds
+/// top-level keys (runs, seed, judge, rules) as YAML lines.
+pub fn reference_suite(
+    dir: &Path,
+    name: &str,
+    model_url: &str,
+    extra: &str,
+    cost_expect: &str,
+) -> PathBuf {
+    let path = dir.join("suite.yaml");
+    let expect = if cost_expect.is_empty() {
+        String::new()
+    } else {
+        format!("    expect: {cost_expect}\n")
+    };
+    std::fs::write(
+        &path,
+        format!(
+            "name: {name}\n\
+             chain:\n  retriever: {{kind: memory, corpus: '{ROOT}/suites/databricks/corpus.jsonl', k: 2}}\n  \
+             prompt_file: '{ROOT}/examples/chains/support-prompt.j2'\n  \
+             llm: {{kind: openai, base_url: '{model_url}', model: loopback-chat, temperature: 1.0}}\n\
+             vars: {{product: Databricks}}\n\
+             {extra}\
+             cases:\n  - id: storage\n    question: How does Databricks store databases?\n  \
+             - id: cost\n    question: How much does it cost to run a database?\n{expect}"
+        ),
+    )
+    .expect("suite");
+    path
+}
+
 /// Writes a chain file into `dir`; `{ROOT}` in `yaml` becomes the repository root, so the
 /// chain can name the shipped corpus and prompt.
 pub fn chain_file(dir: &Path, name: &str, yaml: &str) -> PathBuf {
