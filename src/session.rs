@@ -171,7 +171,11 @@ pub async fn execute(
         trace_export: None,
         budget_spent: budget.filter(|b| b.stopped()).map(|b| {
             let (calls, cost) = b.spent();
-            format!("{} reached ({calls} calls, ${cost:.4} spent)", b.describe())
+            // Dollars only under a cost budget: a calls budget may run unpriced models.
+            match b.max_cost_usd {
+                Some(_) => format!("{} reached ({calls} calls, ${cost:.4} spent)", b.describe()),
+                None => format!("{} reached ({calls} calls)", b.describe()),
+            }
         }),
     })
 }
