@@ -401,6 +401,10 @@ pub struct DiffArgs {
     /// Significance level for calling a pass-rate change a regression or improvement
     #[arg(long, value_name = "P", default_value_t = 0.05)]
     pub alpha: f64,
+    /// The retrieval measure whose significant drop (paired randomization test over cases,
+    /// at --alpha) counts as a regression
+    #[arg(long, value_enum, value_name = "MEASURE", default_value = "ndcg")]
+    pub retrieval_gate: crate::model::summary::RetrievalGate,
     /// Format of the summary on stdout
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,

@@ -10,7 +10,9 @@ use serde::Serialize;
 use similar::{ChangeTag, TextDiff};
 
 use crate::model::record::{RunRecord, RunStatus};
-use crate::model::summary::{CaseStats, Change, RetrievalChange, SummaryError, read_summary};
+use crate::model::summary::{
+    CaseStats, Change, RetrievalChange, RetrievalGate, SummaryError, read_summary,
+};
 use crate::stats::{fisher_worse, ratio};
 use crate::store::RunReader;
 
@@ -95,8 +97,14 @@ pub struct DiffReport {
     pub retrieval: Vec<RetrievalChange>,
 }
 
-/// The paired retrieval comparisons: each case's mean over its runs on both sides.
-pub fn retrieval_changes(a: &[CaseStats], b: &[CaseStats]) -> Vec<RetrievalChange> {
+/// The paired retrieval comparisons: each case's mean over its runs on both sides. The
+/// `gate` measure is judged at `alpha` by the paired randomization test.
+pub fn retrieval_changes(
+    a: &[CaseStats],
+    b: &[CaseStats],
+    gate: RetrievalGate,
+    alpha: f64,
+) -> Vec<RetrievalChange> {
     use crate::model::summary::SourceSummary;
     let pairs: Vec<(&str, &SourceSummary, &SourceSummary)> = a
         .iter()
@@ -128,10 +136,20 @@ pub fn retrieval_changes(a: &[CaseStats], b: &[CaseStats]) -> Vec<RetrievalChang
                 .collect();
             moved.sort_by(|p, q| q.1.abs().total_cmp(&p.1.abs()).then_with(|| p.0.cmp(&q.0)));
             moved.truncate(3);
+            let test = crate::stats::paired_test(&xs, &ys);
+            let verdict = if test.p_randomization >= alpha || test.mean_difference == 0.0 {
+                Change::Unchanged
+            } else if test.mean_difference < 0.0 {
+                Change::Regression
+            } else {
+                Change::Improvement
+            };
+            let change = (gate.measure() == Some(*measure)).then_some(verdict);
             RetrievalChange {
                 measure: (*measure).to_owned(),
-                test: crate::stats::paired_test(&xs, &ys),
+                test,
                 moved_most: moved,
+                change,
             }
         })
         .collect()
@@ -276,7 +294,12 @@ pub fn classify(a: &CaseStats, b: &CaseStats, alpha: f64) -> (Change, f64) {
     }
 }
 
-pub fn diff(a_dir: &Path, b_dir: &Path, alpha: f64) -> Result<DiffReport, SummaryError> {
+pub fn diff(
+    a_dir: &Path,
+    b_dir: &Path,
+    alpha: f64,
+    gate: RetrievalGate,
+) -> Result<DiffReport, SummaryError> {
     let a = read_summary(a_dir)?;
     let b = read_summary(b_dir)?;
     let a_runs = read_runs(a_dir)?;
@@ -391,7 +414,7 @@ pub fn diff(a_dir: &Path, b_dir: &Path, alpha: f64) -> Result<DiffReport, Summar
             .filter(|c| c.change == Change::Improvement)
             .count(),
         cases,
-        retrieval: retrieval_changes(&a.stats.cases, &b.stats.cases),
+        retrieval: retrieval_changes(&a.stats.cases, &b.stats.cases, gate, alpha),
     })
 }
 

@@ -2,6 +2,10 @@
 //! memory stays flat however many runs there are. Several of these files concatenate for
 //! trend analysis: every row carries its suite, case, run, seed and start time, and the
 //! byte offset of its full record in `runs.jsonl`.
+//!
+//! `retrieved.parquet`, written in the same pass: one row per retrieved document (suite,
+//! case, run, rank, doc id, score, grade), the long form IR tools and DuckDB want, so any
+//! retrieval measure can be recomputed from it.
 
 use std::fs::File;
 use std::path::Path;
@@ -9,10 +13,13 @@ use std::path::Path;
 use polars::io::parquet::write::BatchedWriter;
 use polars::prelude::*;
 
-use crate::model::record::{RunRecord, RunStatus};
+use std::collections::HashMap;
+
+use crate::model::record::{RunRecord, RunStatus, Sources};
 use crate::store::RunReader;
 
 pub const RESULTS_FILE: &str = "results.parquet";
+pub const RETRIEVED_FILE: &str = "retrieved.parquet";
 /// Joins rule ids in the `violations` column (a unit separator: never in a YAML id).
 pub const RULE_SEPARATOR: char = '\u{1f}';
 /// Rows per row group: small enough that writing holds little in memory.
@@ -60,6 +67,54 @@ struct Batch {
     duration_ms: Vec<f64>,
     started_at_ns: Vec<u64>,
     offset: Vec<u64>,
+}
+
+/// Column buffers for one batch of retrieved-document rows.
+#[derive(Default)]
+struct RetrievedBatch {
+    suite: Vec<String>,
+    case: Vec<String>,
+    run: Vec<u32>,
+    rank: Vec<u32>,
+    doc_id: Vec<String>,
+    score: Vec<Option<f64>>,
+    grade: Vec<Option<u32>>,
+}
+
+impl RetrievedBatch {
+    /// `grades`: the case's judged documents, if it has expected sources (unjudged
+    /// documents then grade 0, as trec_eval counts them; no expected sources: null).
+    fn push(&mut self, suite: &str, record: &RunRecord, grades: Option<&Sources>) {
+        for (at, doc) in record.retrieved.iter().enumerate() {
+            self.suite.push(suite.to_owned());
+            self.case.push(record.case.clone());
+            self.run.push(record.run);
+            self.rank.push(at as u32 + 1);
+            self.doc_id.push(doc.id.clone());
+            self.score.push(doc.score);
+            self.grade.push(grades.map(|g| g.grade(&doc.id)));
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.case.len()
+    }
+
+    fn take(&mut self) -> PolarsResult<DataFrame> {
+        let b = std::mem::take(self);
+        DataFrame::new(
+            b.case.len(),
+            vec![
+                Column::new("suite".into(), b.suite),
+                Column::new("case".into(), b.case),
+                Column::new("run".into(), b.run),
+                Column::new("rank".into(), b.rank),
+                Column::new("doc_id".into(), b.doc_id),
+                Column::new("score".into(), b.score),
+                Column::new("grade".into(), b.grade),
+            ],
+        )
+    }
 }
 
 impl Batch {
@@ -178,44 +233,78 @@ impl Batch {
     }
 }
 
-/// Writes `dir/results.parquet` from `dir/runs.jsonl`; returns the number of rows.
-pub fn write(dir: &Path, suite: &str) -> Result<usize, ResultsError> {
+/// A parquet file written batch by batch beside its final name, renamed into place when
+/// complete: a full disk leaves no half file.
+struct ParquetOut {
+    staged: crate::atomic::Staged,
+    writer: Option<BatchedWriter<File>>,
+}
+
+impl ParquetOut {
+    fn new(path: &Path) -> Self {
+        ParquetOut {
+            staged: crate::atomic::Staged::new(path),
+            writer: None,
+        }
+    }
+
+    fn write(&mut self, frame: DataFrame) -> Result<(), ResultsError> {
+        if self.writer.is_none() {
+            let file = File::create(self.staged.temporary())?;
+            self.writer = Some(
+                ParquetWriter::new(file)
+                    .with_compression(ParquetCompression::Uncompressed)
+                    .batched(frame.schema())?,
+            );
+        }
+        if let Some(w) = self.writer.as_mut() {
+            w.write_batch(&frame)?;
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> Result<(), ResultsError> {
+        if let Some(w) = self.writer {
+            w.finish()?;
+        }
+        self.staged.commit()?;
+        Ok(())
+    }
+}
+
+/// Writes `dir/results.parquet` and `dir/retrieved.parquet` from `dir/runs.jsonl`;
+/// `sources` holds each case's expected sources. Returns the number of runs.
+pub fn write(
+    dir: &Path,
+    suite: &str,
+    sources: &HashMap<&str, &Sources>,
+) -> Result<usize, ResultsError> {
     let mut batch = Batch::default();
-    let mut writer: Option<BatchedWriter<File>> = None;
-    // Written aside and renamed when complete: a full disk leaves no half parquet file.
-    let staged = crate::atomic::Staged::new(&dir.join(RESULTS_FILE));
+    let mut retrieved = RetrievedBatch::default();
+    let mut results_out = ParquetOut::new(&dir.join(RESULTS_FILE));
+    let mut retrieved_out = ParquetOut::new(&dir.join(RETRIEVED_FILE));
     let mut rows = 0;
-    let flush =
-        |batch: &mut Batch, writer: &mut Option<BatchedWriter<File>>| -> Result<(), ResultsError> {
-            let frame = batch.take()?;
-            if writer.is_none() {
-                let file = File::create(staged.temporary())?;
-                *writer = Some(
-                    ParquetWriter::new(file)
-                        .with_compression(ParquetCompression::Uncompressed)
-                        .batched(frame.schema())?,
-                );
-            }
-            if let Some(w) = writer.as_mut() {
-                w.write_batch(&frame)?;
-            }
-            Ok(())
-        };
     let mut reader = RunReader::open(dir)?;
     while let Some(record) = reader.next() {
-        batch.push(suite, record?, reader.last_offset());
+        let record = record?;
+        retrieved.push(suite, &record, sources.get(record.case.as_str()).copied());
+        batch.push(suite, record, reader.last_offset());
         rows += 1;
         if batch.len() == BATCH_ROWS {
-            flush(&mut batch, &mut writer)?;
+            results_out.write(batch.take()?)?;
+        }
+        if retrieved.len() >= BATCH_ROWS {
+            retrieved_out.write(retrieved.take()?)?;
         }
     }
     // Always write at least one batch, so an empty run still has a schema.
-    if batch.len() > 0 || writer.is_none() {
-        flush(&mut batch, &mut writer)?;
+    if batch.len() > 0 || results_out.writer.is_none() {
+        results_out.write(batch.take()?)?;
     }
-    if let Some(w) = writer {
-        w.finish()?;
+    if retrieved.len() > 0 || retrieved_out.writer.is_none() {
+        retrieved_out.write(retrieved.take()?)?;
     }
-    staged.commit()?;
+    results_out.finish()?;
+    retrieved_out.finish()?;
     Ok(rows)
 }

@@ -3,6 +3,7 @@
 //! [`finish`] turns the folder's runs into results.parquet, statistics, the gate's
 //! verdict, summary.json and the report files. `merge` calls only `finish`.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use crate::chain::PreflightError;
 use crate::events::{Event, Reporter};
 use crate::exit_codes::Outcome;
 use crate::model::meta::Meta;
+use crate::model::record::Sources;
 use crate::model::summary::{SUMMARY_FILE, SuiteReport, SuiteResult, TraceExport};
 use crate::plan::Plan;
 use crate::report::files::{self, ReportError};
@@ -192,8 +194,16 @@ pub fn finish(
         dir: dir.clone(),
         source,
     };
-    let rows = results::write(dir, &plan.suite.spec.name).map_err(failed_to_aggregate)?;
-    stages.done(&format!("results.parquet ({rows} rows)"));
+    let sources: HashMap<&str, &Sources> = plan
+        .suite
+        .spec
+        .cases
+        .iter()
+        .filter_map(|c| Some((c.id.as_str(), &c.expect.as_ref()?.sources)))
+        .filter(|(_, s)| !s.is_empty())
+        .collect();
+    let rows = results::write(dir, &plan.suite.spec.name, &sources).map_err(failed_to_aggregate)?;
+    stages.done(&format!("results.parquet ({rows} rows), retrieved.parquet"));
     let stats =
         aggregate(&plan.suite, &plan.case_ids_with_runs(), dir).map_err(failed_to_aggregate)?;
     stages.done("aggregation (polars)");
@@ -201,6 +211,18 @@ pub fn finish(
         .baseline
         .as_ref()
         .map(|before| baseline::compare(&before.summary, &stats, &plan.suite));
+    let baseline_retrieval = plan
+        .baseline
+        .as_ref()
+        .map(|before| {
+            crate::diff::retrieval_changes(
+                &before.summary.stats.cases,
+                &stats.cases,
+                plan.suite.spec.retrieval_gate,
+                plan.suite.spec.significance.0,
+            )
+        })
+        .unwrap_or_default();
     let failed = baseline::failing_cases(&stats, baseline_cases.as_deref());
     let result = if executed.interrupted {
         SuiteResult::Interrupted
@@ -208,12 +230,12 @@ pub fn finish(
         SuiteResult::Incomplete
     } else if stats.errors_exceeded || stats.cases.iter().any(|c| c.outcome.is_error()) {
         SuiteResult::Error
-    } else if !failed.is_empty() {
+    } else if !failed.is_empty() || crate::model::summary::retrieval_regressed(&baseline_retrieval)
+    {
         SuiteResult::Fail
     } else {
         SuiteResult::Pass
     };
-    let stats_cases = stats.cases.clone();
     let report = SuiteReport {
         suite: plan.suite.spec.name.clone(),
         suite_path: plan.suite.path.clone(),
@@ -230,11 +252,7 @@ pub fn finish(
         stats,
         trace_export: executed.trace_export,
         budget_spent: executed.budget_spent,
-        baseline_retrieval: plan
-            .baseline
-            .as_ref()
-            .map(|before| crate::diff::retrieval_changes(&before.summary.stats.cases, &stats_cases))
-            .unwrap_or_default(),
+        baseline_retrieval,
     };
     let summary = serde_json::to_string_pretty(&report).map_err(|e| SessionError::Write {
         path: dir.join(SUMMARY_FILE),

@@ -1,11 +1,12 @@
 //! Corpus files: `{id, text, metadata}` records as JSON Lines, or a YAML/JSON list.
 
 use std::collections::HashSet;
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::files::{ReadError, read_capped};
+use crate::config::files::{ReadError, open_capped, read_capped};
 use crate::config::problem::Problem;
 use crate::model::record::DocId;
 use crate::rules::Metadata;
@@ -68,37 +69,68 @@ impl Corpus {
                 problem.hint = hint.map(str::to_owned);
                 CorpusError::Invalid(problem)
             };
-        let text = read_capped(path, MAX_CORPUS_BYTES).map_err(|err| match err {
+        let unreadable = |err: ReadError| match err {
             ReadError::NotUtf8 { .. } => CorpusError::Invalid(err.problem(path, "corpus file")),
             other => CorpusError::Unreadable(Problem::new(
                 path,
                 format!("corpus file {}: {other}", path.display()),
             )),
-        })?;
+        };
+        // The file itself first (missing, not a regular file, too large), then its format.
+        let file = open_capped(path, MAX_CORPUS_BYTES).map_err(unreadable)?;
         let extension = path.extension().and_then(|e| e.to_str()).unwrap_or("");
         // Where each document starts, for problems found after parsing (JSON Lines only).
         let mut lines: Vec<usize> = Vec::new();
         let documents: Vec<Document> = match extension {
             "jsonl" | "ndjson" => {
+                // Line by line: a million passages never sit in memory twice, as text and
+                // as documents.
+                let mut reader = BufReader::new(file);
                 let mut documents = Vec::new();
-                for (index, line) in text.lines().enumerate() {
+                let mut bytes = Vec::new();
+                let mut total = 0u64;
+                for number in 1.. {
+                    bytes.clear();
+                    let read = reader
+                        .read_until(b'\n', &mut bytes)
+                        .map_err(|err| unreadable(err.into()))?;
+                    if read == 0 {
+                        break;
+                    }
+                    total += read as u64;
+                    if total > MAX_CORPUS_BYTES {
+                        return Err(unreadable(ReadError::TooLarge {
+                            limit: MAX_CORPUS_BYTES,
+                        }));
+                    }
+                    let content = match bytes.strip_prefix(b"\xef\xbb\xbf") {
+                        Some(rest) if number == 1 => rest,
+                        _ => &bytes[..],
+                    };
+                    let line = std::str::from_utf8(content).map_err(|err| {
+                        unreadable(ReadError::NotUtf8 {
+                            line: number,
+                            column: err.valid_up_to() + 1,
+                        })
+                    })?;
                     if line.trim().is_empty() {
                         continue;
                     }
                     let raw: RawDocument = serde_json::from_str(line).map_err(|err| {
                         fail(
-                            Some(index + 1),
+                            Some(number),
                             Some(err.column()),
                             strip_json_position(&err),
                             Some("each line is one JSON object: {\"id\": …, \"text\": …, \"metadata\": {…}}"),
                         )
                     })?;
                     documents.push(raw.into());
-                    lines.push(index + 1);
+                    lines.push(number);
                 }
                 documents
             }
             "yaml" | "yml" => {
+                let text = read_capped(path, MAX_CORPUS_BYTES).map_err(unreadable)?;
                 let raw: Vec<RawDocument> = serde_yaml::from_str(&text).map_err(|err| {
                     let location = err.location();
                     fail(
@@ -111,6 +143,7 @@ impl Corpus {
                 raw.into_iter().map(Document::from).collect()
             }
             "json" => {
+                let text = read_capped(path, MAX_CORPUS_BYTES).map_err(unreadable)?;
                 let raw: Vec<RawDocument> = serde_json::from_str(&text).map_err(|err| {
                     fail(
                         Some(err.line()),

@@ -12,6 +12,7 @@ pub mod invoke;
 pub mod memory;
 pub mod openai;
 pub mod pipeline;
+pub mod postings;
 pub mod prompt;
 pub mod service;
 pub mod text;

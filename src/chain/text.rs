@@ -19,12 +19,21 @@ const STOPWORDS: &[&str] = &[
 
 /// Lower-cased, stemmed content words of `text`, in order.
 pub fn tokens(text: &str) -> Vec<String> {
+    words(text)
+        .filter_map(|w| stem(&w.to_lowercase()))
+        .collect()
+}
+
+/// The raw words of `text` (runs of alphanumeric characters), as `tokens` splits them.
+pub fn words(text: &str) -> impl Iterator<Item = &str> {
     text.split(|c: char| !c.is_alphanumeric())
         .filter(|w| !w.is_empty())
-        .map(str::to_lowercase)
-        .filter(|w| !STOPWORDS.contains(&w.as_str()))
-        .map(|w| STEMMER.stem(&w).into_owned())
-        .collect()
+}
+
+/// The term a lower-cased word stands for, or `None` for a stopword. `tokens` is
+/// `words` → lower case → `stem`; the index caches `stem` per distinct word.
+pub fn stem(lowercase_word: &str) -> Option<String> {
+    (!STOPWORDS.contains(&lowercase_word)).then(|| STEMMER.stem(lowercase_word).into_owned())
 }
 
 /// Splits text into sentences at `.`, `!` or `?` followed by white space; a dot inside a

@@ -4,6 +4,7 @@ use crate::cli::{DiffArgs, Format};
 use crate::diff::diff as compare;
 use crate::error::AppError;
 use crate::exit_codes::Outcome;
+use crate::model::summary::retrieval_regressed;
 use crate::report::out;
 use crate::report::{diff_text, html};
 
@@ -16,8 +17,8 @@ pub fn diff(args: DiffArgs) -> Result<Outcome, AppError> {
             args.alpha
         )));
     }
-    let report =
-        compare(&args.a, &args.b, args.alpha).map_err(|e| AppError::Usage(e.to_string()))?;
+    let report = compare(&args.a, &args.b, args.alpha, args.retrieval_gate)
+        .map_err(|e| AppError::Usage(e.to_string()))?;
     let page = html::render_diff(&report).map_err(|e| AppError::Io {
         context: "cannot render diff.html".into(),
         source: std::io::Error::other(e),
@@ -32,9 +33,11 @@ pub fn diff(args: DiffArgs) -> Result<Outcome, AppError> {
         }
         Format::Json => out::print_data(&serde_json::to_string_pretty(&report).unwrap_or_default()),
     }
-    Ok(if report.regressions > 0 {
-        Outcome::ChecksFailed
-    } else {
-        Outcome::Ok
-    })
+    Ok(
+        if report.regressions > 0 || retrieval_regressed(&report.retrieval) {
+            Outcome::ChecksFailed
+        } else {
+            Outcome::Ok
+        },
+    )
 }

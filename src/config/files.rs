@@ -46,6 +46,19 @@ impl ReadError {
     }
 }
 
+/// Opens a regular file of at most `limit` bytes; reading stops one byte past the limit,
+/// so the cap holds even if the file grows while it is read.
+pub fn open_capped(path: &Path, limit: u64) -> Result<std::io::Take<std::fs::File>, ReadError> {
+    let metadata = std::fs::metadata(path)?;
+    if !metadata.is_file() {
+        return Err(ReadError::NotRegular);
+    }
+    if metadata.len() > limit {
+        return Err(ReadError::TooLarge { limit });
+    }
+    Ok(std::fs::File::open(path)?.take(limit + 1))
+}
+
 /// Reads a configuration file as text (see [`read_capped`]), as a problem to report.
 pub fn read_text(path: &Path, what: &str) -> Result<String, Problem> {
     read_capped(path, MAX_CONFIG_BYTES).map_err(|err| err.problem(path, what))
@@ -55,18 +68,8 @@ pub fn read_text(path: &Path, what: &str) -> Result<String, Problem> {
 /// `/dev/zero` never ends), a file over `limit` bytes too; a leading byte-order mark is
 /// dropped (editors on Windows write one).
 pub fn read_capped(path: &Path, limit: u64) -> Result<String, ReadError> {
-    let metadata = std::fs::metadata(path)?;
-    if !metadata.is_file() {
-        return Err(ReadError::NotRegular);
-    }
-    if metadata.len() > limit {
-        return Err(ReadError::TooLarge { limit });
-    }
     let mut bytes = Vec::new();
-    // The cap holds even if the file grows while it is read.
-    std::fs::File::open(path)?
-        .take(limit + 1)
-        .read_to_end(&mut bytes)?;
+    open_capped(path, limit)?.read_to_end(&mut bytes)?;
     if bytes.len() as u64 > limit {
         return Err(ReadError::TooLarge { limit });
     }

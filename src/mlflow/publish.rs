@@ -38,6 +38,7 @@ const ARTIFACTS: &[&str] = &[
     "summary.json",
     "junit.xml",
     "results.parquet",
+    "retrieved.parquet",
     "meta.json",
     "runs.jsonl",
 ];

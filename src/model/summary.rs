@@ -336,4 +336,43 @@ pub struct RetrievalChange {
     pub test: PairedTest,
     /// The cases that moved most (B − A), largest change first, at most three.
     pub moved_most: Vec<(String, f64)>,
+    /// Set on the gated measure only: a regression when B's mean is lower and the paired
+    /// randomization test's p-value is below the significance level.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub change: Option<Change>,
+}
+
+/// The retrieval measure whose significant drop counts as a regression (`retrieval_gate:`
+/// in a suite, `--retrieval-gate` for `diff`); one measure, so five correlated tests do not
+/// multiply the false alarms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum RetrievalGate {
+    #[default]
+    Ndcg,
+    AveragePrecision,
+    Recall,
+    Precision,
+    Mrr,
+    /// Report retrieval changes, never fail on them.
+    Off,
+}
+
+impl RetrievalGate {
+    /// The measure's name in [`RetrievalChange::measure`], or `None` when off.
+    pub fn measure(self) -> Option<&'static str> {
+        match self {
+            RetrievalGate::Ndcg => Some("ndcg"),
+            RetrievalGate::AveragePrecision => Some("average_precision"),
+            RetrievalGate::Recall => Some("recall"),
+            RetrievalGate::Precision => Some("precision"),
+            RetrievalGate::Mrr => Some("mrr"),
+            RetrievalGate::Off => None,
+        }
+    }
+}
+
+/// Whether any of the changes is a gated retrieval regression.
+pub fn retrieval_regressed(changes: &[RetrievalChange]) -> bool {
+    changes.iter().any(|c| c.change == Some(Change::Regression))
 }

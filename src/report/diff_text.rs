@@ -94,9 +94,14 @@ pub fn render(report: &DiffReport) -> String {
             text_change(&mut out, "prompt", prompt);
         }
     }
+    let retrieval = if crate::model::summary::retrieval_regressed(&report.retrieval) {
+        ", retrieval REGRESSION"
+    } else {
+        ""
+    };
     let _ = writeln!(
         out,
-        "\nresult: {}, {}, {} compared",
+        "\nresult: {}{retrieval}, {}, {} compared",
         crate::report::text::count(report.regressions as u64, "regression"),
         crate::report::text::count(report.improvements as u64, "improvement"),
         crate::report::text::count(report.cases.len() as u64, "case")
@@ -153,6 +158,7 @@ pub fn retrieval(out: &mut String, changes: &[crate::model::summary::RetrievalCh
         "effect d".to_owned(),
         "p (rand.)".to_owned(),
         "p (t)".to_owned(),
+        "verdict".to_owned(),
         "moved most".to_owned(),
     ]];
     for change in changes {
@@ -166,6 +172,9 @@ pub fn retrieval(out: &mut String, changes: &[crate::model::summary::RetrievalCh
             format!("{:.4}", t.p_randomization),
             format!("{:.4}", t.p_t),
             change
+                .change
+                .map_or("·".to_owned(), |c| c.label().to_owned()),
+            change
                 .moved_most
                 .iter()
                 .map(|(id, d)| format!("{id} {d:+.2}"))
@@ -174,4 +183,11 @@ pub fn retrieval(out: &mut String, changes: &[crate::model::summary::RetrievalCh
         ]);
     }
     table(out, &rows, "  ");
+    if let Some(gated) = changes.iter().find(|c| c.change.is_some()) {
+        let _ = writeln!(
+            out,
+            "  a significant drop in {} fails (retrieval_gate; the others are reported only)",
+            gated.measure
+        );
+    }
 }

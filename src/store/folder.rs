@@ -16,6 +16,7 @@ pub const REPORT_FILES: &[&str] = &[
     META_FILE,
     SUMMARY_FILE,
     RESULTS_FILE,
+    crate::results::RETRIEVED_FILE,
     MARKDOWN_FILE,
     JUNIT_FILE,
     HTML_FILE,

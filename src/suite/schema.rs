@@ -49,6 +49,9 @@ pub struct SuiteSpec {
     /// Significance level for calling a change against `--baseline` a regression.
     #[serde(default = "default_significance")]
     pub significance: Significance,
+    /// The retrieval measure whose significant drop against `--baseline` fails the run.
+    #[serde(default)]
+    pub retrieval_gate: crate::model::summary::RetrievalGate,
     /// Variables for the prompt template, shared by every case.
     #[serde(default)]
     pub vars: Map<String, Value>,

@@ -438,7 +438,7 @@ fn suite_runs_become_mlflow_runs_with_linked_traces_and_assessments() {
             assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
             let stderr = text(&output.stderr);
             assert!(
-                stderr.contains("6 traces linked") && stderr.contains("7 report files"),
+                stderr.contains("6 traces linked") && stderr.contains("8 report files"),
                 "{stderr}"
             );
             out
@@ -492,6 +492,7 @@ fn suite_runs_become_mlflow_runs_with_linked_traces_and_assessments() {
                 "meta.json",
                 "report.html",
                 "results.parquet",
+                "retrieved.parquet",
                 "runs.jsonl",
                 "summary.json",
                 "summary.md"

@@ -278,3 +278,253 @@ fn a_non_deterministic_retriever_shows_its_spread_across_runs() {
         text(&output.stdout)
     );
 }
+
+/// The graded collection in tests/fixtures/trec imported as a suite on a memory retriever
+/// (k = 5), with `filter` on the retriever when given; returns the suite's path.
+fn trec_suite(dir: &std::path::Path, name: &str, filter: Option<&str>) -> std::path::PathBuf {
+    let fixture = std::path::Path::new(ROOT).join("tests/fixtures/trec");
+    let chain = dir.join(format!("{name}-chain.yaml"));
+    let filter = filter.map_or(String::new(), |f| format!(", filter: {f}"));
+    std::fs::write(
+        &chain,
+        format!(
+            "retriever: {{kind: memory, corpus: '{}', k: 5{filter}}}\nllm: {{kind: extractive}}\n",
+            fixture.join("corpus.jsonl").display()
+        ),
+    )
+    .expect("chain");
+    let suite = dir.join(format!("{name}.yaml"));
+    let output = ragprobe()
+        .args(["import", "--qrels"])
+        .arg(fixture.join("qrels"))
+        .arg("--topics")
+        .arg(fixture.join("topics.tsv"))
+        .arg("--suite")
+        .arg(&suite)
+        .arg("--chain")
+        .arg(&chain)
+        .output()
+        .expect("import");
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    suite
+}
+
+fn summary(dir: &std::path::Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).expect("summary"))
+        .expect("json")
+}
+
+#[test]
+fn graded_measures_equal_pytrec_evals_on_a_test_collection() {
+    let python = std::path::Path::new(ROOT).join(".venv/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run bash .ci/run, which installs pytrec-eval-terrier into .venv",
+        python.display()
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let suite = trec_suite(dir.path(), "collection", None);
+    let out = dir.path().join("out");
+    let output = run_suite(suite.to_str().expect("utf-8"), &out, &["--runs", "1"]);
+    assert!(
+        matches!(output.status.code(), Some(0 | 1)),
+        "{}",
+        text(&output.stderr)
+    );
+    let run_file = dir.path().join("run.trec");
+    let output = ragprobe()
+        .arg("export")
+        .arg(&out)
+        .args(["--format", "trec", "--out"])
+        .arg(&run_file)
+        .output()
+        .expect("export");
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    // trec_eval re-sorts each query's documents by score: equal scores would put its order
+    // and ragprobe's apart, so the collection must have none among a query's top 5.
+    let run = std::fs::read_to_string(&run_file).expect("run file");
+    let mut by_query: std::collections::BTreeMap<&str, Vec<f64>> = Default::default();
+    for line in run.lines() {
+        let fields: Vec<&str> = line.split(' ').collect();
+        by_query
+            .entry(fields[0])
+            .or_default()
+            .push(fields[4].parse().expect("score"));
+    }
+    assert_eq!(by_query.len(), 24, "{run}");
+    for (query, scores) in &by_query {
+        assert!(
+            scores.windows(2).all(|w| w[0] > w[1]),
+            "{query}: {scores:?}"
+        );
+    }
+    let script = "import json,sys,pytrec_eval\n\
+        qrels={}\n\
+        for line in open(sys.argv[1]):\n    q,_,d,g=line.split(); qrels.setdefault(q,{})[d]=int(g)\n\
+        run={}\n\
+        for line in open(sys.argv[2]):\n    q,_,d,r,s,_=line.split(); run.setdefault(q,{})[d]=float(s)\n\
+        m={'P_5','recall_5','recip_rank','ndcg_cut_5','map_cut_5'}\n\
+        print(json.dumps(pytrec_eval.RelevanceEvaluator(qrels,m).evaluate(run)))";
+    let output = std::process::Command::new(&python)
+        .args(["-c", script])
+        .arg(std::path::Path::new(ROOT).join("tests/fixtures/trec/qrels"))
+        .arg(&run_file)
+        .output()
+        .expect("pytrec_eval");
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let reference: serde_json::Value = serde_json::from_slice(&output.stdout).expect("json");
+    let summary = summary(&out);
+    let cases = summary["stats"]["cases"].as_array().expect("cases");
+    assert_eq!(cases.len(), 24);
+    let mut compared = 0;
+    for case in cases {
+        let id = case["id"].as_str().expect("id");
+        let ours = &case["sources"];
+        let theirs = &reference[id];
+        for (mine, trec) in [
+            ("precision", "P_5"),
+            ("recall", "recall_5"),
+            ("mrr", "recip_rank"),
+            ("ndcg", "ndcg_cut_5"),
+            ("average_precision", "map_cut_5"),
+        ] {
+            let a = ours[mine].as_f64().expect("ours");
+            let b = theirs[trec].as_f64().expect("pytrec_eval's");
+            assert!((a - b).abs() < 1e-9, "{id} {mine} {a} vs {trec} {b}");
+            compared += 1;
+        }
+    }
+    assert_eq!(compared, 120);
+    // retrieved.parquet: one row per retrieved document, grades from the qrels; P@5 from
+    // it is the summary's.
+    let frame = polars::prelude::LazyFrame::scan_parquet(
+        polars::prelude::PlRefPath::new(out.join("retrieved.parquet").to_string_lossy().as_ref()),
+        Default::default(),
+    )
+    .and_then(|f| f.collect())
+    .expect("retrieved.parquet reads");
+    assert_eq!(frame.height(), run.lines().count());
+    let column = |name: &str| {
+        frame
+            .column(name)
+            .expect(name)
+            .as_materialized_series()
+            .clone()
+    };
+    let cases_column = column("case");
+    let grades = column("grade");
+    let ranks = column("rank");
+    let mut relevant: std::collections::BTreeMap<String, u32> = Default::default();
+    for row in 0..frame.height() {
+        let case = cases_column.str_value(row).expect("case").into_owned();
+        let grade: u32 = grades
+            .str_value(row)
+            .expect("grade")
+            .parse()
+            .expect("a grade");
+        let rank: u32 = ranks.str_value(row).expect("rank").parse().expect("a rank");
+        assert!((1..=5).contains(&rank));
+        *relevant.entry(case).or_default() += u32::from(grade >= 1);
+    }
+    for case in cases {
+        let id = case["id"].as_str().expect("id");
+        let precision = f64::from(relevant.get(id).copied().unwrap_or(0)) / 5.0;
+        assert!((case["sources"]["precision"].as_f64().expect("P") - precision).abs() < 1e-12);
+    }
+    // Graded: some case's nDCG differs from what binary grades would give, or the test
+    // would not tell graded from binary.
+    assert!(
+        cases
+            .iter()
+            .any(|c| c["sources"]["ndcg"].as_f64() != Some(1.0)
+                && c["sources"]["ndcg"].as_f64() != Some(0.0))
+    );
+}
+
+#[test]
+fn a_retriever_change_is_a_regression_when_its_paired_test_says_so() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let full = trec_suite(dir.path(), "full", None);
+    let filtered = trec_suite(dir.path(), "filtered", Some("{source: docs}"));
+    let a = dir.path().join("a");
+    let b = dir.path().join("b");
+    run_suite(full.to_str().expect("utf-8"), &a, &["--runs", "1"]);
+    run_suite(filtered.to_str().expect("utf-8"), &b, &["--runs", "1"]);
+    let diff = |extra: &[&str]| {
+        ragprobe()
+            .arg("diff")
+            .arg(&a)
+            .arg(&b)
+            .args(extra)
+            .output()
+            .expect("diff")
+    };
+    // Half the relevant passages are forum posts the filtered retriever never returns.
+    let output = diff(&[]);
+    let stdout = text(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("retrieval, paired over 24 cases"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("retrieval REGRESSION"), "{stdout}");
+    let ndcg_row = stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("ndcg"))
+        .expect("ndcg row");
+    assert!(ndcg_row.contains("REGRESSION"), "{ndcg_row}");
+    let json = ragprobe()
+        .arg("diff")
+        .arg(&a)
+        .arg(&b)
+        .args(["--format", "json"])
+        .output()
+        .expect("diff");
+    let report: serde_json::Value = serde_json::from_slice(&json.stdout).expect("json");
+    let ndcg = report["retrieval"]
+        .as_array()
+        .expect("retrieval")
+        .iter()
+        .find(|c| c["measure"] == "ndcg")
+        .expect("ndcg");
+    assert_eq!(ndcg["change"], "regression");
+    assert!(ndcg["test"]["p_randomization"].as_f64().expect("p") < 0.05);
+    assert!(ndcg["test"]["mean_difference"].as_f64().expect("d") < 0.0);
+    // Reported, not gated.
+    let output = diff(&["--retrieval-gate", "off"]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stdout));
+    // The same change judged against a baseline fails the run; reversed, it improves.
+    let again = dir.path().join("again");
+    let output = run_suite(
+        filtered.to_str().expect("utf-8"),
+        &again,
+        &["--runs", "1", "--baseline", a.to_str().expect("utf-8")],
+    );
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output.stdout));
+    let changes = summary(&again)["baseline_retrieval"].clone();
+    assert!(
+        changes
+            .as_array()
+            .expect("changes")
+            .iter()
+            .any(|c| c["measure"] == "ndcg" && c["change"] == "regression"),
+        "{changes}"
+    );
+    let html = std::fs::read_to_string(b.join("diff.html")).expect("diff.html");
+    assert!(html.contains("Retrieval, paired over 24 cases"));
+    let output = ragprobe()
+        .arg("diff")
+        .arg(&b)
+        .arg(&a)
+        .args(["--format", "json"])
+        .output()
+        .expect("diff");
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("json");
+    assert!(
+        report["retrieval"]
+            .as_array()
+            .expect("retrieval")
+            .iter()
+            .any(|c| c["measure"] == "ndcg" && c["change"] == "improvement")
+    );
+}
