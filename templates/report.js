@@ -58,7 +58,9 @@
       if (run.p !== undefined) {
         var prompt = el("details");
         prompt.appendChild(el("summary", null, "rendered prompt"));
-        prompt.appendChild(el("pre", "prompt", data.strings[run.p]));
+        prompt.appendChild(el("pre", "prompt", data.prompts[run.p].map(function (part) {
+          return typeof part === "number" ? data.strings[part] : (data.documents[part.d] || {}).text || "";
+        }).join("")));
         box.appendChild(prompt);
       }
       if (run.sp && run.sp.length) {

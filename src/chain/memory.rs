@@ -232,13 +232,7 @@ impl InvertedIndex {
                     .filter_map(|term| Some(term.contribution(term.list.frequency(doc)?, norm)))
                     .sum()
             };
-            let hit = Worst(score, doc);
-            if best.len() < k {
-                best.push(hit);
-            } else if best.peek().is_some_and(|worst| hit < *worst) {
-                best.pop();
-                best.push(hit);
-            }
+            keep_best(&mut best, Worst(score, doc), k);
         }
         if let Ok(mut pool) = self.scratch.lock() {
             pool.push(scores);
@@ -277,35 +271,20 @@ fn above(threshold: f64, bound: f64) -> bool {
 
 /// The k-th largest partial score among the touched documents (k ≥ 1, at least k touched).
 fn kth_largest(scores: &[f64], touched: &[u32], k: usize) -> f64 {
-    let mut smallest_on_top: BinaryHeap<std::cmp::Reverse<Score>> =
-        BinaryHeap::with_capacity(k + 1);
+    let mut best: BinaryHeap<Worst> = BinaryHeap::with_capacity(k + 1);
     for &doc in touched {
-        let score = Score(scores[doc as usize]);
-        if smallest_on_top.len() < k {
-            smallest_on_top.push(std::cmp::Reverse(score));
-        } else if smallest_on_top.peek().is_some_and(|low| score > low.0) {
-            smallest_on_top.pop();
-            smallest_on_top.push(std::cmp::Reverse(score));
-        }
+        keep_best(&mut best, Worst(scores[doc as usize], doc), k);
     }
-    smallest_on_top.peek().map_or(0.0, |low| low.0.0)
+    best.peek().map_or(0.0, |worst| worst.0)
 }
 
-/// A score with a total order, for heaps.
-#[derive(Debug, PartialEq)]
-struct Score(f64);
-
-impl Eq for Score {}
-
-impl PartialOrd for Score {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for Score {
-    fn cmp(&self, other: &Self) -> Ordering {
-        self.0.total_cmp(&other.0)
+/// Adds `hit` to the `k` best so far, if it is better than their worst.
+fn keep_best(best: &mut BinaryHeap<Worst>, hit: Worst, k: usize) {
+    if best.len() < k {
+        best.push(hit);
+    } else if best.peek().is_some_and(|worst| hit < *worst) {
+        best.pop();
+        best.push(hit);
     }
 }
 
@@ -492,6 +471,32 @@ mod tests {
         hits
     }
 
+    /// Every query at every k: the index's hits are the full scan's, scores bit for bit.
+    fn assert_same_as_full_scan(c: &Arc<Corpus>, queries: &[String], ks: &[usize]) {
+        let docs: Vec<HashMap<String, u32>> = c
+            .documents
+            .iter()
+            .map(|d| {
+                let mut tf = HashMap::new();
+                for t in tokens(&d.text) {
+                    *tf.entry(t).or_insert(0) += 1;
+                }
+                tf
+            })
+            .collect();
+        let lengths: Vec<usize> = c.documents.iter().map(|d| tokens(&d.text).len()).collect();
+        for &k in ks {
+            let r = MemoryRetriever::new(Arc::clone(c), k, None);
+            for query in queries {
+                assert_eq!(
+                    r.retrieve(query),
+                    full_scan(&docs, &lengths, query, k),
+                    "query {query:?}, k {k}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn index_ranks_and_scores_exactly_as_a_full_scan() {
         // A small vocabulary makes many shared terms, repeated terms and tied scores.
@@ -534,28 +539,7 @@ mod tests {
                 .map(|(id, text)| (id.as_str(), text.as_str(), "x"))
                 .collect::<Vec<_>>(),
         );
-        let docs: Vec<HashMap<String, u32>> = c
-            .documents
-            .iter()
-            .map(|d| {
-                let mut tf = HashMap::new();
-                for t in tokens(&d.text) {
-                    *tf.entry(t).or_insert(0) += 1;
-                }
-                tf
-            })
-            .collect();
-        let lengths: Vec<usize> = c.documents.iter().map(|d| tokens(&d.text).len()).collect();
-        for k in [1, 3, 10, 1000] {
-            let r = MemoryRetriever::new(Arc::clone(&c), k, None);
-            for query in &queries {
-                assert_eq!(
-                    r.retrieve(query),
-                    full_scan(&docs, &lengths, query, k),
-                    "query {query:?}, k {k}"
-                );
-            }
-        }
+        assert_same_as_full_scan(&c, &queries, &[1, 3, 10, 1000]);
         // Repeated queries reuse the accumulators: a second pass must not see the first's.
         let r = MemoryRetriever::new(Arc::clone(&c), 5, None);
         let first: Vec<Vec<Hit>> = queries.iter().map(|q| r.retrieve(q)).collect();
@@ -606,28 +590,8 @@ mod tests {
                 .map(|(id, text)| (id.as_str(), text.as_str(), "x"))
                 .collect::<Vec<_>>(),
         );
-        let docs: Vec<HashMap<String, u32>> = texts
-            .iter()
-            .map(|text| {
-                let mut tf = HashMap::new();
-                for t in tokens(text) {
-                    *tf.entry(t).or_insert(0) += 1;
-                }
-                tf
-            })
-            .collect();
-        let lengths: Vec<usize> = texts.iter().map(|t| tokens(t).len()).collect();
         let before = PRUNED.load(std::sync::atomic::Ordering::Relaxed);
-        for k in [1, 3, 10] {
-            let r = MemoryRetriever::new(Arc::clone(&c), k, None);
-            for query in &queries {
-                assert_eq!(
-                    r.retrieve(query),
-                    full_scan(&docs, &lengths, query, k),
-                    "query {query:?}, k {k}"
-                );
-            }
-        }
+        assert_same_as_full_scan(&c, &queries, &[1, 3, 10]);
         let pruned = PRUNED.load(std::sync::atomic::Ordering::Relaxed) - before;
         assert!(pruned > 100, "only {pruned} of 900 searches pruned");
     }

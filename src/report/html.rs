@@ -42,6 +42,7 @@ struct CompactRun {
     d: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     a: Option<usize>,
+    /// The prompt: an index into `prompts`.
     #[serde(skip_serializing_if = "Option::is_none")]
     p: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -58,6 +59,13 @@ struct CompactRun {
     sp: Vec<(SpanKind, String, u64, u64, bool)>,
 }
 
+#[derive(Serialize, Clone, PartialEq, Eq, Hash)]
+#[serde(untagged)]
+enum PromptPart {
+    Text(usize),
+    Document { d: String },
+}
+
 #[derive(Serialize)]
 struct DocumentView {
     text: String,
@@ -68,6 +76,12 @@ struct DocumentView {
 #[derive(Serialize, Default)]
 struct PageData {
     strings: Vec<String>,
+    /// Prompts as parts: a number is a string from `strings`, `{"d": id}` a retrieved
+    /// document's text, which the page holds once in `documents`. Runs with the same
+    /// prompt share one entry.
+    prompts: Vec<Vec<PromptPart>>,
+    #[serde(skip)]
+    prompt_index: HashMap<Vec<PromptPart>, usize>,
     documents: BTreeMap<String, DocumentView>,
     runs: BTreeMap<String, Vec<CompactRun>>,
     #[serde(skip)]
@@ -91,19 +105,85 @@ impl PageData {
         self.strings.len() - 1
     }
 
+    /// The run's prompt with each retrieved document's text (where the prompt holds it
+    /// verbatim) replaced by a reference: prompts repeat the documents' text, which made
+    /// the page grow with every run.
+    fn prompt_parts(&mut self, record: &RunRecord) -> Vec<PromptPart> {
+        let mut parts = Vec::new();
+        let mut rest = record.prompt.as_str();
+        for doc in &record.retrieved {
+            // Short texts could match by accident, and save nothing.
+            if doc.text.len() < 32
+                || self
+                    .documents
+                    .get(&doc.id)
+                    .is_none_or(|d| d.text != doc.text)
+            {
+                continue;
+            }
+            if let Some(at) = rest.find(doc.text.as_str()) {
+                if at > 0 {
+                    parts.push(PromptPart::Text(self.intern(&rest[..at])));
+                }
+                parts.push(PromptPart::Document { d: doc.id.clone() });
+                rest = &rest[at + doc.text.len()..];
+            }
+        }
+        if !rest.is_empty() || parts.is_empty() {
+            parts.push(PromptPart::Text(self.intern(rest)));
+        }
+        parts
+    }
+
     /// Numbers the string table by first use in (case, run) order: runs arrive in the order
     /// they finished, which depends on scheduling, and the page must not.
     fn renumber_strings(&mut self) {
         let mut order: Vec<usize> = Vec::new();
         let mut new_index: HashMap<usize, usize> = HashMap::new();
+        let mut renumber = |slot: &mut usize| {
+            *slot = *new_index.entry(*slot).or_insert_with(|| {
+                order.push(*slot);
+                order.len() - 1
+            });
+        };
+        let mut prompt_order: Vec<usize> = Vec::new();
+        let mut new_prompt: HashMap<usize, usize> = HashMap::new();
         for run in self.runs.values_mut().flat_map(|runs| runs.iter_mut()) {
-            for slot in [&mut run.a, &mut run.p, &mut run.e].into_iter().flatten() {
-                *slot = *new_index.entry(*slot).or_insert_with(|| {
-                    order.push(*slot);
-                    order.len() - 1
+            if let Some(slot) = run.a.as_mut() {
+                renumber(slot);
+            }
+            if let Some(slot) = run.p.as_mut() {
+                let old = *slot;
+                *slot = *new_prompt.entry(old).or_insert_with(|| {
+                    if let Some(parts) = self.prompts.get_mut(old) {
+                        for part in parts {
+                            if let PromptPart::Text(at) = part {
+                                renumber(at);
+                            }
+                        }
+                    }
+                    prompt_order.push(old);
+                    prompt_order.len() - 1
                 });
             }
+            if let Some(slot) = run.e.as_mut() {
+                renumber(slot);
+            }
         }
+        self.prompt_index.clear();
+        let mut old_prompts: Vec<Option<Vec<PromptPart>>> = std::mem::take(&mut self.prompts)
+            .into_iter()
+            .map(Some)
+            .collect();
+        self.prompts = prompt_order
+            .into_iter()
+            .map(|i| {
+                old_prompts
+                    .get_mut(i)
+                    .and_then(Option::take)
+                    .unwrap_or_default()
+            })
+            .collect();
         self.index.clear();
         let mut old: Vec<Option<String>> = std::mem::take(&mut self.strings)
             .into_iter()
@@ -186,7 +266,14 @@ impl PageData {
             sd: record.seed.to_string(),
             d: (record.duration_ms * 1000.0).round() / 1000.0,
             a: has_output.then(|| self.intern(&record.answer)),
-            p: has_output.then(|| self.intern(&record.prompt)),
+            p: has_output.then(|| {
+                let parts = self.prompt_parts(&record);
+                let next = self.prompts.len();
+                *self.prompt_index.entry(parts.clone()).or_insert_with(|| {
+                    self.prompts.push(parts);
+                    next
+                })
+            }),
             e: record.error.as_deref().map(|e| self.intern(e)),
             docs: record
                 .retrieved
@@ -397,6 +484,45 @@ mod tests {
         assert_eq!(
             String::from_utf8_lossy(&out),
             r#"{"t":"\u003c/script>\u003cb>"}"#
+        );
+    }
+
+    #[test]
+    fn prompts_refer_to_documents_instead_of_repeating_them() {
+        use crate::model::record::RetrievedDoc;
+        let doc = |id: &str, text: &str| RetrievedDoc {
+            id: id.into(),
+            text: text.into(),
+            metadata: Default::default(),
+            score: None,
+        };
+        let long_a = "Databricks stores every table as Delta files in cloud storage.";
+        let long_b = "For prototyping, t4g.micro instances are a cheap choice on AWS.";
+        let mut data = PageData::default();
+        for run in 0..3 {
+            let mut r = record(run, RunStatus::Passed);
+            r.retrieved = vec![doc("1", long_a), doc("2", long_b), doc("3", "short")];
+            r.prompt = format!("Context:\n{long_a}\n---\n{long_b}\nshort\nQuestion: cost?");
+            data.add(r);
+        }
+        data.renumber_strings();
+        // Three runs, one prompt entry; neither long text is in the string table.
+        assert_eq!(data.prompts.len(), 1);
+        assert!(
+            data.strings
+                .iter()
+                .all(|s| !s.contains(long_a) && !s.contains(long_b))
+        );
+        let rebuilt: String = data.prompts[0]
+            .iter()
+            .map(|part| match part {
+                PromptPart::Text(at) => data.strings[*at].clone(),
+                PromptPart::Document { d } => data.documents[d].text.clone(),
+            })
+            .collect();
+        assert_eq!(
+            rebuilt,
+            format!("Context:\n{long_a}\n---\n{long_b}\nshort\nQuestion: cost?")
         );
     }
 }

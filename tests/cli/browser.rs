@@ -193,6 +193,17 @@ fn reports_render_in_chromium_without_errors() {
         flagged, 20,
         "document 4 flagged in each of the 20 cost runs"
     );
+    // Prompts are rebuilt from the page's one copy of each document.
+    let prompts = browser.run(
+        "return Array.from(document.querySelectorAll('pre.prompt')).map(function (p) { return p.textContent; }).join('\\u0000');",
+    );
+    let prompts = prompts.as_str().unwrap_or_default();
+    assert!(
+        prompts.contains("Context:\n[4] Database instances cost money by the hour and must be running to answer queries. For prototyping, t4g.micro instances are a good choice.\n[2] Because")
+            && prompts.contains("Context:\n[1] Databases are built on Delta Lake")
+            && prompts.matches("Answer:").count() == 40,
+        "{prompts}"
+    );
     // Filtering by status hides the passing case.
     browser.run("var s = document.getElementById('status-filter'); s.value = 'fail'; s.dispatchEvent(new Event('change'));");
     assert_eq!(

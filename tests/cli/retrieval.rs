@@ -473,14 +473,17 @@ fn a_retriever_change_is_a_regression_when_its_paired_test_says_so() {
         .find(|l| l.trim_start().starts_with("ndcg"))
         .expect("ndcg row");
     assert!(ndcg_row.contains("REGRESSION"), "{ndcg_row}");
-    let json = ragprobe()
-        .arg("diff")
-        .arg(&a)
-        .arg(&b)
-        .args(["--format", "json"])
-        .output()
-        .expect("diff");
-    let report: serde_json::Value = serde_json::from_slice(&json.stdout).expect("json");
+    let diff_json = |x: &std::path::Path, y: &std::path::Path| -> serde_json::Value {
+        let output = ragprobe()
+            .arg("diff")
+            .arg(x)
+            .arg(y)
+            .args(["--format", "json"])
+            .output()
+            .expect("diff");
+        serde_json::from_slice(&output.stdout).expect("json")
+    };
+    let report = diff_json(&a, &b);
     let ndcg = report["retrieval"]
         .as_array()
         .expect("retrieval")
@@ -512,16 +515,8 @@ fn a_retriever_change_is_a_regression_when_its_paired_test_says_so() {
     );
     let html = std::fs::read_to_string(b.join("diff.html")).expect("diff.html");
     assert!(html.contains("Retrieval, paired over 24 cases"));
-    let output = ragprobe()
-        .arg("diff")
-        .arg(&b)
-        .arg(&a)
-        .args(["--format", "json"])
-        .output()
-        .expect("diff");
-    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("json");
     assert!(
-        report["retrieval"]
+        diff_json(&b, &a)["retrieval"]
             .as_array()
             .expect("retrieval")
             .iter()
