@@ -19,12 +19,12 @@ ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src")
 # Lowest first. A file in layer N may import layers <= N.
 LAYERS = [
     ("foundation", ["model", "seed", "exit_codes", "rules", "trace", "text", "config",
-                    "redact", "secrets", "limits", "atomic", "invisible"]),
+                    "redact", "secrets", "limits", "atomic", "invisible", "sequential"]),
     ("transport", ["backend", "receiver"]),
     ("chain", ["chain"]),
     ("suite", ["suite", "judge"]),
     ("plan", ["plan", "checks", "events"]),
-    ("runner", ["runner"]),
+    ("runner", ["runner", "schedule"]),
     ("store", ["store", "results"]),
     ("aggregate", ["aggregate", "stats", "baseline", "diff", "retrieval"]),
     ("report", ["report", "export", "import", "repro", "session", "mlflow"]),

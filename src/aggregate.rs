@@ -22,14 +22,16 @@ use polars::prelude::*;
 
 use crate::model::record::{RunRecord, Severity, Usage};
 use crate::model::summary::{
-    CaseOutcome, CaseStats, FailingRun, Latency, MeanCi, RuleStats, SourceMeans, SourceSummary,
-    SuiteStats,
+    AdaptiveCase, CaseOutcome, CaseStats, FailingRun, Latency, MeanCi, RuleStats, SourceMeans,
+    SourceSummary, SuiteStats,
 };
 use crate::results::{RESULTS_FILE, RULE_SEPARATOR, ResultsError};
+use crate::sequential::{AdaptiveSettings, Stop, Undecided};
 use crate::stats::{all_of_k, mean_ci95, percent, ratio, wilson};
 use crate::store::read_at;
 use crate::suite::Suite;
-use crate::suite::schema::{CaseSpec, RuleSpec};
+use crate::suite::adaptive::{baseline_fail_rate, case_tests, signal};
+use crate::suite::schema::CaseSpec;
 
 /// pass^k and pass@k are reported at this k (or the number of runs, if fewer).
 pub const K: u32 = 5;
@@ -448,6 +450,73 @@ fn case_stats(
             cost_usd: n.usage.cost_usd.filter(|_| !n.unpriced),
             ..n.usage
         }),
+        adaptive: None,
+    }
+}
+
+/// `runs: auto`: replays each adaptive case's recorded runs (in run order, from run 0)
+/// through its tests, records why it stopped, and makes its outcome the decision's: a case
+/// decided pass passes (as flaky when some runs failed), one decided fail fails; an
+/// undecided one keeps its observed outcome unless `undecided:` says pass or fail.
+pub fn apply_adaptive(
+    suite: &Suite,
+    baseline: Option<&crate::model::summary::SuiteReport>,
+    settings: AdaptiveSettings,
+    adaptive_ids: &HashSet<String>,
+    records: &[RunRecord],
+    stats: &mut SuiteStats,
+) {
+    for case in stats
+        .cases
+        .iter_mut()
+        .filter(|c| adaptive_ids.contains(&c.id))
+    {
+        let Some(spec) = suite.spec.cases.iter().find(|s| s.id == case.id) else {
+            continue;
+        };
+        let (mut tests, gated) = case_tests(
+            suite,
+            spec,
+            settings,
+            baseline_fail_rate(baseline, &case.id),
+        );
+        let mut mine: Vec<&RunRecord> = records.iter().filter(|r| r.case == case.id).collect();
+        mine.sort_by_key(|r| r.run);
+        for (expected, record) in mine.into_iter().enumerate() {
+            if record.run as usize != expected || tests.stop().is_final() {
+                break;
+            }
+            tests.push(&signal(record, &gated));
+        }
+        let stop = tests.stop();
+        case.adaptive = Some(AdaptiveCase {
+            runs_used: tests.runs(),
+            max_runs: settings.max_runs,
+            stop,
+            runs_saved: settings.max_runs.saturating_sub(tests.runs()),
+        });
+        let verdict = match (stop, settings.undecided) {
+            (Stop::DecidedPass, _) | (Stop::Undecided, Undecided::Pass) => Some(true),
+            (Stop::DecidedFail, _) | (Stop::Undecided, Undecided::Fail) => Some(false),
+            _ => None,
+        };
+        match verdict {
+            Some(true) if case.outcome == CaseOutcome::Fail => {
+                case.outcome = CaseOutcome::Flaky;
+                case.reasons.clear();
+            }
+            Some(false) if matches!(case.outcome, CaseOutcome::Pass | CaseOutcome::Flaky) => {
+                case.outcome = CaseOutcome::Fail;
+                case.reasons.push(format!(
+                    "{} after {} runs (runs: auto, tolerance {}, significance {})",
+                    stop.label(),
+                    tests.runs(),
+                    percent(settings.tolerance),
+                    settings.alpha
+                ));
+            }
+            _ => {}
+        }
     }
 }
 
@@ -568,10 +637,4 @@ fn judge_case(
     }
 }
 
-/// A rule's own `max_rate`, else the case's, else the suite's `max_violation_rate`, else 0.
-pub fn allowed_rate(suite: &Suite, case: &CaseSpec, rule: &RuleSpec) -> f64 {
-    rule.max_rate
-        .or(case.max_violation_rate)
-        .or(suite.spec.max_violation_rate)
-        .map_or(0.0, |rate| rate.0)
-}
+pub use crate::suite::adaptive::allowed_rate;

@@ -268,9 +268,10 @@ pub struct RunArgs {
     /// Run only the k-th of n deterministic slices of the cases × runs (combine with `merge`)
     #[arg(long, value_name = "K/N", value_parser = crate::plan::Shard::parse)]
     pub shard: Option<crate::plan::Shard>,
-    /// Repetitions per case (overrides the suite's `runs`)
-    #[arg(long, value_name = "N")]
-    pub runs: Option<u32>,
+    /// Repetitions per case, or `auto`: each case until its verdict is decided (overrides
+    /// the suite's and cases' `runs`)
+    #[arg(long, value_name = "N|auto")]
+    pub runs: Option<crate::suite::schema::RunsSetting>,
     /// Runs in flight at once (overrides the suite's `concurrency`)
     #[arg(long, short = 'j', value_name = "C")]
     pub concurrency: Option<usize>,

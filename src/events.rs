@@ -13,9 +13,17 @@ pub enum Event {
         suite: String,
         remaining: Vec<(String, u32)>,
         concurrency: usize,
+        /// Cases may stop early (`runs: auto`): `remaining` are at most.
+        adaptive: bool,
     },
     /// A run finished: passed, failed, or ended in an infrastructure error.
     RunFinished(Box<RunRecord>),
+    /// An adaptive case (`runs: auto`) stopped: no more of its runs will come.
+    CaseDecided {
+        case: String,
+        runs: u32,
+        stop: crate::sequential::Stop,
+    },
     /// No more runs will come; `interrupted` when a signal stopped them.
     SuiteFinished { interrupted: bool },
 }

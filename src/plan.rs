@@ -14,9 +14,10 @@ use crate::config::problem::{ConfigError, Problem};
 use crate::model::meta::{META_FILE, Meta};
 use crate::model::summary::{SUMMARY_FILE, SummaryError, read_summary};
 use crate::seed::run_seed;
+use crate::sequential::AdaptiveSettings;
 use crate::suite::Suite;
 use crate::suite::load::{load_with, merged_vars};
-use crate::suite::schema::{CaseSpec, Expect};
+use crate::suite::schema::{CaseSpec, Expect, RunsSetting};
 
 /// Runs in flight at once when neither the suite nor `--concurrency` says.
 pub const DEFAULT_CONCURRENCY: usize = 8;
@@ -26,7 +27,12 @@ pub struct Plan {
     pub suite: Arc<Suite>,
     /// Indices into `suite.spec.cases`, in suite order.
     pub cases: Vec<usize>,
+    /// Runs per case of fixed-count cases (the suite's `runs`, or `--runs N`).
     pub runs: u32,
+    /// With `runs: auto` (suite, case or `--runs auto`): how adaptive cases stop, and which
+    /// selected cases (by position in `cases`) are adaptive. They run at most `max_runs`.
+    pub adaptive: Option<AdaptiveSettings>,
+    pub adaptive_cases: Vec<bool>,
     pub seed: u64,
     pub concurrency: usize,
     pub timeout: Duration,
@@ -68,6 +74,12 @@ impl Shard {
     fn holds(self, case_ordinal: usize, runs: u32, run: u32) -> bool {
         (case_ordinal as u64 * u64::from(runs) + u64::from(run)) % u64::from(self.count)
             == u64::from(self.index)
+    }
+
+    /// An adaptive case is never split: its stopping rule needs all its runs in order, so
+    /// the `c`-th selected case goes whole to slice c mod n.
+    fn holds_case(self, case_ordinal: usize) -> bool {
+        case_ordinal as u64 % u64::from(self.count) == u64::from(self.index)
     }
 }
 
@@ -142,34 +154,54 @@ impl Plan {
             .collect()
     }
 
+    /// What every run of the `ordinal`-th selected case shares.
+    pub fn case_job(&self, ordinal: usize) -> Arc<CaseJob> {
+        let spec = &self.suite.spec.cases[self.cases[ordinal]];
+        Arc::new(CaseJob {
+            id: spec.id.clone(),
+            question: spec.question.clone(),
+            vars: merged_vars(&self.suite.spec.vars, &spec.vars),
+            expect: spec.expect.clone(),
+        })
+    }
+
+    /// Run `run` of a case: its seed depends on the case and the index alone.
+    pub fn job(&self, case: &Arc<CaseJob>, run: u32) -> Job {
+        Job {
+            seed: run_seed(self.seed, &case.id, run),
+            case: Arc::clone(case),
+            run,
+        }
+    }
+
+    pub fn is_adaptive(&self, ordinal: usize) -> bool {
+        self.adaptive_cases.get(ordinal).copied().unwrap_or(false)
+    }
+
+    /// The ids of the selected cases that run with `runs: auto`, in suite order.
+    pub fn adaptive_case_ids(&self) -> Vec<String> {
+        self.case_ids()
+            .into_iter()
+            .enumerate()
+            .filter(|(ordinal, _)| self.is_adaptive(*ordinal))
+            .map(|(_, id)| id)
+            .collect()
+    }
+
     /// Every run of the plan not already in `done`, case by case, run by run. Made lazily:
-    /// a million runs must not mean a million jobs in memory.
+    /// a million runs must not mean a million jobs in memory. (Adaptive cases are
+    /// scheduled by `schedule::Schedule` instead.)
     pub fn jobs<'a>(
         &'a self,
         done: &'a HashSet<(String, u32)>,
     ) -> impl Iterator<Item = Job> + Send + 'a {
-        self.cases
-            .iter()
-            .enumerate()
-            .flat_map(move |(ordinal, &index)| {
-                let spec = &self.suite.spec.cases[index];
-                let case = Arc::new(CaseJob {
-                    id: spec.id.clone(),
-                    question: spec.question.clone(),
-                    vars: merged_vars(&self.suite.spec.vars, &spec.vars),
-                    expect: spec.expect.clone(),
-                });
-                let seed = self.seed;
-                let (runs, shard) = (self.runs, self.shard);
-                (0..self.runs)
-                    .filter(move |run| shard.is_none_or(|s| s.holds(ordinal, runs, *run)))
-                    .filter(move |run| !done.contains(&(spec.id.clone(), *run)))
-                    .map(move |run| Job {
-                        seed: run_seed(seed, &case.id, run),
-                        case: Arc::clone(&case),
-                        run,
-                    })
-            })
+        (0..self.cases.len()).flat_map(move |ordinal| {
+            let case = self.case_job(ordinal);
+            let id = case.id.clone();
+            self.runs_of(ordinal)
+                .filter(move |run| !done.contains(&(id.clone(), *run)))
+                .map(move |run| self.job(&case, run))
+        })
     }
 
     /// How many runs of each selected case are still to make, in suite order.
@@ -195,10 +227,23 @@ impl Plan {
             .sum()
     }
 
-    /// The run indices of the `ordinal`-th selected case that this plan (or shard) makes.
-    fn runs_of(&self, ordinal: usize) -> impl Iterator<Item = u32> + '_ {
-        (0..self.runs)
-            .filter(move |run| self.shard.is_none_or(|s| s.holds(ordinal, self.runs, *run)))
+    /// The run indices of the `ordinal`-th selected case that this plan (or shard) makes
+    /// (at most: an adaptive case may stop before its `max_runs`).
+    pub fn runs_of(&self, ordinal: usize) -> impl Iterator<Item = u32> + '_ {
+        let adaptive = self.is_adaptive(ordinal);
+        let count = match (adaptive, self.adaptive) {
+            (true, Some(settings)) => settings.max_runs,
+            _ => self.runs,
+        };
+        (0..count).filter(move |run| {
+            self.shard.is_none_or(|s| {
+                if adaptive {
+                    s.holds_case(ordinal)
+                } else {
+                    s.holds(ordinal, self.runs, *run)
+                }
+            })
+        })
     }
 
     /// The selected cases with at least one run in this plan (all of them, unsharded).
@@ -257,7 +302,7 @@ pub enum PlanError {
 /// What the command line may override in a suite; `None` keeps the suite's own value.
 #[derive(Debug, Clone, Default)]
 pub struct Overrides {
-    pub runs: Option<u32>,
+    pub runs: Option<RunsSetting>,
     pub seed: Option<u64>,
     pub concurrency: Option<usize>,
     pub timeout_ms: Option<u64>,
@@ -269,7 +314,7 @@ pub struct Overrides {
 impl Overrides {
     /// Zero runs, slots or milliseconds cannot be meant: refused, as the suite file does.
     pub fn check(&self) -> Result<(), PlanError> {
-        if self.runs == Some(0) {
+        if self.runs == Some(RunsSetting::Fixed(0)) {
             return Err(PlanError::Zero("--runs"));
         }
         if self.concurrency == Some(0) {
@@ -285,8 +330,36 @@ impl Overrides {
 impl Plan {
     /// A plan for `cases` of `suite`, the suite's settings under `overrides`.
     pub fn new(suite: Suite, cases: Vec<usize>, overrides: &Overrides, out_dir: PathBuf) -> Plan {
+        let spec = &suite.spec;
+        // `--runs` wins over the suite and its cases; a case's own `runs` over the suite's.
+        let setting_of = |index: usize| {
+            overrides
+                .runs
+                .or(spec.cases[index].runs)
+                .unwrap_or(spec.runs)
+        };
+        let adaptive_cases: Vec<bool> = cases
+            .iter()
+            .map(|&i| setting_of(i) == RunsSetting::Auto)
+            .collect();
+        let adaptive = adaptive_cases.contains(&true).then(|| AdaptiveSettings {
+            min_runs: spec.min_runs,
+            max_runs: spec.max_runs.max(1),
+            tolerance: spec.tolerance.0,
+            alpha: spec.significance.0,
+            undecided: spec.undecided,
+        });
+        let fixed = match overrides.runs {
+            Some(RunsSetting::Fixed(n)) => n,
+            _ => match spec.runs {
+                RunsSetting::Fixed(n) => n,
+                RunsSetting::Auto => crate::suite::schema::DEFAULT_RUNS,
+            },
+        };
         Plan {
-            runs: overrides.runs.unwrap_or(suite.spec.runs).max(1),
+            runs: fixed.max(1),
+            adaptive,
+            adaptive_cases,
             seed: overrides.seed.or(suite.spec.seed).unwrap_or(0),
             concurrency: overrides
                 .concurrency
@@ -305,6 +378,17 @@ impl Plan {
         }
     }
 
+    /// The adaptive settings a report folder was started with (resume, merge): the suite
+    /// file may have changed since, the plan may not.
+    fn adopt_adaptive(&mut self, meta: &Meta) {
+        self.adaptive = meta.adaptive;
+        self.adaptive_cases = self
+            .case_ids()
+            .iter()
+            .map(|id| meta.adaptive.is_some() && meta.adaptive_cases.contains(id))
+            .collect();
+    }
+
     /// What `meta.json` records before the first run.
     pub fn meta(&self) -> Meta {
         let suite_path =
@@ -318,6 +402,8 @@ impl Plan {
             shard: self.shard.map(|s| s.to_string()),
             seed: self.seed,
             runs: self.runs,
+            adaptive: self.adaptive,
+            adaptive_cases: self.adaptive_case_ids(),
             cases: self.case_ids(),
             chain: self.suite.chain.describe(),
             created_at: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
@@ -426,13 +512,14 @@ pub fn resume(top: &Path, overrides: &Overrides) -> Result<Vec<Plan>, PlanError>
             _ => slug(&suite.spec.name),
         };
         let resumed = Overrides {
-            runs: Some(meta.runs),
+            runs: Some(RunsSetting::Fixed(meta.runs)),
             seed: Some(meta.seed),
             shard: meta.shard.as_deref().map(Shard::parse).transpose()?,
             ..overrides.clone()
         };
         let changed = suite.fingerprint != meta.suite_fingerprint;
         let mut plan = Plan::new(suite, cases, &resumed, dir.clone());
+        plan.adopt_adaptive(&meta);
         plan.baseline = baseline_for(overrides.baseline.as_deref(), &slug)?;
         if changed {
             plan.warnings.push(format!(
@@ -459,6 +546,8 @@ pub fn merged(metas: &[(PathBuf, Meta)], out: &Path) -> Result<Plan, PlanError> 
         let same = meta.suite_fingerprint == first.suite_fingerprint
             && meta.seed == first.seed
             && meta.runs == first.runs
+            && meta.adaptive == first.adaptive
+            && meta.adaptive_cases == first.adaptive_cases
             && meta.cases == first.cases
             && meta.chain_path == first.chain_path;
         if !same {
@@ -505,11 +594,12 @@ pub fn merged(metas: &[(PathBuf, Meta)], out: &Path) -> Result<Plan, PlanError> 
         ))
     })?;
     let overrides = Overrides {
-        runs: Some(first.runs),
+        runs: Some(RunsSetting::Fixed(first.runs)),
         seed: Some(first.seed),
         ..Overrides::default()
     };
     let mut plan = Plan::new(suite, cases, &overrides, out.to_owned());
+    plan.adopt_adaptive(first);
     if changed {
         plan.warnings.push(format!(
             "{} (or its chain or corpus) changed since the shards ran; the reports use the current files",

@@ -179,9 +179,14 @@ pub async fn execute(
 ) {
     let slots = Arc::new(Semaphore::new(concurrency.max(1)));
     let mut tasks = JoinSet::new();
-    for job in jobs {
-        // Waiting for a slot before spawning keeps at most `concurrency` tasks alive.
+    let mut jobs = jobs;
+    loop {
+        // Waiting for a slot before spawning keeps at most `concurrency` tasks alive; the
+        // job is taken only then, so an adaptive schedule picks it knowing the latest runs.
         let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
+            break;
+        };
+        let Some(job) = jobs.next() else {
             break;
         };
         if let Some(budget) = &context.budget

@@ -3,7 +3,7 @@
 //! [`finish`] turns the folder's runs into results.parquet, statistics, the gate's
 //! verdict, summary.json and the report files. `merge` calls only `finish`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -23,6 +23,7 @@ use crate::plan::Plan;
 use crate::report::files::{self, ReportError};
 use crate::results::{self, ResultsError};
 use crate::runner::{Budget, RunContext, execute as run_jobs};
+use crate::schedule::Schedule;
 use crate::store::recorded_runs;
 
 /// Why a suite run stopped short of its reports.
@@ -68,6 +69,8 @@ pub enum SessionError {
 pub struct Executed {
     /// Runs the plan holds in all (done before and now).
     pub planned_runs: u32,
+    /// `runs: auto`: runs that finished after their case was decided, not recorded.
+    pub adaptive_dropped: u32,
     pub interrupted: bool,
     /// With `--otlp`, what became of the traces streamed while running.
     pub trace_export: Option<TraceExport>,
@@ -128,6 +131,7 @@ pub async fn execute(
         suite: plan.suite.spec.name.clone(),
         remaining,
         concurrency: plan.concurrency,
+        adaptive: plan.adaptive.is_some(),
     })?;
 
     let context = Arc::new(RunContext {
@@ -140,7 +144,43 @@ pub async fn execute(
         budget: budget.clone(),
     });
     let (sender, mut receiver) = mpsc::channel::<Event>(256);
-    let runner = run_jobs(context, plan.jobs(&done), plan.concurrency, sender);
+    // Adaptive cases need a schedule that stops them; fixed plans keep the plain order.
+    let schedule = match plan.adaptive {
+        Some(_) => {
+            let recorded = adaptive_records(plan).map_err(|source| SessionError::Read {
+                dir: dir.clone(),
+                source,
+            })?;
+            Some(Arc::new(Schedule::new(plan, &done, &recorded)))
+        }
+        None => None,
+    };
+    let jobs: Box<dyn Iterator<Item = crate::plan::Job> + Send> = match &schedule {
+        Some(schedule) => {
+            let schedule = Arc::clone(schedule);
+            Box::new(std::iter::from_fn(move || schedule.next_job()))
+        }
+        None => Box::new(plan.jobs(&done)),
+    };
+    let mut dispatch = |event: Event| -> Result<(), SessionError> {
+        let Some(schedule) = &schedule else {
+            return dispatch(event);
+        };
+        match event {
+            Event::RunFinished(record) => {
+                let released = schedule.accept(*record);
+                for record in released.records {
+                    dispatch(Event::RunFinished(Box::new(record)))?;
+                }
+                if let Some((case, runs, stop)) = released.decided {
+                    dispatch(Event::CaseDecided { case, runs, stop })?;
+                }
+                Ok(())
+            }
+            other => dispatch(other),
+        }
+    };
+    let runner = run_jobs(context, jobs, plan.concurrency, sender);
     tokio::pin!(runner);
     tokio::pin!(stop);
     let mut runner_done = false;
@@ -166,9 +206,11 @@ pub async fn execute(
             dispatch(event)?;
         }
     }
+    let adaptive_dropped = schedule.as_ref().map_or(0, |s| s.dropped());
     dispatch(Event::SuiteFinished { interrupted })?;
     Ok(Executed {
         planned_runs,
+        adaptive_dropped,
         interrupted,
         trace_export: None,
         budget_spent: budget.filter(|b| b.stopped()).map(|b| {
@@ -204,8 +246,47 @@ pub fn finish(
         .collect();
     let rows = results::write(dir, &plan.suite.spec.name, &sources).map_err(failed_to_aggregate)?;
     stages.done(&format!("results.parquet ({rows} rows), retrieved.parquet"));
-    let stats =
+    let mut stats =
         aggregate(&plan.suite, &plan.case_ids_with_runs(), dir).map_err(failed_to_aggregate)?;
+    let mut planned_runs = executed.planned_runs;
+    let mut adaptive_runs = None;
+    if let Some(settings) = plan.adaptive {
+        let records = adaptive_records(plan).map_err(|source| SessionError::Read {
+            dir: dir.clone(),
+            source,
+        })?;
+        let ids: HashSet<String> = records.iter().map(|r| r.case.clone()).collect();
+        let adaptive_ids: HashSet<String> = plan
+            .adaptive_case_ids()
+            .into_iter()
+            .filter(|id| ids.contains(id))
+            .collect();
+        crate::aggregate::apply_adaptive(
+            &plan.suite,
+            plan.baseline.as_ref().map(|b| &b.summary),
+            settings,
+            &adaptive_ids,
+            &records,
+            &mut stats,
+        );
+        // A decided case is complete with the runs it used.
+        let (mut used, mut most) = (0, 0);
+        for case in &stats.cases {
+            if let Some(adaptive) = case.adaptive {
+                used += adaptive.runs_used;
+                most += adaptive.max_runs;
+                if adaptive.stop.is_final() {
+                    planned_runs = planned_runs.saturating_sub(adaptive.runs_saved);
+                }
+            }
+        }
+        adaptive_runs = Some(crate::model::summary::AdaptiveRuns {
+            settings,
+            runs_used: used,
+            max_runs_total: most,
+            dropped: executed.adaptive_dropped,
+        });
+    }
     stages.done("aggregation (polars)");
     let baseline_cases = plan
         .baseline
@@ -226,7 +307,7 @@ pub fn finish(
     let failed = baseline::failing_cases(&stats, baseline_cases.as_deref());
     let result = if executed.interrupted {
         SuiteResult::Interrupted
-    } else if stats.runs < executed.planned_runs {
+    } else if stats.runs < planned_runs {
         SuiteResult::Incomplete
     } else if stats.errors_exceeded || stats.cases.iter().any(|c| c.outcome.is_error()) {
         SuiteResult::Error
@@ -243,7 +324,7 @@ pub fn finish(
         chain: plan.suite.chain.describe(),
         seed: plan.seed,
         runs_per_case: plan.runs,
-        planned_runs: executed.planned_runs,
+        planned_runs,
         result,
         exit_code: Outcome::from(result).code(),
         baseline: plan.baseline.as_ref().map(|b| b.label.clone()),
@@ -253,6 +334,7 @@ pub fn finish(
         trace_export: executed.trace_export,
         budget_spent: executed.budget_spent,
         baseline_retrieval,
+        adaptive: adaptive_runs,
     };
     let summary = serde_json::to_string_pretty(&report).map_err(|e| SessionError::Write {
         path: dir.join(SUMMARY_FILE),
@@ -267,6 +349,22 @@ pub fn finish(
     files::write_all(&report, &plan.suite)?;
     stages.done("summary.json, summary.md, junit.xml, report.html");
     Ok(report)
+}
+
+/// The recorded runs of the plan's adaptive cases, which their tests start from.
+fn adaptive_records(plan: &Plan) -> std::io::Result<Vec<crate::model::record::RunRecord>> {
+    let ids: HashSet<String> = plan.adaptive_case_ids().into_iter().collect();
+    let mut records = Vec::new();
+    if !plan.out_dir.join(crate::store::runs::RUNS_FILE).exists() {
+        return Ok(records);
+    }
+    for record in crate::store::RunReader::open(&plan.out_dir)? {
+        let record = record?;
+        if ids.contains(&record.case) {
+            records.push(record);
+        }
+    }
+    Ok(records)
 }
 
 /// Resolves on Ctrl-C, or on SIGTERM (what CI runners and `timeout` send).

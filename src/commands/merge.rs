@@ -26,6 +26,7 @@ pub fn merge(args: MergeArgs) -> Result<Outcome, AppError> {
     let planned_runs = plan.planned_runs();
     let executed = Executed {
         planned_runs,
+        adaptive_dropped: 0,
         interrupted: false,
         trace_export: None,
         budget_spent: None,

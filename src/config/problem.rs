@@ -152,6 +152,12 @@ fn hint_for(message: &str) -> Option<String> {
     if message.contains("invalid type") {
         return Some("change the value to the type named after `expected`".to_owned());
     }
+    if message.contains("is not a number of runs") {
+        return Some(
+            "runs: 20 repeats each case 20 times; runs: auto repeats it until its verdict is decided"
+                .to_owned(),
+        );
+    }
     if message.contains("is not a rate") {
         return Some("rates are shares: 1.0 is every run, 0.9 is nine runs in ten".to_owned());
     }

@@ -404,7 +404,7 @@ impl Reporter for TraceStreamer {
             Event::RunFinished(record) => {
                 self.exporter.offer(otlp::spans_for(record, &self.suite));
             }
-            Event::SuiteFinished { .. } => {}
+            Event::SuiteFinished { .. } | Event::CaseDecided { .. } => {}
         }
         // Exporting never stops the runs: failures and drops are counted and reported.
         Ok(())

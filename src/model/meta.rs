@@ -25,6 +25,11 @@ pub struct Meta {
     pub shard: Option<String>,
     pub seed: u64,
     pub runs: u32,
+    /// With `runs: auto`: how adaptive cases stop, and which they are.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adaptive: Option<crate::sequential::AdaptiveSettings>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub adaptive_cases: Vec<String>,
     /// The selected case ids, in suite order.
     pub cases: Vec<String>,
     pub chain: String,
@@ -46,6 +51,8 @@ impl Meta {
             && self.shard == other.shard
             && self.seed == other.seed
             && self.runs == other.runs
+            && self.adaptive == other.adaptive
+            && self.adaptive_cases == other.adaptive_cases
             && self.cases == other.cases
     }
 

@@ -52,6 +52,38 @@ pub struct SuiteReport {
     /// not gated).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub baseline_retrieval: Vec<RetrievalChange>,
+    /// With `runs: auto`: the stopping settings and what they spent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adaptive: Option<AdaptiveRuns>,
+}
+
+/// `runs: auto` over the suite.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AdaptiveRuns {
+    pub settings: crate::sequential::AdaptiveSettings,
+    /// Runs the adaptive cases recorded, and what `runs: max_runs` would have made.
+    pub runs_used: u32,
+    pub max_runs_total: u32,
+    /// Runs that finished after their case was decided (in flight then): paid for, not
+    /// recorded. Known only to the process that ran them (0 after resume or merge).
+    pub dropped: u32,
+}
+
+impl SuiteReport {
+    /// "20 runs" or "runs: auto, 3–100 a case".
+    pub fn runs_label(&self) -> String {
+        match &self.adaptive {
+            Some(a) => format!(
+                "runs: auto ({}–{} a case; {} used of {})",
+                a.settings.min_runs, a.settings.max_runs, a.runs_used, a.max_runs_total
+            ),
+            None => format!(
+                "{} run{}",
+                self.runs_per_case,
+                if self.runs_per_case == 1 { "" } else { "s" }
+            ),
+        }
+    }
 }
 
 /// What a run is gated against: an earlier summary, and where it came from (a report
@@ -200,6 +232,19 @@ pub struct CaseStats {
     /// Model calls, tokens and (where priced) cost over the case's runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage: Option<crate::model::record::Usage>,
+    /// With `runs: auto`: how many runs the case used and why it stopped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adaptive: Option<AdaptiveCase>,
+}
+
+/// An adaptive case's stopping, as reports show it.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct AdaptiveCase {
+    pub runs_used: u32,
+    pub max_runs: u32,
+    pub stop: crate::sequential::Stop,
+    /// Runs not made against a fixed `max_runs` (`runs: max_runs`).
+    pub runs_saved: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -19,11 +19,14 @@ pub fn render(report: &SuiteReport) -> String {
     let failed = report.failed.len();
     let _ = writeln!(
         out,
-        "{} of {} cases failed · {} runs ({} per case) · {} errors · seed {} · exit {}\n",
+        "{} of {} cases failed · {} runs ({}) · {} errors · seed {} · exit {}\n",
         failed,
         stats.cases.len(),
         stats.runs,
-        report.runs_per_case,
+        match &report.adaptive {
+            Some(_) => report.runs_label(),
+            None => format!("{} per case", report.runs_per_case),
+        },
         stats.errors,
         report.seed,
         report.exit_code
@@ -77,7 +80,19 @@ pub fn render(report: &SuiteReport) -> String {
             percent(case.pass_rate),
             percent(case.pass_rate_ci95[0]),
             percent(case.pass_rate_ci95[1]),
-            if violations.is_empty() {
+            if let Some(a) = case.adaptive {
+                format!(
+                    "{} · {} of {} runs, {}",
+                    a.stop.label(),
+                    a.runs_used,
+                    a.max_runs,
+                    if violations.is_empty() {
+                        "no violations".to_owned()
+                    } else {
+                        violations.join(", ")
+                    }
+                )
+            } else if violations.is_empty() {
                 "—".to_owned()
             } else {
                 violations.join(", ")

@@ -71,8 +71,10 @@ impl Reporter for Progress {
                 suite,
                 remaining,
                 concurrency,
-            } => *self = Progress::start(self.style, suite, remaining, *concurrency),
+                adaptive,
+            } => *self = Progress::start(self.style, suite, remaining, *concurrency, *adaptive),
             Event::RunFinished(record) => self.run_finished(record),
+            Event::CaseDecided { case, runs, stop } => self.case_decided(case, *runs, *stop),
             Event::SuiteFinished { .. } => {
                 if let Some(bar) = &self.bar {
                     bar.finish_and_clear();
@@ -101,6 +103,7 @@ impl Progress {
         suite: &str,
         remaining: &[(String, u32)],
         concurrency: usize,
+        adaptive: bool,
     ) -> Progress {
         let total: u64 = remaining.iter().map(|(_, n)| u64::from(*n)).sum();
         let cases: HashMap<String, CaseCounts> = remaining
@@ -128,7 +131,8 @@ impl Progress {
         });
         if style == Style::Lines {
             crate::report::out::eprintln(&format!(
-                "ragprobe: {suite}: {} over {}, {concurrency} at a time",
+                "ragprobe: {suite}: {}{} over {}, {concurrency} at a time",
+                if adaptive { "at most " } else { "" },
                 crate::report::text::count(total, "run"),
                 crate::report::text::count(cases.len() as u64, "case")
             ));
@@ -165,17 +169,37 @@ impl Progress {
         }
         counts.remaining = counts.remaining.saturating_sub(1);
         if counts.remaining == 0 && self.style == Style::Lines {
-            let mut stderr = std::io::stderr().lock();
-            // Progress is best effort: a closed stderr must not stop the runs.
-            let _ = writeln!(
-                stderr,
-                "ragprobe:   {}: {} runs: {} passed, {} failed, {} errors",
-                record.case,
-                counts.passed + counts.failed + counts.errors,
-                counts.passed,
-                counts.failed,
-                counts.errors
-            );
+            Self::case_line(&record.case, counts, "");
         }
+    }
+
+    /// An adaptive case stopped before its `max_runs`: its unused runs leave the total.
+    fn case_decided(&mut self, case: &str, runs: u32, stop: crate::sequential::Stop) {
+        let Some(counts) = self.cases.get_mut(case) else {
+            return;
+        };
+        let unused = counts.remaining;
+        counts.remaining = 0;
+        if let Some(bar) = &self.bar
+            && let Some(length) = bar.length()
+        {
+            bar.set_length(length.saturating_sub(u64::from(unused)));
+        }
+        if self.style == Style::Lines && unused > 0 {
+            Self::case_line(case, counts, &format!(" ({} after {runs})", stop.label()));
+        }
+    }
+
+    fn case_line(case: &str, counts: &CaseCounts, note: &str) {
+        let mut stderr = std::io::stderr().lock();
+        // Progress is best effort: a closed stderr must not stop the runs.
+        let _ = writeln!(
+            stderr,
+            "ragprobe:   {case}: {} runs: {} passed, {} failed, {} errors{note}",
+            counts.passed + counts.failed + counts.errors,
+            counts.passed,
+            counts.failed,
+            counts.errors
+        );
     }
 }

@@ -20,6 +20,7 @@ pub fn render_text(report: &SuiteReport, quiet: bool) -> String {
     }
     header(&mut out, report);
     case_table(&mut out, &report.stats);
+    adaptive(&mut out, report);
     violations(&mut out, &report.stats);
     retrieval(&mut out, &report.stats);
     usage(&mut out, &report.stats);
@@ -42,7 +43,7 @@ fn header(out: &mut String, report: &SuiteReport) {
         "suite {} · {} × {} · seed {}",
         report.suite,
         count(report.stats.cases.len() as u64, "case"),
-        count(report.runs_per_case, "run"),
+        report.runs_label(),
         report.seed
     );
     let _ = writeln!(out, "chain: {}", report.chain);
@@ -76,6 +77,51 @@ fn case_table(out: &mut String, stats: &SuiteStats) {
         ]);
     }
     table(out, &rows, "");
+}
+
+/// `runs: auto`: per case, the runs used, why it stopped and the runs saved.
+fn adaptive(out: &mut String, report: &SuiteReport) {
+    let Some(runs) = &report.adaptive else {
+        return;
+    };
+    let s = &runs.settings;
+    let _ = writeln!(
+        out,
+        "\nruns: auto (sequential probability ratio test: tolerance {}, significance {}, {}–{} runs; undecided: {})",
+        percent(s.tolerance),
+        s.alpha,
+        s.min_runs,
+        s.max_runs,
+        serde_plain(&s.undecided)
+    );
+    let mut rows = vec![row(&["  case", "runs", "stopped", "saved"])];
+    for case in &report.stats.cases {
+        if let Some(a) = case.adaptive {
+            rows.push(vec![
+                format!("  {}", case.id),
+                format!("{}/{}", a.runs_used, a.max_runs),
+                a.stop.label().to_owned(),
+                a.runs_saved.to_string(),
+            ]);
+        }
+    }
+    table(out, &rows, "");
+    let saved = runs.max_runs_total.saturating_sub(runs.runs_used);
+    let _ = writeln!(
+        out,
+        "  {} runs of at most {} ({} saved{})",
+        runs.runs_used,
+        runs.max_runs_total,
+        saved,
+        if runs.dropped > 0 {
+            format!(
+                "; {} more finished after their case was decided, not recorded",
+                runs.dropped
+            )
+        } else {
+            String::new()
+        }
+    );
 }
 
 fn violations(out: &mut String, stats: &SuiteStats) {

@@ -57,7 +57,9 @@ impl Reporter for RunWriter {
     fn write_event(&mut self, event: &Event) -> std::io::Result<()> {
         match event {
             Event::RunFinished(record) => self.append(record),
-            Event::SuiteStarted { .. } | Event::SuiteFinished { .. } => Ok(()),
+            Event::SuiteStarted { .. }
+            | Event::SuiteFinished { .. }
+            | Event::CaseDecided { .. } => Ok(()),
         }
     }
 }

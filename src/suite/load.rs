@@ -16,7 +16,7 @@ use crate::config::files::read_text;
 use crate::config::locate::KeyPath;
 use crate::config::problem::{ConfigError, Problem};
 use crate::seed::stable_hash;
-use crate::suite::schema::{AnswerCheck, ChainRef, SuiteSpec};
+use crate::suite::schema::{AnswerCheck, ChainRef, RunsSetting, SuiteSpec};
 
 /// A suite ready to run: parsed, checked, with its chain built.
 #[derive(Debug)]
@@ -142,11 +142,40 @@ fn chain_of(
 
 /// Checks that need the suite alone: counts, unique ids, rules that check something.
 fn check_spec(spec: &SuiteSpec, at: &At<'_>, problems: &mut Vec<Problem>) {
-    if spec.runs == 0 {
+    if spec.runs == RunsSetting::Fixed(0) {
         problems.push(at(
             KeyPath::default().key("runs"),
             "runs must be at least 1".into(),
         ));
+    }
+    if spec.max_runs == 0 {
+        problems.push(at(
+            KeyPath::default().key("max_runs"),
+            "max_runs must be at least 1".into(),
+        ));
+    }
+    if spec.min_runs > spec.max_runs {
+        problems.push(at(
+            KeyPath::default().key("min_runs"),
+            format!(
+                "min_runs ({}) is more than max_runs ({})",
+                spec.min_runs, spec.max_runs
+            ),
+        ));
+    }
+    if spec.tolerance.0 <= 0.0 {
+        problems.push(at(
+            KeyPath::default().key("tolerance"),
+            "tolerance must be above 0: it is the zone around a threshold where either verdict is acceptable (0.05 = 5 points)".into(),
+        ));
+    }
+    for (index, case) in spec.cases.iter().enumerate() {
+        if let Some(RunsSetting::Fixed(_)) = case.runs {
+            problems.push(at(
+                KeyPath::default().key("cases").index(index).key("runs"),
+                "a case's `runs` can only be `auto`: the suite's `runs` sets the count".into(),
+            ));
+        }
     }
     if spec.concurrency == Some(0) {
         problems.push(at(

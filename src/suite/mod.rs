@@ -1,6 +1,7 @@
 //! Suites: the YAML schema, finding suite files, and loading them with every check made
 //! before a run.
 
+pub mod adaptive;
 pub mod append;
 pub mod discover;
 pub mod judge;

@@ -25,9 +25,22 @@ pub struct SuiteSpec {
     pub description: Option<String>,
     /// A path to a chain file (relative to this suite) or an inline chain mapping.
     pub chain: ChainRef,
-    /// Repetitions per case.
+    /// Repetitions per case, or `auto`: each case until its verdict is decided.
     #[serde(default = "default_runs")]
-    pub runs: u32,
+    pub runs: RunsSetting,
+    /// With `runs: auto`, the most runs a case gets; undecided then.
+    #[serde(default = "default_max_runs")]
+    pub max_runs: u32,
+    /// With `runs: auto`, the fewest runs a case gets before a verdict.
+    #[serde(default = "default_min_runs")]
+    pub min_runs: u32,
+    /// With `runs: auto`, the indifference zone around each threshold: rates closer than
+    /// this to it may end either way.
+    #[serde(default = "default_tolerance")]
+    pub tolerance: Rate,
+    /// With `runs: auto`, the verdict of a case undecided at `max_runs`.
+    #[serde(default)]
+    pub undecided: crate::sequential::Undecided,
     /// Seed for every sampled choice; `--seed` overrides it.
     #[serde(default)]
     pub seed: Option<u64>,
@@ -151,8 +164,70 @@ fn default_significance() -> Significance {
     Significance(0.05)
 }
 
-fn default_runs() -> u32 {
-    DEFAULT_RUNS
+fn default_runs() -> RunsSetting {
+    RunsSetting::Fixed(DEFAULT_RUNS)
+}
+
+fn default_max_runs() -> u32 {
+    100
+}
+
+fn default_min_runs() -> u32 {
+    3
+}
+
+fn default_tolerance() -> Rate {
+    Rate(0.05)
+}
+
+/// `runs: 20` or `runs: auto` (in a suite, a case, or `--runs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum RunsSetting {
+    Fixed(u32),
+    Auto,
+}
+
+impl std::str::FromStr for RunsSetting {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text.trim() {
+            "auto" => Ok(RunsSetting::Auto),
+            number => number
+                .parse()
+                .map(RunsSetting::Fixed)
+                .map_err(|_| format!("`{text}` is not a number of runs or `auto`")),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for RunsSetting {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl de::Visitor<'_> for V {
+            type Value = RunsSetting;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a number of runs, or `auto`")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<RunsSetting, E> {
+                u32::try_from(v)
+                    .map(RunsSetting::Fixed)
+                    .map_err(|_| E::custom(format!("{v} runs is more than ragprobe makes")))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<RunsSetting, E> {
+                Err(E::custom(format!("{v} is not a number of runs")))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RunsSetting, E> {
+                match v {
+                    "auto" => Ok(RunsSetting::Auto),
+                    other => Err(E::custom(format!(
+                        "`{other}` is not a number of runs: write a number, or `auto`"
+                    ))),
+                }
+            }
+        }
+        deserializer.deserialize_any(V)
+    }
 }
 
 fn default_timeout_ms() -> u64 {
@@ -481,6 +556,9 @@ pub struct CaseSpec {
     /// Overrides the suite's `significance`.
     #[serde(default)]
     pub significance: Option<Significance>,
+    /// Overrides the suite's `runs` (a number, or `auto`).
+    #[serde(default)]
+    pub runs: Option<RunsSetting>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -6,6 +6,7 @@
 mod common;
 
 mod adapters;
+mod adaptive;
 mod browser;
 mod chroma;
 mod config_errors;

@@ -358,13 +358,7 @@ fn shards_merge_into_the_unsharded_report() {
     assert!(text(&output.stderr).contains("shards missing: 3/3"));
 
     let merged = dir.path().join("merged");
-    let output = ragprobe()
-        .arg("merge")
-        .args(&shards)
-        .arg("--out")
-        .arg(&merged)
-        .output()
-        .expect("merge runs");
+    let output = crate::common::merge(&shards, &merged);
     assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
 
     // Same runs, same content (times and trace ids aside: those are per execution).

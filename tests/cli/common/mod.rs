@@ -6,7 +6,7 @@
 pub mod servers;
 pub mod sink;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_ragprobe");
 
@@ -60,6 +60,17 @@ pub fn show(dir: &Path, args: &[&str]) -> std::process::Output {
         .args(args)
         .output()
         .expect("ragprobe runs")
+}
+
+/// Runs `ragprobe merge SHARDS… --out OUT`.
+pub fn merge(shards: &[PathBuf], out: &Path) -> std::process::Output {
+    ragprobe()
+        .arg("merge")
+        .args(shards)
+        .arg("--out")
+        .arg(out)
+        .output()
+        .expect("ragprobe merges")
 }
 
 /// Runs `ragprobe run --resume DIR`.

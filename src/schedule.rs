@@ -1,0 +1,195 @@
+//! The order of runs for a plan with adaptive cases (`runs: auto`): every open case gets
+//! runs in turn, so slots freed by a decided case go to the cases still open; finished runs
+//! are released to the reporters in each case's run order, and an adaptive case is closed
+//! at the first run that decides it. Runs of a closed case still in flight when it closed
+//! are dropped, never recorded: what a case records (and so its verdict) depends on the
+//! seed alone, not on the concurrency or on which run finished first.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use crate::model::record::RunRecord;
+use crate::plan::{CaseJob, Job, Plan};
+use crate::sequential::{CaseTests, Stop};
+use crate::suite::adaptive::{baseline_fail_rate, case_tests, signal};
+
+pub struct Schedule {
+    state: Mutex<State>,
+    plan_seed: u64,
+}
+
+struct State {
+    cases: Vec<CaseState>,
+    /// The case the next job is taken from (round robin).
+    cursor: usize,
+    /// Runs that finished after their case was decided, dropped.
+    dropped: u32,
+}
+
+struct CaseState {
+    job: Arc<CaseJob>,
+    /// The run indices this plan (or shard) makes, ascending, not yet recorded.
+    runs: Vec<u32>,
+    issued: usize,
+    adaptive: Option<Adaptive>,
+}
+
+struct Adaptive {
+    tests: CaseTests,
+    gated: Vec<String>,
+    /// Index into `runs` of the next run to release.
+    released: usize,
+    /// Finished runs waiting for the ones before them.
+    pending: BTreeMap<u32, RunRecord>,
+}
+
+/// What the reporters get after a run finished.
+#[derive(Default)]
+pub struct Released {
+    pub records: Vec<RunRecord>,
+    /// A case that the released runs decided: (case id, runs it used, why it stopped).
+    pub decided: Option<(String, u32, Stop)>,
+}
+
+impl Schedule {
+    /// `done`: the runs already recorded; `recorded`: those of adaptive cases, whose
+    /// tests they feed (a resumed plan carries on where its cases stood).
+    pub fn new(plan: &Plan, done: &HashSet<(String, u32)>, recorded: &[RunRecord]) -> Schedule {
+        let cases = (0..plan.cases.len())
+            .map(|ordinal| {
+                let job = plan.case_job(ordinal);
+                let runs: Vec<u32> = plan.runs_of(ordinal).collect();
+                let spec = &plan.suite.spec.cases[plan.cases[ordinal]];
+                let adaptive =
+                    plan.adaptive
+                        .filter(|_| plan.is_adaptive(ordinal))
+                        .map(|settings| {
+                            let before = plan.baseline.as_ref().map(|b| &b.summary);
+                            let (mut tests, gated) = case_tests(
+                                &plan.suite,
+                                spec,
+                                settings,
+                                baseline_fail_rate(before, &spec.id),
+                            );
+                            let mut mine: Vec<&RunRecord> =
+                                recorded.iter().filter(|r| r.case == job.id).collect();
+                            mine.sort_by_key(|r| r.run);
+                            // Only an unbroken run of indices from 0 counts, as written.
+                            let mut released = 0;
+                            for record in mine {
+                                if runs.get(released) != Some(&record.run)
+                                    || tests.stop().is_final()
+                                {
+                                    break;
+                                }
+                                tests.push(&signal(record, &gated));
+                                released += 1;
+                            }
+                            Adaptive {
+                                tests,
+                                gated,
+                                released,
+                                pending: BTreeMap::new(),
+                            }
+                        });
+                let (runs, issued) = match &adaptive {
+                    Some(a) => (runs, a.released),
+                    None => (
+                        runs.into_iter()
+                            .filter(|run| !done.contains(&(job.id.clone(), *run)))
+                            .collect(),
+                        0,
+                    ),
+                };
+                CaseState {
+                    job,
+                    runs,
+                    issued,
+                    adaptive,
+                }
+            })
+            .collect();
+        Schedule {
+            state: Mutex::new(State {
+                cases,
+                cursor: 0,
+                dropped: 0,
+            }),
+            plan_seed: plan.seed,
+        }
+    }
+
+    /// The next run to start, from the next case (in turn) that still needs one; `None`
+    /// when every case has all the runs it can use started.
+    pub fn next_job(&self) -> Option<Job> {
+        let mut state = self.state.lock().ok()?;
+        let count = state.cases.len();
+        for step in 0..count {
+            let at = (state.cursor + step) % count;
+            let case = &mut state.cases[at];
+            let open = case
+                .adaptive
+                .as_ref()
+                .is_none_or(|a| !a.tests.stop().is_final());
+            if open && case.issued < case.runs.len() {
+                let run = case.runs[case.issued];
+                case.issued += 1;
+                let job = Job {
+                    seed: crate::seed::run_seed(self.plan_seed, &case.job.id, run),
+                    case: Arc::clone(&case.job),
+                    run,
+                };
+                state.cursor = (at + 1) % count;
+                return Some(job);
+            }
+        }
+        None
+    }
+
+    /// Takes a finished run; returns the runs to record now, in order.
+    pub fn accept(&self, record: RunRecord) -> Released {
+        let Ok(mut state) = self.state.lock() else {
+            return Released::default();
+        };
+        let Some(index) = state.cases.iter().position(|c| c.job.id == record.case) else {
+            return Released {
+                records: vec![record],
+                decided: None,
+            };
+        };
+        let case = &mut state.cases[index];
+        let Some(adaptive) = case.adaptive.as_mut() else {
+            return Released {
+                records: vec![record],
+                decided: None,
+            };
+        };
+        if adaptive.tests.stop().is_final() {
+            state.dropped += 1;
+            return Released::default();
+        }
+        adaptive.pending.insert(record.run, record);
+        let mut released = Released::default();
+        while let Some(&next) = case.runs.get(adaptive.released) {
+            let Some(record) = adaptive.pending.remove(&next) else {
+                break;
+            };
+            let stop = adaptive.tests.push(&signal(&record, &adaptive.gated));
+            adaptive.released += 1;
+            released.records.push(record);
+            if stop.is_final() {
+                released.decided = Some((case.job.id.clone(), adaptive.tests.runs(), stop));
+                let late = adaptive.pending.len() as u32;
+                adaptive.pending.clear();
+                state.dropped += late;
+                break;
+            }
+        }
+        released
+    }
+
+    /// Runs that finished after their case was decided (they were in flight), dropped.
+    pub fn dropped(&self) -> u32 {
+        self.state.lock().map_or(0, |s| s.dropped)
+    }
+}
