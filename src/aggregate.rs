@@ -436,6 +436,8 @@ fn case_stats(
         latency: Latency {
             p50_ms: n.quantile(0.5),
             p95_ms: n.quantile(0.95),
+            max_ms: n.durations.last().copied().unwrap_or(0.0),
+            histogram: histogram(&n.durations),
         },
         distinct_answers: n.answers.len(),
         example_error: n.first_error.as_ref().map(|(_, text)| text.clone()),
@@ -518,6 +520,24 @@ pub fn apply_adaptive(
             _ => {}
         }
     }
+}
+
+/// Sorted durations in `LATENCY_BINS` equal bins from 0 to the largest.
+fn histogram(sorted: &[f64]) -> Vec<u32> {
+    let Some(&most) = sorted.last() else {
+        return Vec::new();
+    };
+    let count = crate::model::summary::LATENCY_BINS;
+    let mut bins = vec![0u32; count];
+    for &d in sorted {
+        let at = if most > 0.0 {
+            ((d / most) * count as f64) as usize
+        } else {
+            0
+        };
+        bins[at.min(count - 1)] += 1;
+    }
+    bins
 }
 
 /// Each rule's violations over the evaluated runs, against its allowed rate.

@@ -59,6 +59,27 @@ pub struct Trace {
     pub spans: Vec<Span>,
 }
 
+impl Trace {
+    /// How many ancestors `span` has in this trace (at most 16: a service could send spans
+    /// that are their own ancestors).
+    pub fn depth(&self, span: &Span) -> usize {
+        let mut depth = 0;
+        let mut parent = span.parent_span_id.as_deref();
+        while let Some(id) = parent
+            && depth < 16
+        {
+            match self.spans.iter().find(|s| s.span_id == id) {
+                Some(p) => {
+                    depth += 1;
+                    parent = p.parent_span_id.as_deref();
+                }
+                None => break,
+            }
+        }
+        depth
+    }
+}
+
 /// Builds one run's trace. Its ids are random for every execution, never derived from the
 /// run's seed: the seed makes a run's answer reproducible, but two executions of the same
 /// run (every CI build of a suite with `seed: 42`) are two traces, and a backend such as

@@ -12,22 +12,42 @@
     return node;
   }
 
+  var SVG = "http://www.w3.org/2000/svg";
+  var KINDS = { CHAIN: "chain", RETRIEVER: "retriever", PROMPT: "prompt", LLM: "llm", EMBEDDING: "embedding", EVALUATOR: "evaluator" };
+
+  function svg(tag, attrs, text) {
+    var node = document.createElementNS(SVG, tag);
+    Object.keys(attrs).forEach(function (k) { node.setAttribute(k, String(attrs[k])); });
+    if (text !== undefined) node.textContent = String(text);
+    return node;
+  }
+
+  // The run's spans as a waterfall: nested by depth, coloured by kind, a time axis below;
+  // the same drawing as diff.html's, built with DOM calls (no markup parsed).
   function timeline(spans) {
-    var box = el("div");
+    var W = 640, LABEL = 200, PLOT = 410, ROW = 16, TOP = 6, AXIS = 22;
     var end = 1;
     spans.forEach(function (s) { end = Math.max(end, s[2] + s[3]); });
-    spans.forEach(function (s) {
-      var row = el("div", "bar-row");
-      row.appendChild(el("span", "bar-label", s[0] + " " + s[1] + " · " + (s[3] / 1000).toFixed(3) + " ms"));
-      var track = el("div", "bar-track");
-      var bar = el("div", s[4] ? "bar" : "bar err");
-      bar.style.left = (100 * s[2] / end) + "%";
-      bar.style.width = (100 * s[3] / end) + "%";
-      track.appendChild(bar);
-      row.appendChild(track);
-      box.appendChild(row);
+    var h = TOP + spans.length * ROW + AXIS;
+    var root = svg("svg", { "class": "chart waterfall", viewBox: "0 0 " + W + " " + h, width: W, height: h, role: "img", "aria-label": "Spans of the run on a time axis" });
+    var x = function (us) { return LABEL + Math.min(1, Math.max(0, us / end)) * PLOT; };
+    for (var i = 0; i <= 4; i++) {
+      var t = end * i / 4, gx = x(t);
+      root.appendChild(svg("line", { "class": "grid", x1: gx, x2: gx, y1: TOP, y2: TOP + spans.length * ROW }));
+      root.appendChild(svg("text", { "class": "tick", x: gx, y: TOP + spans.length * ROW + 14, "text-anchor": "middle" }, (t / 1000).toFixed(t < 10000 ? 2 : 0) + " ms"));
+    }
+    spans.forEach(function (s, row) {
+      var y = TOP + row * ROW + ROW / 2;
+      var kind = KINDS[s[0]] || "chain";
+      var g = svg("g", { "class": "mark span " + kind + (s[4] ? "" : " failed") });
+      g.appendChild(svg("title", {}, kind + " " + s[1] + ": starts at " + (s[2] / 1000).toFixed(3) + " ms, takes " + (s[3] / 1000).toFixed(3) + " ms"));
+      g.appendChild(svg("rect", { "class": "hit", x: 0, y: y - ROW / 2, width: W, height: ROW }));
+      g.appendChild(svg("rect", { "class": "bar", x: x(s[2]), y: y - 5, width: Math.max(1.5, x(s[2] + s[3]) - x(s[2])), height: 10 }));
+      root.appendChild(g);
+      var label = new Array((s[5] || 0) + 1).join("  ") + kind + " " + s[1];
+      root.appendChild(svg("text", { "class": "label", x: 6, y: y + 4, "xml:space": "preserve" }, label.length > 32 ? label.slice(0, 31) + "…" : label));
     });
-    return box;
+    return root;
   }
 
   function renderRun(run) {

@@ -193,7 +193,16 @@ pub struct FailingRun {
 pub struct Latency {
     pub p50_ms: f64,
     pub p95_ms: f64,
+    /// The slowest run.
+    #[serde(default)]
+    pub max_ms: f64,
+    /// Run durations in `LATENCY_BINS` equal bins from 0 to `max_ms`, for the report's chart.
+    #[serde(default)]
+    pub histogram: Vec<u32>,
 }
+
+/// Bins of [`Latency::histogram`].
+pub const LATENCY_BINS: usize = 24;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CaseStats {

@@ -13,10 +13,13 @@ use serde_json::{Map, Value};
 
 use crate::model::record::{RunRecord, RunStatus};
 use crate::model::summary::SuiteReport;
+use crate::report::svg;
 use crate::suite::Suite;
 use crate::trace::{SpanKind, SpanStatus};
 
 const TEMPLATE: &str = include_str!("../../templates/report.html");
+/// Colours (light and dark) and chart styles, shared by report.html and diff.html.
+const CHART_CSS: &str = include_str!("../../templates/charts.css");
 const SCRIPT: &str = include_str!("../../templates/report.js");
 
 #[derive(Debug, thiserror::Error)]
@@ -55,8 +58,9 @@ struct CompactRun {
     ex: Vec<String>,
     /// Offending document id → rules it broke.
     off: BTreeMap<String, Vec<String>>,
-    /// Spans: (kind, name, start µs after the root, duration µs, ok).
-    sp: Vec<(SpanKind, String, u64, u64, bool)>,
+    /// Spans, in start order: (kind, name, start µs after the root, duration µs, ok,
+    /// depth under the root).
+    sp: Vec<(SpanKind, String, u64, u64, bool, usize)>,
 }
 
 #[derive(Serialize, Clone, PartialEq, Eq, Hash)]
@@ -240,7 +244,7 @@ impl PageData {
             .as_ref()
             .map(|trace| {
                 let origin = trace.spans.iter().map(|s| s.start_ns).min().unwrap_or(0);
-                trace
+                let mut spans: Vec<_> = trace
                     .spans
                     .iter()
                     .map(|s| {
@@ -250,9 +254,12 @@ impl PageData {
                             (s.start_ns - origin) / 1000,
                             s.duration_ns() / 1000,
                             s.status == SpanStatus::Ok,
+                            trace.depth(s),
                         )
                     })
-                    .collect()
+                    .collect();
+                spans.sort_by_key(|s| s.2);
+                spans
             })
             .unwrap_or_default();
         let has_output = record.status != RunStatus::Error;
@@ -357,6 +364,13 @@ pub fn render(
         shown => Serde(&shown),
         tags => tags,
         nonce => nonce,
+        chart_css => CHART_CSS,
+        charts => context! {
+            pass_rates => svg::pass_rates(&report.stats.cases),
+            violations => svg::violations(&report.stats.cases),
+            latency => svg::latency(&report.stats.cases),
+            retrieval => svg::retrieval(&report.stats.cases),
+        },
         data_json => DATA_MARK,
         script => SCRIPT,
     })?;
@@ -403,9 +417,26 @@ const DIFF_TEMPLATE: &str = include_str!("../../templates/diff.html");
 pub fn render_diff(diff: &crate::diff::DiffReport) -> Result<String, minijinja::Error> {
     let mut env = Environment::new();
     env.add_template("diff.html", DIFF_TEMPLATE)?;
+    let waterfalls: Vec<BTreeMap<&str, Option<String>>> = diff
+        .cases
+        .iter()
+        .map(|case| {
+            BTreeMap::from([
+                ("A", case.a_run.as_ref().and_then(svg::waterfall)),
+                ("B", case.b_run.as_ref().and_then(svg::waterfall)),
+            ])
+        })
+        .collect();
     env.get_template("diff.html")?.render(context! {
         diff => Serde(diff),
         version => env!("CARGO_PKG_VERSION"),
+        chart_css => CHART_CSS,
+        charts => context! {
+            forest => svg::forest(&diff.cases),
+            documents => svg::documents_moved(&diff.cases),
+            latency => svg::latency_shift(&diff.cases),
+        },
+        waterfalls => waterfalls,
     })
 }
 

@@ -8,6 +8,7 @@ pub mod markdown;
 pub mod out;
 pub mod progress;
 pub mod repro_text;
+pub mod svg;
 pub mod terminal;
 pub mod text;
 pub mod trace_tree;

@@ -162,6 +162,11 @@ fn expand_all(browser: &Browser) {
     }
 }
 
+/// How many inline SVG charts the page shows, each laid out with a height (-1 if any is
+/// empty).
+const CHARTS_DRAWN: &str = "var charts = Array.from(document.querySelectorAll('svg.chart')); \
+    return charts.every(function (c) { return c.getBoundingClientRect().height > 0; }) ? charts.length : -1;";
+
 #[test]
 fn reports_render_in_chromium_without_errors() {
     let before = tempfile::tempdir().expect("tempdir");
@@ -193,6 +198,14 @@ fn reports_render_in_chromium_without_errors() {
         flagged, 20,
         "document 4 flagged in each of the 20 cost runs"
     );
+    // The charts are inline SVG, drawn with scripts or without: four for the suite, and a
+    // waterfall for each of the 40 runs drawn in detail.
+    assert_eq!(browser.run(CHARTS_DRAWN), 4 + 40);
+    assert_eq!(
+        browser.run("return document.querySelectorAll('details.run svg.waterfall g.span').length;"),
+        160,
+        "four spans per run"
+    );
     // Prompts are rebuilt from the page's one copy of each document.
     let prompts = browser.run(
         "return Array.from(document.querySelectorAll('pre.prompt')).map(function (p) { return p.textContent; }).join('\\u0000');",
@@ -219,6 +232,8 @@ fn reports_render_in_chromium_without_errors() {
         browser.run("return document.querySelectorAll('#cases tbody tr').length;"),
         2
     );
+    // Forest plot, documents, latency, and a waterfall per side of both cases.
+    assert_eq!(browser.run(CHARTS_DRAWN), 3 + 4);
     let deleted = browser.run("return document.querySelector('.answer-diff del') !== null;");
     assert_eq!(deleted, true, "the answer diff marks removed words");
     assert_eq!(browser.console_errors(), Vec::<String>::new());
@@ -245,7 +260,65 @@ fn hostile_documents_do_not_execute() {
         "shown as text"
     );
     assert!(text.contains("hostile <b>suite</b>"));
+    // In the charts too, hostile ids are text: the pass-rate chart's title and label.
+    let title = browser.run("return document.querySelector('svg.pass-rates title').textContent;");
+    assert!(
+        title
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("case <script>window.__pwned = 5</script>: "),
+        "{title}"
+    );
+    assert_eq!(
+        browser.run("return document.querySelectorAll('svg.chart script, svg.chart b').length;"),
+        0
+    );
     assert_eq!(browser.console_errors(), Vec::<String>::new());
     let shot = browser.screenshot("report-hostile.png");
+    eprintln!("screenshot: {}", shot.display());
+}
+
+#[test]
+fn a_500_case_report_stays_readable() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let suite = dir.path().join("suite.yaml");
+    let mut text = format!(
+        "name: five hundred\nchain:\n  retriever: {{kind: memory, corpus: '{}/suites/databricks/corpus.jsonl', k: 2}}\n  llm: {{kind: extractive}}\nruns: 2\nmin_pass_rate: 0.5\ncases:\n",
+        crate::common::servers::ROOT
+    );
+    let questions = [
+        "How does Databricks store databases?",
+        "How much does it cost to run a database?",
+    ];
+    for i in 0..500 {
+        text.push_str(&format!(
+            "  - id: case-{i:03}-with-a-rather-long-descriptive-name\n    question: {}\n    expect: {{sources: ['{}']}}\n",
+            questions[i % 2],
+            ["1", "3"][i % 2]
+        ));
+    }
+    std::fs::write(&suite, text).expect("suite");
+    let out = dir.path().join("out");
+    run_suite(suite.to_str().expect("utf-8"), &out, &[]);
+    let browser = Browser::start();
+    browser.open(&out.join("report.html"));
+    assert_eq!(
+        browser.run(CHARTS_DRAWN),
+        3,
+        "pass rates, latency, retrieval"
+    );
+    assert_eq!(
+        browser.run("return document.querySelectorAll('svg.pass-rates g.mark').length;"),
+        500
+    );
+    // 16 px a case: as readable at 500 cases as at 2.
+    let height = browser
+        .run("return document.querySelector('svg.pass-rates').getBoundingClientRect().height;");
+    assert!(
+        height.as_f64().unwrap_or_default() < 500.0 * 16.0 + 60.0,
+        "{height}"
+    );
+    assert_eq!(browser.console_errors(), Vec::<String>::new());
+    let shot = browser.screenshot("report-500-cases.png");
     eprintln!("screenshot: {}", shot.display());
 }

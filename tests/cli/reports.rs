@@ -29,6 +29,11 @@ fn filters(out: &Path) -> Vec<(String, String)> {
             r#""sp":\[\[.*?\]\]"#.to_owned(),
             r#""sp":[spans]"#.to_owned(),
         ),
+        // Charts drawn from run times (their drawing is reviewed in src/report/svg.rs).
+        (
+            r#"(?s)<svg class="chart (latency|latency-shift|waterfall)".*?</svg>"#.to_owned(),
+            "[chart of times]".to_owned(),
+        ),
     ]);
     filters
 }
@@ -72,6 +77,44 @@ fn every_report_file_is_written_and_reviewed() {
         read(out.path(), "report.html"),
         filters(out.path())
     );
+}
+
+#[test]
+fn charts_add_little_to_a_large_report() {
+    let out = tempfile::tempdir().expect("tempdir");
+    run_suite(BEFORE, out.path(), &["--runs", "5000"]);
+    let page = read(out.path(), "report.html");
+    let charts: usize = page
+        .match_indices("<svg class=\"chart")
+        .map(|(at, _)| page[at..].find("</svg>").map_or(0, |end| end + 6))
+        .sum();
+    // 10,000 runs: the charts are drawn per case, not per run.
+    assert!(charts > 0);
+    assert!(
+        charts * 10 < page.len(),
+        "charts {charts} bytes of a {} byte page",
+        page.len()
+    );
+}
+
+#[test]
+fn diff_draws_its_changes_as_charts() {
+    let before = tempfile::tempdir().expect("tempdir");
+    let after = tempfile::tempdir().expect("tempdir");
+    run_suite(BEFORE, before.path(), &[]);
+    run_suite(AFTER, after.path(), &[]);
+    ragprobe()
+        .arg("diff")
+        .args([before.path(), after.path()])
+        .output()
+        .expect("diff runs");
+    let page = read(after.path(), "diff.html");
+    let start = page.find("<h2>At a glance</h2>").expect("charts");
+    let end = page[start..].find("<h2>Retrieval").expect("retrieval") + start;
+    // cost improved by 100 points; document 3 entered, 4 left; one waterfall per side.
+    snapshot!("diff_charts", &page[start..end], filters(after.path()));
+    assert_eq!(page.matches(r#"<svg class="chart waterfall""#).count(), 4);
+    assert!(!page.contains("<script"));
 }
 
 #[test]
