@@ -248,6 +248,10 @@ pub struct ShowArgs {
     /// Print the trace as OTLP JSON (an ExportTraceServiceRequest)
     #[arg(long)]
     pub json: bool,
+    /// Add a waterfall of the spans' durations drawn with block characters (the default
+    /// when stdout is a terminal)
+    #[arg(long, conflicts_with = "json")]
+    pub waterfall: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -59,6 +59,20 @@ pub struct Trace {
     pub spans: Vec<Span>,
 }
 
+impl SpanKind {
+    /// Lower case, for people and CSS classes.
+    pub fn label(self) -> &'static str {
+        match self {
+            SpanKind::Chain => "chain",
+            SpanKind::Retriever => "retriever",
+            SpanKind::Embedding => "embedding",
+            SpanKind::Prompt => "prompt",
+            SpanKind::Llm => "llm",
+            SpanKind::Evaluator => "evaluator",
+        }
+    }
+}
+
 impl Trace {
     /// How many ancestors `span` has in this trace (at most 16: a service could send spans
     /// that are their own ancestors).

@@ -62,6 +62,9 @@ pub fn show(args: ShowArgs) -> Result<Outcome, AppError> {
         out::print_data(&serde_json::to_string_pretty(&request).unwrap_or_default());
     } else {
         out::print(&trace_tree::render(&record, &meta.suite_name));
+        if args.waterfall || std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+            out::print(&trace_tree::waterfall(&record));
+        }
     }
     Ok(Outcome::Ok)
 }

@@ -173,12 +173,7 @@ pub fn render_triage(target: &Target, result: &Triage, runs: u32) -> String {
         .iter()
         .map(|c| format!("({}) {}", c.key, c.label))
         .collect();
-    let width = labels
-        .iter()
-        .map(|l| l.chars().count())
-        .max()
-        .unwrap_or(0)
-        .max(44);
+    let width = crate::report::text::widest(&labels).max(44);
     let _ = writeln!(
         out,
         "{:<width$} {:>5} {:>4} {:>7}  95% CI",

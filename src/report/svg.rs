@@ -374,7 +374,7 @@ pub fn waterfall(record: &RunRecord) -> Option<String> {
         let y = Frame::y(row);
         let start = (span.start_ns - origin) as f64 / 1e6;
         let length = span.duration_ns() as f64 / 1e6;
-        let kind = kind_class(span.kind);
+        let kind = span.kind.label();
         let mut title = format!(
             "{} {}: starts at {:.2} ms, takes {:.2} ms",
             kind, span.name, start, length
@@ -411,17 +411,6 @@ pub fn waterfall(record: &RunRecord) -> Option<String> {
         );
     }
     Some(f.finish())
-}
-
-fn kind_class(kind: SpanKind) -> &'static str {
-    match kind {
-        SpanKind::Chain => "chain",
-        SpanKind::Retriever => "retriever",
-        SpanKind::Prompt => "prompt",
-        SpanKind::Llm => "llm",
-        SpanKind::Embedding => "embedding",
-        SpanKind::Evaluator => "evaluator",
-    }
 }
 
 /// diff: Δ pass rate (B − A) per case with Newcombe's 95% interval for a difference of

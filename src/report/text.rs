@@ -27,6 +27,11 @@ pub fn score(score: Option<f64>) -> String {
     score.map_or_else(|| "—".to_owned(), |s| format!("{s:.4}"))
 }
 
+/// The widest of `labels`, in characters (0 for none).
+pub fn widest(labels: &[String]) -> usize {
+    labels.iter().map(|l| l.chars().count()).max().unwrap_or(0)
+}
+
 /// `1 case`, `2 cases`: a count with its noun in the right number.
 pub fn count(n: impl Into<u64>, noun: &str) -> String {
     match n.into() {

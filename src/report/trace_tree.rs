@@ -62,6 +62,57 @@ pub fn render(record: &RunRecord, suite: &str) -> String {
     out
 }
 
+/// Columns of the waterfall's time axis.
+const WATERFALL_WIDTH: usize = 40;
+
+/// The spans on a time axis, one line each in start order, indented by depth: `░` before a
+/// span starts, `█` while it runs (at least one cell), then its duration.
+pub fn waterfall(record: &RunRecord) -> String {
+    let mut out = String::new();
+    let Some(trace) = record.trace.as_ref().filter(|t| !t.spans.is_empty()) else {
+        return out;
+    };
+    let origin = trace.spans.iter().map(|s| s.start_ns).min().unwrap_or(0);
+    let end = trace.spans.iter().map(|s| s.end_ns).max().unwrap_or(origin);
+    let total = (end - origin).max(1) as f64;
+    let mut spans: Vec<&Span> = trace.spans.iter().collect();
+    spans.sort_by_key(|s| s.start_ns);
+    let labels: Vec<String> = spans
+        .iter()
+        .map(|s| {
+            format!(
+                "{}{} {}",
+                "  ".repeat(trace.depth(s)),
+                s.kind.label(),
+                crate::report::out::printable(&s.name)
+            )
+        })
+        .collect();
+    let width = crate::report::text::widest(&labels).min(40);
+    let _ = writeln!(out, "\nwaterfall (0 → {:.2} ms)", total / 1e6);
+    for (span, label) in spans.iter().zip(&labels) {
+        let cell =
+            |ns: u64| (((ns - origin) as f64 / total) * WATERFALL_WIDTH as f64).round() as usize;
+        let from = cell(span.start_ns).min(WATERFALL_WIDTH - 1);
+        let to = cell(span.end_ns).clamp(from + 1, WATERFALL_WIDTH);
+        let label: String = label.chars().take(width).collect();
+        let _ = writeln!(
+            out,
+            "  {label:<width$}  {}{}{}  {:.2} ms{}",
+            "░".repeat(from),
+            "█".repeat(to - from),
+            " ".repeat(WATERFALL_WIDTH - to),
+            span.duration_ns() as f64 / 1e6,
+            if span.status == SpanStatus::Ok {
+                ""
+            } else {
+                "  ✗"
+            }
+        );
+    }
+    out
+}
+
 /// The spans under `parent`, in start order, each with its details and its own children.
 /// `seen` stops a malformed trace (a span that is its own ancestor) from looping.
 fn children<'a>(

@@ -53,6 +53,34 @@ fn show_prints_the_failing_run_as_a_tree() {
         .output()
         .expect("show runs");
     assert_eq!(output.status.code(), Some(2), "storage never fails");
+
+    // Not a terminal: no waterfall unless asked for.
+    assert!(!tree.contains("waterfall ("));
+    let output = ragprobe()
+        .arg("show")
+        .arg(out.path())
+        .args(["--case", "cost", "--waterfall"])
+        .output()
+        .expect("show runs");
+    let drawn = text(&output.stdout);
+    let lines: Vec<&str> = drawn
+        .lines()
+        .skip_while(|l| !l.starts_with("waterfall (0 → "))
+        .collect();
+    // The root spans the whole axis; its children are indented under it, in start order.
+    assert_eq!(lines.len(), 5, "{drawn}");
+    assert!(
+        lines[1].starts_with("  chain rag-chain") && lines[1].contains(&"█".repeat(40)),
+        "{drawn}"
+    );
+    assert!(lines[2].starts_with("    retriever retrieve"), "{drawn}");
+    assert!(
+        lines[3].starts_with("    prompt") && lines[4].starts_with("    llm"),
+        "{drawn}"
+    );
+    for line in &lines[2..] {
+        assert!(line.contains('█') && line.ends_with(" ms"), "{line}");
+    }
 }
 
 #[test]
