@@ -110,7 +110,17 @@ fn params(meta: &Meta, git_commit: Option<&str>) -> Vec<(String, String)> {
     param("suite_file", meta.suite_path.display().to_string());
     param("chain", meta.chain.trim().to_owned());
     param("seed", meta.seed.to_string());
-    param("runs_per_case", meta.runs.to_string());
+    match &meta.adaptive {
+        // `runs: auto`: each case ran until decided; the fixed count applies to no case
+        // when every case is adaptive.
+        Some(a) => {
+            param("runs_per_case", "auto".to_owned());
+            param("max_runs", a.max_runs.to_string());
+            param("min_runs", a.min_runs.to_string());
+            param("tolerance", a.tolerance.to_string());
+        }
+        None => param("runs_per_case", meta.runs.to_string()),
+    }
     param("cases", meta.cases.len().to_string());
     param("ragprobe_version", meta.ragprobe_version.clone());
     if let Some(commit) = git_commit {
@@ -224,6 +234,13 @@ fn suite_metrics(
         mean("ndcg", &means.ndcg);
         mean("average_precision", &means.average_precision);
     }
+    if let Some(adaptive) = &report.adaptive {
+        metric("adaptive/runs_used".into(), f64::from(adaptive.runs_used));
+        metric(
+            "adaptive/runs_saved".into(),
+            f64::from(adaptive.max_runs_total.saturating_sub(adaptive.runs_used)),
+        );
+    }
 }
 
 fn case_metrics(case: &CaseStats, metric: &mut impl FnMut(String, f64)) {
@@ -233,6 +250,9 @@ fn case_metrics(case: &CaseStats, metric: &mut impl FnMut(String, f64)) {
         format!("{prefix}/error_rate"),
         ratio(case.errors, case.runs),
     );
+    if let Some(adaptive) = case.adaptive {
+        metric(format!("{prefix}/runs_used"), f64::from(adaptive.runs_used));
+    }
     if case.evaluated + case.errors > 0 {
         metric(format!("{prefix}/latency_p50_ms"), case.latency.p50_ms);
         metric(format!("{prefix}/latency_p95_ms"), case.latency.p95_ms);
@@ -343,5 +363,28 @@ mod tests {
             id_segment(&"x".repeat(300)),
             id_segment(&format!("{}y", "x".repeat(299)))
         );
+    }
+
+    #[test]
+    fn an_adaptive_run_says_auto_and_its_bounds() {
+        let meta: Meta = serde_json::from_value(serde_json::json!({
+            "ragprobe_version": "0.1.0", "suite_name": "s", "suite_path": "s.yaml",
+            "suite_fingerprint": 1, "seed": 42, "runs": 10, "cases": ["a"], "chain": "c",
+            "created_at": "2026-11-28T00:00:00Z",
+            "adaptive": {"min_runs": 3, "max_runs": 100, "tolerance": 0.05, "alpha": 0.05,
+                         "undecided": "observed"},
+            "adaptive_cases": ["a"]
+        }))
+        .expect("meta");
+        let params = params(&meta, None);
+        let get = |k: &str| {
+            params
+                .iter()
+                .find(|(key, _)| key == k)
+                .map(|(_, v)| v.as_str())
+        };
+        assert_eq!(get("runs_per_case"), Some("auto"));
+        assert_eq!(get("max_runs"), Some("100"));
+        assert_eq!(get("tolerance"), Some("0.05"));
     }
 }
