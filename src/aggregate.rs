@@ -495,7 +495,12 @@ pub fn apply_adaptive(
             runs_used: tests.runs(),
             max_runs: settings.max_runs,
             stop,
-            runs_saved: settings.max_runs.saturating_sub(tests.runs()),
+            // An open case (interrupted, or stopped by a budget) saved nothing yet.
+            runs_saved: if stop.is_final() {
+                settings.max_runs.saturating_sub(tests.runs())
+            } else {
+                0
+            },
         });
         let verdict = match (stop, settings.undecided) {
             (Stop::DecidedPass, _) | (Stop::Undecided, Undecided::Pass) => Some(true),

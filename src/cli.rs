@@ -175,6 +175,10 @@ pub struct MergeArgs {
     /// Print only the result line
     #[arg(long, short = 'q')]
     pub quiet: bool,
+    /// The report folder the shards were gated against (give the shards' --baseline: with
+    /// `runs: auto` it also decided when their cases stopped)
+    #[arg(long, value_name = "DIR")]
+    pub baseline: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -536,7 +536,11 @@ pub fn resume(top: &Path, overrides: &Overrides) -> Result<Vec<Plan>, PlanError>
 
 /// The plan of the whole run that `metas` (the shard folders of one `run --shard k/n`)
 /// split, written into `out`; shards that do not belong together are an error.
-pub fn merged(metas: &[(PathBuf, Meta)], out: &Path) -> Result<Plan, PlanError> {
+pub fn merged(
+    metas: &[(PathBuf, Meta)],
+    out: &Path,
+    baseline: Option<&Path>,
+) -> Result<Plan, PlanError> {
     let Some((first_dir, first)) = metas.first() else {
         return Err(PlanError::Shards("no shard folders given".into()));
     };
@@ -598,8 +602,10 @@ pub fn merged(metas: &[(PathBuf, Meta)], out: &Path) -> Result<Plan, PlanError> 
         seed: Some(first.seed),
         ..Overrides::default()
     };
+    let slug = slug(&suite.spec.name);
     let mut plan = Plan::new(suite, cases, &overrides, out.to_owned());
     plan.adopt_adaptive(first);
+    plan.baseline = baseline_for(baseline, &slug)?;
     if changed {
         plan.warnings.push(format!(
             "{} (or its chain or corpus) changed since the shards ran; the reports use the current files",

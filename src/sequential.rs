@@ -156,6 +156,9 @@ pub struct CaseTests {
     tests: Vec<Sprt>,
     /// Against the baseline's failure rate, with `--baseline`.
     baseline: Option<(Sprt, f64, Decision)>,
+    /// Gated rules allowed no violation: a run breaking one failed, as the baseline's pass
+    /// rate counts it (violations within a rule's allowed rate pass there).
+    strict_rules: Vec<bool>,
     llrs: Vec<f64>,
     decided: Vec<Decision>,
     runs: u32,
@@ -174,6 +177,7 @@ impl CaseTests {
             settings,
             llrs: vec![0.0; tests.len()],
             decided: vec![Decision::Open; tests.len()],
+            strict_rules: rule_thresholds.iter().map(|t| *t == 0.0).collect(),
             tests,
             baseline: None,
             runs: 0,
@@ -205,7 +209,11 @@ impl CaseTests {
                 self.llrs[at] = test.step(self.llrs[at], failed);
             }
             if let Some((test, llr, _)) = &mut self.baseline {
-                *llr = test.step(*llr, run.expect_failed || !run.violated.is_empty());
+                let strict = run
+                    .violated
+                    .iter()
+                    .any(|at| self.strict_rules.get(*at).copied().unwrap_or(true));
+                *llr = test.step(*llr, run.expect_failed || strict);
             }
         }
         if self.runs >= self.settings.min_runs {

@@ -215,7 +215,8 @@ impl InvertedIndex {
         let remaining = rest[walked];
         // Walked in sorted order and in full, the partial sums are already the scores.
         let exact = walked == order.len() && order.iter().enumerate().all(|(i, &t)| i == t);
-        let mut best: BinaryHeap<Worst> = BinaryHeap::with_capacity(k + 1);
+        let mut best: BinaryHeap<Worst> =
+            BinaryHeap::with_capacity(k.min(touched.len()).saturating_add(1));
         for &doc in &touched {
             let slot = &mut scores[doc as usize];
             let partial = *slot;
@@ -271,7 +272,8 @@ fn above(threshold: f64, bound: f64) -> bool {
 
 /// The k-th largest partial score among the touched documents (k ≥ 1, at least k touched).
 fn kth_largest(scores: &[f64], touched: &[u32], k: usize) -> f64 {
-    let mut best: BinaryHeap<Worst> = BinaryHeap::with_capacity(k + 1);
+    let mut best: BinaryHeap<Worst> =
+        BinaryHeap::with_capacity(k.min(touched.len()).saturating_add(1));
     for &doc in touched {
         keep_best(&mut best, Worst(scores[doc as usize], doc), k);
     }

@@ -17,7 +17,7 @@ pub fn merge(args: MergeArgs) -> Result<Outcome, AppError> {
         .iter()
         .map(|dir| Ok((dir.clone(), report_meta(dir)?)))
         .collect::<Result<Vec<_>, AppError>>()?;
-    let plan = plan::merged(&metas, &args.out)?;
+    let plan = plan::merged(&metas, &args.out, args.baseline.as_deref())?;
     for warning in &plan.warnings {
         out::eprintln(&format!("warning: {warning}"));
     }

@@ -236,10 +236,12 @@ fn suite_metrics(
     }
     if let Some(adaptive) = &report.adaptive {
         metric("adaptive/runs_used".into(), f64::from(adaptive.runs_used));
-        metric(
-            "adaptive/runs_saved".into(),
-            f64::from(adaptive.max_runs_total.saturating_sub(adaptive.runs_used)),
-        );
+        let saved: u32 = stats
+            .cases
+            .iter()
+            .filter_map(|c| c.adaptive.map(|a| a.runs_saved))
+            .sum();
+        metric("adaptive/runs_saved".into(), f64::from(saved));
     }
 }
 

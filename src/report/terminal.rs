@@ -106,7 +106,12 @@ fn adaptive(out: &mut String, report: &SuiteReport) {
         }
     }
     table(out, &rows, "");
-    let saved = runs.max_runs_total.saturating_sub(runs.runs_used);
+    let saved: u32 = report
+        .stats
+        .cases
+        .iter()
+        .filter_map(|c| c.adaptive.map(|a| a.runs_saved))
+        .sum();
     let _ = writeln!(
         out,
         "  {} runs of at most {} ({} saved{})",

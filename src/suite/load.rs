@@ -163,10 +163,10 @@ fn check_spec(spec: &SuiteSpec, at: &At<'_>, problems: &mut Vec<Problem>) {
             ),
         ));
     }
-    if spec.tolerance.0 <= 0.0 {
+    if spec.tolerance.0 <= 0.0 || spec.tolerance.0 >= 0.5 {
         problems.push(at(
             KeyPath::default().key("tolerance"),
-            "tolerance must be above 0: it is the zone around a threshold where either verdict is acceptable (0.05 = 5 points)".into(),
+            "tolerance must be above 0 and below 0.5: it is the zone around a threshold where either verdict is acceptable (0.05 = 5 points)".into(),
         ));
     }
     for (index, case) in spec.cases.iter().enumerate() {

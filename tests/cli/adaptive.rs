@@ -130,19 +130,21 @@ fn resume_and_merge_reach_the_same_verdicts() {
     assert_eq!(summary(&merged)["result"], "fail");
 }
 
+/// Answers BAD on the share of runs its question ends with, by the run's seed.
+const RATED_PROGRAM: &str = "import json,sys,random\n\
+    r=json.load(sys.stdin)\n\
+    rate=float(r['question'].split()[-1])\n\
+    bad=random.Random(r['seed']).random()<rate\n\
+    print(json.dumps({'answer':'BAD' if bad else 'fine','documents':[]}))";
+
 /// A command chain that answers BAD on a set share of runs per question (by the run's
 /// seed), under a rule that forbids BAD.
 fn rated_suite(dir: &Path, extra: &str) -> std::path::PathBuf {
-    let program = "import json,sys,random\n\
-        r=json.load(sys.stdin)\n\
-        rate=float(r['question'].split()[-1])\n\
-        bad=random.Random(r['seed']).random()<rate\n\
-        print(json.dumps({'answer':'BAD' if bad else 'fine','documents':[]}))";
     std::fs::write(
         dir.join("chain.yaml"),
         format!(
             "kind: command\ncmd: [python3, -c, {}]\n",
-            serde_json::json!(program)
+            serde_json::json!(RATED_PROGRAM)
         ),
     )
     .expect("chain");
@@ -216,4 +218,71 @@ fn runs_settings_are_checked_where_written() {
         .expect("run");
     assert_eq!(output.status.code(), Some(2));
     assert!(text(&output.stderr).contains("not a number of runs or `auto`"));
+}
+
+#[test]
+fn against_a_baseline_cases_stop_when_the_change_is_decided_and_merge_agrees() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // The same case, BAD on 0% of runs in the baseline and on 30% now; it passes its own
+    // min_pass_rate 0.5 either way, but it got worse than the baseline.
+    let write = |name: &str, rate: &str| {
+        std::fs::write(
+            dir.path().join("chain.yaml"),
+            format!(
+                "kind: command\ncmd: [python3, -c, {}]\n",
+                serde_json::json!(RATED_PROGRAM)
+            ),
+        )
+        .expect("chain");
+        let suite = dir.path().join(name);
+        std::fs::write(
+            &suite,
+            format!(
+                "name: drift\nchain: chain.yaml\nseed: 5\nmin_pass_rate: 0.5\ncases:\n  - id: answer\n    \
+                 question: bad rate {rate}\n    expect: {{answer: {{not_contains: BAD}}}}\n"
+            ),
+        )
+        .expect("suite");
+        suite
+    };
+    let before = write("before.yaml", "0.0");
+    let baseline = dir.path().join("baseline");
+    run_suite(
+        before.to_str().expect("utf-8"),
+        &baseline,
+        &["--runs", "10"],
+    );
+    let now = write("now.yaml", "0.3");
+    let shard = dir.path().join("shard");
+    let output = run_suite(
+        now.to_str().expect("utf-8"),
+        &shard,
+        &[
+            "--runs",
+            "auto",
+            "--shard",
+            "1/1",
+            "--baseline",
+            baseline.to_str().expect("utf-8"),
+        ],
+    );
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output.stdout));
+    let (_, used, stop, _) = stops(&shard).remove(0);
+    assert_eq!(stop, "decided_regression");
+    assert!(used < 20, "{used}");
+    // Merged with the baseline the shard ran against, the same stop; without it, the
+    // case's own tests are still open there and the merge says so.
+    let merged = dir.path().join("merged");
+    let output = ragprobe()
+        .args(["merge", "--out"])
+        .arg(&merged)
+        .args(["--baseline", baseline.to_str().expect("utf-8")])
+        .arg(&shard)
+        .output()
+        .expect("merge");
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
+    assert_eq!(stops(&merged), stops(&shard));
+    let without = dir.path().join("without");
+    let output = merge(std::slice::from_ref(&shard), &without);
+    assert_eq!(output.status.code(), Some(3), "{}", text(&output.stdout));
 }
