@@ -30,7 +30,7 @@ use crate::sequential::{AdaptiveSettings, Stop, Undecided};
 use crate::stats::{all_of_k, mean_ci95, percent, ratio, wilson};
 use crate::store::read_at;
 use crate::suite::Suite;
-use crate::suite::adaptive::{baseline_fail_rate, case_tests, signal};
+use crate::suite::adaptive::replayed;
 use crate::suite::schema::CaseSpec;
 
 /// pass^k and pass@k are reported at this k (or the number of runs, if fewer).
@@ -476,20 +476,7 @@ pub fn apply_adaptive(
         let Some(spec) = suite.spec.cases.iter().find(|s| s.id == case.id) else {
             continue;
         };
-        let (mut tests, gated) = case_tests(
-            suite,
-            spec,
-            settings,
-            baseline_fail_rate(baseline, &case.id),
-        );
-        let mut mine: Vec<&RunRecord> = records.iter().filter(|r| r.case == case.id).collect();
-        mine.sort_by_key(|r| r.run);
-        for (expected, record) in mine.into_iter().enumerate() {
-            if record.run as usize != expected || tests.stop().is_final() {
-                break;
-            }
-            tests.push(&signal(record, &gated));
-        }
+        let (tests, _) = replayed(suite, spec, settings, baseline, records);
         let stop = tests.stop();
         case.adaptive = Some(AdaptiveCase {
             runs_used: tests.runs(),

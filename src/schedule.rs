@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use crate::model::record::RunRecord;
 use crate::plan::{CaseJob, Job, Plan};
 use crate::sequential::{CaseTests, Stop};
-use crate::suite::adaptive::{baseline_fail_rate, case_tests, signal};
+use crate::suite::adaptive::{replayed, signal};
 
 pub struct Schedule {
     state: Mutex<State>,
@@ -64,31 +64,19 @@ impl Schedule {
                     plan.adaptive
                         .filter(|_| plan.is_adaptive(ordinal))
                         .map(|settings| {
-                            let before = plan.baseline.as_ref().map(|b| &b.summary);
-                            let (mut tests, gated) = case_tests(
+                            // An adaptive case holds every index from 0: its recorded runs
+                            // are the first `tests.runs()` of `runs`.
+                            let (tests, gated) = replayed(
                                 &plan.suite,
                                 spec,
                                 settings,
-                                baseline_fail_rate(before, &spec.id),
+                                plan.baseline.as_ref().map(|b| &b.summary),
+                                recorded,
                             );
-                            let mut mine: Vec<&RunRecord> =
-                                recorded.iter().filter(|r| r.case == job.id).collect();
-                            mine.sort_by_key(|r| r.run);
-                            // Only an unbroken run of indices from 0 counts, as written.
-                            let mut released = 0;
-                            for record in mine {
-                                if runs.get(released) != Some(&record.run)
-                                    || tests.stop().is_final()
-                                {
-                                    break;
-                                }
-                                tests.push(&signal(record, &gated));
-                                released += 1;
-                            }
                             Adaptive {
+                                released: tests.runs() as usize,
                                 tests,
                                 gated,
-                                released,
                                 pending: BTreeMap::new(),
                             }
                         });

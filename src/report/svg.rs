@@ -9,7 +9,7 @@ use std::fmt::Write;
 use crate::diff::CaseDiff;
 use crate::model::record::RunRecord;
 use crate::model::summary::{CaseOutcome, CaseStats, Change};
-use crate::stats::wilson;
+use crate::stats::{percent, wilson};
 use crate::trace::SpanKind;
 
 const WIDTH: f64 = 640.0;
@@ -45,15 +45,6 @@ fn short(text: &str) -> String {
     } else {
         let cut: String = text.chars().take(LABEL_CHARS - 1).collect();
         esc(&format!("{cut}…"))
-    }
-}
-
-fn pct(value: f64) -> String {
-    let p = value * 100.0;
-    if (p - p.round()).abs() < 0.05 {
-        format!("{p:.0}%")
-    } else {
-        format!("{p:.1}%")
     }
 }
 
@@ -120,7 +111,7 @@ impl Frame {
 fn percent_ticks() -> Vec<(f64, String)> {
     [0.0, 0.25, 0.5, 0.75, 1.0]
         .iter()
-        .map(|v| (*v, pct(*v)))
+        .map(|v| (*v, percent(*v)))
         .collect()
 }
 
@@ -154,10 +145,10 @@ pub fn pass_rates(cases: &[CaseStats]) -> Option<String> {
             esc(&case.id),
             case.passed,
             case.evaluated,
-            pct(case.pass_rate),
-            pct(low),
-            pct(high),
-            pct(case.min_pass_rate),
+            percent(case.pass_rate),
+            percent(low),
+            percent(high),
+            percent(case.min_pass_rate),
             y - ROW / 2.0,
             f.x(low),
             f.x(high),
@@ -213,8 +204,8 @@ pub fn violations(cases: &[CaseStats]) -> Option<String> {
             esc(&rule.id),
             rule.violations,
             case.evaluated,
-            pct(rule.rate),
-            pct(rule.max_rate),
+            percent(rule.rate),
+            percent(rule.max_rate),
             y - 5.0,
             (f.x(rule.rate) - LABEL).max(1.0),
             f.x(rule.max_rate),

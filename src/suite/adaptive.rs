@@ -19,7 +19,7 @@ pub fn allowed_rate(suite: &Suite, case: &CaseSpec, rule: &RuleSpec) -> f64 {
 
 /// The case's tests, and the ids of the rules they gate on (in test order).
 /// `baseline_fail_rate`: the share of the case's runs that failed in the `--baseline`.
-pub fn case_tests(
+fn case_tests(
     suite: &Suite,
     case: &CaseSpec,
     settings: AdaptiveSettings,
@@ -46,8 +46,35 @@ pub fn case_tests(
     )
 }
 
+/// The case's tests after its recorded runs: those of `records` from run 0 on without a
+/// gap, in run order, up to the run that decided it. The scheduler resumes from here; the
+/// aggregation reports why the case stopped. Runs used: `tests.runs()`.
+pub fn replayed(
+    suite: &Suite,
+    case: &CaseSpec,
+    settings: AdaptiveSettings,
+    baseline: Option<&SuiteReport>,
+    records: &[RunRecord],
+) -> (CaseTests, Vec<String>) {
+    let (mut tests, gated) = case_tests(
+        suite,
+        case,
+        settings,
+        baseline_fail_rate(baseline, &case.id),
+    );
+    let mut mine: Vec<&RunRecord> = records.iter().filter(|r| r.case == case.id).collect();
+    mine.sort_by_key(|r| r.run);
+    for (expected, record) in mine.into_iter().enumerate() {
+        if record.run as usize != expected || tests.stop().is_final() {
+            break;
+        }
+        tests.push(&signal(record, &gated));
+    }
+    (tests, gated)
+}
+
 /// The share of the case's evaluated runs that failed in `baseline`, if it ran the case.
-pub fn baseline_fail_rate(baseline: Option<&SuiteReport>, case: &str) -> Option<f64> {
+fn baseline_fail_rate(baseline: Option<&SuiteReport>, case: &str) -> Option<f64> {
     let before = baseline?.stats.cases.iter().find(|c| c.id == case)?;
     (before.evaluated > 0).then(|| 1.0 - f64::from(before.passed) / f64::from(before.evaluated))
 }
