@@ -19,14 +19,16 @@ ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src")
 # Lowest first. A file in layer N may import layers <= N.
 LAYERS = [
     ("foundation", ["model", "seed", "exit_codes", "rules", "trace", "text", "config",
-                    "redact", "secrets", "limits", "atomic", "invisible", "sequential"]),
+                    "redact", "secrets", "limits", "atomic", "invisible", "sequential",
+                    "distributions"]),
     ("transport", ["backend", "receiver"]),
     ("chain", ["chain"]),
     ("suite", ["suite", "judge"]),
     ("plan", ["plan", "checks", "events"]),
     ("runner", ["runner", "schedule"]),
     ("store", ["store", "results"]),
-    ("aggregate", ["aggregate", "stats", "baseline", "diff", "retrieval"]),
+    ("aggregate", ["aggregate", "stats", "baseline", "diff", "retrieval", "multiple", "gate",
+                   "power"]),
     ("report", ["report", "export", "import", "repro", "session", "mlflow"]),
     ("commands", ["commands", "cli", "error", "lib", "main", "bin"]),
 ]

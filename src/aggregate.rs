@@ -30,7 +30,7 @@ use crate::sequential::{AdaptiveSettings, Stop, Undecided};
 use crate::stats::{all_of_k, mean_ci95, percent, ratio, wilson};
 use crate::store::read_at;
 use crate::suite::Suite;
-use crate::suite::adaptive::replayed;
+use crate::suite::adaptive::{Against, replayed};
 use crate::suite::schema::CaseSpec;
 
 /// pass^k and pass@k are reported at this k (or the number of runs, if fewer).
@@ -153,6 +153,11 @@ pub fn aggregate(
         usage.cost_usd = None;
     }
     let sources = source_means(&cases);
+    let rates: Vec<(u32, u32)> = cases.iter().map(|c| (c.passed, c.evaluated)).collect();
+    let pass_rate = rates
+        .iter()
+        .any(|(_, n)| *n > 0)
+        .then(|| crate::stats::suite_pass_rate(&rates));
     Ok(SuiteStats {
         suite: suite.spec.name.clone(),
         cases,
@@ -163,6 +168,7 @@ pub fn aggregate(
         errors_exceeded: error_rate > suite.spec.max_error_rate.0 + 1e-12,
         usage,
         sources,
+        pass_rate,
     })
 }
 
@@ -468,6 +474,7 @@ pub fn apply_adaptive(
     records: &[RunRecord],
     stats: &mut SuiteStats,
 ) {
+    let against = baseline.map(|b| Against::new(suite, b));
     for case in stats
         .cases
         .iter_mut()
@@ -476,7 +483,7 @@ pub fn apply_adaptive(
         let Some(spec) = suite.spec.cases.iter().find(|s| s.id == case.id) else {
             continue;
         };
-        let (tests, _) = replayed(suite, spec, settings, baseline, records);
+        let (tests, _) = replayed(suite, spec, settings, against.as_ref(), records);
         let stop = tests.stop();
         case.adaptive = Some(AdaptiveCase {
             runs_used: tests.runs(),
@@ -569,6 +576,18 @@ fn rule_stats(
                     .and_then(|a| a.judge.as_ref())
                     .filter(|_| repeats > 1)
                     .map(|_| ratio(judge_splits.get(&rule.id).copied().unwrap_or(0), evaluated)),
+                judge_corrected: suite
+                    .calibration
+                    .as_ref()
+                    .and_then(|c| c.rules.get(&rule.id))
+                    .filter(|_| evaluated > 0)
+                    .map(|confusion| {
+                        crate::stats::rogan_gladen(
+                            evaluated - violations,
+                            evaluated,
+                            confusion.matrix(),
+                        )
+                    }),
             }
         })
         .collect()

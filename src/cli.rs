@@ -46,6 +46,9 @@ pub enum Command {
     /// How far to trust a model judge: human verdicts on recorded runs against the judge's.
     #[command(after_help = exit_codes::CALIBRATE_HELP)]
     Calibrate(CalibrateArgs),
+    /// How many runs per case the gate needs to catch a given pass-rate drop.
+    #[command(after_help = exit_codes::PLAN_HELP)]
+    Plan(PlanArgs),
     /// Combine the report folders of `run --shard` into one report.
     #[command(after_help = exit_codes::MERGE_HELP)]
     Merge(MergeArgs),
@@ -159,6 +162,30 @@ pub struct CalibrateArgs {
     /// The report folder for lines that name none
     #[arg(long, value_name = "DIR")]
     pub report: Option<PathBuf>,
+    /// Write the counts per rule to FILE, for the suite's `judge: {calibration: FILE}`
+    #[arg(long, value_name = "FILE")]
+    pub save: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// The suite to size
+    pub suite: PathBuf,
+    /// A report folder whose per-case pass rates the plan starts from
+    #[arg(long, value_name = "DIR")]
+    pub baseline: Option<PathBuf>,
+    /// Without a baseline: assume every case passes at this rate
+    #[arg(long, value_name = "P")]
+    pub pass_rate: Option<f64>,
+    /// The pass-rate drop to catch, as a share (0.2 = 20 points) [default: the suite's `detect`]
+    #[arg(long, value_name = "SHARE")]
+    pub detect: Option<f64>,
+    /// The chance of catching it
+    #[arg(long, value_name = "P", default_value_t = 0.8)]
+    pub power: f64,
+    /// Format of the plan on stdout
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
 }
 
 #[derive(Debug, Args)]
@@ -407,11 +434,23 @@ pub struct DiffArgs {
     /// Where to write the HTML diff [default: B/diff.html]
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
-    /// Significance level for calling a pass-rate change a regression or improvement
+    /// Family-wise significance: the chance that two reports of an unchanged chain are
+    /// called different, shared by all cases
     #[arg(long, value_name = "P", default_value_t = 0.05)]
     pub alpha: f64,
+    /// How the cases share --alpha (none: each case on its own, the old behaviour)
+    #[arg(
+        long,
+        value_enum,
+        value_name = "METHOD",
+        default_value = "discrete-holm"
+    )]
+    pub correction: crate::model::summary::Correction,
+    /// The smallest pass-rate change that counts, as a share (0.05 = 5 points)
+    #[arg(long, value_name = "SHARE", default_value_t = 0.0)]
+    pub min_effect: f64,
     /// The retrieval measure whose significant drop (paired randomization test over cases,
-    /// at --alpha) counts as a regression
+    /// sharing --alpha with the cases) counts as a regression
     #[arg(long, value_enum, value_name = "MEASURE", default_value = "ndcg")]
     pub retrieval_gate: crate::model::summary::RetrievalGate,
     /// Format of the summary on stdout

@@ -1,19 +1,21 @@
-//! Lines two report folders up case by case: pass-rate changes judged against noise
-//! (one-sided Fisher exact tests on the run counts), documents that entered or left the
+//! Lines two report folders up case by case: pass-rate changes judged against noise over
+//! all cases at once (see [`crate::gate`]), documents that entered or left the
 //! retrieved set, rule violation rate changes, word diffs of the most common answer and
 //! prompt, latency deltas, and a representative run of each side.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 use similar::{ChangeTag, TextDiff};
 
+use crate::gate::{CasePair, judge_cases};
 use crate::model::record::{RunRecord, RunStatus};
 use crate::model::summary::{
-    CaseStats, Change, RetrievalChange, RetrievalGate, SummaryError, read_summary,
+    CaseStats, CaseTest, Change, Correction, Gate, RetrievalChange, RetrievalGate, SummaryError,
+    read_summary,
 };
-use crate::stats::{fisher_worse, ratio};
+use crate::stats::ratio;
 use crate::store::RunReader;
 
 #[derive(Debug, Clone, Serialize)]
@@ -69,8 +71,18 @@ pub struct CaseDiff {
     pub a: Option<Side>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub b: Option<Side>,
-    /// One-sided p-value for the direction the pass rate moved.
+    /// One-sided p-value for the direction the pass rate moved (1 for a case one side
+    /// lacks).
     pub p_value: f64,
+    /// The same after the correction for the number of cases.
+    pub p_adjusted: f64,
+    /// Benjamini–Hochberg q-value of the two-sided p-value (moved either way).
+    pub q_value: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub test: Option<CaseTest>,
+    /// The smallest drop these run counts detect with 80% power.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detectable_drop: Option<f64>,
     pub documents: Vec<DocumentChange>,
     pub rules: Vec<RuleChange>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -90,8 +102,11 @@ pub struct DiffReport {
     pub a_suite: String,
     pub b_suite: String,
     pub alpha: f64,
+    pub min_effect: f64,
     pub regressions: usize,
     pub improvements: usize,
+    /// The gate over the cases both sides have.
+    pub gate: Gate,
     pub cases: Vec<CaseDiff>,
     /// Retrieval measures compared over the cases both sides scored, paired by case.
     pub retrieval: Vec<RetrievalChange>,
@@ -260,13 +275,27 @@ fn readable_edits(words: Vec<(ChangeTag, String)>) -> Vec<Edit> {
     edits
 }
 
-/// The lowest-numbered run of the case whose answer is `answer`.
-fn representative(dir: &Path, case: &str, answer: &str) -> Option<RunRecord> {
-    RunReader::open(dir)
-        .ok()?
-        .filter_map(Result::ok)
-        .filter(|r| r.case == case && r.answer == answer && r.status != RunStatus::Error)
-        .min_by_key(|r| r.run)
+/// For each (case, answer) wanted, the lowest-numbered run of the case with that answer:
+/// one pass over the folder's runs, whatever the number of cases.
+fn representatives(dir: &Path, wanted: &HashMap<&str, &str>) -> HashMap<String, RunRecord> {
+    let mut found: HashMap<String, RunRecord> = HashMap::new();
+    let Ok(reader) = RunReader::open(dir) else {
+        return found;
+    };
+    for record in reader.filter_map(Result::ok) {
+        if record.status == RunStatus::Error
+            || wanted.get(record.case.as_str()) != Some(&record.answer.as_str())
+        {
+            continue;
+        }
+        match found.get(&record.case) {
+            Some(kept) if kept.run <= record.run => {}
+            _ => {
+                found.insert(record.case.clone(), record);
+            }
+        }
+    }
+    found
 }
 
 fn side(case: &CaseStats) -> Side {
@@ -281,25 +310,27 @@ fn side(case: &CaseStats) -> Side {
     }
 }
 
-/// Judges B's pass count against A's: a regression or improvement only beyond noise.
-pub fn classify(a: &CaseStats, b: &CaseStats, alpha: f64) -> (Change, f64) {
-    let worse = fisher_worse(a.passed, a.evaluated, b.passed, b.evaluated);
-    let better = fisher_worse(b.passed, b.evaluated, a.passed, a.evaluated);
-    if worse < alpha {
-        (Change::Regression, worse)
-    } else if better < alpha {
-        (Change::Improvement, better)
-    } else {
-        (Change::Unchanged, worse.min(better))
-    }
+/// How `diff` judges: the family-wise level, how cases share it, the smallest change that
+/// counts, and the gated retrieval measure.
+#[derive(Debug, Clone, Copy)]
+pub struct DiffSettings {
+    pub alpha: f64,
+    pub correction: Correction,
+    pub min_effect: f64,
+    pub retrieval_gate: RetrievalGate,
 }
 
 pub fn diff(
     a_dir: &Path,
     b_dir: &Path,
-    alpha: f64,
-    gate: RetrievalGate,
+    settings: DiffSettings,
 ) -> Result<DiffReport, SummaryError> {
+    let DiffSettings {
+        alpha,
+        correction,
+        min_effect,
+        retrieval_gate,
+    } = settings;
     let a = read_summary(a_dir)?;
     let b = read_summary(b_dir)?;
     let a_runs = read_runs(a_dir)?;
@@ -307,21 +338,51 @@ pub fn diff(
     let empty = CaseRuns::default();
 
     let mut ids: Vec<&str> = a.stats.cases.iter().map(|c| c.id.as_str()).collect();
+    let mut seen: HashSet<&str> = ids.iter().copied().collect();
     for case in &b.stats.cases {
-        if !ids.contains(&case.id.as_str()) {
+        if seen.insert(case.id.as_str()) {
             ids.push(&case.id);
         }
     }
+    let a_by_id: HashMap<&str, &CaseStats> =
+        a.stats.cases.iter().map(|c| (c.id.as_str(), c)).collect();
+    let b_by_id: HashMap<&str, &CaseStats> =
+        b.stats.cases.iter().map(|c| (c.id.as_str(), c)).collect();
+    let pairs: Vec<CasePair> = ids
+        .iter()
+        .filter_map(|id| {
+            Some(CasePair {
+                before: a_by_id.get(id)?,
+                after: b_by_id.get(id)?,
+                min_effect,
+                significance: None,
+            })
+        })
+        .collect();
+    let mut retrieval = retrieval_changes(&a.stats.cases, &b.stats.cases, retrieval_gate, alpha);
+    let (verdicts, drops, gate) = judge_cases(&pairs, alpha, correction, &mut retrieval);
+    let judged: HashMap<&str, (crate::gate::CaseVerdict, Option<f64>)> = pairs
+        .iter()
+        .map(|p| p.after.id.as_str())
+        .zip(verdicts.into_iter().zip(drops))
+        .collect();
     let mut cases = Vec::new();
     for id in ids {
-        let a_case = a.stats.cases.iter().find(|c| c.id == id);
-        let b_case = b.stats.cases.iter().find(|c| c.id == id);
+        let a_case = a_by_id.get(id).copied();
+        let b_case = b_by_id.get(id).copied();
         let a_case_runs = a_runs.get(id).unwrap_or(&empty);
         let b_case_runs = b_runs.get(id).unwrap_or(&empty);
-        let (change, p_value) = match (a_case, b_case) {
-            (Some(x), Some(y)) => classify(x, y, alpha),
-            (Some(_), None) => (Change::OnlyInA, 1.0),
-            _ => (Change::OnlyInB, 1.0),
+        let (change, p_value, p_adjusted, q_value, test, detectable_drop) = match judged.get(id) {
+            Some((v, drop)) => (
+                v.change,
+                v.p_value,
+                v.p_adjusted,
+                v.q_value,
+                Some(v.test),
+                *drop,
+            ),
+            None if a_case.is_some() => (Change::OnlyInA, 1.0, 1.0, 1.0, None, None),
+            None => (Change::OnlyInB, 1.0, 1.0, 1.0, None, None),
         };
         let question = a_case
             .or(b_case)
@@ -378,12 +439,6 @@ pub fn diff(
 
         let answer = text_change(&a_case_runs.answers, &b_case_runs.answers);
         let prompt = text_change(&a_case_runs.prompts, &b_case_runs.prompts);
-        let a_run = answer
-            .as_ref()
-            .and_then(|t| representative(a_dir, id, &t.a));
-        let b_run = answer
-            .as_ref()
-            .and_then(|t| representative(b_dir, id, &t.b));
         cases.push(CaseDiff {
             id: id.to_owned(),
             question,
@@ -391,13 +446,44 @@ pub fn diff(
             a: a_case.map(side),
             b: b_case.map(side),
             p_value,
+            p_adjusted,
+            q_value,
+            test,
+            detectable_drop,
             documents,
             rules,
             answer,
             prompt,
-            a_run,
-            b_run,
+            a_run: None,
+            b_run: None,
         });
+    }
+    // The representative runs, one pass over each side.
+    for (dir, side_a) in [(a_dir, true), (b_dir, false)] {
+        let wanted: HashMap<&str, &str> = cases
+            .iter()
+            .filter_map(|c| {
+                let text = c.answer.as_ref()?;
+                Some((
+                    c.id.as_str(),
+                    if side_a {
+                        text.a.as_str()
+                    } else {
+                        text.b.as_str()
+                    },
+                ))
+            })
+            .collect();
+        let mut found = representatives(dir, &wanted);
+        drop(wanted);
+        for case in &mut cases {
+            let run = found.remove(&case.id);
+            if side_a {
+                case.a_run = run;
+            } else {
+                case.b_run = run;
+            }
+        }
     }
     Ok(DiffReport {
         a: a_dir.to_owned(),
@@ -405,6 +491,7 @@ pub fn diff(
         a_suite: a.suite,
         b_suite: b.suite,
         alpha,
+        min_effect,
         regressions: cases
             .iter()
             .filter(|c| c.change == Change::Regression)
@@ -413,8 +500,9 @@ pub fn diff(
             .iter()
             .filter(|c| c.change == Change::Improvement)
             .count(),
+        gate,
         cases,
-        retrieval: retrieval_changes(&a.stats.cases, &b.stats.cases, gate, alpha),
+        retrieval,
     })
 }
 

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use crate::model::record::RunRecord;
 use crate::plan::{CaseJob, Job, Plan};
 use crate::sequential::{CaseTests, Stop};
-use crate::suite::adaptive::{replayed, signal};
+use crate::suite::adaptive::{Against, replayed, signal};
 
 pub struct Schedule {
     state: Mutex<State>,
@@ -55,6 +55,10 @@ impl Schedule {
     /// `done`: the runs already recorded; `recorded`: those of adaptive cases, whose
     /// tests they feed (a resumed plan carries on where its cases stood).
     pub fn new(plan: &Plan, done: &HashSet<(String, u32)>, recorded: &[RunRecord]) -> Schedule {
+        let against = plan
+            .baseline
+            .as_ref()
+            .map(|b| Against::new(&plan.suite, &b.summary));
         let cases = (0..plan.cases.len())
             .map(|ordinal| {
                 let job = plan.case_job(ordinal);
@@ -66,13 +70,8 @@ impl Schedule {
                         .map(|settings| {
                             // An adaptive case holds every index from 0: its recorded runs
                             // are the first `tests.runs()` of `runs`.
-                            let (tests, gated) = replayed(
-                                &plan.suite,
-                                spec,
-                                settings,
-                                plan.baseline.as_ref().map(|b| &b.summary),
-                                recorded,
-                            );
+                            let (tests, gated) =
+                                replayed(&plan.suite, spec, settings, against.as_ref(), recorded);
                             Adaptive {
                                 released: tests.runs() as usize,
                                 tests,

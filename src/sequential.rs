@@ -13,16 +13,23 @@
 //! wrong verdict with probability at most about α. Inside the zone either verdict is
 //! acceptable, and the case may run to `max_runs` undecided.
 //!
-//! Against a `--baseline`, one more test takes the baseline's failure rate as its
-//! threshold, on runs failing anything gated: it decides *regression* (worse by the
-//! tolerance or more) or *no worse*; the case stops when that is decided too (the verdict
-//! against the baseline stays Fisher's test on the counts, as without `auto`).
+//! Against a `--baseline`, one more test compares the case's pass rate with the
+//! baseline's, on runs failing anything gated, as a two-sample test valid under continuous
+//! monitoring ([`BaselineTest`]: a mixture likelihood ratio, an e-process, whose always-valid
+//! p-value holds at whatever run the case stops, whichever side stopped adaptively). It
+//! decides *regression* once its p-value is within the case's share of the suite's
+//! false-alarm budget (significance / cases), or *no worse* once a drop of `detect` or
+//! more is ruled out (at 1 − 80%: the power a fixed design is sized for); the case stops
+//! when that is decided too, and the gate judges its final always-valid p-value with the
+//! others'.
 //!
 //! With q* = 0 (`min_pass_rate: 1`, `max_rate: 0`) q0 is 0: one failure decides *fail*,
 //! and *pass* means "the failure rate is below `tolerance`, with confidence 1 − α" — 59
 //! passing runs at the defaults (0.95^59 < 0.05).
 
 use serde::{Deserialize, Serialize};
+
+use crate::distributions::TwoSamples;
 
 /// One threshold's test.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -82,6 +89,102 @@ pub enum Decision {
     Open,
     Pass,
     Fail,
+}
+
+/// A case's pass rate against its baseline's, watched after every run: always valid.
+///
+/// The baseline's runs are all known; this run's arrive one by one. For "this run is worse
+/// by more than `min_effect`" the evidence is the e-value
+///
+///   E = m(A) m(B) / sup { L(a, b) : a − b ≤ min_effect }
+///
+/// where m is each side's Jeffreys (Beta(½, ½)) mixture likelihood and L the likelihood of
+/// both sides' runs. For any rates in that null, E is at most the mixture over the true
+/// likelihood, a nonnegative martingale with mean 1, so by Ville's inequality
+/// P(E ever reaches 1/p) ≤ p: `min(1, 1/E)` is a p-value at any stopping run (an
+/// always-valid p-value, as in Johari et al.'s mixture SPRT; Robbins 1970 for the mixture,
+/// Wasserman, Ramdas & Balakrishnan 2020 for the sup over a composite null). The
+/// likelihood ratio stays a martingale when which side is sampled, and when to stop, depend
+/// on the runs so far, so an adaptive baseline is fine too. The same construction with the
+/// null "worse by at least `detect`" says *no worse*.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BaselineTest {
+    pub before_passed: u32,
+    pub before_evaluated: u32,
+    pub min_effect: f64,
+    pub detect: f64,
+    /// ln(cases / α): the case's share of the family-wise budget, to stop as a regression.
+    regression_at: f64,
+    /// ln(1 / 0.2): to stop as no worse. A wrong "no worse" costs power, not false alarms:
+    /// at most 20%, as a fixed design sized for 80% power would miss.
+    no_worse_at: f64,
+}
+
+/// The chance a stopped "no worse" may be wrong about a drop of `detect`: 1 − the 80% power
+/// the fixed designs are sized for.
+pub const MISS_RATE: f64 = 0.2;
+
+impl BaselineTest {
+    /// `family`: how many cases share the suite's `alpha`.
+    pub fn new(
+        before_passed: u32,
+        before_evaluated: u32,
+        min_effect: f64,
+        detect: f64,
+        alpha: f64,
+        family: usize,
+    ) -> BaselineTest {
+        BaselineTest {
+            before_passed,
+            before_evaluated,
+            min_effect,
+            detect,
+            regression_at: (family.max(1) as f64 / alpha).ln(),
+            no_worse_at: (1.0 / MISS_RATE).ln(),
+        }
+    }
+
+    fn samples(&self, passed: u32, evaluated: u32) -> TwoSamples {
+        TwoSamples {
+            a_pass: self.before_passed,
+            a_n: self.before_evaluated,
+            b_pass: passed,
+            b_n: evaluated,
+        }
+    }
+
+    /// Regression decided (`Fail`), no worse decided (`Pass`), or still open.
+    pub fn decision(&self, passed: u32, evaluated: u32) -> Decision {
+        let samples = self.samples(passed, evaluated);
+        if ln_evidence_worse(&samples, self.min_effect) >= self.regression_at {
+            Decision::Fail
+        } else if ln_evidence_not_worse(&samples, self.detect) >= self.no_worse_at {
+            Decision::Pass
+        } else {
+            Decision::Open
+        }
+    }
+}
+
+/// ln E for "B is worse than A by more than `drop`" (see [`BaselineTest`]).
+pub fn ln_evidence_worse(samples: &TwoSamples, drop: f64) -> f64 {
+    if samples.a_n == 0 || samples.b_n == 0 {
+        return 0.0;
+    }
+    samples.ln_mixture_likelihood() - samples.max_log_likelihood(drop, true)
+}
+
+/// ln E for "B is not worse than A by `drop` or more".
+pub fn ln_evidence_not_worse(samples: &TwoSamples, drop: f64) -> f64 {
+    if samples.a_n == 0 || samples.b_n == 0 {
+        return 0.0;
+    }
+    samples.ln_mixture_likelihood() - samples.max_log_likelihood(drop, false)
+}
+
+/// The always-valid p-value of "B is worse than A by more than `drop`": min(1, 1/E).
+pub fn always_valid_worse(samples: &TwoSamples, drop: f64) -> f64 {
+    (-ln_evidence_worse(samples, drop)).exp().min(1.0)
 }
 
 /// What `runs: auto` was given: the same for every adaptive case of a plan.
@@ -154,8 +257,9 @@ pub struct CaseTests {
     settings: AdaptiveSettings,
     /// The pass-rate test, then one per gated rule.
     tests: Vec<Sprt>,
-    /// Against the baseline's failure rate, with `--baseline`.
-    baseline: Option<(Sprt, f64, Decision)>,
+    /// Against the baseline's counts, with `--baseline`: the test, this run's passes and
+    /// evaluated runs so far, and its decision.
+    baseline: Option<(BaselineTest, u32, u32, Decision)>,
     /// Gated rules allowed no violation: a run breaking one failed, as the baseline's pass
     /// rate counts it (violations within a rule's allowed rate pass there).
     strict_rules: Vec<bool>,
@@ -185,10 +289,9 @@ impl CaseTests {
         }
     }
 
-    /// Adds the test against a baseline whose runs failed at `fail_rate`.
-    pub fn with_baseline(mut self, fail_rate: f64) -> Self {
-        let test = Sprt::new(fail_rate, self.settings.tolerance, self.settings.alpha);
-        self.baseline = Some((test, 0.0, Decision::Open));
+    /// Adds the test against a baseline's counts.
+    pub fn with_baseline(mut self, test: BaselineTest) -> Self {
+        self.baseline = Some((test, 0, 0, Decision::Open));
         self
     }
 
@@ -208,12 +311,13 @@ impl CaseTests {
                 };
                 self.llrs[at] = test.step(self.llrs[at], failed);
             }
-            if let Some((test, llr, _)) = &mut self.baseline {
+            if let Some((_, passed, evaluated, _)) = &mut self.baseline {
                 let strict = run
                     .violated
                     .iter()
                     .any(|at| self.strict_rules.get(*at).copied().unwrap_or(true));
-                *llr = test.step(*llr, run.expect_failed || strict);
+                *evaluated += 1;
+                *passed += u32::from(!(run.expect_failed || strict));
             }
         }
         if self.runs >= self.settings.min_runs {
@@ -223,12 +327,12 @@ impl CaseTests {
                     self.decided[at] = test.decision(self.llrs[at]);
                 }
             }
-            if let Some((test, llr, decided)) = &mut self.baseline
+            if let Some((test, passed, evaluated, decided)) = &mut self.baseline
                 && *decided == Decision::Open
             {
-                *decided = test.decision(*llr);
+                *decided = test.decision(*passed, *evaluated);
             }
-            let baseline = self.baseline.map(|(_, _, d)| d);
+            let baseline = self.baseline.map(|(_, _, _, d)| d);
             if self.decided.contains(&Decision::Fail) {
                 self.stop = Stop::DecidedFail;
             } else if baseline == Some(Decision::Fail) {
@@ -329,14 +433,15 @@ mod tests {
             ..RunSignal::default()
         };
         let mut rng = fastrand::Rng::with_seed(1);
-        let mut tests = CaseTests::new(settings(), 0.5, &[]).with_baseline(0.1);
+        let baseline = BaselineTest::new(90, 100, 0.0, 0.2, 0.05, 1);
+        let mut tests = CaseTests::new(settings(), 0.5, &[]).with_baseline(baseline);
         assert_eq!(
             run_until_stop(&mut tests, &mut rng, 0.4),
             Stop::DecidedRegression
         );
         // Without the baseline the same runs decide pass against 0.5 quickly.
         let mut alone = CaseTests::new(settings(), 0.5, &[]);
-        let mut with = CaseTests::new(settings(), 0.5, &[]).with_baseline(0.1);
+        let mut with = CaseTests::new(settings(), 0.5, &[]).with_baseline(baseline);
         let mut stops = (Stop::Open, Stop::Open);
         for _ in 0..40 {
             stops = (
@@ -424,5 +529,81 @@ mod tests {
         }
         let rate = f64::from(false_fail) / f64::from(trials);
         assert!(rate > 0.05, "{rate}");
+    }
+
+    /// The always-valid p-value watched after every run: on 2,000 simulated cases whose
+    /// rate did not change (a baseline of 100 runs at 76%), checked after each of up to 200
+    /// runs at 0.05, at most 5% ever cross; a plain Fisher test checked the same way crosses
+    /// more often than its level says. A 44-point drop is found in nearly every case, and
+    /// unchanged cases stop as "no worse than a 20-point drop" within about 60 runs (a fixed
+    /// design at 0.05 / 200 cases would need about 530).
+    #[test]
+    fn the_baseline_test_holds_its_level_under_continuous_monitoring() {
+        let mut rng = fastrand::Rng::with_seed(24);
+        let trials = 2000;
+        let (mut always_valid, mut fisher, mut found, mut no_worse_runs) = (0, 0, 0, 0);
+        for _ in 0..trials {
+            let before = (0..100).filter(|_| rng.f64() < 0.76).count() as u32;
+            let (mut passed, mut crossed_fisher) = (0u32, false);
+            let mut crossed = false;
+            for n in 1..=200u32 {
+                passed += u32::from(rng.f64() < 0.76);
+                let samples = TwoSamples {
+                    a_pass: before,
+                    a_n: 100,
+                    b_pass: passed,
+                    b_n: n,
+                };
+                crossed |= always_valid_worse(&samples, 0.0) <= 0.05;
+                crossed_fisher |= crate::stats::fisher_worse(before, 100, passed, n) <= 0.05;
+            }
+            always_valid += u32::from(crossed);
+            fisher += u32::from(crossed_fisher);
+            let test = BaselineTest::new(before, 100, 0.0, 0.2, 0.05, 1);
+            let mut passed = 0;
+            for n in 1..=200u32 {
+                passed += u32::from(rng.f64() < 0.76);
+                if test.decision(passed, n) != Decision::Open {
+                    no_worse_runs += n;
+                    break;
+                }
+            }
+            let mut passed = 0;
+            for n in 1..=200u32 {
+                passed += u32::from(rng.f64() < 0.32);
+                if test.decision(passed, n) == Decision::Fail {
+                    found += 1;
+                    break;
+                }
+            }
+        }
+        let rate = |x: u32| f64::from(x) / f64::from(trials);
+        eprintln!(
+            "ever crossed: always valid {}, fisher {}; 44-point drop found {}; runs to no worse {}",
+            rate(always_valid),
+            rate(fisher),
+            rate(found),
+            rate(no_worse_runs)
+        );
+        assert!(
+            rate(always_valid) <= 0.05,
+            "always valid: {}",
+            rate(always_valid)
+        );
+        assert!(
+            rate(fisher) > 0.075,
+            "fisher checked every run: {}",
+            rate(fisher)
+        );
+        assert!(
+            rate(found) > 0.9,
+            "power at a 44-point drop: {}",
+            rate(found)
+        );
+        assert!(
+            rate(no_worse_runs) < 80.0,
+            "mean runs to decide no worse: {}",
+            rate(no_worse_runs)
+        );
     }
 }

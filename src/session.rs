@@ -280,19 +280,20 @@ pub fn finish(
                 }
             }
         }
+        let fixed_design = plan
+            .baseline
+            .as_ref()
+            .map(|before| fixed_design(plan, &before.summary, &stats));
         adaptive_runs = Some(crate::model::summary::AdaptiveRuns {
             settings,
             runs_used: used,
             max_runs_total: most,
             dropped: executed.adaptive_dropped,
+            fixed_design,
         });
     }
     stages.done("aggregation (polars)");
-    let baseline_cases = plan
-        .baseline
-        .as_ref()
-        .map(|before| baseline::compare(&before.summary, &stats, &plan.suite));
-    let baseline_retrieval = plan
+    let mut baseline_retrieval = plan
         .baseline
         .as_ref()
         .map(|before| {
@@ -304,6 +305,18 @@ pub fn finish(
             )
         })
         .unwrap_or_default();
+    let (baseline_cases, gate) = match plan.baseline.as_ref() {
+        Some(before) => {
+            let (cases, gate) = baseline::compare(
+                &before.summary,
+                &stats,
+                &plan.suite,
+                &mut baseline_retrieval,
+            );
+            (Some(cases), Some(gate))
+        }
+        None => (None, None),
+    };
     let failed = baseline::failing_cases(&stats, baseline_cases.as_deref());
     let result = if executed.interrupted {
         SuiteResult::Interrupted
@@ -329,6 +342,7 @@ pub fn finish(
         exit_code: Outcome::from(result).code(),
         baseline: plan.baseline.as_ref().map(|b| b.label.clone()),
         baseline_cases: baseline_cases.unwrap_or_default(),
+        gate,
         failed,
         stats,
         trace_export: executed.trace_export,
@@ -349,6 +363,62 @@ pub fn finish(
     files::write_all(&report, &plan.suite)?;
     stages.done("summary.json, summary.md, junit.xml, report.html");
     Ok(report)
+}
+
+/// What a fixed design would need for the adaptive cases' guarantees against `baseline`:
+/// per case, the fewest new runs that catch a drop of `detect` with 80% power at the level
+/// one regressed case faces under the suite's correction.
+fn fixed_design(
+    plan: &Plan,
+    baseline: &SuiteReport,
+    stats: &crate::model::summary::SuiteStats,
+) -> crate::model::summary::FixedDesign {
+    let spec = &plan.suite.spec;
+    let before: HashMap<&str, &crate::model::summary::CaseStats> = baseline
+        .stats
+        .cases
+        .iter()
+        .map(|c| (c.id.as_str(), c))
+        .collect();
+    let rates: Vec<f64> = stats
+        .cases
+        .iter()
+        .filter_map(|c| before.get(c.id.as_str()))
+        .map(|b| crate::stats::ratio(b.passed, b.evaluated))
+        .collect();
+    let mut design = crate::model::summary::FixedDesign {
+        detect: spec.detect.0,
+        runs: 0,
+        adaptive_runs: 0,
+        unreachable: 0,
+    };
+    let mut known: HashMap<(u32, u32), Option<u32>> = HashMap::new();
+    for case in &stats.cases {
+        let (Some(adaptive), Some(b)) = (case.adaptive, before.get(case.id.as_str())) else {
+            continue;
+        };
+        let rate = crate::stats::ratio(b.passed, b.evaluated);
+        let level =
+            crate::power::planning_level(spec.correction, spec.significance.0, &rates, rate);
+        let needed = *known.entry((b.passed, b.evaluated)).or_insert_with(|| {
+            crate::power::runs_needed_against(
+                rate,
+                spec.detect.0 - spec.min_effect.0,
+                b.evaluated,
+                level,
+                crate::gate::TARGET_POWER,
+                100_000,
+            )
+        });
+        match needed {
+            Some(n) => {
+                design.runs += u64::from(n);
+                design.adaptive_runs += u64::from(adaptive.runs_used);
+            }
+            None => design.unreachable += 1,
+        }
+    }
+    design
 }
 
 /// The recorded runs of the plan's adaptive cases, which their tests start from.

@@ -1,5 +1,10 @@
 //! The statistics ragprobe reports, as plain functions: rates, Wilson intervals, pass^k
-//! and pass@k, and the one-sided Fisher exact test that `diff` and `--baseline` use.
+//! and pass@k, the per-case tests `diff` and `--baseline` use (Fisher's exact test, the
+//! Farrington–Manning score test for a smallest change that matters), Cohen's kappa, the
+//! judge correction of Rogan and Gladen, and paired tests over cases.
+
+use crate::distributions::{Hypergeometric, TwoSamples, ln_beta, ln_factorials, normal_upper};
+use crate::model::summary::{JudgeCorrected, MeanCi};
 
 /// z for a two-sided 95% interval.
 const Z95: f64 = 1.959_963_984_540_054;
@@ -103,26 +108,59 @@ mod tests {
 /// the table's margins fixed, of A having at least as many of the passes as it did.
 /// `a_pass` of `a_n` runs passed on side A, `b_pass` of `b_n` on side B.
 pub fn fisher_worse(a_pass: u32, a_n: u32, b_pass: u32, b_n: u32) -> f64 {
-    let n = (a_n + b_n) as usize;
-    let passes = a_pass + b_pass;
+    match fisher_null(a_n, b_n, a_pass + b_pass) {
+        Some(h) => h.upper_tail(a_pass),
+        None => 1.0,
+    }
+}
+
+/// The margins' hypergeometric law of A's passes, or `None` when the table cannot show a
+/// difference (a side without runs, or every run passing, or none).
+pub fn fisher_null(a_n: u32, b_n: u32, passes: u32) -> Option<Hypergeometric> {
     if a_n == 0 || b_n == 0 || passes == 0 || passes == a_n + b_n {
+        return None;
+    }
+    let ln_fact = ln_factorials((a_n + b_n) as usize);
+    Some(Hypergeometric::new(a_n, b_n, passes, &ln_fact))
+}
+
+/// Every p-value the one-sided test "B worse" can give with these margins, ascending:
+/// under "no change" the chance of a p-value at or below t is the largest of these at or
+/// below t (what the discrete procedures use instead of t itself). Just `[1]` when the
+/// table cannot show a difference.
+pub fn fisher_worse_attainable(a_n: u32, b_n: u32, passes: u32) -> Vec<f64> {
+    let Some(h) = fisher_null(a_n, b_n, passes) else {
+        return vec![1.0];
+    };
+    // Tails summed from the top, the same way `upper_tail` sums them, so the observed
+    // p-value is one of these to the last bit.
+    let mut values = h.upper_tails();
+    values.sort_by(f64::total_cmp);
+    values.dedup();
+    values
+}
+
+/// One-sided Farrington–Manning score test of "B passes less often than A by more than
+/// `margin`" (H0: p_A − p_B ≤ margin): the score statistic with both rates estimated under
+/// H0's boundary, referred to the normal distribution (Farrington & Manning 1990).
+pub fn farrington_manning_worse(a_pass: u32, a_n: u32, b_pass: u32, b_n: u32, margin: f64) -> f64 {
+    if a_n == 0 || b_n == 0 {
         return 1.0;
     }
-    let ln_fact: Vec<f64> = std::iter::once(0.0)
-        .chain((1..=n).scan(0.0, |acc, i| {
-            *acc += (i as f64).ln();
-            Some(*acc)
-        }))
-        .collect();
-    let ln_choose =
-        |n: u32, k: u32| ln_fact[n as usize] - ln_fact[k as usize] - ln_fact[(n - k) as usize];
-    let total = ln_choose(a_n + b_n, passes);
-    let low = passes.saturating_sub(b_n);
-    let high = passes.min(a_n);
-    let p: f64 = (a_pass.max(low)..=high)
-        .map(|x| (ln_choose(a_n, x) + ln_choose(b_n, passes - x) - total).exp())
-        .sum();
-    p.min(1.0)
+    let samples = TwoSamples {
+        a_pass,
+        a_n,
+        b_pass,
+        b_n,
+    };
+    let (a, b) = samples.rates();
+    let (a0, b0) = samples.boundary_mle(margin);
+    let variance = a0 * (1.0 - a0) / f64::from(a_n) + b0 * (1.0 - b0) / f64::from(b_n);
+    let excess = a - b - margin;
+    if variance <= 0.0 {
+        return if excess > 0.0 { 0.0 } else { 1.0 };
+    }
+    normal_upper(excess / variance.sqrt()).clamp(0.0, 1.0)
 }
 
 #[cfg(test)]
@@ -356,7 +394,7 @@ fn regularized_beta(x: f64, a: f64, b: f64) -> f64 {
     if x >= 1.0 {
         return 1.0;
     }
-    let ln_front = ln_gamma(a + b) - ln_gamma(a) - ln_gamma(b) + a * x.ln() + b * (1.0 - x).ln();
+    let ln_front = -ln_beta(a, b) + a * x.ln() + b * (1.0 - x).ln();
     let front = ln_front.exp();
     if x < (a + 1.0) / (a + b + 2.0) {
         front * beta_fraction(x, a, b) / a
@@ -390,33 +428,6 @@ fn beta_fraction(x: f64, a: f64, b: f64) -> f64 {
     h
 }
 
-/// ln Γ(x), Lanczos approximation (g = 7, n = 9).
-fn ln_gamma(x: f64) -> f64 {
-    const COEFFICIENTS: [f64; 9] = [
-        0.999_999_999_999_809_9,
-        676.520_368_121_885_1,
-        -1_259.139_216_722_402_8,
-        771.323_428_777_653_1,
-        -176.615_029_162_140_6,
-        12.507_343_278_686_905,
-        -0.138_571_095_265_720_12,
-        9.984_369_578_019_572e-6,
-        1.505_632_735_149_311_6e-7,
-    ];
-    if x < 0.5 {
-        return std::f64::consts::PI.ln()
-            - (std::f64::consts::PI * x).sin().ln()
-            - ln_gamma(1.0 - x);
-    }
-    let x = x - 1.0;
-    let mut sum = COEFFICIENTS[0];
-    for (i, c) in COEFFICIENTS.iter().enumerate().skip(1) {
-        sum += c / (x + i as f64);
-    }
-    let t = x + 7.5;
-    0.5 * (2.0 * std::f64::consts::PI).ln() + (x + 0.5) * t.ln() - t + sum.ln()
-}
-
 #[cfg(test)]
 mod paired_tests {
     use super::*;
@@ -444,5 +455,258 @@ mod paired_tests {
         assert!(test.effect_size > 2.0);
         let same = paired_test(&a, &a);
         assert_eq!((same.p_randomization, same.p_t), (1.0, 1.0));
+    }
+}
+
+/// Fewer labels of either human verdict than this and no correction is made.
+pub const MIN_LABELS_EACH: u32 = 10;
+/// A judge whose sensitivity + specificity − 1 (Youden's J) is below this is too close to
+/// chance for a correction to mean anything: it would divide by almost nothing.
+pub const MIN_YOUDEN: f64 = 0.2;
+
+/// The Rogan–Gladen correction of `passed` of `n` judged runs, given the judge's
+/// calibration: π = (p + Sp − 1) / (Se + Sp − 1), clipped to [0, 1], with
+/// Var(π) = [p(1−p)/n + π²·Var(Se) + (1−π)²·Var(Sp)] / (Se + Sp − 1)². The calibration
+/// variances use (x + 1)/(m + 2) so a perfect score on few labels still counts as uncertain.
+pub fn rogan_gladen(passed: u32, n: u32, confusion: [[u32; 2]; 2]) -> JudgeCorrected {
+    let labelled_pass = confusion[0][0] + confusion[1][0];
+    let labelled_fail = confusion[0][1] + confusion[1][1];
+    let sensitivity = ratio(confusion[0][0], labelled_pass);
+    let specificity = ratio(confusion[1][1], labelled_fail);
+    let observed = ratio(passed, n);
+    let mut corrected = JudgeCorrected {
+        observed,
+        pass_rate: None,
+        ci95: None,
+        sensitivity,
+        specificity,
+        labelled_pass,
+        labelled_fail,
+        note: None,
+    };
+    let youden = sensitivity + specificity - 1.0;
+    if labelled_pass < MIN_LABELS_EACH || labelled_fail < MIN_LABELS_EACH {
+        corrected.note = Some(format!(
+            "too few labels to correct ({labelled_pass} passed and {labelled_fail} failed by people; {MIN_LABELS_EACH} of each at least)"
+        ));
+        return corrected;
+    }
+    if youden < MIN_YOUDEN || n == 0 {
+        corrected.note = Some(format!(
+            "the judge is too close to chance to correct for (sensitivity {sensitivity:.2} + specificity {specificity:.2} − 1 = {youden:.2})"
+        ));
+        return corrected;
+    }
+    let pi = ((observed + specificity - 1.0) / youden).clamp(0.0, 1.0);
+    let shrunk = |x: u32, m: u32| (f64::from(x) + 1.0) / (f64::from(m) + 2.0);
+    let var_se = {
+        let s = shrunk(confusion[0][0], labelled_pass);
+        s * (1.0 - s) / f64::from(labelled_pass)
+    };
+    let var_sp = {
+        let s = shrunk(confusion[1][1], labelled_fail);
+        s * (1.0 - s) / f64::from(labelled_fail)
+    };
+    let var_p = {
+        let s = shrunk(passed, n);
+        s * (1.0 - s) / f64::from(n)
+    };
+    let variance = (var_p + pi * pi * var_se + (1.0 - pi).powi(2) * var_sp) / (youden * youden);
+    let half = Z95 * variance.sqrt();
+    corrected.pass_rate = Some(pi);
+    corrected.ci95 = Some([(pi - half).max(0.0), (pi + half).min(1.0)]);
+    corrected
+}
+
+/// Newcombe's hybrid score interval (1998, method 10) for B's rate minus A's, from the two
+/// Wilson intervals: 95%, within [−1, 1], sensible at 0% and 100%.
+pub fn newcombe(a_pass: u32, a_n: u32, b_pass: u32, b_n: u32) -> [f64; 2] {
+    let (a, b) = (ratio(a_pass, a_n), ratio(b_pass, b_n));
+    let [la, ua] = wilson(a_pass, a_n);
+    let [lb, ub] = wilson(b_pass, b_n);
+    let delta = b - a;
+    let low = delta - ((b - lb).powi(2) + (ua - a).powi(2)).sqrt();
+    let high = delta + ((ub - b).powi(2) + (a - la).powi(2)).sqrt();
+    [low.max(-1.0), high.min(1.0)]
+}
+
+/// The mean of the cases' pass rates, `(passed, evaluated)` each, with a 95% interval that
+/// clusters each case's runs: the spread of the case rates around the mean (the
+/// cluster-robust standard error of Miller's "Adding Error Bars to Evals", 2024, for
+/// equally weighted questions), never narrower than the Wilson interval of all runs taken
+/// as independent (its widths, about this mean). Cases without evaluated runs are left out; one case gets its Wilson
+/// interval.
+pub fn suite_pass_rate(cases: &[(u32, u32)]) -> MeanCi {
+    let cases: Vec<(u32, u32)> = cases.iter().copied().filter(|(_, n)| *n > 0).collect();
+    let c = cases.len();
+    if c == 0 {
+        return MeanCi {
+            mean: 0.0,
+            ci95: [0.0, 1.0],
+        };
+    }
+    if c == 1 {
+        let (passed, n) = cases[0];
+        return MeanCi {
+            mean: ratio(passed, n),
+            ci95: wilson(passed, n),
+        };
+    }
+    let rates: Vec<f64> = cases.iter().map(|(p, n)| ratio(*p, *n)).collect();
+    let mean = rates.iter().sum::<f64>() / c as f64;
+    let clustered = rates.iter().map(|r| (r - mean).powi(2)).sum::<f64>() / (c * (c - 1)) as f64;
+    let half = t_975(c - 1) * clustered.sqrt();
+    // The floor: the Wilson interval of all runs pooled, its widths moved onto this mean.
+    let (passed, n) = (
+        cases.iter().map(|(p, _)| p).sum(),
+        cases.iter().map(|(_, n)| n).sum(),
+    );
+    let pooled = ratio(passed, n);
+    let [low, high] = wilson(passed, n);
+    MeanCi {
+        mean,
+        ci95: [
+            (mean - half.max(pooled - low)).max(0.0),
+            (mean + half.max(high - pooled)).min(1.0),
+        ],
+    }
+}
+
+/// The change in the mean of the cases' pass rates, after − before, paired by case
+/// (`(before passed, before evaluated, after passed, after evaluated)` each), with a 95%
+/// interval from the spread of the per-case differences (clustered by case, as
+/// [`suite_pass_rate`]), never narrower than Newcombe's interval for all runs taken as
+/// independent.
+pub fn paired_pass_rate_change(cases: &[(u32, u32, u32, u32)]) -> MeanCi {
+    let cases: Vec<(u32, u32, u32, u32)> = cases
+        .iter()
+        .copied()
+        .filter(|(_, a_n, _, b_n)| *a_n > 0 && *b_n > 0)
+        .collect();
+    let c = cases.len();
+    if c == 0 {
+        return MeanCi {
+            mean: 0.0,
+            ci95: [-1.0, 1.0],
+        };
+    }
+    let differences: Vec<f64> = cases
+        .iter()
+        .map(|(a, a_n, b, b_n)| ratio(*b, *b_n) - ratio(*a, *a_n))
+        .collect();
+    let mean = differences.iter().sum::<f64>() / c as f64;
+    let (clustered, quantile) = if c > 1 {
+        (
+            differences.iter().map(|d| (d - mean).powi(2)).sum::<f64>() / (c * (c - 1)) as f64,
+            t_975(c - 1),
+        )
+    } else {
+        (0.0, Z95)
+    };
+    let half = quantile * clustered.sqrt();
+    let total = |pick: fn(&(u32, u32, u32, u32)) -> u32| cases.iter().map(pick).sum::<u32>();
+    let [low, high] = newcombe(
+        total(|x| x.0),
+        total(|x| x.1),
+        total(|x| x.2),
+        total(|x| x.3),
+    );
+    // Newcombe's interval is about the pooled rates; centre it on this mean.
+    let pooled = ratio(total(|x| x.2), total(|x| x.3)) - ratio(total(|x| x.0), total(|x| x.1));
+    MeanCi {
+        mean,
+        ci95: [
+            (mean - half).min(mean + low - pooled).max(-1.0),
+            (mean + half).max(mean + high - pooled).min(1.0),
+        ],
+    }
+}
+
+#[cfg(test)]
+mod cluster_tests {
+    use super::*;
+
+    #[test]
+    fn clustered_intervals_widen_when_cases_differ() {
+        // Ten cases of 20 runs, half always passing and half never: 50% overall. Runs
+        // treated as 200 independent draws would give ±6.9 points; the cases disagree
+        // completely, so the clustered interval is t(9) · 0.5/√10 · ... = ±37.7 points.
+        let cases: Vec<(u32, u32)> = (0..10).map(|i| (if i < 5 { 20 } else { 0 }, 20)).collect();
+        let m = suite_pass_rate(&cases);
+        assert!((m.mean - 0.5).abs() < 1e-12);
+        let sd = (10.0 * 0.25 / 9.0f64).sqrt();
+        let half = 2.262 * sd / 10f64.sqrt();
+        assert!((m.ci95[1] - 0.5 - half).abs() < 1e-9, "{m:?}");
+        // Identical cases: no spread between them, so the Wilson interval of the 200 runs
+        // stands; at 100% it still has width.
+        let same: Vec<(u32, u32)> = (0..10).map(|_| (15, 20)).collect();
+        assert_eq!(suite_pass_rate(&same).ci95, wilson(150, 200));
+        let all: Vec<(u32, u32)> = (0..10).map(|_| (20, 20)).collect();
+        assert!(suite_pass_rate(&all).ci95[0] < 0.99);
+        // One case: its Wilson interval.
+        assert_eq!(suite_pass_rate(&[(7, 20)]).ci95, wilson(7, 20));
+    }
+
+    #[test]
+    fn a_paired_change_uses_the_per_case_differences() {
+        // Every case drops by exactly 5 points (20 → 19 of 20): no spread in the
+        // differences, so Newcombe's interval for the 200 runs is the floor.
+        let cases: Vec<(u32, u32, u32, u32)> = (0..10).map(|_| (20, 20, 19, 20)).collect();
+        let change = paired_pass_rate_change(&cases);
+        assert!((change.mean + 0.05).abs() < 1e-12);
+        let floor = newcombe(200, 200, 190, 200);
+        assert!(
+            (change.ci95[0] - floor[0]).abs() < 1e-12 && (change.ci95[1] - floor[1]).abs() < 1e-12
+        );
+        // Differences of ±50 points around 0: wide.
+        let cases: Vec<(u32, u32, u32, u32)> = (0..10)
+            .map(|i| {
+                if i % 2 == 0 {
+                    (10, 20, 20, 20)
+                } else {
+                    (10, 20, 0, 20)
+                }
+            })
+            .collect();
+        let change = paired_pass_rate_change(&cases);
+        assert!(change.mean.abs() < 1e-12);
+        assert!(change.ci95[1] > 0.3, "{change:?}");
+    }
+}
+
+#[cfg(test)]
+mod rogan_gladen_tests {
+    use super::*;
+
+    #[test]
+    fn a_judge_that_fails_good_answers_is_corrected_upwards() {
+        // Se 0.8 (it passes 40 of 50 answers people pass), Sp 0.9 (45 of 50 people fail).
+        // Judged pass rate 0.5 on 100 runs: π = (0.5 + 0.9 − 1)/(0.8 + 0.9 − 1) = 0.4/0.7.
+        let c = rogan_gladen(50, 100, [[40, 5], [10, 45]]);
+        let pi = c.pass_rate.expect("enough labels");
+        assert!((pi - 0.4 / 0.7).abs() < 1e-12);
+        assert!((c.sensitivity - 0.8).abs() < 1e-12 && (c.specificity - 0.9).abs() < 1e-12);
+        let [low, high] = c.ci95.expect("an interval");
+        // Wider than the binomial interval of the runs alone (±0.098 on the raw scale,
+        // ±0.14 once divided by J = 0.7): the calibration's uncertainty is in it.
+        assert!(high - low > 2.0 * 0.14, "{low} {high}");
+        assert!(low < pi && pi < high);
+        // A perfect judge changes nothing.
+        let perfect = rogan_gladen(30, 60, [[20, 0], [0, 20]]);
+        assert!((perfect.pass_rate.expect("labels") - 0.5).abs() < 1e-12);
+    }
+
+    #[test]
+    fn too_few_labels_or_a_coin_flip_judge_are_not_corrected() {
+        let few = rogan_gladen(50, 100, [[8, 1], [1, 9]]);
+        assert!(few.pass_rate.is_none());
+        assert!(
+            few.note
+                .as_deref()
+                .is_some_and(|n| n.contains("too few labels"))
+        );
+        let chance = rogan_gladen(50, 100, [[10, 10], [10, 10]]);
+        assert!(chance.pass_rate.is_none());
+        assert!(chance.note.as_deref().is_some_and(|n| n.contains("chance")));
     }
 }

@@ -1,7 +1,7 @@
 //! `ragprobe diff A B`: the same report stage, fed two stores.
 
 use crate::cli::{DiffArgs, Format};
-use crate::diff::diff as compare;
+use crate::diff::{DiffSettings, diff as compare};
 use crate::error::AppError;
 use crate::exit_codes::Outcome;
 use crate::model::summary::retrieval_regressed;
@@ -17,8 +17,19 @@ pub fn diff(args: DiffArgs) -> Result<Outcome, AppError> {
             args.alpha
         )));
     }
-    let report = compare(&args.a, &args.b, args.alpha, args.retrieval_gate)
-        .map_err(|e| AppError::Usage(e.to_string()))?;
+    if !(0.0..1.0).contains(&args.min_effect) {
+        return Err(AppError::Usage(format!(
+            "--min-effect {} is not a share of runs: use a value from 0 up to 1, such as 0.05 for 5 points",
+            args.min_effect
+        )));
+    }
+    let settings = DiffSettings {
+        alpha: args.alpha,
+        correction: args.correction,
+        min_effect: args.min_effect,
+        retrieval_gate: args.retrieval_gate,
+    };
+    let report = compare(&args.a, &args.b, settings).map_err(|e| AppError::Usage(e.to_string()))?;
     let page = html::render_diff(&report).map_err(|e| AppError::Io {
         context: "cannot render diff.html".into(),
         source: std::io::Error::other(e),

@@ -37,6 +37,9 @@ pub struct SuiteReport {
     /// Each case against the baseline, with `--baseline`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub baseline_cases: Vec<BaselineCase>,
+    /// With `--baseline`: the gate over all cases.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gate: Option<Gate>,
     /// Cases that fail the gate: below their thresholds, or (with a baseline) over a rule's
     /// allowed rate or significantly worse than the baseline.
     #[serde(default)]
@@ -67,6 +70,23 @@ pub struct AdaptiveRuns {
     /// Runs that finished after their case was decided (in flight then): paid for, not
     /// recorded. Known only to the process that ran them (0 after resume or merge).
     pub dropped: u32,
+    /// With a baseline: what a fixed number of runs per case would need for the same
+    /// guarantees (the family-wise error, and 80% power at a drop of `detect`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fixed_design: Option<FixedDesign>,
+}
+
+/// A fixed design with the adaptive run's guarantees, case by case against the baseline's
+/// runs and rates.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FixedDesign {
+    pub detect: f64,
+    /// Runs the cases that a fixed design can size would need, summed.
+    pub runs: u64,
+    /// Runs the adaptive run used on those same cases.
+    pub adaptive_runs: u64,
+    /// Cases no fixed number of runs (up to 100,000) could size against this baseline.
+    pub unreachable: usize,
 }
 
 impl SuiteReport {
@@ -154,6 +174,32 @@ pub struct RuleStats {
     /// the repeated judgements disagreed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub judge_flip_rate: Option<f64>,
+    /// A model-judged rule whose judge was calibrated against people's labels: its pass rate
+    /// corrected for the judge's errors.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub judge_corrected: Option<JudgeCorrected>,
+}
+
+/// A judged pass rate corrected for the judge's measured sensitivity (it passes what people
+/// pass) and specificity (it fails what people fail), by Rogan and Gladen (1978); the 95%
+/// interval carries the uncertainty of the run counts and of the calibration labels (delta
+/// method, Greenland 1996). No correction when the labels are too few or the judge is no
+/// better than chance: `note` says which.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JudgeCorrected {
+    /// The rule's pass rate as the judge counted it.
+    pub observed: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pass_rate: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ci95: Option<[f64; 2]>,
+    pub sensitivity: f64,
+    pub specificity: f64,
+    /// Labelled runs people passed and failed.
+    pub labelled_pass: u32,
+    pub labelled_fail: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -272,6 +318,10 @@ pub struct SuiteStats {
     /// its runs, averaged over cases, with a 95% interval over cases.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sources: Option<SourceMeans>,
+    /// The mean of the cases' pass rates, with a 95% interval that treats each case's runs
+    /// as a cluster (runs of one question are not independent samples).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pass_rate: Option<MeanCi>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -319,8 +369,149 @@ pub struct BaselineCase {
     pub passed: u32,
     pub evaluated: u32,
     pub change: Change,
+    /// The case's own one-sided p-value, in the direction its pass rate moved.
     pub p_value: f64,
+    /// The same after the correction for the number of cases: the case is a regression
+    /// (or improvement) when this is at or below `significance`.
+    #[serde(default = "one")]
+    pub p_adjusted: f64,
+    /// Benjamini–Hochberg q-value of the two-sided p-value: "moved either way" at a false
+    /// discovery rate of q. Diagnosis, not the gate.
+    #[serde(default = "one")]
+    pub q_value: f64,
+    /// The level `p_adjusted` is held to: the suite's, or the case's if stricter.
     pub significance: f64,
+    /// The smallest drop that counts (pass-rate share).
+    #[serde(default)]
+    pub min_effect: f64,
+    #[serde(default)]
+    pub test: CaseTest,
+    /// The smallest drop from the baseline's pass rate this comparison detects with 80%
+    /// power, at these run counts and the correction's level; `None` when none can be.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detectable_drop: Option<f64>,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+/// Which per-case test judged a change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CaseTest {
+    /// One-sided Fisher exact test on the run counts (fixed run counts, `min_effect` 0).
+    #[default]
+    Fisher,
+    /// Fisher's test, and the Farrington–Manning score test of a drop beyond `min_effect`:
+    /// both must call it.
+    FisherAndScore,
+    /// A side stopped adaptively (`runs: auto`): the always-valid p-value of the mixture
+    /// likelihood ratio, valid at whatever run the case stopped.
+    AlwaysValid,
+}
+
+impl CaseTest {
+    pub fn label(self) -> &'static str {
+        match self {
+            CaseTest::Fisher => "Fisher",
+            CaseTest::FisherAndScore => "Fisher + score test",
+            CaseTest::AlwaysValid => "always-valid",
+        }
+    }
+}
+
+/// How the cases share the false-alarm budget (`correction:` in a suite, `--correction`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum Correction {
+    /// Holm's step-down with each case's exact null distribution: a case whose run counts
+    /// cannot reach a small p-value spends none of the budget.
+    #[default]
+    #[serde(alias = "discrete-holm")]
+    DiscreteHolm,
+    /// Holm's step-down (every case charged as a continuous test).
+    Holm,
+    /// Every case on its own at `significance`: a suite of m unchanged cases fails about
+    /// 1 − (1 − α)^m of builds. Kept for single-case suites and old reports.
+    None,
+}
+
+impl Correction {
+    pub fn label(self) -> &'static str {
+        match self {
+            Correction::DiscreteHolm => "discrete Holm",
+            Correction::Holm => "Holm",
+            Correction::None => "no correction",
+        }
+    }
+}
+
+/// The gate over all compared cases: the method, what it found, the suite's pass rate
+/// on both sides, and how large a drop it could see.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Gate {
+    pub correction: Correction,
+    /// The family-wise error rate: the chance that an unchanged chain fails the build.
+    pub significance: f64,
+    /// Cases compared (in both reports, with evaluated runs on both sides).
+    pub compared: usize,
+    pub regressions: usize,
+    pub improvements: usize,
+    /// Cases whose q-value is at or below `significance`: moved either way.
+    pub moved: usize,
+    /// The p-value at or below which a case is a regression whatever the others do (the
+    /// procedure's first step).
+    pub threshold: f64,
+    /// The suite's pass rate (mean of the cases' pass rates) before and after, and the
+    /// change, with 95% intervals clustered by case.
+    pub pass_rate: SuitePassRate,
+    pub power: GatePower,
+}
+
+impl Gate {
+    /// "discrete Holm over 200 cases, family-wise error 0.05"
+    pub fn describe(&self) -> String {
+        match self.correction {
+            Correction::None => format!(
+                "each case on its own at {} (no correction for {} cases)",
+                self.significance, self.compared
+            ),
+            c => format!(
+                "{} over {} case{}, family-wise error {}",
+                c.label(),
+                self.compared,
+                if self.compared == 1 { "" } else { "s" },
+                self.significance
+            ),
+        }
+    }
+}
+
+/// The suite's pass rate on both sides, with 95% intervals that treat the runs of one case
+/// as a cluster (they share a question: not independent samples).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct SuitePassRate {
+    pub cases: usize,
+    pub before: MeanCi,
+    pub after: MeanCi,
+    /// After − before, paired by case.
+    pub change: MeanCi,
+}
+
+/// What the gate could detect with 80% power at these run counts.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct GatePower {
+    /// The per-case level a single regressed case faces.
+    pub level: f64,
+    /// The median and largest detectable drop over the cases that can be gated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub median_drop: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub largest_drop: Option<f64>,
+    /// Cases no drop would fail at these run counts (too few runs, or a baseline at 0%).
+    #[serde(default)]
+    pub ungateable: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]

@@ -5,7 +5,7 @@
 
 use crate::model::record::{RunRecord, RunStatus, Severity};
 use crate::model::summary::SuiteReport;
-use crate::sequential::{AdaptiveSettings, CaseTests, RunSignal};
+use crate::sequential::{AdaptiveSettings, BaselineTest, CaseTests, RunSignal};
 use crate::suite::Suite;
 use crate::suite::schema::{CaseSpec, RuleSpec};
 
@@ -18,12 +18,11 @@ pub fn allowed_rate(suite: &Suite, case: &CaseSpec, rule: &RuleSpec) -> f64 {
 }
 
 /// The case's tests, and the ids of the rules they gate on (in test order).
-/// `baseline_fail_rate`: the share of the case's runs that failed in the `--baseline`.
 fn case_tests(
     suite: &Suite,
     case: &CaseSpec,
     settings: AdaptiveSettings,
-    baseline_fail_rate: Option<f64>,
+    baseline: Option<BaselineTest>,
 ) -> (CaseTests, Vec<String>) {
     let gated: Vec<&RuleSpec> = suite
         .spec
@@ -38,8 +37,8 @@ fn case_tests(
     let min_pass_rate = case.min_pass_rate.unwrap_or(suite.spec.min_pass_rate).0;
     let tests = CaseTests::new(settings, 1.0 - min_pass_rate, &thresholds);
     (
-        match baseline_fail_rate {
-            Some(rate) => tests.with_baseline(rate),
+        match baseline {
+            Some(test) => tests.with_baseline(test),
             None => tests,
         },
         gated.iter().map(|r| r.id.clone()).collect(),
@@ -53,14 +52,14 @@ pub fn replayed(
     suite: &Suite,
     case: &CaseSpec,
     settings: AdaptiveSettings,
-    baseline: Option<&SuiteReport>,
+    baseline: Option<&Against>,
     records: &[RunRecord],
 ) -> (CaseTests, Vec<String>) {
     let (mut tests, gated) = case_tests(
         suite,
         case,
         settings,
-        baseline_fail_rate(baseline, &case.id),
+        baseline.and_then(|b| baseline_test(suite, case, settings, b)),
     );
     let mut mine: Vec<&RunRecord> = records.iter().filter(|r| r.case == case.id).collect();
     mine.sort_by_key(|r| r.run);
@@ -73,10 +72,56 @@ pub fn replayed(
     (tests, gated)
 }
 
-/// The share of the case's evaluated runs that failed in `baseline`, if it ran the case.
-fn baseline_fail_rate(baseline: Option<&SuiteReport>, case: &str) -> Option<f64> {
-    let before = baseline?.stats.cases.iter().find(|c| c.id == case)?;
-    (before.evaluated > 0).then(|| 1.0 - f64::from(before.passed) / f64::from(before.evaluated))
+/// A `--baseline` as the adaptive tests see it: its summary, and how many of the suite's
+/// cases it also has (they share the family-wise budget).
+pub struct Against<'a> {
+    pub report: &'a SuiteReport,
+    pub family: usize,
+}
+
+impl<'a> Against<'a> {
+    pub fn new(suite: &Suite, report: &'a SuiteReport) -> Against<'a> {
+        let known: std::collections::HashSet<&str> =
+            report.stats.cases.iter().map(|c| c.id.as_str()).collect();
+        let family = suite
+            .spec
+            .cases
+            .iter()
+            .filter(|c| known.contains(c.id.as_str()))
+            .count();
+        Against { report, family }
+    }
+}
+
+/// The test of the case against the baseline, if the baseline ran it: the suite's
+/// significance shared by every case both have.
+fn baseline_test(
+    suite: &Suite,
+    case: &CaseSpec,
+    settings: AdaptiveSettings,
+    baseline: &Against,
+) -> Option<BaselineTest> {
+    let before = baseline
+        .report
+        .stats
+        .cases
+        .iter()
+        .find(|c| c.id == case.id)?;
+    (before.evaluated > 0).then(|| {
+        BaselineTest::new(
+            before.passed,
+            before.evaluated,
+            min_effect(suite, case),
+            suite.spec.detect.0,
+            settings.alpha,
+            baseline.family,
+        )
+    })
+}
+
+/// A case's `min_effect`, else the suite's.
+pub fn min_effect(suite: &Suite, case: &CaseSpec) -> f64 {
+    case.min_effect.unwrap_or(suite.spec.min_effect).0
 }
 
 /// How the tests see a recorded run: errors count toward `max_runs` only; a failed

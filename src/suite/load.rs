@@ -36,6 +36,8 @@ pub struct Suite {
     pub warnings: Vec<Problem>,
     /// The model that judges checks with `judge:`.
     pub judge: Option<Arc<crate::judge::Judge>>,
+    /// The judge's calibration against people's labels, if the suite names one.
+    pub calibration: Option<crate::model::calibration::Calibration>,
 }
 
 impl Suite {
@@ -66,6 +68,7 @@ pub fn load_with(path: &Path, chain: Option<&Path>) -> Result<Suite, ConfigError
     let mut warnings = Vec::new();
     check_spec(&spec, &at, &mut problems);
     let judge = crate::suite::judge::build(&spec, path, &at, &mut problems);
+    let calibration = read_calibration(&spec, path, &at, &mut problems);
     let built = build_chain(&chain_config, &chain_source, &mut problems, &mut warnings);
     if let Some(built) = &built {
         check_against_chain(
@@ -102,7 +105,41 @@ pub fn load_with(path: &Path, chain: Option<&Path>) -> Result<Suite, ConfigError
         chain_override: chain.map(|c| std::path::absolute(c).unwrap_or_else(|_| c.to_owned())),
         warnings,
         judge,
+        calibration,
     })
+}
+
+/// The judge's calibration file, relative to the suite; problems located at
+/// `judge.calibration`.
+fn read_calibration(
+    spec: &SuiteSpec,
+    path: &Path,
+    at: &At<'_>,
+    problems: &mut Vec<Problem>,
+) -> Option<crate::model::calibration::Calibration> {
+    let file = spec.judge.as_ref()?.calibration.as_ref()?;
+    let here = || KeyPath::default().key("judge").key("calibration");
+    let full = path.parent().unwrap_or(Path::new(".")).join(file);
+    let text = match crate::config::files::read_capped(&full, 1 << 20) {
+        Ok(text) => text,
+        Err(e) => {
+            problems.push(at(here(), format!("cannot read {}: {e}", full.display())));
+            return None;
+        }
+    };
+    match serde_json::from_str(&text) {
+        Ok(calibration) => Some(calibration),
+        Err(e) => {
+            problems.push(
+                at(
+                    here(),
+                    format!("{} is not a calibration: {e}", full.display()),
+                )
+                .hint("write one with `ragprobe calibrate --save FILE`"),
+            );
+            None
+        }
+    }
 }
 
 type At<'a> = dyn Fn(KeyPath, String) -> Problem + 'a;
@@ -169,7 +206,31 @@ fn check_spec(spec: &SuiteSpec, at: &At<'_>, problems: &mut Vec<Problem>) {
             "tolerance must be above 0 and below 0.5: it is the zone around a threshold where either verdict is acceptable (0.05 = 5 points)".into(),
         ));
     }
+    if spec.detect.0 <= 0.0 {
+        problems.push(at(
+            KeyPath::default().key("detect"),
+            "detect must be above 0: it is the pass-rate drop a comparison with the baseline must catch (0.2 = 20 points)".into(),
+        ));
+    }
     for (index, case) in spec.cases.iter().enumerate() {
+        let min_effect = case.min_effect.unwrap_or(spec.min_effect).0;
+        if min_effect >= spec.detect.0 {
+            let key = if case.min_effect.is_some() {
+                KeyPath::default()
+                    .key("cases")
+                    .index(index)
+                    .key("min_effect")
+            } else {
+                KeyPath::default().key("min_effect")
+            };
+            problems.push(at(
+                key,
+                format!(
+                    "min_effect ({min_effect}) must be below detect ({}): a drop smaller than min_effect never counts, so the gate could not catch one of `detect`",
+                    spec.detect.0
+                ),
+            ));
+        }
         if let Some(RunsSetting::Fixed(_)) = case.runs {
             problems.push(at(
                 KeyPath::default().key("cases").index(index).key("runs"),

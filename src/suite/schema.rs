@@ -59,9 +59,23 @@ pub struct SuiteSpec {
     /// Allowed violation rate of rules that set no `max_rate` (cases may override it).
     #[serde(default)]
     pub max_violation_rate: Option<Rate>,
-    /// Significance level for calling a change against `--baseline` a regression.
+    /// Against `--baseline`: the chance, shared by all cases, that a build whose chain did
+    /// not change fails on a pass-rate drop (the family-wise error rate).
     #[serde(default = "default_significance")]
     pub significance: Significance,
+    /// Against `--baseline`: how the cases share `significance` (`discrete_holm`, `holm`,
+    /// or `none`: every case on its own, the old behaviour).
+    #[serde(default)]
+    pub correction: crate::model::summary::Correction,
+    /// Against `--baseline`: the smallest pass-rate drop that counts (0.05 = 5 points);
+    /// a real but smaller drop does not fail the build (cases may override it).
+    #[serde(default)]
+    pub min_effect: Rate,
+    /// Against `--baseline`: the drop the comparison must catch with 80% power (0.2 = 20
+    /// points). Reports warn about cases that cannot; with `runs: auto`, a case stops as
+    /// "no worse" once a drop this large is ruled out.
+    #[serde(default = "default_detect")]
+    pub detect: Rate,
     /// The retrieval measure whose significant drop against `--baseline` fails the run.
     #[serde(default)]
     pub retrieval_gate: crate::model::summary::RetrievalGate,
@@ -105,6 +119,10 @@ pub struct JudgeSpec {
     /// What the judge's tokens cost (US dollars per million).
     #[serde(default)]
     pub price: Option<crate::chain::config::Price>,
+    /// The judge's calibration against people's labels (`ragprobe calibrate --save`),
+    /// relative to the suite: reports correct each judged rule's pass rate with it.
+    #[serde(default)]
+    pub calibration: Option<std::path::PathBuf>,
 }
 
 impl JudgeSpec {
@@ -166,6 +184,10 @@ fn default_significance() -> Significance {
 
 fn default_runs() -> RunsSetting {
     RunsSetting::Fixed(DEFAULT_RUNS)
+}
+
+fn default_detect() -> Rate {
+    Rate(0.2)
 }
 
 fn default_max_runs() -> u32 {
@@ -553,9 +575,13 @@ pub struct CaseSpec {
     /// Overrides the suite's `max_violation_rate`.
     #[serde(default)]
     pub max_violation_rate: Option<Rate>,
-    /// Overrides the suite's `significance`.
+    /// Makes this case stricter than the suite against `--baseline` (its adjusted p-value
+    /// must also be at or below this); it cannot loosen the suite's shared budget.
     #[serde(default)]
     pub significance: Option<Significance>,
+    /// Overrides the suite's `min_effect`.
+    #[serde(default)]
+    pub min_effect: Option<Rate>,
     /// Overrides the suite's `runs` (a number, or `auto`).
     #[serde(default)]
     pub runs: Option<RunsSetting>,
