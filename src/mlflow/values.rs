@@ -93,6 +93,7 @@ pub fn run_values(
     for case in &report.stats.cases {
         case_metrics(case, &mut metric);
     }
+    gate_metrics(report, &mut metric);
     RunValues {
         params: params(meta, git_commit),
         metrics,
@@ -270,9 +271,54 @@ fn case_metrics(case: &CaseStats, metric: &mut impl FnMut(String, f64)) {
                 flips,
             );
         }
+        if let Some(corrected) = rule.judge_corrected.as_ref().and_then(|c| c.pass_rate) {
+            metric(
+                format!("{prefix}/rule/{}/pass_rate_corrected", id_segment(&rule.id)),
+                corrected,
+            );
+        }
     }
     if let Some(sources) = &case.sources {
         retrieval_metrics(&format!("{prefix}/retrieval"), sources, metric);
+    }
+}
+
+/// With a baseline: the gate's counts, the suite's pass-rate change with its clustered
+/// interval, and each case's raw and adjusted p-values and q-value.
+fn gate_metrics(report: &SuiteReport, metric: &mut impl FnMut(String, f64)) {
+    let Some(gate) = &report.gate else {
+        return;
+    };
+    metric("baseline/regressions".into(), gate.regressions as f64);
+    metric("baseline/improvements".into(), gate.improvements as f64);
+    metric("baseline/moved".into(), gate.moved as f64);
+    metric(
+        "baseline/pass_rate_before".into(),
+        gate.pass_rate.before.mean,
+    );
+    metric(
+        "baseline/pass_rate_change".into(),
+        gate.pass_rate.change.mean,
+    );
+    metric(
+        "baseline/pass_rate_change_ci_low".into(),
+        gate.pass_rate.change.ci95[0],
+    );
+    metric(
+        "baseline/pass_rate_change_ci_high".into(),
+        gate.pass_rate.change.ci95[1],
+    );
+    if let Some(drop) = gate.power.median_drop {
+        metric("baseline/detectable_drop_median".into(), drop);
+    }
+    for case in &report.baseline_cases {
+        let prefix = format!("case/{}/baseline", id_segment(&case.id));
+        metric(format!("{prefix}/p_value"), case.p_value);
+        metric(format!("{prefix}/p_adjusted"), case.p_adjusted);
+        metric(format!("{prefix}/q_value"), case.q_value);
+        if let Some(drop) = case.detectable_drop {
+            metric(format!("{prefix}/detectable_drop"), drop);
+        }
     }
 }
 
@@ -297,6 +343,21 @@ fn tags(report: &SuiteReport) -> Vec<(String, String)> {
             report.exit_code.to_string(),
         ),
     ];
+    if let Some(gate) = &report.gate {
+        tags.push(("ragprobe.gate".to_owned(), gate.describe()));
+        let regressed: Vec<&str> = report
+            .baseline_cases
+            .iter()
+            .filter(|c| c.change == crate::model::summary::Change::Regression)
+            .map(|c| c.id.as_str())
+            .collect();
+        if !regressed.is_empty() {
+            tags.push((
+                "ragprobe.regressed_cases".to_owned(),
+                regressed.join(", ").chars().take(8000).collect(),
+            ));
+        }
+    }
     if !report.failed.is_empty() {
         // Tag values hold 8000 characters at most.
         tags.push((

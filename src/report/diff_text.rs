@@ -3,6 +3,7 @@
 use std::fmt::Write;
 
 use crate::diff::{DiffReport, TextChange};
+use crate::report::gate_text;
 use crate::report::text::table;
 use crate::stats::percent;
 
@@ -16,26 +17,36 @@ pub fn render(report: &DiffReport) -> String {
         report.b.display(),
         report.b_suite
     );
+    let tests: Vec<_> = report.cases.iter().filter_map(|c| c.test).collect();
     let _ = writeln!(
         out,
-        "pass-rate changes tested with a one-sided Fisher exact test on run counts, alpha {}\n",
-        report.alpha
+        "{}",
+        gate_text::method_line(&report.gate, &tests, report.min_effect)
     );
+    let _ = writeln!(out, "{}\n", gate_text::pass_rate_line(&report.gate, &tests));
     let mut rows = vec![vec![
         "case".to_owned(),
         "A".to_owned(),
         "B".to_owned(),
         "Δ pass rate".to_owned(),
         "p".to_owned(),
+        "p adj".to_owned(),
+        "q".to_owned(),
         "change".to_owned(),
     ]];
+    let all = report.cases.len() <= gate_text::ROWS_MOST;
+    let mut hidden = 0;
     for case in &report.cases {
+        if !all && !shown(case, report.alpha) {
+            hidden += 1;
+            continue;
+        }
         let cell = |side: &Option<crate::diff::Side>| match side {
             Some(s) => format!("{}/{} {}", s.passed, s.evaluated, percent(s.pass_rate)),
             None => "—".to_owned(),
         };
         let delta = match (&case.a, &case.b) {
-            (Some(a), Some(b)) => format!("{:+.1} pp", (b.pass_rate - a.pass_rate) * 100.0),
+            (Some(a), Some(b)) => gate_text::points(b.pass_rate - a.pass_rate),
             _ => "—".to_owned(),
         };
         rows.push(vec![
@@ -44,13 +55,31 @@ pub fn render(report: &DiffReport) -> String {
             cell(&case.b),
             delta,
             format!("{:.4}", case.p_value),
+            format!("{:.4}", case.p_adjusted),
+            format!("{:.3}", case.q_value),
             case.change.label().to_owned(),
         ]);
     }
-    table(&mut out, &rows, "");
+    if rows.len() > 1 {
+        table(&mut out, &rows, "");
+    }
+    if hidden > 0 {
+        let _ = writeln!(
+            out,
+            "({} unchanged cases not shown; --format json lists every case)",
+            hidden
+        );
+    }
+    for line in gate_text::power_lines(&report.gate) {
+        let _ = writeln!(out, "{line}");
+    }
     retrieval(&mut out, &report.retrieval);
 
-    for case in &report.cases {
+    for case in report
+        .cases
+        .iter()
+        .filter(|c| all || shown(c, report.alpha))
+    {
         let _ = writeln!(
             out,
             "\n{} ({}): {}",
@@ -99,14 +128,31 @@ pub fn render(report: &DiffReport) -> String {
     } else {
         ""
     };
+    let regressed: Vec<String> = report
+        .cases
+        .iter()
+        .filter(|c| c.change == crate::model::summary::Change::Regression)
+        .map(|c| c.id.clone())
+        .collect();
     let _ = writeln!(
         out,
-        "\nresult: {}{retrieval}, {}, {} compared",
+        "\nresult: {}{}{retrieval}, {}, {} compared ({})",
         crate::report::text::count(report.regressions as u64, "regression"),
+        if regressed.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", gate_text::listed(&regressed))
+        },
         crate::report::text::count(report.improvements as u64, "improvement"),
-        crate::report::text::count(report.cases.len() as u64, "case")
+        crate::report::text::count(report.cases.len() as u64, "case"),
+        report.gate.describe()
     );
     out
+}
+
+/// In a long diff, only the cases that changed or moved get a row and a section.
+fn shown(case: &crate::diff::CaseDiff, alpha: f64) -> bool {
+    gate_text::worth_a_row(case.change, case.q_value, alpha, false)
 }
 
 fn rate(value: Option<f64>) -> String {

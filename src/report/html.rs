@@ -365,6 +365,13 @@ pub fn render(
         tags => tags,
         nonce => nonce,
         chart_css => CHART_CSS,
+        gate_lines => report.gate.as_ref().zip(crate::report::gate_text::report_header(report)).map(
+            |(gate, header)| {
+                let mut lines = header.to_vec();
+                lines.extend(crate::report::gate_text::power_lines(gate));
+                lines
+            }
+        ),
         charts => context! {
             pass_rates => svg::pass_rates(&report.stats.cases),
             violations => svg::violations(&report.stats.cases),
@@ -379,6 +386,21 @@ pub fn render(
     serde_json::to_writer(EscapeLessThan(&mut *out), &data)?;
     out.write_all(tail.as_bytes())?;
     Ok(())
+}
+
+/// The gate in words: the method, the suite's pass rate, what it could detect.
+fn gate_lines(
+    gate: &crate::model::summary::Gate,
+    tests: &[crate::model::summary::CaseTest],
+    min_effect: f64,
+) -> Vec<String> {
+    use crate::report::gate_text;
+    let mut lines = vec![
+        gate_text::method_line(gate, tests, min_effect),
+        gate_text::pass_rate_line(gate, tests),
+    ];
+    lines.extend(gate_text::power_lines(gate));
+    lines
 }
 
 /// Where the run data goes in the rendered page.
@@ -427,8 +449,10 @@ pub fn render_diff(diff: &crate::diff::DiffReport) -> Result<String, minijinja::
             ])
         })
         .collect();
+    let tests: Vec<_> = diff.cases.iter().filter_map(|c| c.test).collect();
     env.get_template("diff.html")?.render(context! {
         diff => Serde(diff),
+        gate_lines => gate_lines(&diff.gate, &tests, diff.min_effect),
         version => env!("CARGO_PKG_VERSION"),
         chart_css => CHART_CSS,
         charts => context! {

@@ -4,12 +4,49 @@
 
 use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestRerun, TestSuite};
 
-use crate::model::summary::{CaseOutcome, CaseStats, FailingRun, SuiteReport};
+use crate::model::summary::{
+    BaselineCase, CaseOutcome, CaseStats, Change, FailingRun, SuiteReport,
+};
 
 pub fn render(report: &SuiteReport) -> Result<String, quick_junit::SerializeError> {
     let mut suite = TestSuite::new(xml_text(&report.suite));
+    if let Some(gate) = &report.gate {
+        suite.add_property(("ragprobe.gate", gate.describe().as_str()));
+        suite.add_property((
+            "ragprobe.gate.pass_rate",
+            crate::report::gate_text::pass_rate_line(
+                gate,
+                &report
+                    .baseline_cases
+                    .iter()
+                    .map(|b| b.test)
+                    .collect::<Vec<_>>(),
+            )
+            .as_str(),
+        ));
+    }
+    let against: std::collections::HashMap<&str, &BaselineCase> = report
+        .baseline_cases
+        .iter()
+        .map(|b| (b.id.as_str(), b))
+        .collect();
     for case in &report.stats.cases {
+        let baseline = against.get(case.id.as_str()).copied();
+        let regressed = baseline.is_some_and(|b| b.change == Change::Regression);
         let status = match case.outcome {
+            // With a baseline the gate decides: a regression fails whatever the thresholds
+            // said, and a case failing as before (no regression, no rule over its rate) does
+            // not fail the build.
+            _ if regressed => {
+                let mut status = TestCaseStatus::non_success(NonSuccessKind::Failure);
+                let b = baseline.expect("regressed implies a baseline case");
+                status.set_message(xml_text(&regression_message(b)));
+                status.set_description(xml_text(&failure_text(case)));
+                status
+            }
+            CaseOutcome::Fail if report.baseline.is_some() && !report.failed.contains(&case.id) => {
+                TestCaseStatus::success()
+            }
             CaseOutcome::Pass => TestCaseStatus::success(),
             CaseOutcome::Flaky => {
                 let mut status = TestCaseStatus::success();
@@ -36,11 +73,48 @@ pub fn render(report: &SuiteReport) -> Result<String, quick_junit::SerializeErro
         let mut test_case = TestCase::new(xml_text(&case.id), status);
         test_case.set_classname(xml_text(&format!("ragprobe.{}", report.suite)));
         test_case.set_assertions(case.evaluated as usize);
+        if let Some(b) = baseline {
+            for (name, value) in [
+                ("baseline.change", serde_label(&b.change)),
+                ("baseline.p_value", format!("{:.6}", b.p_value)),
+                ("baseline.p_adjusted", format!("{:.6}", b.p_adjusted)),
+                ("baseline.q_value", format!("{:.6}", b.q_value)),
+                (
+                    "baseline.counts",
+                    format!(
+                        "{}/{} -> {}/{}",
+                        b.baseline_passed, b.baseline_evaluated, b.passed, b.evaluated
+                    ),
+                ),
+            ] {
+                test_case.add_property((name, value.as_str()));
+            }
+        }
         suite.add_test_case(test_case);
     }
     let mut junit = Report::new("ragprobe");
     junit.add_test_suite(suite);
     junit.to_string()
+}
+
+fn regression_message(b: &BaselineCase) -> String {
+    format!(
+        "pass rate dropped against the baseline: {}/{} -> {}/{} (p {:.4}, adjusted {:.4} at {})",
+        b.baseline_passed,
+        b.baseline_evaluated,
+        b.passed,
+        b.evaluated,
+        b.p_value,
+        b.p_adjusted,
+        b.significance
+    )
+}
+
+fn serde_label<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_value(value)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
 }
 
 fn failure_text(case: &CaseStats) -> String {

@@ -3,6 +3,7 @@
 use std::fmt::Write;
 
 use crate::model::summary::{CaseOutcome, SuiteReport, SuiteResult};
+use crate::report::gate_text;
 use crate::stats::percent;
 
 pub fn render(report: &SuiteReport) -> String {
@@ -32,21 +33,7 @@ pub fn render(report: &SuiteReport) -> String {
         report.exit_code
     );
     if let Some(baseline) = &report.baseline {
-        let _ = writeln!(out, "Compared with the baseline {}:\n", code(baseline));
-        for case in &report.baseline_cases {
-            let _ = writeln!(
-                out,
-                "- {} {}/{} → {}/{}: {} (p {:.4})",
-                code(&case.id),
-                case.baseline_passed,
-                case.baseline_evaluated,
-                case.passed,
-                case.evaluated,
-                case.change.label(),
-                case.p_value
-            );
-        }
-        out.push('\n');
+        baseline_section(&mut out, report, baseline);
     }
     out.push_str("| case | outcome | passed | 95% CI | rule violations |\n");
     out.push_str("|---|---|---|---|---|\n");
@@ -60,15 +47,24 @@ pub fn render(report: &SuiteReport) -> String {
         let violations: Vec<String> = case
             .rules
             .iter()
-            .filter(|r| r.violations > 0)
-            .map(|r| match r.judge_flip_rate {
-                Some(flips) => format!(
-                    "{} {} (judge flips {})",
-                    cell(&r.id),
-                    percent(r.rate),
-                    percent(flips)
-                ),
-                None => format!("{} {}", cell(&r.id), percent(r.rate)),
+            .filter(|r| r.violations > 0 || r.judge_corrected.is_some())
+            .map(|r| {
+                let mut text = match r.judge_flip_rate {
+                    Some(flips) => format!(
+                        "{} {} (judge flips {})",
+                        cell(&r.id),
+                        percent(r.rate),
+                        percent(flips)
+                    ),
+                    None => format!("{} {}", cell(&r.id), percent(r.rate)),
+                };
+                if let Some(c) = &r.judge_corrected {
+                    text.push_str(&format!(
+                        "; {}",
+                        cell(&crate::report::terminal::judge_corrected(c))
+                    ));
+                }
+                text
             })
             .collect();
         let _ = writeln!(
@@ -185,6 +181,66 @@ fn fenced(text: &str) -> String {
         "{fence}text\n{}\n{fence}",
         crate::report::out::printable(text)
     )
+}
+
+/// The comparison with the baseline: the method, the suite's pass rate on both sides, a row
+/// per case that changed (every case in a small suite), and what the gate could detect.
+fn baseline_section(out: &mut String, report: &SuiteReport, baseline: &str) {
+    let _ = writeln!(out, "Compared with the baseline {}:\n", code(baseline));
+    if let (Some(header), Some(gate)) = (gate_text::report_header(report), &report.gate) {
+        for line in header {
+            let _ = writeln!(out, "- {line}");
+        }
+        for line in gate_text::power_lines(gate) {
+            let _ = writeln!(out, "- {}", code(&line));
+        }
+        out.push('\n');
+    }
+    let failed: std::collections::HashSet<&str> =
+        report.failed.iter().map(String::as_str).collect();
+    let all = report.baseline_cases.len() <= gate_text::ROWS_MOST;
+    out.push_str("| case | baseline → now | Δ | p | p adj | q | 80% power at | change |\n");
+    out.push_str("|---|---|---|---|---|---|---|---|\n");
+    let mut hidden = 0;
+    for case in &report.baseline_cases {
+        if !all
+            && !gate_text::worth_a_row(
+                case.change,
+                case.q_value,
+                case.significance,
+                failed.contains(case.id.as_str()),
+            )
+        {
+            hidden += 1;
+            continue;
+        }
+        let _ = writeln!(
+            out,
+            "| {} | {}/{} → {}/{} | {} | {:.4} | {:.4} | {:.3} | {} | {} |",
+            cell(&case.id),
+            case.baseline_passed,
+            case.baseline_evaluated,
+            case.passed,
+            case.evaluated,
+            gate_text::points(
+                crate::stats::ratio(case.passed, case.evaluated)
+                    - crate::stats::ratio(case.baseline_passed, case.baseline_evaluated)
+            ),
+            case.p_value,
+            case.p_adjusted,
+            case.q_value,
+            gate_text::detectable(case.detectable_drop),
+            case.change.label()
+        );
+    }
+    if hidden > 0 {
+        let _ = writeln!(
+            out,
+            "\n{} unchanged cases not shown (summary.json lists every case).",
+            hidden
+        );
+    }
+    out.push('\n');
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 
 pub mod diff_text;
 pub mod files;
+pub mod gate_text;
 pub mod html;
 pub mod junit;
 pub mod markdown;

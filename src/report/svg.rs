@@ -9,7 +9,7 @@ use std::fmt::Write;
 use crate::diff::CaseDiff;
 use crate::model::record::RunRecord;
 use crate::model::summary::{CaseOutcome, CaseStats, Change};
-use crate::stats::{percent, wilson};
+use crate::stats::percent;
 use crate::trace::SpanKind;
 
 const WIDTH: f64 = 640.0;
@@ -414,12 +414,9 @@ pub fn forest(cases: &[CaseDiff]) -> Option<String> {
             if a.evaluated == 0 || b.evaluated == 0 {
                 return None;
             }
-            let [la, ua] = wilson(a.passed, a.evaluated);
-            let [lb, ub] = wilson(b.passed, b.evaluated);
             let delta = b.pass_rate - a.pass_rate;
-            let low = delta - ((b.pass_rate - lb).powi(2) + (ua - a.pass_rate).powi(2)).sqrt();
-            let high = delta + ((ub - b.pass_rate).powi(2) + (a.pass_rate - la).powi(2)).sqrt();
-            Some((c, delta, low.max(-1.0), high.min(1.0)))
+            let [low, high] = crate::stats::newcombe(a.passed, a.evaluated, b.passed, b.evaluated);
+            Some((c, delta, low, high))
         })
         .collect();
     if rows.is_empty() {

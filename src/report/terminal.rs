@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use crate::model::record::{RunRecord, Severity};
 use crate::model::summary::{CaseStats, SuiteReport, SuiteResult, SuiteStats};
+use crate::report::gate_text;
 use crate::report::text::{count, retrieved_lines, row, table};
 use crate::stats::percent;
 
@@ -47,6 +48,25 @@ fn header(out: &mut String, report: &SuiteReport) {
         report.seed
     );
     let _ = writeln!(out, "chain: {}", report.chain);
+    if let Some(rate) = report
+        .stats
+        .pass_rate
+        .filter(|_| report.stats.cases.len() > 1)
+    {
+        let _ = writeln!(
+            out,
+            "pass rate {} (95% CI {}–{}; mean of {} cases, runs clustered by case)",
+            percent(rate.mean),
+            percent(rate.ci95[0]),
+            percent(rate.ci95[1]),
+            report
+                .stats
+                .cases
+                .iter()
+                .filter(|c| c.evaluated > 0)
+                .count()
+        );
+    }
     out.push('\n');
 }
 
@@ -87,7 +107,7 @@ fn adaptive(out: &mut String, report: &SuiteReport) {
     let s = &runs.settings;
     let _ = writeln!(
         out,
-        "\nruns: auto (sequential probability ratio test: tolerance {}, significance {}, {}–{} runs; undecided: {})",
+        "\nruns: auto (sequential probability ratio test per threshold, always-valid test against a baseline: tolerance {}, significance {}, {}–{} runs; undecided: {})",
         percent(s.tolerance),
         s.alpha,
         s.min_runs,
@@ -112,6 +132,23 @@ fn adaptive(out: &mut String, report: &SuiteReport) {
         .iter()
         .filter_map(|c| c.adaptive.map(|a| a.runs_saved))
         .sum();
+    if let Some(fixed) = &runs.fixed_design {
+        let _ = writeln!(
+            out,
+            "  against the baseline: {} runs where a fixed design with the same guarantees (family-wise error, 80% power at a {:.0}-point drop) needs {}{}",
+            fixed.adaptive_runs,
+            fixed.detect * 100.0,
+            fixed.runs,
+            if fixed.unreachable > 0 {
+                format!(
+                    "; {} no fixed design could size against this baseline",
+                    count(fixed.unreachable as u64, "case")
+                )
+            } else {
+                String::new()
+            }
+        );
+    }
     let _ = writeln!(
         out,
         "  {} runs of at most {} ({} saved{})",
@@ -132,11 +169,11 @@ fn adaptive(out: &mut String, report: &SuiteReport) {
 fn violations(out: &mut String, stats: &SuiteStats) {
     let mut rows = Vec::new();
     for case in &stats.cases {
-        for rule in case
-            .rules
-            .iter()
-            .filter(|r| r.violations > 0 || r.judge_flip_rate.is_some_and(|f| f > 0.0))
-        {
+        for rule in case.rules.iter().filter(|r| {
+            r.violations > 0
+                || r.judge_flip_rate.is_some_and(|f| f > 0.0)
+                || r.judge_corrected.is_some()
+        }) {
             let mut row = vec![
                 case.id.clone(),
                 rule.id.clone(),
@@ -153,12 +190,34 @@ fn violations(out: &mut String, stats: &SuiteStats) {
             if let Some(flips) = rule.judge_flip_rate {
                 row.push(format!("judge flips {}", percent(flips)));
             }
+            if let Some(corrected) = &rule.judge_corrected {
+                row.push(judge_corrected(corrected));
+            }
             rows.push(row);
         }
     }
     if !rows.is_empty() {
         out.push_str("\nrule violations\n");
         table(out, &rows, "  ");
+    }
+}
+
+/// "passes 57.1% [40.2%, 74.0%] corrected for the judge (Se 0.80, Sp 0.90)".
+pub fn judge_corrected(c: &crate::model::summary::JudgeCorrected) -> String {
+    match (c.pass_rate, c.ci95) {
+        (Some(rate), Some([low, high])) => format!(
+            "passes {} [{}, {}] corrected for the judge (judged {}; sensitivity {:.2}, specificity {:.2})",
+            percent(rate),
+            percent(low),
+            percent(high),
+            percent(c.observed),
+            c.sensitivity,
+            c.specificity
+        ),
+        _ => format!(
+            "not corrected for the judge: {}",
+            c.note.as_deref().unwrap_or("no calibration")
+        ),
     }
 }
 
@@ -289,27 +348,68 @@ fn baseline(out: &mut String, report: &SuiteReport) {
     let Some(baseline) = &report.baseline else {
         return;
     };
-    let _ = writeln!(
-        out,
-        "\nagainst baseline {} (one-sided Fisher exact test on run counts)",
-        baseline
-    );
-    let rows: Vec<Vec<String>> = report
-        .baseline_cases
-        .iter()
-        .map(|b| {
-            vec![
-                b.id.clone(),
-                format!(
-                    "{}/{} → {}/{}",
-                    b.baseline_passed, b.baseline_evaluated, b.passed, b.evaluated
-                ),
-                b.change.label().to_owned(),
-                format!("p {:.4} (alpha {})", b.p_value, b.significance),
-            ]
-        })
-        .collect();
-    table(out, &rows, "  ");
+    let _ = writeln!(out, "\nagainst baseline {baseline}");
+    for line in gate_text::report_header(report).into_iter().flatten() {
+        let _ = writeln!(out, "  {line}");
+    }
+    let failed: std::collections::HashSet<&str> =
+        report.failed.iter().map(String::as_str).collect();
+    let all = report.baseline_cases.len() <= gate_text::ROWS_MOST;
+    let mut rows = vec![row(&[
+        "case",
+        "baseline → now",
+        "Δ",
+        "p",
+        "p adj",
+        "q",
+        "80% power at",
+        "change",
+    ])];
+    let mut hidden = 0;
+    for b in &report.baseline_cases {
+        if !all
+            && !gate_text::worth_a_row(
+                b.change,
+                b.q_value,
+                b.significance,
+                failed.contains(b.id.as_str()),
+            )
+        {
+            hidden += 1;
+            continue;
+        }
+        rows.push(vec![
+            b.id.clone(),
+            format!(
+                "{}/{} → {}/{}",
+                b.baseline_passed, b.baseline_evaluated, b.passed, b.evaluated
+            ),
+            gate_text::points(
+                crate::stats::ratio(b.passed, b.evaluated)
+                    - crate::stats::ratio(b.baseline_passed, b.baseline_evaluated),
+            ),
+            format!("{:.4}", b.p_value),
+            format!("{:.4}", b.p_adjusted),
+            format!("{:.3}", b.q_value),
+            gate_text::detectable(b.detectable_drop),
+            b.change.label().to_owned(),
+        ]);
+    }
+    if rows.len() > 1 {
+        table(out, &rows, "  ");
+    }
+    if hidden > 0 {
+        let _ = writeln!(
+            out,
+            "  ({} not shown: summary.json lists every case)",
+            count(hidden as u64, "unchanged case")
+        );
+    }
+    if let Some(gate) = &report.gate {
+        for line in gate_text::power_lines(gate) {
+            let _ = writeln!(out, "  {line}");
+        }
+    }
     // Reported beside the gate, not part of it.
     crate::report::diff_text::retrieval(out, &report.baseline_retrieval);
 }
@@ -365,11 +465,14 @@ fn verdict_line(report: &SuiteReport) -> String {
             "result: PASS · {} passed · {errors}",
             count(stats.cases.len() as u64, "case")
         ),
+        SuiteResult::Fail if failed.is_empty() => format!(
+            "result: FAIL · the retrieval measure regressed against the baseline · {errors}"
+        ),
         SuiteResult::Fail => format!(
             "result: FAIL · {} of {} cases failed: {} · {errors}",
             failed.len(),
             stats.cases.len(),
-            failed.join(", ")
+            gate_text::listed(failed)
         ),
         SuiteResult::Error => format!(
             "result: ERROR · the chain could not be evaluated: errors on {} of runs, {} allowed · {errors}",
