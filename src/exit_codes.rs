@@ -84,6 +84,11 @@ Exit codes:
   1    at least one regression
   2    usage error, or a folder is not a report";
 
+pub const PLAN_HELP: &str = "\
+Exit codes:
+  0    the plan was printed
+  2    usage or configuration error (a suite or baseline that cannot be read)";
+
 pub const SHOW_HELP: &str = "\
 Exit codes:
   0    the run was printed

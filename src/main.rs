@@ -14,6 +14,7 @@ fn main() {
         Command::Import(args) => commands::import::import(args),
         Command::Index(args) => commands::index::index(args),
         Command::Merge(args) => commands::merge::merge(args),
+        Command::Plan(args) => commands::plan::plan(args),
         Command::Repro(args) => commands::repro::repro(args),
         Command::Triage(args) => commands::repro::triage(args),
         Command::Calibrate(args) => commands::calibrate::calibrate(args),

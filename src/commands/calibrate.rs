@@ -12,6 +12,7 @@ use serde::Deserialize;
 use crate::cli::CalibrateArgs;
 use crate::error::AppError;
 use crate::exit_codes::Outcome;
+use crate::model::calibration::{Calibration, Confusion};
 use crate::model::record::RunRecord;
 use crate::report::out;
 use crate::stats::{Agreement, cohen_kappa};
@@ -129,6 +130,23 @@ pub fn calibrate(args: CalibrateArgs) -> Result<Outcome, AppError> {
     let mut doubtful = false;
     for (rule, counts) in &confusion {
         doubtful |= render_rule(&mut text, rule, *counts);
+    }
+    if let Some(save) = &args.save {
+        let calibration = Calibration {
+            labels: args.labels.display().to_string(),
+            rules: confusion
+                .iter()
+                .map(|(rule, counts)| (rule.clone(), Confusion::from_matrix(*counts)))
+                .collect(),
+        };
+        let json = serde_json::to_string_pretty(&calibration).unwrap_or_default() + "\n";
+        crate::atomic::write(save, json)
+            .map_err(AppError::io(format!("cannot write {}", save.display())))?;
+        let _ = writeln!(
+            text,
+            "\ncalibration saved to {}: name it in the suite's `judge: {{calibration: …}}` to correct judged pass rates in reports",
+            save.display()
+        );
     }
     out::print(&text);
     Ok(if doubtful {

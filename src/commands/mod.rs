@@ -11,6 +11,7 @@ pub mod index;
 pub mod init;
 pub mod merge;
 pub mod mlflow_log;
+pub mod plan;
 pub mod receive;
 pub mod repro;
 pub mod run;

@@ -2,6 +2,7 @@
 //! above it. `record` is one run as stored; `summary` is what summary.json holds and what
 //! baseline and diff read back.
 
+pub mod calibration;
 pub mod meta;
 pub mod otlp_proto;
 pub mod record;

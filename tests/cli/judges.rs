@@ -224,6 +224,82 @@ fn judged_checks_without_a_judge_or_a_reference_are_located() {
     );
 }
 
+/// A calibrated judge: each judged rule's pass rate corrected for the judge's sensitivity
+/// and specificity (Rogan–Gladen), beside the raw rate, in summary.json and the terminal.
+#[test]
+fn a_calibrated_judge_has_its_pass_rates_corrected() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let model = loopback(&["--unsupported-rate", "0.3"]);
+    // Se 40/50 = 0.8, Sp 45/50 = 0.9.
+    std::fs::write(
+        dir.path().join("cal.json"),
+        r#"{"labels": "people.jsonl", "rules": {"judged-grounded": {"judge_pass_human_pass": 40, "judge_pass_human_fail": 5, "judge_fail_human_pass": 10, "judge_fail_human_fail": 45}}}"#,
+    )
+    .expect("calibration");
+    let path = suite(
+        dir.path(),
+        &model.url,
+        &judge_line(&model.url, ", calibration: cal.json"),
+        "",
+    );
+    let out = dir.path().join("out");
+    let output = run(&path, &out);
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).expect("summary"))
+            .expect("json");
+    for case in summary["stats"]["cases"].as_array().expect("cases") {
+        let rule = case["rules"]
+            .as_array()
+            .expect("rules")
+            .iter()
+            .find(|r| r["id"] == "judged-grounded")
+            .expect("judged rule");
+        let evaluated = case["evaluated"].as_u64().expect("n") as u32;
+        let violations = rule["violations"].as_u64().expect("v") as u32;
+        let expected =
+            ragprobe::stats::rogan_gladen(evaluated - violations, evaluated, [[40, 5], [10, 45]]);
+        let corrected = &rule["judge_corrected"];
+        assert!(
+            (corrected["pass_rate"].as_f64().expect("rate") - expected.pass_rate.expect("rate"))
+                .abs()
+                < 1e-12,
+            "{corrected}"
+        );
+        assert!((corrected["sensitivity"].as_f64().expect("se") - 0.8).abs() < 1e-12);
+    }
+    assert!(
+        text(&output.stdout).contains("corrected for the judge (judged"),
+        "{}",
+        text(&output.stdout)
+    );
+    // Too few labels: the raw rate stands, and the report says why.
+    std::fs::write(
+        dir.path().join("cal.json"),
+        r#"{"rules": {"judged-grounded": {"judge_pass_human_pass": 9, "judge_pass_human_fail": 1, "judge_fail_human_pass": 1, "judge_fail_human_fail": 3}}}"#,
+    )
+    .expect("calibration");
+    let out = dir.path().join("few");
+    let output = run(&path, &out);
+    assert!(
+        text(&output.stdout).contains("not corrected for the judge: too few labels to correct"),
+        "{}",
+        text(&output.stdout)
+    );
+    // A calibration that cannot be read is located at judge.calibration.
+    std::fs::write(dir.path().join("cal.json"), "{\"rules\": 3}").expect("calibration");
+    let output = ragprobe()
+        .args(["validate"])
+        .arg(&path)
+        .output()
+        .expect("validate");
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        text(&output.stderr).contains("is not a calibration"),
+        "{}",
+        text(&output.stderr)
+    );
+}
+
 #[test]
 fn calibrate_compares_the_judge_with_the_shipped_labels() {
     let model = loopback(&["--unsupported-rate", "0.2", "--judge-flip-rate", "0.1"]);
@@ -262,7 +338,21 @@ fn calibrate_compares_the_judge_with_the_shipped_labels() {
             .expect("calibrate")
     };
     let labels = "examples/judge/labels.jsonl";
-    let output = calibrate(std::path::Path::new(labels));
+    let saved = dir.path().join("calibration.json");
+    let output = ragprobe()
+        .args([
+            "calibrate",
+            "--suite",
+            "examples/judge/suite.yaml",
+            "--labels",
+            labels,
+            "--report",
+        ])
+        .arg(&out)
+        .arg("--save")
+        .arg(&saved)
+        .output()
+        .expect("calibrate");
     let printed = text(&output.stdout);
 
     // The matrix, recomputed from the records and the labels.
@@ -299,6 +389,15 @@ fn calibrate_compares_the_judge_with_the_shipped_labels() {
     );
     // Both kinds of disagreement occur: the flips and the claims the judge misses.
     assert!(confusion[1][1] > 0 && confusion[0][0] > 0, "{confusion:?}");
+    // --save writes the same counts, and they are the ones the example suite ships with.
+    let written: ragprobe::model::calibration::Calibration =
+        serde_json::from_str(&std::fs::read_to_string(&saved).expect("saved")).expect("json");
+    assert_eq!(written.rules["judged-grounded"].matrix(), confusion);
+    let shipped: ragprobe::model::calibration::Calibration = serde_json::from_str(
+        &std::fs::read_to_string("examples/judge/calibration.json").expect("shipped"),
+    )
+    .expect("json");
+    assert_eq!(shipped.rules, written.rules);
     let expected = if agreement.kappa >= 0.6 { 0 } else { 1 };
     assert_eq!(output.status.code(), Some(expected), "{printed}");
 

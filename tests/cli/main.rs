@@ -26,3 +26,4 @@ mod repro;
 mod resume;
 mod retrieval;
 mod traces;
+mod verdicts;
