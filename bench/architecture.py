@@ -6,7 +6,9 @@ imports that point up a layer, and the longest functions.
     python3 bench/architecture.py --edges    # also every upward import
 
 Layers are listed below, lowest first; a file may import from its own layer or lower ones.
-A module not listed counts as the top layer (commands, cli, main).
+A module not listed counts as the top layer (commands, cli, main). Cycles are counted
+between files and between folders (top-level modules), so two folders of one layer that
+import each other show up even when no two files do.
 """
 
 import os
@@ -18,7 +20,7 @@ ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src")
 
 # Lowest first. A file in layer N may import layers <= N.
 LAYERS = [
-    ("foundation", ["model", "seed", "exit_codes", "rules", "trace", "text", "config",
+    ("foundation", ["model", "seed", "exit_codes", "rules", "trace", "text", "config", "out",
                     "redact", "secrets", "limits", "atomic", "invisible", "sequential",
                     "distributions"]),
     ("transport", ["backend", "receiver"]),
@@ -154,11 +156,30 @@ def main():
 
     cycles = tarjan(graph)
     edges = sum(len(v) for v in graph.values())
+    # The same graph by folder (top-level module): a folder that imports a folder which
+    # imports it back is a cycle even when no two files import each other, and layers that
+    # hold several folders would hide it.
+    folders = defaultdict(set)
+    folder_edges = defaultdict(list)
+    for module, targets in graph.items():
+        a = module.split("::")[0]
+        folders[a]
+        for target in targets:
+            b = target.split("::")[0]
+            if a != b:
+                folders[a].add(b)
+                folder_edges[(a, b)].append(f"{module} -> {target}")
+    folder_cycles = tarjan(folders)
     print(f"files: {len(files)}, lines: {sum(open(f, encoding='utf-8').read().count(chr(10)) for f in files)}")
     print(f"import edges between files: {edges}")
     print(f"import cycles (strongly connected groups of files): {len(cycles)}")
     for c in cycles:
         print(f"  {len(c)} files: {', '.join(c)}")
+    print(f"import cycles between folders: {len(folder_cycles)}")
+    for c in folder_cycles:
+        members = set(c)
+        inside = [e for (a, b), es in folder_edges.items() if a in members and b in members for e in es]
+        print(f"  {', '.join(c)}: {'; '.join(sorted(inside)[:6])}")
     print(f"imports pointing up a layer: {len(upward)}")
     if "--edges" in sys.argv:
         for a, b in sorted(upward):

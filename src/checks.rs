@@ -107,6 +107,13 @@ fn judge_rule(
     };
     if let Some(retrieved_rule) = &rule.retrieved {
         let (offending, detail): (Vec<&RetrievedDoc>, Option<String>) = match retrieved_rule {
+            RetrievedRule::Every(_) if retrieved.is_empty() && !rule.allow_empty => (
+                Vec::new(),
+                Some(
+                    "no documents were retrieved: `every` does not hold over none (`allow_empty: true` on the rule if the chain may retrieve nothing)"
+                        .to_owned(),
+                ),
+            ),
             RetrievedRule::Every(w) => {
                 let bad: Vec<_> = retrieved
                     .iter()

@@ -69,6 +69,9 @@ pub enum AppError {
     /// The HTTP client could not be set up.
     #[error(transparent)]
     Client(#[from] ClientError),
+    /// Ctrl-C or SIGTERM: what was being done, and how to finish it.
+    #[error("interrupted {0}")]
+    Interrupted(String),
     /// Reading or writing files failed.
     #[error("{context}")]
     Io {
@@ -116,6 +119,7 @@ impl AppError {
             AppError::Session(SessionError::ForeignFolder { .. } | SessionError::Read { .. }) => {
                 exit_codes::CONFIG_ERROR
             }
+            AppError::Interrupted(_) => exit_codes::INTERRUPTED,
         }
     }
 

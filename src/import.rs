@@ -25,6 +25,10 @@ pub struct Observed {
     pub answer: String,
     /// Retrieved documents: id and metadata, in rank order.
     pub documents: Vec<(String, Value)>,
+    /// Assessments on the trace that said it failed (MLflow feedback): name and rationale.
+    pub failed: Vec<(String, String)>,
+    /// Facts an expectation on the trace says a good answer holds (`expected_facts`).
+    pub expected_facts: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -43,7 +47,7 @@ pub enum TraceFileError {
     #[error("cannot read {}: {source}", path.display())]
     Read {
         path: std::path::PathBuf,
-        source: std::io::Error,
+        source: crate::config::files::ReadError,
     },
     #[error("{}: not JSON: {source}", path.display())]
     NotJson {
@@ -55,10 +59,11 @@ pub enum TraceFileError {
 /// A trace file as JSON: one document, or (OTLP JSON Lines files) the first line that
 /// parses.
 pub fn read_trace_file(path: &std::path::Path) -> Result<Value, TraceFileError> {
-    let text = std::fs::read_to_string(path).map_err(|source| TraceFileError::Read {
-        path: path.to_owned(),
-        source,
-    })?;
+    let text = crate::config::files::read_capped(path, crate::config::files::MAX_INPUT_BYTES)
+        .map_err(|source| TraceFileError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
     serde_json::from_str(&text)
         .or_else(|e| {
             text.lines()
@@ -230,13 +235,18 @@ pub fn observe(document: &Value, trace_id: Option<&str>) -> Result<Observed, Imp
         .filter(|(id, _)| *id == first_trace)
         .map(|(_, s)| s)
         .collect();
+    let parentless = |s: &&&PlainSpan| {
+        s.parent_span_id
+            .as_ref()
+            .is_none_or(|p| !spans.iter().any(|o| &o.span_id == p))
+    };
+    // A retriever span whose parent was not exported is not the root: its output is
+    // documents, never the answer.
     let root = spans
         .iter()
-        .find(|s| {
-            s.parent_span_id
-                .as_ref()
-                .is_none_or(|p| !spans.iter().any(|o| &o.span_id == p))
-        })
+        .filter(parentless)
+        .find(|s| kind(s) != "RETRIEVER")
+        .or_else(|| spans.iter().find(parentless))
         .ok_or(ImportError::Missing("root span"))?;
     let question_keys = [
         "question", "query", "input", "content", "inputs", "messages",
@@ -267,7 +277,9 @@ pub fn observe(document: &Value, trace_id: Option<&str>) -> Result<Observed, Imp
                     .filter(|a| !a.trim().is_empty())
             })
     };
-    let answer = answer_of(root)
+    let answer = (kind(root) != "RETRIEVER")
+        .then(|| answer_of(root))
+        .flatten()
         .or_else(|| {
             // The last model call's output, when the root's output holds no answer.
             spans
@@ -317,12 +329,57 @@ pub fn observe(document: &Value, trace_id: Option<&str>) -> Result<Observed, Imp
             }
         }
     }
+    let (failed, expected_facts) = assessments(document);
     Ok(Observed {
         trace_id: first_trace,
         question,
         answer,
         documents,
+        failed,
+        expected_facts,
     })
+}
+
+/// The trace's assessments (MLflow 3: `info.assessments`): the feedback that said it
+/// failed, and the facts an expectation says a good answer holds.
+fn assessments(document: &Value) -> (Vec<(String, String)>, Vec<String>) {
+    let info = document
+        .get("trace")
+        .map_or(&document["info"], |t| &t["trace_info"]);
+    let mut failed = Vec::new();
+    let mut facts = Vec::new();
+    for assessment in info["assessments"].as_array().into_iter().flatten() {
+        let name = assessment["assessment_name"]
+            .as_str()
+            .or_else(|| assessment["name"].as_str())
+            .unwrap_or("assessment")
+            .to_owned();
+        if let Some(value) = assessment.get("feedback").map(|f| &f["value"]) {
+            let said_no = match value {
+                Value::Bool(b) => !b,
+                Value::String(s) => {
+                    matches!(
+                        s.to_ascii_lowercase().as_str(),
+                        "no" | "fail" | "false" | "bad"
+                    )
+                }
+                _ => false,
+            };
+            if said_no {
+                let why = assessment["rationale"].as_str().unwrap_or_default();
+                failed.push((name, why.to_owned()));
+            }
+        } else if let Some(value) = assessment.get("expectation").map(|e| &e["value"]) {
+            match value {
+                Value::Array(items) => {
+                    facts.extend(items.iter().filter_map(|v| v.as_str().map(str::to_owned)))
+                }
+                Value::String(s) if name == "expected_facts" => facts.push(s.clone()),
+                _ => {}
+            }
+        }
+    }
+    (failed, facts)
 }
 
 #[cfg(test)]
@@ -414,6 +471,46 @@ mod tests {
         assert_eq!(
             observed.answer, "From the model.",
             "past a blank root answer"
+        );
+    }
+
+    /// Found by a hostile tester: a trace whose RETRIEVER span's parent was not exported
+    /// drafted a `not_contains` of a document's text, and the assessment that failed was
+    /// ignored. The answer comes from the chain, never a retriever; failed assessments and
+    /// expected facts are read.
+    #[test]
+    fn import_reads_the_failed_assessment_and_never_answers_from_a_retriever() {
+        let encode = |v: &Value| Value::String(v.to_string());
+        let document = json!({
+            "info": {"trace_id": "tr-9", "assessments": [
+                {"assessment_name": "no_aws_advice", "feedback": {"value": false},
+                 "rationale": "recommends t4g.micro"},
+                {"assessment_name": "expected_facts", "expectation": {"value": ["Delta", "S3"]}},
+                {"assessment_name": "relevance", "feedback": {"value": true}}
+            ]},
+            "data": {"spans": [
+                {"span_id": "ret", "parent_span_id": "gone", "name": "retrieve",
+                 "attributes": {"mlflow.spanType": encode(&json!("RETRIEVER")),
+                                "mlflow.spanOutputs": encode(&json!([{"page_content": "t4g.micro instances are cheap", "metadata": {"id": "4"}}]))}},
+                {"span_id": "root", "name": "chat",
+                 "attributes": {"mlflow.spanType": encode(&json!("CHAIN")),
+                                "mlflow.spanInputs": encode(&json!({"question": "How much?"})),
+                                "mlflow.spanOutputs": encode(&json!({"answer": "Use t4g.micro."}))}}
+            ]}
+        });
+        let observed = observe(&document, None).expect("reads");
+        assert_eq!(observed.question, "How much?");
+        assert_eq!(observed.answer, "Use t4g.micro.");
+        assert_eq!(
+            observed.failed,
+            vec![(
+                "no_aws_advice".to_owned(),
+                "recommends t4g.micro".to_owned()
+            )]
+        );
+        assert_eq!(
+            observed.expected_facts,
+            vec!["Delta".to_owned(), "S3".to_owned()]
         );
     }
 }

@@ -25,7 +25,7 @@ fn main() {
         Ok(outcome) => outcome.code(),
         Err(err) => {
             // An error may quote a server's reply, which may echo a credential.
-            ragprobe::report::out::eprintln(&ragprobe::backend::redact::scrub(&err.report()));
+            ragprobe::out::eprintln(&ragprobe::secrets::scrub(&err.report()));
             err.exit_code()
         }
     };

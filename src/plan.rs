@@ -204,18 +204,33 @@ impl Plan {
         })
     }
 
-    /// How many runs of each selected case are still to make, in suite order.
+    /// How many runs of each selected case are still to make, in suite order: its run
+    /// count less the recorded runs that are its (counted over `done`, not over every run
+    /// the case may make).
     pub fn remaining(&self, done: &HashSet<(String, u32)>) -> Vec<(String, u32)> {
+        let ordinals: std::collections::HashMap<&str, usize> = self
+            .cases
+            .iter()
+            .enumerate()
+            .map(|(ordinal, &index)| (self.suite.spec.cases[index].id.as_str(), ordinal))
+            .collect();
+        let mut recorded = vec![0u32; self.cases.len()];
+        for (id, run) in done {
+            if let Some(&ordinal) = ordinals.get(id.as_str())
+                && self.holds_run(ordinal, *run)
+            {
+                recorded[ordinal] += 1;
+            }
+        }
         self.cases
             .iter()
             .enumerate()
             .map(|(ordinal, &index)| {
                 let id = &self.suite.spec.cases[index].id;
-                let left = self
-                    .runs_of(ordinal)
-                    .filter(|run| !done.contains(&(id.clone(), *run)))
-                    .count();
-                (id.clone(), left as u32)
+                (
+                    id.clone(),
+                    self.run_count(ordinal).saturating_sub(recorded[ordinal]),
+                )
             })
             .collect()
     }
@@ -223,27 +238,50 @@ impl Plan {
     /// How many runs the plan (or shard) holds in all, done or not.
     pub fn planned_runs(&self) -> u32 {
         (0..self.cases.len())
-            .map(|ordinal| self.runs_of(ordinal).count() as u32)
-            .sum()
+            .map(|ordinal| self.run_count(ordinal))
+            .fold(0u32, u32::saturating_add)
     }
 
-    /// The run indices of the `ordinal`-th selected case that this plan (or shard) makes
-    /// (at most: an adaptive case may stop before its `max_runs`).
-    pub fn runs_of(&self, ordinal: usize) -> impl Iterator<Item = u32> + '_ {
+    /// How many runs of the `ordinal`-th selected case this plan (or shard) makes at most:
+    /// an adaptive case's `max_runs` counted, not listed.
+    pub fn run_count(&self, ordinal: usize) -> u32 {
+        match (self.is_adaptive(ordinal), self.adaptive) {
+            (true, Some(settings)) => {
+                if self.shard.is_none_or(|s| s.holds_case(ordinal)) {
+                    settings.max_runs
+                } else {
+                    0
+                }
+            }
+            _ => self.runs_of(ordinal).count() as u32,
+        }
+    }
+
+    /// Whether run `run` of the `ordinal`-th selected case is this plan's to make.
+    fn holds_run(&self, ordinal: usize, run: u32) -> bool {
         let adaptive = self.is_adaptive(ordinal);
         let count = match (adaptive, self.adaptive) {
             (true, Some(settings)) => settings.max_runs,
             _ => self.runs,
         };
-        (0..count).filter(move |run| {
-            self.shard.is_none_or(|s| {
+        run < count
+            && self.shard.is_none_or(|s| {
                 if adaptive {
                     s.holds_case(ordinal)
                 } else {
-                    s.holds(ordinal, self.runs, *run)
+                    s.holds(ordinal, self.runs, run)
                 }
             })
-        })
+    }
+
+    /// The run indices of the `ordinal`-th selected case that this plan (or shard) makes
+    /// (at most: an adaptive case may stop before its `max_runs`).
+    pub fn runs_of(&self, ordinal: usize) -> impl Iterator<Item = u32> + '_ {
+        let count = match (self.is_adaptive(ordinal), self.adaptive) {
+            (true, Some(settings)) => settings.max_runs,
+            _ => self.runs,
+        };
+        (0..count).filter(move |run| self.holds_run(ordinal, *run))
     }
 
     /// The selected cases with at least one run in this plan (all of them, unsharded).
@@ -251,7 +289,7 @@ impl Plan {
         self.cases
             .iter()
             .enumerate()
-            .filter(|(ordinal, _)| self.runs_of(*ordinal).next().is_some())
+            .filter(|(ordinal, _)| self.run_count(*ordinal) > 0)
             .map(|(_, &i)| self.suite.spec.cases[i].id.clone())
             .collect()
     }

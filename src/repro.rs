@@ -600,7 +600,13 @@ pub async fn triage(target: &Target, runs: u32) -> Triage {
         Chain::Pipeline(pipeline) => replay(target, pipeline, 3).await,
         _ => replay_from_responses(target, &as_retrieved),
     };
-    let (cause, fix) = attribute(&conditions, &violators, &retrieved_rules, replay.as_ref());
+    let (cause, fix) = attribute(
+        &conditions,
+        &violators,
+        &retrieved_rules,
+        replay.as_ref(),
+        &unsupported,
+    );
     Triage {
         conditions,
         unsupported,
@@ -659,8 +665,10 @@ fn attribute(
     violators: &[(String, Map<String, Value>, String)],
     rules: &[RuleSpec],
     replay: Option<&Replay>,
+    unsupported: &[(char, String, String)],
 ) -> (String, Option<String>) {
-    let get = |key: char| conditions.iter().find(|c| c.key == key);
+    // A condition whose every run errored says nothing: as if it had not run.
+    let get = |key: char| conditions.iter().find(|c| c.key == key && c.judged > 0);
     let Some(a) = get('a') else {
         return ("nothing was run".into(), None);
     };
@@ -781,6 +789,27 @@ fn attribute(
     // An edit that removed every bad answer without reaching significance says "too few
     // runs", not "the generator": blaming the model needs bad answers that survive the edit.
     let edited: Vec<&Condition> = ['b', 'c', 'f'].iter().filter_map(|k| get(*k)).collect();
+    if edited.is_empty() {
+        // Only the context as retrieved (and perhaps none) ran: nothing tested whether the
+        // documents cause it, so nothing can be blamed.
+        let why: Vec<String> = unsupported
+            .iter()
+            .map(|(key, label, reason)| format!("({key}) {label}: {reason}"))
+            .collect();
+        return (
+            format!(
+                "inconclusive: {} of {} runs were bad with the context as retrieved, but no condition that edits the context or the filter ran, so neither the documents nor the generator can be blamed{}",
+                a.bad,
+                a.judged,
+                if why.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", why.join("; "))
+                }
+            ),
+            None,
+        );
+    }
     if !edited.is_empty() && edited.iter().any(|c| c.bad == 0) {
         return (
             format!(
@@ -828,7 +857,7 @@ mod tests {
             condition('b', 0, 30),
             condition('d', 0, 30),
         ];
-        let (cause, fix) = attribute(&conditions, &aws(), &[rule()], None);
+        let (cause, fix) = attribute(&conditions, &aws(), &[rule()], None, &[]);
         assert_eq!(
             cause,
             "the retriever returned an aws-tagged document (4) for the query; the bad answer disappears when it is removed, and does not appear without context"
@@ -843,7 +872,7 @@ mod tests {
             condition('b', 8, 30),
             condition('d', 10, 30),
         ];
-        let (cause, fix) = attribute(&conditions, &aws(), &[rule()], None);
+        let (cause, fix) = attribute(&conditions, &aws(), &[rule()], None, &[]);
         assert!(cause.contains("trained-in knowledge"), "{cause}");
         assert!(fix.is_none());
     }
@@ -855,9 +884,30 @@ mod tests {
             condition('b', 0, 16),
             condition('d', 0, 16),
         ];
-        let (cause, fix) = attribute(&conditions, &aws(), &[rule()], None);
+        let (cause, fix) = attribute(&conditions, &aws(), &[rule()], None, &[]);
         assert!(cause.starts_with("inconclusive: 2 of 16"), "{cause}");
         assert!(fix.is_none());
+    }
+
+    /// A chain whose body carries neither `filter` nor `documents`: only (a) could run, so
+    /// the generator is not blamed; the verdict says why nothing else ran. Nor does a
+    /// condition whose every run errored count as run.
+    #[test]
+    fn triage_names_a_cause_no_condition_tested_only_when_one_did() {
+        let conditions = [condition('a', 9, 30)];
+        let unsupported = [(
+            'b',
+            "without the violating documents".to_owned(),
+            "the chain's body does not use `documents`".to_owned(),
+        )];
+        let (cause, fix) = attribute(&conditions, &aws(), &[rule()], None, &unsupported);
+        assert!(cause.starts_with("inconclusive: 9 of 30"), "{cause}");
+        assert!(cause.contains("does not use `documents`"), "{cause}");
+        assert!(!cause.contains("generator (prompt"), "{cause}");
+        assert!(fix.is_none());
+        let errored = [condition('a', 9, 30), condition('b', 0, 0)];
+        let (cause, _) = attribute(&errored, &aws(), &[rule()], None, &[]);
+        assert!(cause.starts_with("inconclusive"), "{cause}");
     }
 
     #[test]
@@ -868,7 +918,7 @@ mod tests {
             condition('b', 1, 30),
             condition('d', 0, 30),
         ];
-        let (cause, _) = attribute(&conditions, &aws(), &[rule()], None);
+        let (cause, _) = attribute(&conditions, &aws(), &[rule()], None, &[]);
         assert!(cause.contains("generator"), "{cause}");
     }
 
@@ -879,7 +929,7 @@ mod tests {
             condition('c', 0, 30),
             condition('d', 0, 30),
         ];
-        let (cause, _) = attribute(&conditions, &[], &[], None);
+        let (cause, _) = attribute(&conditions, &[], &[], None, &[]);
         assert!(cause.contains("wrong documents"), "{cause}");
     }
 

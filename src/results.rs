@@ -15,11 +15,10 @@ use polars::prelude::*;
 
 use std::collections::HashMap;
 
-use crate::model::record::{RunRecord, RunStatus, Sources};
+use crate::model::record::{RunRecord, Sources};
 use crate::store::RunReader;
 
-pub const RESULTS_FILE: &str = "results.parquet";
-pub const RETRIEVED_FILE: &str = "retrieved.parquet";
+pub use crate::store::{RESULTS_FILE, RETRIEVED_FILE};
 /// Joins rule ids in the `violations` column (a unit separator: never in a YAML id).
 pub const RULE_SEPARATOR: char = '\u{1f}';
 /// Rows per row group: small enough that writing holds little in memory.
@@ -158,11 +157,7 @@ impl Batch {
         self.case.push(record.case);
         self.run.push(record.run);
         self.seed.push(record.seed);
-        self.status.push(match record.status {
-            RunStatus::Passed => "passed",
-            RunStatus::Failed => "failed",
-            RunStatus::Error => "error",
-        });
+        self.status.push(record.status.label());
         self.error.push(record.error);
         self.expect_failed.push(expect_failed);
         self.retrieved.push(

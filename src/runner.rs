@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 
-use crate::backend::redact;
 pub use crate::chain::config::Prices;
 use crate::chain::error::ChainError;
 use crate::chain::{Chain, ChainFailure, ChainOutput, Intervention};
@@ -18,6 +17,7 @@ use crate::events::Event;
 use crate::judge::{Judge, JudgeInputs, Judgements};
 use crate::model::record::{RunRecord, RunStatus, Usage};
 use crate::plan::Job;
+use crate::secrets;
 use crate::suite::schema::{Expect, RuleSpec};
 use crate::trace::now_ns;
 
@@ -262,7 +262,15 @@ async fn run_one(context: &RunContext, job: &Job) -> RunRecord {
         ),
     )
     .await;
-    let duration_ms = clock.elapsed().as_secs_f64() * 1000.0;
+    // Latency is the chain's answer time: the wait for a service's exported spans (a batch
+    // processor sends them seconds later) is its own figure, `received_wait_ms` on the
+    // root span, not part of it.
+    let waited_ms = match &invocation {
+        Ok(Ok(output)) => span_wait_ms(Some(&output.trace)),
+        Ok(Err(failure)) => span_wait_ms(failure.trace.as_ref()),
+        Err(_) => 0.0,
+    };
+    let duration_ms = (clock.elapsed().as_secs_f64() * 1000.0 - waited_ms).max(0.0);
     let identity = RunIdentity {
         case: &job.case.id,
         run: job.run,
@@ -341,7 +349,7 @@ async fn judge_output(
 /// headers into its reply must not put the API key into runs.jsonl or any report. Every
 /// reporter sees the record after this.
 fn without_secrets(record: RunRecord) -> RunRecord {
-    if !redact::holds_secrets() {
+    if !secrets::holds_secrets() {
         return record;
     }
     let Ok(mut value) = serde_json::to_value(&record) else {
@@ -354,7 +362,7 @@ fn without_secrets(record: RunRecord) -> RunRecord {
 fn scrub_strings(value: &mut serde_json::Value) {
     match value {
         serde_json::Value::String(text) => {
-            if let std::borrow::Cow::Owned(clean) = redact::scrub(text) {
+            if let std::borrow::Cow::Owned(clean) = secrets::scrub(text) {
                 *text = clean;
             }
         }
@@ -365,6 +373,15 @@ fn scrub_strings(value: &mut serde_json::Value) {
 }
 
 /// Which run a record is, and when it ran.
+/// How long the run waited for the service's spans, as its root span records it.
+fn span_wait_ms(trace: Option<&crate::trace::Trace>) -> f64 {
+    trace
+        .and_then(|t| t.spans.iter().find(|s| s.parent_span_id.is_none()))
+        .and_then(|root| root.attributes.get("received_wait_ms"))
+        .and_then(serde_json::Value::as_f64)
+        .unwrap_or(0.0)
+}
+
 struct RunIdentity<'a> {
     case: &'a str,
     run: u32,

@@ -29,7 +29,7 @@ struct State {
 struct CaseState {
     job: Arc<CaseJob>,
     /// The run indices this plan (or shard) makes, ascending, not yet recorded.
-    runs: Vec<u32>,
+    runs: RunIndices,
     issued: usize,
     adaptive: Option<Adaptive>,
 }
@@ -41,6 +41,23 @@ struct Adaptive {
     released: usize,
     /// Finished runs waiting for the ones before them.
     pending: BTreeMap<u32, RunRecord>,
+}
+
+/// A case's run indices: an adaptive case's are 0, 1, 2… up to its `max_runs`, held as
+/// that bound (memory follows the runs made, not the runs allowed: `max_runs: 4294967295`
+/// is a number, not a list); a fixed case's are listed.
+enum RunIndices {
+    UpTo(u32),
+    Listed(Vec<u32>),
+}
+
+impl RunIndices {
+    fn get(&self, at: usize) -> Option<u32> {
+        match self {
+            RunIndices::UpTo(end) => u32::try_from(at).ok().filter(|i| i < end),
+            RunIndices::Listed(runs) => runs.get(at).copied(),
+        }
+    }
 }
 
 /// What the reporters get after a run finished.
@@ -62,7 +79,6 @@ impl Schedule {
         let cases = (0..plan.cases.len())
             .map(|ordinal| {
                 let job = plan.case_job(ordinal);
-                let runs: Vec<u32> = plan.runs_of(ordinal).collect();
                 let spec = &plan.suite.spec.cases[plan.cases[ordinal]];
                 let adaptive =
                     plan.adaptive
@@ -80,11 +96,13 @@ impl Schedule {
                             }
                         });
                 let (runs, issued) = match &adaptive {
-                    Some(a) => (runs, a.released),
+                    Some(a) => (RunIndices::UpTo(plan.run_count(ordinal)), a.released),
                     None => (
-                        runs.into_iter()
-                            .filter(|run| !done.contains(&(job.id.clone(), *run)))
-                            .collect(),
+                        RunIndices::Listed(
+                            plan.runs_of(ordinal)
+                                .filter(|run| !done.contains(&(job.id.clone(), *run)))
+                                .collect(),
+                        ),
                         0,
                     ),
                 };
@@ -118,8 +136,7 @@ impl Schedule {
                 .adaptive
                 .as_ref()
                 .is_none_or(|a| !a.tests.stop().is_final());
-            if open && case.issued < case.runs.len() {
-                let run = case.runs[case.issued];
+            if open && let Some(run) = case.runs.get(case.issued) {
                 case.issued += 1;
                 let job = Job {
                     seed: crate::seed::run_seed(self.plan_seed, &case.job.id, run),
@@ -157,7 +174,7 @@ impl Schedule {
         }
         adaptive.pending.insert(record.run, record);
         let mut released = Released::default();
-        while let Some(&next) = case.runs.get(adaptive.released) {
+        while let Some(next) = case.runs.get(adaptive.released) {
             let Some(record) = adaptive.pending.remove(&next) else {
                 break;
             };

@@ -273,8 +273,8 @@ pub fn finish(
         let (mut used, mut most) = (0, 0);
         for case in &stats.cases {
             if let Some(adaptive) = case.adaptive {
-                used += adaptive.runs_used;
-                most += adaptive.max_runs;
+                used = u32::saturating_add(used, adaptive.runs_used);
+                most = u32::saturating_add(most, adaptive.max_runs);
                 if adaptive.stop.is_final() {
                     planned_runs = planned_runs.saturating_sub(adaptive.runs_saved);
                 }
@@ -435,6 +435,16 @@ fn adaptive_records(plan: &Plan) -> std::io::Result<Vec<crate::model::record::Ru
         }
     }
     Ok(records)
+}
+
+/// `work`, unless Ctrl-C or SIGTERM comes first (then `None`, at once: whatever `work` was
+/// doing is dropped). For what comes after the runs — publishing, exporting — so a signal
+/// is never ignored while a slow server is talked to.
+pub async fn unless_stopped<T>(work: impl Future<Output = T>) -> Option<T> {
+    tokio::select! {
+        value = work => Some(value),
+        () = stop_signal() => None,
+    }
 }
 
 /// Resolves on Ctrl-C, or on SIGTERM (what CI runners and `timeout` send).

@@ -15,9 +15,10 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::Value;
 use tokio::sync::Semaphore;
 
+use crate::backend::body::BodyError;
 use crate::backend::error::{BackendError, ClientError, ErrorKind, HeaderError};
 use crate::backend::limits::{Limits, Pacer};
-use crate::backend::redact::quote;
+use crate::secrets::quote;
 
 #[derive(Debug)]
 pub struct Backend {
@@ -121,7 +122,7 @@ impl Backend {
         body: Option<String>,
         tokens: f64,
     ) -> Result<Reply, BackendError> {
-        crate::backend::redact::remember_url(url);
+        crate::secrets::remember_url(url);
         let _slot = match &self.in_flight {
             Some(semaphore) => semaphore.acquire().await.ok(),
             None => None,
@@ -192,33 +193,19 @@ impl Backend {
             .and_then(|v| v.to_str().ok())
             .and_then(parse_retry_after);
         let limit = self.limits.max_response_bytes;
-        if response.content_length().is_some_and(|n| n > limit) {
-            return Attempt::Fail(ErrorKind::TooLarge { limit });
-        }
-        // Read chunk by chunk, so an endless body stops at the cap rather than at the
-        // machine's memory.
-        let mut bytes: Vec<u8> = Vec::new();
-        loop {
-            match response.chunk().await {
-                Ok(Some(chunk)) => {
-                    if bytes.len() as u64 + chunk.len() as u64 > limit {
-                        return Attempt::Fail(ErrorKind::TooLarge { limit });
-                    }
-                    bytes.extend_from_slice(&chunk);
-                }
-                Ok(None) => break,
-                Err(err) if err.is_timeout() => return timed_out(),
-                Err(err) => {
-                    return Attempt::Retry {
-                        cause: ErrorKind::Connect(format!(
-                            "reading the reply: {}",
-                            root_cause(&err)
-                        )),
-                        wait: None,
-                    };
-                }
+        let bytes = match super::body::read_capped(&mut response, limit).await {
+            Ok(bytes) => bytes,
+            Err(BodyError::TooLarge { limit }) => {
+                return Attempt::Fail(ErrorKind::TooLarge { limit });
             }
-        }
+            Err(BodyError::Timeout) => return timed_out(),
+            Err(BodyError::Read(cause)) => {
+                return Attempt::Retry {
+                    cause: ErrorKind::Connect(format!("reading the reply: {cause}")),
+                    wait: None,
+                };
+            }
+        };
         let text = String::from_utf8_lossy(&bytes).into_owned();
         let said = || ErrorKind::Status {
             code: status.as_u16(),
@@ -335,7 +322,7 @@ pub fn bearer(api_key_env: Option<&str>) -> Result<HeaderMap, HeaderError> {
     let mut headers = HeaderMap::new();
     if let Some(name) = api_key_env {
         let key = std::env::var(name).map_err(|_| HeaderError::KeyUnset(name.to_owned()))?;
-        crate::backend::redact::remember_secret(&key);
+        crate::secrets::remember_secret(&key);
         let value = HeaderValue::from_str(&format!("Bearer {key}"))
             .map_err(|_| HeaderError::KeyInvalid(name.to_owned()))?;
         headers.insert(reqwest::header::AUTHORIZATION, value);
@@ -349,7 +336,7 @@ pub fn header_map(pairs: &[(String, String)]) -> Result<HeaderMap, HeaderError> 
     for (name, value) in pairs {
         let header =
             HeaderName::from_bytes(name.as_bytes()).map_err(|_| HeaderError::Name(name.clone()))?;
-        crate::backend::redact::remember_header(name, value);
+        crate::secrets::remember_header(name, value);
         let value = HeaderValue::from_str(value).map_err(|_| HeaderError::Value(name.clone()))?;
         headers.insert(header, value);
     }

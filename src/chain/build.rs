@@ -261,6 +261,7 @@ fn shape(config: &ChainConfig, source: &ChainSource, problems: &mut Vec<Problem>
         config.spans_pointer.as_deref(),
     )
     .with_document_ids(config.document_id.as_deref(), config.positional_ids)
+    .with_documents_from(config.documents_from.unwrap_or_default())
 }
 
 fn intake(config: &ChainConfig, source: &ChainSource, problems: &mut Vec<Problem>) -> SpanIntake {
@@ -294,7 +295,7 @@ fn build_http(
         return None;
     }
     let backend = match Backend::new(
-        format!("RAG service at {}", crate::backend::redact::redact_url(url)),
+        format!("RAG service at {}", crate::secrets::redact_url(url)),
         config.limits.clone().unwrap_or_default(),
     ) {
         Ok(backend) => backend,

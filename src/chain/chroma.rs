@@ -7,11 +7,11 @@ use tokio::sync::OnceCell;
 
 use crate::backend::error::ClientError;
 use crate::backend::limits::Limits;
-use crate::backend::redact::quote;
 use crate::backend::{Backend, BackendError, ErrorKind};
 use crate::chain::corpus::Document;
 use crate::model::record::RetrievedDoc;
 use crate::rules::{Clause, Condition, FieldOp, Where};
+use crate::secrets::quote;
 
 #[derive(Debug)]
 pub struct ChromaClient {
@@ -31,7 +31,7 @@ impl ChromaClient {
     ) -> Result<Self, ClientError> {
         let url = url.trim_end_matches('/');
         // Shown in messages and reports: without credentials a URL may carry.
-        let shown = crate::backend::redact::redact_url(url);
+        let shown = crate::secrets::redact_url(url);
         Ok(ChromaClient {
             backend: Backend::new(format!("Chroma at {shown}"), limits)?,
             base: format!("{url}/api/v2/tenants/{tenant}/databases/{database}"),

@@ -89,7 +89,9 @@ pub struct ChainConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub span_grace_ms: Option<u64>,
     /// `http`, `command`: where the retrieved documents come from: the response body
-    /// (default) or the service's own RETRIEVER span (`spans`, needs `receive_otlp`).
+    /// (default; a reply without them is an error run), the service's own RETRIEVER span
+    /// (`spans`, needs `receive_otlp`), or nowhere (`none`: a chain that retrieves nothing
+    /// ragprobe can see; `retrieved` rules then see no documents).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub documents_from: Option<DocumentsFrom>,
 }
@@ -100,6 +102,7 @@ pub enum DocumentsFrom {
     #[default]
     Response,
     Spans,
+    None,
 }
 
 /// Request and reply shapes of services built with LangChain.

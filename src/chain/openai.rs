@@ -5,9 +5,9 @@ use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
 
 use crate::backend::error::{ClientError, HeaderError};
-use crate::backend::redact::{quote, redact_url};
 use crate::backend::{Backend, BackendError, ErrorKind, Limits};
 use crate::chain::config::{EmbedderConfig, LlmConfig};
+use crate::secrets::{quote, redact_url};
 
 #[derive(Debug)]
 pub struct ChatModel {

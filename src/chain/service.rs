@@ -12,13 +12,13 @@ use serde_json::{Map, Value, json};
 use tokio::io::AsyncWriteExt;
 
 use crate::backend::error::HeaderError;
-use crate::backend::redact::{quote, redact_url};
 use crate::backend::{Backend, ErrorKind};
 use crate::chain::config::{DocumentsFrom, Preset};
 use crate::chain::error::ChainError;
 use crate::chain::intake::{self, SpanIntake};
 use crate::chain::{ChainFailure, ChainOutput};
 use crate::model::record::RetrievedDoc;
+use crate::secrets::{quote, redact_url};
 use crate::trace::{OpenSpan, Span, SpanKind, SpanStatus, TraceBuilder};
 
 /// The default request body: the question, the case's variables and the run's seed.
@@ -45,6 +45,9 @@ pub struct ReplyShape {
     pub document_id: Option<String>,
     /// Documents without an id get their rank.
     pub positional_ids: bool,
+    /// A reply must hold the documents (no `documents_from: spans` or `none`): one that
+    /// does not is broken, never zero documents.
+    pub documents_required: bool,
 }
 
 impl ReplyShape {
@@ -78,7 +81,14 @@ impl ReplyShape {
             spans: spans.unwrap_or("/spans").to_owned(),
             document_id: None,
             positional_ids: false,
+            documents_required: true,
         }
+    }
+
+    /// Where the documents come from: only a reply that should hold them must.
+    pub fn with_documents_from(mut self, from: DocumentsFrom) -> Self {
+        self.documents_required = from == DocumentsFrom::Response;
+        self
     }
 
     pub fn with_document_ids(mut self, pointer: Option<&str>, positional: bool) -> Self {
@@ -163,11 +173,11 @@ impl HttpChain {
             .get_template("body")
             .map_err(HttpSetupError::Body)?
             .undeclared_variables(false);
-        crate::backend::redact::remember_url(url);
+        crate::secrets::remember_url(url);
         let mut header_names = Vec::new();
         for (name, value) in headers {
             if !value.contains("{{") && !value.contains("{%") {
-                crate::backend::redact::remember_header(name, value);
+                crate::secrets::remember_header(name, value);
             }
             crate::backend::client::header_map(&[(name.clone(), "x".into())])?;
             templates
@@ -444,8 +454,10 @@ async fn finish(
     let parsed = outcome
         .and_then(|reply| parse_reply(&reply, shape))
         .and_then(|(answer, mut retrieved, spans, prompt)| {
-            if intake.documents_from == DocumentsFrom::Spans {
-                retrieved = spans_documents(&received, &root, shape)?;
+            match intake.documents_from {
+                DocumentsFrom::Spans => retrieved = spans_documents(&received, &root, shape)?,
+                DocumentsFrom::None => retrieved.clear(),
+                DocumentsFrom::Response => {}
             }
             Ok((answer, retrieved, spans, prompt))
         });
@@ -579,7 +591,16 @@ fn parse_reply(reply: &Value, shape: &ReplyShape) -> Result<Parsed, ChainError> 
         .iter()
         .find_map(|p| reply.pointer(p).filter(|v| !v.is_null()).map(|v| (p, v)))
     {
-        None => Vec::new(),
+        None if !shape.documents_required => Vec::new(),
+        // A reply without the documents the chain was told to read is broken: zero
+        // documents would make every `retrieved` rule pass without a look.
+        None => {
+            return Err(ChainError::Reply(format!(
+                "no documents at {} ({}); point `documents_pointer` at them, or say `documents_from: spans` or `none`",
+                shape.documents.join(", "),
+                top_level_keys(reply)
+            )));
+        }
         Some((_, Value::Array(items))) => items
             .iter()
             .enumerate()
@@ -791,8 +812,17 @@ mod tests {
         let (answer, docs, _, _) = parse_reply(&reply, &langserve).expect("langserve");
         assert_eq!(answer, "Use SQL warehouses.");
         assert_eq!(docs[0].id, "4");
+        // A plain string output carries no documents: a broken reply for a chain told to
+        // read them there, fine for one whose documents come from elsewhere.
+        let err = parse_reply(&json!({"output": "plain"}), &langserve).expect_err("no documents");
+        assert!(
+            err.to_string()
+                .contains("no documents at /output/source_documents"),
+            "{err}"
+        );
+        let elsewhere = langserve.clone().with_documents_from(DocumentsFrom::Spans);
         let (answer, _, _, _) =
-            parse_reply(&json!({"output": "plain"}), &langserve).expect("string output");
+            parse_reply(&json!({"output": "plain"}), &elsewhere).expect("string output");
         assert_eq!(answer, "plain");
         let qa = ReplyShape::new(Some(Preset::Retrievalqa), None, None, None);
         let reply = json!({"query": "q", "result": "r", "source_documents": [
@@ -820,7 +850,7 @@ mod tests {
     #[test]
     fn service_spans_keep_their_kind_and_times() {
         let shape = ReplyShape::new(None, None, None, None);
-        let reply = json!({"answer": "a", "spans": [
+        let reply = json!({"answer": "a", "documents": [], "spans": [
             {"span_id": "00000000000000aa", "parent_span_id": "00000000000000bb", "name": "search",
              "kind": "RETRIEVER", "start_ns": 5, "end_ns": 9, "attributes": {"k": 2}},
             {"name": "no times"},

@@ -14,7 +14,7 @@ use crate::error::AppError;
 use crate::exit_codes::Outcome;
 use crate::model::calibration::{Calibration, Confusion};
 use crate::model::record::RunRecord;
-use crate::report::out;
+use crate::out;
 use crate::stats::{Agreement, cohen_kappa};
 use crate::suite::load::load;
 
@@ -47,14 +47,14 @@ enum Verdict {
 
 pub fn calibrate(args: CalibrateArgs) -> Result<Outcome, AppError> {
     let suite = load(&args.suite)?;
-    let text = std::fs::read_to_string(&args.labels).map_err(AppError::io(format!(
-        "cannot read {}",
-        args.labels.display()
-    )))?;
+    let text = crate::commands::common::read_input(&args.labels)?;
     let base = args.labels.parent().unwrap_or(Path::new("."));
     let mut folders: HashMap<PathBuf, HashMap<(String, u32), RunRecord>> = HashMap::new();
     // Rule → confusion counts [judge pass/fail][human pass/fail].
     let mut confusion: BTreeMap<String, [[u32; 2]; 2]> = BTreeMap::new();
+    // One label per run and rule: (folder, case, run, rule) → (verdict, line).
+    let mut labelled: HashMap<(PathBuf, String, u32, String), (Verdict, usize)> = HashMap::new();
+    let mut duplicates = 0usize;
     for (number, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
@@ -105,6 +105,28 @@ pub fn calibrate(args: CalibrateArgs) -> Result<Outcome, AppError> {
             .judge_votes
             .as_ref()
             .ok_or_else(|| at(format!("rule `{}` is not judged by a model", label.rule)))?;
+        let key = (
+            folder.canonicalize().unwrap_or_else(|_| folder.clone()),
+            label.case.clone(),
+            label.run,
+            label.rule.clone(),
+        );
+        match labelled.get(&key) {
+            Some((verdict, _)) if *verdict == label.label => {
+                // The same label again: counted once.
+                duplicates += 1;
+                continue;
+            }
+            Some((_, first)) => {
+                return Err(at(format!(
+                    "run {} of case `{}` is labelled again for rule `{}`, differently from line {}: one label per run (decide which holds)",
+                    label.run, label.case, label.rule, first
+                )));
+            }
+            None => {
+                labelled.insert(key, (label.label, number + 1));
+            }
+        }
         // The judge's own verdict (the majority of its repeats), not the rule's: a rule
         // may add other checks.
         let judge_passed = votes.iter().filter(|v| **v).count() * 2 > votes.len();
@@ -127,11 +149,20 @@ pub fn calibrate(args: CalibrateArgs) -> Result<Outcome, AppError> {
         suite.spec.name,
         args.labels.display()
     );
+    if duplicates > 0 {
+        text.push_str(&format!(
+            "{duplicates} repeated label{} (same run, same verdict) counted once\n",
+            if duplicates == 1 { "" } else { "s" }
+        ));
+    }
     let mut doubtful = false;
     for (rule, counts) in &confusion {
         doubtful |= render_rule(&mut text, rule, *counts);
     }
     if let Some(save) = &args.save {
+        let mut inputs: Vec<&Path> = vec![args.labels.as_path()];
+        inputs.extend(folders.keys().map(PathBuf::as_path));
+        crate::store::folder::refuse_output_over_inputs(save, &inputs, false)?;
         let calibration = Calibration {
             labels: args.labels.display().to_string(),
             rules: confusion

@@ -20,3 +20,10 @@ pub fn report_meta(dir: &Path) -> Result<Meta, AppError> {
         source,
     })
 }
+
+/// An input file read whole (TREC judgements or topics, labels): a regular file of at most
+/// 256 MiB, a byte-order mark dropped; a device, a pipe or anything larger is refused.
+pub fn read_input(path: &Path) -> Result<String, AppError> {
+    crate::config::files::read_capped(path, crate::config::files::MAX_INPUT_BYTES)
+        .map_err(|e| AppError::Usage(format!("cannot read {}: {e}", path.display())))
+}

@@ -11,6 +11,6 @@ pub fn completions(args: CompletionsArgs) -> Result<Outcome, AppError> {
     let mut command = Cli::command();
     let mut script = Vec::new();
     clap_complete::generate(args.shell, &mut command, "ragprobe", &mut script);
-    crate::report::out::print_data(String::from_utf8_lossy(&script).trim_end());
+    crate::out::print_data(String::from_utf8_lossy(&script).trim_end());
     Ok(Outcome::Ok)
 }

@@ -5,7 +5,7 @@ use crate::diff::{DiffSettings, diff as compare};
 use crate::error::AppError;
 use crate::exit_codes::Outcome;
 use crate::model::summary::retrieval_regressed;
-use crate::report::out;
+use crate::out;
 use crate::report::{diff_text, html};
 
 pub const DIFF_FILE: &str = "diff.html";
@@ -29,6 +29,11 @@ pub fn diff(args: DiffArgs) -> Result<Outcome, AppError> {
         min_effect: args.min_effect,
         retrieval_gate: args.retrieval_gate,
     };
+    if let Some(out) = &args.out
+        && out.file_name().is_none_or(|name| name != DIFF_FILE)
+    {
+        crate::store::folder::refuse_output_over_inputs(out, &[&args.a, &args.b], false)?;
+    }
     let report = compare(&args.a, &args.b, settings).map_err(|e| AppError::Usage(e.to_string()))?;
     let page = html::render_diff(&report).map_err(|e| AppError::Io {
         context: "cannot render diff.html".into(),

@@ -13,7 +13,7 @@ use crate::mlflow::publish;
 use crate::mlflow::target::MlflowTarget;
 use crate::model::meta::Meta;
 use crate::model::summary::read_summary;
-use crate::report::out;
+use crate::out;
 
 pub fn export(args: ExportArgs) -> Result<Outcome, AppError> {
     let meta = report_meta(&args.dir)?;
@@ -35,12 +35,20 @@ pub fn export(args: ExportArgs) -> Result<Outcome, AppError> {
     )?;
     let mut outcome = Outcome::Ok;
     let mut done_something = false;
+    if let Some(path) = &args.out {
+        crate::store::folder::refuse_output_over_inputs(path, &[args.dir.as_path()], false)?;
+    }
     if args.format == ExportFormat::Trec {
         let Some(path) = &args.out else {
             return Err(AppError::Usage(
                 "--format trec writes a file: give --out FILE".into(),
             ));
         };
+        if args.otlp.otlp.is_some() || args.mlflow.mlflow.is_some() {
+            return Err(AppError::Usage(
+                "--format trec writes a TREC run file only: export traces (--otlp, --mlflow) in a command of their own".into(),
+            ));
+        }
         let (queries, lines) = write_trec(&args.dir, &meta.suite_name, args.run, path)?;
         out::eprintln(&format!(
             "trec: {lines} lines for {queries} queries (run {} of each case) written to {}",
@@ -50,14 +58,13 @@ pub fn export(args: ExportArgs) -> Result<Outcome, AppError> {
         return Ok(Outcome::Ok);
     }
     if let Some(path) = &args.out {
-        let file = std::fs::File::create(path)
+        // Written beside its name and renamed into place: a failure leaves no half file.
+        let mut file = crate::atomic::Pending::create(path)
             .map_err(AppError::io(format!("cannot write {}", path.display())))?;
-        let total = folder::write_json_lines(
-            &args.dir,
-            &meta.suite_name,
-            &mut std::io::BufWriter::new(file),
-        )
-        .map_err(AppError::io(format!("cannot write {}", path.display())))?;
+        let total = folder::write_json_lines(&args.dir, &meta.suite_name, &mut file)
+            .map_err(AppError::io(format!("cannot write {}", path.display())))?;
+        file.commit()
+            .map_err(AppError::io(format!("cannot write {}", path.display())))?;
         out::eprintln(&format!(
             "otlp: {total} traces written to {}",
             path.display()
@@ -70,7 +77,17 @@ pub fn export(args: ExportArgs) -> Result<Outcome, AppError> {
     {
         let client = send::client()?;
         let report = runtime()?
-            .block_on(folder::send(&args.dir, &meta.suite_name, &target, &client))
+            .block_on(crate::session::unless_stopped(folder::send(
+                &args.dir,
+                &meta.suite_name,
+                &target,
+                &client,
+            )))
+            .ok_or_else(|| {
+                AppError::Interrupted(
+                    "while sending traces: some may have arrived; sending again adds them once more to collectors that do not deduplicate".into(),
+                )
+            })?
             .map_err(AppError::io(format!("cannot read {}", args.dir.display())))?;
         out::eprintln(&report.summary(&target));
         if report.failed > 0 {
@@ -110,11 +127,18 @@ fn publish_folder(args: &ExportArgs, meta: &Meta, target: &MlflowTarget) -> Resu
         subset,
         reopen: false,
     };
-    let (run, done) = runtime()?.block_on(async {
-        let run = link::begin(&client, &target.experiment, &args.dir, meta, scope).await?;
-        let done = publish::publish(&client, &run, &args.dir, &checks).await?;
-        Ok::<_, AppError>((run, done))
-    })?;
+    let (run, done) = runtime()?
+        .block_on(crate::session::unless_stopped(async {
+            let run = link::begin(&client, &target.experiment, &args.dir, meta, scope).await?;
+            let done = publish::publish(&client, &run, &args.dir, &checks).await?;
+            Ok::<_, AppError>((run, done))
+        }))
+        .ok_or_else(|| {
+            AppError::Interrupted(format!(
+                "while publishing {}: it is intact, and exporting it again finishes what is missing",
+                args.dir.display()
+            ))
+        })??;
     out::eprintln(&publish::describe(&done, &run, started.elapsed()));
     for warning in &done.warnings {
         out::eprintln(&format!("warning: mlflow: {warning}"));
@@ -138,8 +162,6 @@ fn write_trec(
     use std::io::Write;
     let read = |e: std::io::Error| AppError::io(format!("cannot read {}", dir.display()))(e);
     let write = |e: std::io::Error| AppError::io(format!("cannot write {}", path.display()))(e);
-    let file = std::fs::File::create(path).map_err(write)?;
-    let mut out = std::io::BufWriter::new(file);
     let tag: String = suite
         .chars()
         .map(|c| if c.is_whitespace() { '_' } else { c })
@@ -147,13 +169,27 @@ fn write_trec(
     let (mut queries, mut lines) = (0, 0);
     // Runs finish in any order; the file lists queries by id, as trec_eval sorts them.
     let mut records = Vec::new();
+    let mut most_runs = 0u32;
     for record in crate::store::RunReader::open(dir).map_err(read)? {
         let record = record.map_err(read)?;
+        most_runs = most_runs.max(record.run + 1);
         if record.run == run && !record.retrieved.is_empty() {
             records.push(record);
         }
     }
+    if records.is_empty() {
+        return Err(AppError::Usage(if run >= most_runs {
+            format!(
+                "--run {run}: {} has runs 0 to {} of each case",
+                dir.display(),
+                most_runs.saturating_sub(1)
+            )
+        } else {
+            format!("--run {run}: no case retrieved any document on that run")
+        }));
+    }
     records.sort_by(|a, b| a.case.cmp(&b.case));
+    let mut out = crate::atomic::Pending::create(path).map_err(write)?;
     for record in records {
         queries += 1;
         let n = record.retrieved.len();
@@ -168,6 +204,6 @@ fn write_trec(
             lines += 1;
         }
     }
-    out.flush().map_err(write)?;
+    out.commit().map_err(write)?;
     Ok((queries, lines))
 }

@@ -5,7 +5,6 @@ use serde_json::Value;
 
 use std::collections::HashSet;
 
-use crate::backend::redact::redact_url;
 use crate::cli::ImportArgs;
 use crate::commands::common::runtime;
 use crate::error::AppError;
@@ -15,10 +14,11 @@ use crate::mlflow::client::{Mlflow, MlflowError};
 use crate::mlflow::link;
 use crate::mlflow::publish;
 use crate::mlflow::target::{ExperimentRef, MlflowTarget};
-use crate::report::out;
-use crate::report::text::count;
+use crate::out;
+use crate::secrets::redact_url;
 use crate::suite::append::{AnswerExpectation, NewCase, append};
 use crate::suite::schema::{AnswerCheck, OneOrMany, SuiteSpec};
+use crate::text::count;
 
 pub fn import(args: ImportArgs) -> Result<Outcome, AppError> {
     if let (Some(qrels), Some(topics)) = (&args.qrels, &args.topics) {
@@ -30,7 +30,8 @@ pub fn import(args: ImportArgs) -> Result<Outcome, AppError> {
     let (document, source) = read_source(&args)?;
     let observed = observe(&document, args.trace_id.as_deref())
         .map_err(|e| AppError::Usage(format!("{source}: {e}")))?;
-    let (comments, case) = draft(&observed, &source, args.id.clone());
+    let judged = suite_has_judge(&args.suite);
+    let (comments, case) = draft(&observed, &source, args.id.clone(), judged);
     let id = append(&args.suite, args.chain.as_deref(), &comments, case)?;
     out::println(&format!(
         "imported case `{id}` into {}: question {:?}, {} retrieved documents, answer of {} chars",
@@ -47,7 +48,13 @@ pub fn import(args: ImportArgs) -> Result<Outcome, AppError> {
 }
 
 /// The case and the comments above it: what the trace showed, and what to edit.
-fn draft(observed: &Observed, source: &str, id: Option<String>) -> (Vec<String>, NewCase) {
+/// `judged`: the suite has a `judge:`, so a failed assessment can become a judged check.
+fn draft(
+    observed: &Observed,
+    source: &str,
+    id: Option<String>,
+    judged: bool,
+) -> (Vec<String>, NewCase) {
     let mut comments = vec![format!(
         "Imported from {source}, trace {}.",
         observed.trace_id
@@ -71,8 +78,54 @@ fn draft(observed: &Observed, source: &str, id: Option<String>) -> (Vec<String>,
             serde_json::to_string(&ids).unwrap_or_default()
         ));
     }
+    for (name, why) in &observed.failed {
+        comments.push(format!(
+            "Failed in the trace: {name}{}",
+            if why.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", crate::report::text::one_line(why, 300))
+            }
+        ));
+    }
     let answer = observed.answer.trim();
-    let expect = if answer.is_empty() {
+    let expect = if !observed.expected_facts.is_empty() {
+        // What the trace's expectation says a good answer holds: the check that failed.
+        comments.push(
+            "DRAFT: the answer must hold the trace's expected facts (as its assessment said); shorten each to the words that matter."
+                .into(),
+        );
+        Some(AnswerExpectation {
+            answer: AnswerCheck {
+                contains: Some(OneOrMany(observed.expected_facts.clone())),
+                ignore_case: true,
+                ..AnswerCheck::default()
+            },
+        })
+    } else if let (Some((name, why)), true) = (observed.failed.first(), judged) {
+        // The assessment that failed, as a judged check of this suite's judge.
+        comments.push(
+            "DRAFT: the suite's judge checks what the failed assessment checked; edit the rubric."
+                .into(),
+        );
+        Some(AnswerExpectation {
+            answer: AnswerCheck {
+                judge: Some(crate::suite::schema::JudgeCheck {
+                    criterion: None,
+                    rubric: Some(format!(
+                        "{name}: {}",
+                        if why.is_empty() {
+                            "the answer must not fail this"
+                        } else {
+                            why
+                        }
+                    )),
+                    prompt_file: None,
+                }),
+                ..AnswerCheck::default()
+            },
+        })
+    } else if answer.is_empty() {
         comments.push(
             "Observed answer: none found in the trace; add an expectation (expect.answer) by hand."
                 .into(),
@@ -233,7 +286,7 @@ fn import_matching(args: &ImportArgs, filter: &str) -> Result<Outcome, AppError>
             continue;
         }
         let source = format!("MLflow at {server} (filter {filter})");
-        let (comments, case) = draft(&observed, &source, None);
+        let (comments, case) = draft(&observed, &source, None, suite_has_judge(&args.suite));
         imported.push(append(&args.suite, args.chain.as_deref(), &comments, case)?);
     }
     let capped = if infos.len() >= args.max_traces {
@@ -276,9 +329,17 @@ fn question_key(question: &str) -> String {
         .to_lowercase()
 }
 
+/// Whether the suite file (if it exists and parses) declares a `judge:`.
+fn suite_has_judge(path: &std::path::Path) -> bool {
+    crate::config::files::read_capped(path, crate::config::files::MAX_CONFIG_BYTES)
+        .ok()
+        .and_then(|text| serde_yaml::from_str::<SuiteSpec>(&text).ok())
+        .is_some_and(|spec| spec.judge.is_some())
+}
+
 /// The questions of the suite file's cases, if it exists and parses.
 fn existing_questions(path: &std::path::Path) -> HashSet<String> {
-    std::fs::read_to_string(path)
+    crate::config::files::read_capped(path, crate::config::files::MAX_CONFIG_BYTES)
         .ok()
         .and_then(|text| serde_yaml::from_str::<SuiteSpec>(&text).ok())
         .map(|spec| {

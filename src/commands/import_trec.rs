@@ -57,9 +57,14 @@ mod indexed {
 }
 
 use crate::cli::ImportArgs;
+use crate::commands::common::read_input;
+use crate::suite::load::id_problem;
+
+/// The longest topic or document id taken: far above any real collection's.
+const MAX_ID_BYTES: usize = 1024;
 use crate::error::AppError;
 use crate::exit_codes::Outcome;
-use crate::report::out;
+use crate::out;
 
 pub fn import_trec(args: &ImportArgs, qrels: &Path, topics: &Path) -> Result<Outcome, AppError> {
     if args.suite.exists() {
@@ -75,6 +80,14 @@ pub fn import_trec(args: &ImportArgs, qrels: &Path, topics: &Path) -> Result<Out
     };
     let judged = read_qrels(qrels)?;
     let questions = read_topics(topics)?;
+    if questions.is_empty() {
+        return Err(AppError::Usage(format!(
+            "{}: no topics: a suite needs at least one case",
+            topics.display()
+        )));
+    }
+    let topic_ids: std::collections::HashSet<&str> =
+        questions.iter().map(|(q, _)| q.as_str()).collect();
     let mut cases = Vec::new();
     let mut unjudged = 0;
     for (qid, question) in &questions {
@@ -92,7 +105,7 @@ pub fn import_trec(args: &ImportArgs, qrels: &Path, topics: &Path) -> Result<Out
     }
     let orphans = judged
         .keys()
-        .filter(|qid| !questions.iter().any(|(q, _)| q == *qid))
+        .filter(|qid| !topic_ids.contains(qid.as_str()))
         .count();
     let name = args
         .suite
@@ -110,7 +123,10 @@ pub fn import_trec(args: &ImportArgs, qrels: &Path, topics: &Path) -> Result<Out
     let yaml = serde_yaml::to_string(&suite)
         .map_err(|e| AppError::Usage(format!("cannot write the suite: {e}")))?;
     let header = "# Written by `ragprobe import --qrels … --topics …`: one case per topic, its judged\n# documents and grades as expected sources (0 = judged not relevant).\n";
-    crate::atomic::write(&args.suite, format!("{header}{yaml}")).map_err(AppError::io(format!(
+    let text = format!("{header}{yaml}");
+    // The same checks `validate` makes: import never writes a suite validate refuses.
+    crate::suite::load::check_written(&args.suite, &text)?;
+    crate::atomic::write(&args.suite, text).map_err(AppError::io(format!(
         "cannot write {}",
         args.suite.display()
     )))?;
@@ -125,9 +141,10 @@ pub fn import_trec(args: &ImportArgs, qrels: &Path, topics: &Path) -> Result<Out
 /// `qid iter docid grade` per line, in file order per topic; a malformed line is an error
 /// with its number.
 fn read_qrels(path: &Path) -> Result<BTreeMap<String, Vec<(String, i64)>>, AppError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(AppError::io(format!("cannot read {}", path.display())))?;
+    let text = read_input(path)?;
     let mut judged: BTreeMap<String, Vec<(String, i64)>> = BTreeMap::new();
+    let mut seen: std::collections::HashMap<String, std::collections::HashSet<String>> =
+        std::collections::HashMap::new();
     for (number, line) in text.lines().enumerate() {
         let fields: Vec<&str> = line.split_whitespace().collect();
         if fields.is_empty() {
@@ -135,9 +152,10 @@ fn read_qrels(path: &Path) -> Result<BTreeMap<String, Vec<(String, i64)>>, AppEr
         }
         let bad = |why: &str| {
             AppError::Usage(format!(
-                "{}:{}: {why}: {line:?}",
+                "{}:{}: {why}: {:?}",
                 path.display(),
-                number + 1
+                number + 1,
+                crate::report::text::one_line(line, 80)
             ))
         };
         let [qid, _, doc, grade] = fields[..] else {
@@ -149,20 +167,35 @@ fn read_qrels(path: &Path) -> Result<BTreeMap<String, Vec<(String, i64)>>, AppEr
         if grade < 0 {
             return Err(bad("grades are 0 or more"));
         }
-        let docs = judged.entry(qid.to_owned()).or_default();
-        if docs.iter().any(|(d, _)| d == doc) {
+        for (what, id) in [("topic", qid), ("document", doc)] {
+            if let Some(problem) = id_problem(what, id) {
+                return Err(bad(&problem));
+            }
+            if id.len() > MAX_ID_BYTES {
+                return Err(bad(&format!("the {what} id is over {MAX_ID_BYTES} bytes")));
+            }
+        }
+        // A set per topic: a linear scan per line made 3 million lines take minutes.
+        if !seen
+            .entry(qid.to_owned())
+            .or_default()
+            .insert(doc.to_owned())
+        {
             return Err(bad("this document is judged twice for the topic"));
         }
-        docs.push((doc.to_owned(), grade));
+        judged
+            .entry(qid.to_owned())
+            .or_default()
+            .push((doc.to_owned(), grade));
     }
     Ok(judged)
 }
 
 /// `qid<TAB>query` lines, or JSON Lines with `qid` (or `id`) and `query` (or `question`).
 fn read_topics(path: &Path) -> Result<Vec<(String, String)>, AppError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(AppError::io(format!("cannot read {}", path.display())))?;
+    let text = read_input(path)?;
     let mut topics = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     for (number, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
@@ -187,6 +220,18 @@ fn read_topics(path: &Path) -> Result<Vec<(String, String)>, AppError> {
                 .ok_or_else(|| bad("a topic line is `qid<TAB>query`"))?;
             (qid.trim().to_owned(), query.trim().to_owned())
         };
+        if let Some(problem) = id_problem("topic", &topic.0) {
+            return Err(bad(&problem));
+        }
+        if topic.0.len() > MAX_ID_BYTES {
+            return Err(bad(&format!("the topic id is over {MAX_ID_BYTES} bytes")));
+        }
+        if topic.1.trim().is_empty() {
+            return Err(bad("the query is empty"));
+        }
+        if !seen.insert(topic.0.clone()) {
+            return Err(bad(&format!("topic `{}` is listed twice", topic.0)));
+        }
         topics.push(topic);
     }
     Ok(topics)

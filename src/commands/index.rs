@@ -14,7 +14,7 @@ use crate::cli::IndexArgs;
 use crate::commands::common::runtime;
 use crate::error::AppError;
 use crate::exit_codes::Outcome;
-use crate::report::out;
+use crate::out;
 use crate::suite::discover::looks_like_suite;
 
 pub fn index(args: IndexArgs) -> Result<Outcome, AppError> {

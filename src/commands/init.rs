@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use crate::cli::InitArgs;
 use crate::error::AppError;
 use crate::exit_codes::Outcome;
-use crate::report::out;
+use crate::out;
 
 const SUITE: &str = r#"# A ragprobe suite: questions, how often to ask each, and what every answer must satisfy.
 # Run it with `ragprobe run suites/example/suite.yaml`; the reference is in the README.

@@ -5,8 +5,8 @@ use crate::cli::MergeArgs;
 use crate::commands::common::report_meta;
 use crate::error::AppError;
 use crate::exit_codes::Outcome;
+use crate::out;
 use crate::plan;
-use crate::report::out;
 use crate::report::terminal::render_text;
 use crate::session::{self, Executed, Stages};
 use crate::store::{folder, merge};
@@ -21,6 +21,9 @@ pub fn merge(args: MergeArgs) -> Result<Outcome, AppError> {
     for warning in &plan.warnings {
         out::eprintln(&format!("warning: {warning}"));
     }
+    let shards: Vec<&std::path::Path> = args.dirs.iter().map(std::path::PathBuf::as_path).collect();
+    // Before anything is touched: `--force` would clear a shard that is also the output.
+    folder::refuse_output_over_inputs(&plan.out_dir, &shards, true)?;
     let _lock = folder::prepare(&plan.out_dir, &plan.meta(), args.force)?;
     merge::combine(&args.dirs, &args.out, &plan.case_ids())?;
     let planned_runs = plan.planned_runs();

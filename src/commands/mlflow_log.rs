@@ -4,7 +4,6 @@
 
 use std::path::Path;
 
-use crate::backend::redact::scrub;
 use crate::error::AppError;
 use crate::export::send::{self, OtlpTarget};
 use crate::mlflow::assessments;
@@ -13,8 +12,9 @@ use crate::mlflow::link::{self, RunRef, Scope};
 use crate::mlflow::publish;
 use crate::mlflow::target::MlflowTarget;
 use crate::model::summary::Baseline;
+use crate::out;
 use crate::plan::Plan;
-use crate::report::out;
+use crate::secrets::scrub;
 
 /// Where a `run` logs, and whether its baseline comes from there.
 pub struct MlflowLog {
@@ -108,7 +108,9 @@ impl MlflowLog {
     /// Best effort, for a suite that stopped with an error after its run was made: the run
     /// is not left RUNNING.
     pub async fn fail(&self, run: &RunRef) {
-        let _ = link::set_status(&self.client, &run.run_id, "FAILED", Some(link::now_ms())).await;
+        let mark = link::set_status(&self.client, &run.run_id, "FAILED", Some(link::now_ms()));
+        // Bounded: a server that hangs must not hold the error (or a Ctrl-C) up.
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(3), mark).await;
     }
 }
 

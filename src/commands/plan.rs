@@ -8,8 +8,8 @@ use crate::cli::{Format, PlanArgs};
 use crate::error::AppError;
 use crate::exit_codes::Outcome;
 use crate::model::summary::read_summary;
+use crate::out;
 use crate::power::{CaseSize, size_cases};
-use crate::report::out;
 use crate::report::text::{row, table};
 use crate::suite::load::load;
 

@@ -5,8 +5,8 @@
 use crate::chain::Chain;
 use crate::chain::config::DocumentsFrom;
 use crate::error::AppError;
+use crate::out;
 use crate::receiver::{Receiver, ReceiverCounts};
-use crate::report::out;
 
 #[derive(Default)]
 pub struct Receivers {
@@ -65,7 +65,12 @@ impl Receivers {
         for (_, receiver) in &self.listening {
             let counts = receiver.counts();
             let troubled = counts.joined == 0
-                || counts.late + counts.unknown + counts.over_limit + counts.rejected > 0;
+                || counts.late
+                    + counts.unknown
+                    + counts.over_limit
+                    + counts.rejected
+                    + counts.attribute_bytes_dropped
+                    > 0;
             if !quiet || troubled {
                 out::eprintln(&summary_line(&receiver.endpoint(), &counts));
             }
@@ -94,6 +99,10 @@ fn summary_line(endpoint: &str, c: &ReceiverCounts) -> String {
             "spans of traces no run sent dropped (a service that does not continue `traceparent`?)",
         ),
         (c.over_limit, "spans over the memory bound dropped"),
+        (
+            c.attribute_bytes_dropped,
+            "attribute bytes not kept (strings over 32 KiB, spans over 256 KiB of attributes)",
+        ),
         (c.rejected, "requests refused"),
     ];
     for (count, what) in notes.into_iter().filter(|(count, _)| *count > 0) {

@@ -14,7 +14,7 @@ use crate::commands::receive::Receivers;
 use crate::error::AppError;
 use crate::exit_codes::Outcome;
 use crate::import::read_trace_file;
-use crate::report::out;
+use crate::out;
 use crate::report::repro_text;
 use crate::repro::{Bad, Stopping, Target, reproduce};
 use crate::rules::Where;
@@ -256,6 +256,8 @@ fn rule_flag(text: &str) -> Result<RuleSpec, AppError> {
         severity: Default::default(),
         max_rate: None,
         retrieved: Some(RetrievedRule::Every(filter)),
+        // The bad answer is a document that does not match; none at all is not it.
+        allow_empty: true,
         answer: None,
     })
 }

@@ -13,8 +13,8 @@ use crate::export::send::{self, OtlpTarget, TraceStreamer};
 use crate::mlflow::client::Mlflow;
 use crate::mlflow::target::MlflowTarget;
 use crate::model::summary::{SuiteReport, SuiteResult};
+use crate::out;
 use crate::plan::{self, Overrides, Plan, Selection};
-use crate::report::out;
 use crate::report::progress::{Progress, Style};
 use crate::report::terminal::render_text;
 use crate::runner::Budget;
@@ -185,7 +185,14 @@ async fn run_plan(
 ) -> Result<(SuiteReport, bool), AppError> {
     let (mlflow_run, mlflow_otlp) = match mlflow {
         Some(log) => {
-            let (run, stream) = log.start(plan, args.resume.is_some(), args.quiet).await?;
+            let (run, stream) =
+                session::unless_stopped(log.start(plan, args.resume.is_some(), args.quiet))
+                    .await
+                    .ok_or_else(|| {
+                        AppError::Interrupted(
+                            "while setting up the MLflow run: nothing was run".into(),
+                        )
+                    })??;
             (Some(run), stream)
         }
         None => (None, None),
@@ -201,7 +208,25 @@ async fn run_plan(
         }
     };
     let published = match (mlflow, &mlflow_run) {
-        (Some(log), Some(run)) => log.finish(run, plan, args.quiet).await,
+        (Some(log), Some(run)) => {
+            match session::unless_stopped(log.finish(run, plan, args.quiet)).await {
+                Some(published) => published,
+                None => {
+                    out::eprintln(&format!(
+                        "mlflow: publishing interrupted; {} has every result, and `ragprobe export {} --mlflow …` publishes it into the same run",
+                        plan.out_dir.display(),
+                        plan.out_dir.display()
+                    ));
+                    return Ok((
+                        SuiteReport {
+                            result: SuiteResult::Interrupted,
+                            ..report
+                        },
+                        false,
+                    ));
+                }
+            }
+        }
         _ => true,
     };
     Ok((report, published))

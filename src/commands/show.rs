@@ -6,7 +6,7 @@ use crate::error::AppError;
 use crate::exit_codes::Outcome;
 use crate::export::{json, otlp};
 use crate::model::record::{RunRecord, RunStatus};
-use crate::report::out;
+use crate::out;
 use crate::report::trace_tree;
 use crate::store::RunReader;
 

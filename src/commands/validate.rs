@@ -7,12 +7,12 @@ use crate::cli::ValidateArgs;
 use crate::config::problem::{ConfigError, Problem};
 use crate::error::AppError;
 use crate::exit_codes::Outcome;
-use crate::report::out;
-use crate::report::text::count;
+use crate::out;
 use crate::suite::discover::{
     DEFAULT_SUITES, DiscoverError, discover_where, looks_like_chain, looks_like_suite,
 };
 use crate::suite::load;
+use crate::text::count;
 
 pub fn validate(args: ValidateArgs) -> Result<Outcome, AppError> {
     let (suites, chains) = files(args.path.as_deref())?;

@@ -10,6 +10,9 @@ use crate::config::problem::Problem;
 
 /// The largest suite, chain or prompt file read: far above any hand-written one.
 pub const MAX_CONFIG_BYTES: u64 = 16 << 20;
+/// The largest input file of another kind read whole (a trace export, TREC judgements or
+/// topics, labels, a report's summary.json): 256 MiB.
+pub const MAX_INPUT_BYTES: u64 = 256 << 20;
 
 /// A `${…}` that cannot be expanded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

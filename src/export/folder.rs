@@ -75,7 +75,9 @@ pub async fn send(
             Ok(()) => report.sent += traces,
             Err(error) => {
                 report.failed += traces;
-                report.first_error.get_or_insert(error.to_string());
+                report
+                    .first_error
+                    .get_or_insert_with(|| crate::secrets::scrub(&error.to_string()).into_owned());
             }
         }
     }

@@ -10,7 +10,7 @@
 
 use serde_json::{Map, Value, json};
 
-use crate::model::record::{RunRecord, RunStatus};
+use crate::model::record::RunRecord;
 use crate::trace::{Span, SpanKind, SpanStatus};
 
 /// An OTLP attribute value.
@@ -98,14 +98,6 @@ fn openinference_kind(kind: SpanKind) -> &'static str {
         SpanKind::Embedding => "EMBEDDING",
         SpanKind::Llm => "LLM",
         SpanKind::Evaluator => "EVALUATOR",
-    }
-}
-
-pub fn verdict_label(record: &RunRecord) -> &'static str {
-    match record.status {
-        RunStatus::Passed => "passed",
-        RunStatus::Failed => "failed",
-        RunStatus::Error => "error",
     }
 }
 
@@ -295,7 +287,7 @@ fn root_attributes(attributes: &mut Vec<(String, Attr)>, record: &RunRecord, sui
         ),
         (
             "mlflow.traceTag.ragprobe.verdict".into(),
-            verdict_label(record).into(),
+            record.status.label().into(),
         ),
         (
             "mlflow.traceTag.ragprobe.seed".into(),

@@ -15,11 +15,11 @@ use tokio::task::JoinHandle;
 
 use crate::backend::client::root_cause;
 use crate::backend::error::ClientError;
-use crate::backend::redact::redact_url;
 use crate::events::{Event, Reporter};
 use crate::export::otlp::{self, OtlpSpan};
 use crate::export::{json, proto};
 use crate::model::summary::TraceExport;
+use crate::secrets::redact_url;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Protocol {
@@ -35,6 +35,12 @@ pub enum OtlpConfigError {
     /// Names the header only: its value may be a secret.
     #[error("OTLP header `{0}` is not KEY=VALUE")]
     Header(String),
+    /// A name with spaces or control characters, or a value with CR/LF: refused before
+    /// anything is sent (it could smuggle a second header into every request).
+    #[error(
+        "OTLP header `{0}` is not a valid HTTP header (a name without spaces or control characters, a value without line breaks)"
+    )]
+    InvalidHeader(String),
     #[error("OTLP protocol `{0}` is not supported: use http/protobuf or http/json")]
     Protocol(String),
 }
@@ -110,9 +116,9 @@ impl OtlpTarget {
         for item in headers {
             pairs.push(parse_header(item, false)?);
         }
-        crate::backend::redact::remember_url(&endpoint);
+        crate::secrets::remember_url(&endpoint);
         for (name, value) in &pairs {
-            crate::backend::redact::remember_header(name, value);
+            crate::secrets::remember_header(name, value);
         }
         let protocol = match protocol
             .map(str::to_owned)
@@ -159,33 +165,18 @@ fn parse_header(item: &str, percent_encoded: bool) -> Result<(String, String), O
     };
     let value = value.trim();
     let value = if percent_encoded {
-        percent_decode(value)
+        crate::secrets::percent_decoded(value)
     } else {
         value.to_owned()
     };
-    Ok((key.trim().to_owned(), value))
-}
-
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok());
-        match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
-            (b'%', Some(byte)) => {
-                out.push(byte);
-                i += 3;
-            }
-            (byte, _) => {
-                out.push(byte);
-                i += 1;
-            }
-        }
+    let key = key.trim().to_owned();
+    let shown: String = key.escape_debug().collect();
+    if reqwest::header::HeaderName::from_bytes(key.as_bytes()).is_err()
+        || reqwest::header::HeaderValue::from_str(&value).is_err()
+    {
+        return Err(OtlpConfigError::InvalidHeader(shown));
     }
-    String::from_utf8_lossy(&out).into_owned()
+    Ok((key, value))
 }
 
 /// `http://host:4318` and `http://host:4318/` become `http://host:4318/v1/traces`; a URL
@@ -221,6 +212,9 @@ pub fn client() -> Result<reqwest::Client, ClientError> {
 }
 
 /// Sends one batch; an error says what the endpoint answered, never the headers.
+/// The most of a collector's error reply kept: enough to quote, never a flood.
+const ERROR_BODY_BYTES: u64 = 64 * 1024;
+
 pub async fn post(
     client: &reqwest::Client,
     target: &OtlpTarget,
@@ -241,7 +235,7 @@ pub async fn post(
     for (key, value) in &target.headers {
         request = request.header(key.as_str(), value.as_str());
     }
-    let response = request.send().await.map_err(|e| ExportError::Unreachable {
+    let mut response = request.send().await.map_err(|e| ExportError::Unreachable {
         endpoint: redact_url(&target.endpoint),
         cause: root_cause(&e),
     })?;
@@ -258,11 +252,15 @@ pub async fn post(
             suggestion: redact_url(&suggested_endpoint(&target.endpoint)),
         });
     }
-    let text = response.text().await.unwrap_or_default();
+    let text = crate::backend::read_capped(&mut response, ERROR_BODY_BYTES)
+        .await
+        .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+        .unwrap_or_else(|e| e.to_string());
     Err(ExportError::Status {
         endpoint: redact_url(&target.endpoint),
         code: status.as_u16(),
-        body: text.chars().take(300).collect(),
+        // A collector may echo the request's headers: secrets out before anything keeps it.
+        body: crate::secrets::quote(&text),
     })
 }
 
@@ -283,7 +281,10 @@ impl ExportReport {
             sent: self.sent,
             failed: self.failed,
             dropped: self.dropped,
-            first_error: self.first_error.clone(),
+            first_error: self
+                .first_error
+                .as_deref()
+                .map(|e| crate::secrets::scrub(e).into_owned()),
         }
     }
 
@@ -336,7 +337,7 @@ impl StreamExporter {
                         Err(error) => {
                             report.failed += traces as u64;
                             if report.first_error.is_none() {
-                                crate::report::out::eprintln(&format!(
+                                crate::out::eprintln(&format!(
                                     "warning: otlp export failed, the runs go on (further failures are counted): {error}"
                                 ));
                                 report.first_error = Some(error.to_string());

@@ -4,6 +4,7 @@
 
 pub mod prompts;
 pub mod reply;
+pub mod spec;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,9 +14,9 @@ use serde_json::{Value, json};
 
 use crate::chain::config::{LlmConfig, LlmKind};
 use crate::chain::openai::{ChatModel, ModelError};
+use crate::judge::spec::{JudgeCheck, JudgeSpec};
 use crate::model::record::RetrievedDoc;
 use crate::seed::stable_hash;
-use crate::suite::schema::{JudgeCheck, JudgeSpec};
 use crate::trace::{Span, SpanKind, SpanStatus, Trace, now_ns};
 
 pub use reply::{Verdict, parse_reply};

@@ -3,7 +3,7 @@
 
 use minijinja::Environment;
 
-use crate::suite::schema::{Criterion, JudgeCheck};
+use crate::judge::spec::{Criterion, JudgeCheck};
 
 const REPLY: &str = r#"Reply with a JSON object only: {"verdict": "pass" or "fail", "reason": "one sentence", "score": a number from 0 to 1}."#;
 

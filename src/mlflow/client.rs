@@ -13,7 +13,11 @@ use serde_json::{Value, json};
 
 use crate::backend::client::root_cause;
 use crate::backend::error::ClientError;
-use crate::backend::redact::redact_url;
+use crate::secrets::redact_url;
+
+/// The largest MLflow reply read: a summary.json or a page of traces is far smaller; an
+/// endless body stops here, not at the machine's memory.
+pub const MAX_REPLY_BYTES: u64 = crate::backend::limits::DEFAULT_MAX_RESPONSE_BYTES;
 
 /// Why an MLflow call did not do what was asked. Never holds a credential.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -42,6 +46,18 @@ pub enum MlflowError {
     /// Traces sent to the server's OTLP endpoint did not arrive.
     #[error("{0}")]
     Traces(String),
+    #[error("MLflow at {url} answered {what} with more than {limit} bytes: not read further")]
+    TooLarge {
+        url: String,
+        what: String,
+        limit: u64,
+    },
+    #[error("MLflow at {url} kept paging {what} ({why}): stopped")]
+    Paging {
+        url: String,
+        what: String,
+        why: String,
+    },
 }
 
 impl MlflowError {
@@ -169,20 +185,28 @@ impl Mlflow {
                     url: redact_url(&self.base),
                     cause: root_cause(&error),
                 },
-                Ok(response) => {
+                Ok(mut response) => {
                     let status = response.status();
                     let html = crate::backend::client::is_html(&response);
-                    let bytes = match response.bytes().await {
-                        Ok(bytes) => bytes,
-                        Err(error) => {
-                            return Err(MlflowError::Unreachable {
-                                url: redact_url(&self.base),
-                                cause: root_cause(&error),
-                            });
-                        }
-                    };
+                    let bytes =
+                        match crate::backend::read_capped(&mut response, MAX_REPLY_BYTES).await {
+                            Ok(bytes) => bytes,
+                            Err(crate::backend::BodyError::TooLarge { limit }) => {
+                                return Err(MlflowError::TooLarge {
+                                    url: redact_url(&self.base),
+                                    what: what.to_owned(),
+                                    limit,
+                                });
+                            }
+                            Err(error) => {
+                                return Err(MlflowError::Unreachable {
+                                    url: redact_url(&self.base),
+                                    cause: error.to_string(),
+                                });
+                            }
+                        };
                     if status.is_success() {
-                        return Ok(bytes.to_vec());
+                        return Ok(bytes);
                     }
                     let passing = status.is_server_error() || status.as_u16() == 429;
                     let failure = if html && !passing {
@@ -230,7 +254,7 @@ fn status_error(base: &str, what: &str, code: u16, body: &[u8]) -> MlflowError {
         what: what.to_owned(),
         code,
         error_code,
-        message: crate::backend::redact::quote(&message),
+        message: crate::secrets::quote(&message),
     }
 }
 

@@ -10,7 +10,6 @@ use reqwest::Method;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::backend::redact::{redact_url, scrub};
 use crate::export::otlp;
 use crate::export::send::{OtlpTarget, Protocol};
 use crate::mlflow::client::{Mlflow, MlflowError, filter_string};
@@ -19,6 +18,7 @@ use crate::mlflow::values;
 use crate::model::meta::Meta;
 use crate::model::record::RunRecord;
 use crate::model::summary::SuiteReport;
+use crate::secrets::{redact_url, scrub};
 
 pub use crate::model::meta::MLFLOW_FILE;
 
@@ -244,11 +244,16 @@ pub async fn begin(
     let (experiment_id, experiment_name) = experiment(mlflow, &wanted, true)
         .await
         .map_err(at("the experiment"))?;
-    // The first experiment a folder went to keeps its traces' own ids.
-    let traces_experiment_id = file
-        .on(&tracking_uri)
-        .next()
-        .map_or_else(|| experiment_id.clone(), |r| r.traces_experiment_id.clone());
+    // The first experiment a folder went to keeps its traces' own ids. A folder that never
+    // went to this server may still have streamed its traces there (`run --otlp` at
+    // MLflow's endpoint): they then live in that experiment, and this one needs ids of its
+    // own, or its run would link (and assess) traces another experiment holds.
+    let traces_experiment_id = match file.on(&tracking_uri).next() {
+        Some(first) => first.traces_experiment_id.clone(),
+        None => streamed_to(mlflow, dir)
+            .await
+            .unwrap_or_else(|| experiment_id.clone()),
+    };
     let previous = file
         .on(&tracking_uri)
         .filter(|r| r.experiment_id == experiment_id)
@@ -334,6 +339,24 @@ pub async fn begin(
         cause,
     })?;
     Ok(run)
+}
+
+/// The experiment that already holds the folder's first trace under its own id, if any.
+async fn streamed_to(mlflow: &Mlflow, dir: &Path) -> Option<String> {
+    let first = crate::store::RunReader::open(dir).ok()?.next()?.ok()?;
+    let trace_id = format!("tr-{}", otlp::trace_id(&first));
+    let answer = mlflow
+        .get(
+            &format!("/api/3.0/mlflow/traces/{}", query_value(&trace_id)),
+            "traces/get",
+        )
+        .await
+        .ok()?;
+    let info = &answer["trace"]["trace_info"];
+    info["trace_location"]["mlflow_experiment"]["experiment_id"]
+        .as_str()
+        .or_else(|| info["experiment_id"].as_str())
+        .map(str::to_owned)
 }
 
 /// Sets a run's status (with its end time when it ends).
@@ -461,7 +484,7 @@ pub fn now_ms() -> u64 {
 
 /// A query-string value, percent-encoded (unreserved characters kept).
 pub fn query_value(value: &str) -> String {
-    crate::backend::redact::percent_encoded(value)
+    crate::secrets::percent_encoded(value)
 }
 
 #[cfg(test)]

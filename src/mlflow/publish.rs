@@ -17,7 +17,6 @@ use std::sync::Arc;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::backend::redact::scrub;
 use crate::export::otlp::{self, OtlpSpan};
 use crate::export::send::{self, OtlpTarget};
 use crate::mlflow::assessments::{self, CaseChecks, SOURCE_ID};
@@ -29,6 +28,7 @@ use crate::mlflow::link::{
 use crate::mlflow::values::{self, RunValues};
 use crate::model::meta::Meta;
 use crate::model::summary::{SuiteResult, read_summary};
+use crate::secrets::scrub;
 use crate::store::RunReader;
 
 /// The report files uploaded as the run's artifacts, when the folder has them.
@@ -69,7 +69,7 @@ pub struct Published {
 
 /// One line on what was published where, and how long it took.
 pub fn describe(done: &Published, run: &RunRef, took: std::time::Duration) -> String {
-    use crate::report::text::count;
+    use crate::text::count;
     if done.interrupted {
         return format!(
             "mlflow: run {} marked interrupted; `ragprobe run --resume` continues it",
@@ -192,7 +192,7 @@ pub async fn publish(
         None => {
             published.artifacts_skipped = Some(format!(
                 "the server stores this run's artifacts at `{}`, which it does not serve over HTTP; start `mlflow server` with `--serve-artifacts` and `--artifacts-destination` (not a local `--default-artifact-root`) to get the report files in MLflow",
-                crate::backend::redact::redact_url(uri)
+                crate::secrets::redact_url(uri)
             ))
         }
     }
@@ -399,7 +399,27 @@ pub async fn search_traces(
         return Ok(out);
     }
     let mut token: Option<String> = None;
+    // A server that always says "there is more" must not keep us paging: a token seen
+    // before, pages that bring nothing, too many pages or too long all stop the search.
+    let mut seen_tokens = std::collections::HashSet::new();
+    let (mut pages, mut empty_pages) = (0u32, 0u32);
+    let started = std::time::Instant::now();
+    let stop = |why: String| MlflowError::Paging {
+        url: crate::secrets::redact_url(mlflow.base()),
+        what: "traces/search".into(),
+        why,
+    };
     loop {
+        pages += 1;
+        if pages > MAX_SEARCH_PAGES {
+            return Err(stop(format!("more than {MAX_SEARCH_PAGES} pages")));
+        }
+        if started.elapsed() > MAX_SEARCH_TIME {
+            return Err(stop(format!(
+                "still paging after {} s",
+                MAX_SEARCH_TIME.as_secs()
+            )));
+        }
         let page = mlflow
             .post(
                 "/api/3.0/mlflow/traces/search",
@@ -407,6 +427,7 @@ pub async fn search_traces(
                 "traces/search",
             )
             .await?;
+        let before = out.len();
         for item in page["traces"].as_array().into_iter().flatten() {
             // Each result is a TraceInfo (older servers wrap it in `trace_info`).
             out.push(item.get("trace_info").unwrap_or(item).clone());
@@ -414,12 +435,33 @@ pub async fn search_traces(
                 return Ok(out);
             }
         }
+        empty_pages = if out.len() == before {
+            empty_pages + 1
+        } else {
+            0
+        };
         match page["next_page_token"].as_str() {
-            Some(next) if !next.is_empty() => token = Some(next.to_owned()),
+            Some(_) if empty_pages >= MAX_EMPTY_PAGES => {
+                return Err(stop(format!(
+                    "{MAX_EMPTY_PAGES} pages in a row held no trace but promised more"
+                )));
+            }
+            Some(next) if !next.is_empty() => {
+                if !seen_tokens.insert(next.to_owned()) {
+                    return Err(stop("it sent a page token it had sent before".into()));
+                }
+                token = Some(next.to_owned());
+            }
             _ => return Ok(out),
         }
     }
 }
+
+/// Bounds on one trace search: pages (MLflow's pages hold up to 100 traces, so this is a
+/// million traces), empty pages in a row, and wall time.
+const MAX_SEARCH_PAGES: u32 = 10_000;
+const MAX_EMPTY_PAGES: u32 = 3;
+const MAX_SEARCH_TIME: std::time::Duration = std::time::Duration::from_secs(600);
 
 async fn send_traces(
     client: &reqwest::Client,

@@ -5,7 +5,7 @@
 
 use base64::Engine;
 
-use crate::backend::redact::{redact_url, remember_secret, remember_url};
+use crate::secrets::{redact_url, remember_secret, remember_url};
 
 /// MLflow settings that cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

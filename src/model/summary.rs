@@ -549,10 +549,14 @@ pub enum SummaryError {
 
 pub fn read_summary(dir: &Path) -> Result<SuiteReport, SummaryError> {
     let path = dir.join(SUMMARY_FILE);
-    let text = std::fs::read_to_string(&path).map_err(|source| SummaryError::Read {
-        path: path.clone(),
-        source,
-    })?;
+    let text = crate::config::files::read_capped(&path, crate::config::files::MAX_INPUT_BYTES)
+        .map_err(|source| SummaryError::Read {
+            path: path.clone(),
+            source: match source {
+                crate::config::files::ReadError::Io(e) => e,
+                other => std::io::Error::other(other.to_string()),
+            },
+        })?;
     serde_json::from_str(&text).map_err(|source| SummaryError::Summary { path, source })
 }
 

@@ -12,12 +12,48 @@ use crate::trace::{Span, SpanKind, SpanStatus};
 
 /// Longest attribute string kept, in bytes; the rest is replaced by a marker.
 pub const MAX_ATTRIBUTE_BYTES: usize = 32 * 1024;
+/// Attribute bytes kept per span: beyond them whole attributes are dropped (and counted),
+/// so 990 attributes of 32 KiB cannot make one span 31 MiB.
+pub const MAX_SPAN_ATTRIBUTE_BYTES: usize = 256 * 1024;
 
 /// A span as received: its trace id (32 hex digits) and the span.
 #[derive(Debug, Clone)]
 pub struct Received {
     pub trace_id: String,
     pub span: Span,
+    /// Attribute bytes not kept (over [`MAX_SPAN_ATTRIBUTE_BYTES`], or cut from long
+    /// strings).
+    pub dropped_bytes: u64,
+}
+
+impl Received {
+    /// About what the span holds in memory: its name and attributes as JSON text.
+    pub fn size(&self) -> usize {
+        self.span.name.len()
+            + self
+                .span
+                .attributes
+                .iter()
+                .map(|(k, v)| k.len() + json_size(v))
+                .sum::<usize>()
+            + 128
+    }
+}
+
+/// About how many bytes `value` takes as JSON text.
+fn json_size(value: &Value) -> usize {
+    match value {
+        Value::Null | Value::Bool(_) => 5,
+        Value::Number(_) => 12,
+        Value::String(s) => s.len() + 2,
+        Value::Array(items) => items.iter().map(|v| json_size(v) + 1).sum::<usize>() + 2,
+        Value::Object(map) => {
+            map.iter()
+                .map(|(k, v)| k.len() + 4 + json_size(v))
+                .sum::<usize>()
+                + 2
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -132,10 +168,31 @@ struct Parts {
 
 fn received(parts: Parts, service: &str) -> Received {
     let mut attributes = parts.attributes;
+    let mut dropped_bytes = 0u64;
     for value in attributes.values_mut() {
-        cut_long_strings(value);
+        dropped_bytes += cut_long_strings(value) as u64;
+    }
+    // Whole attributes beyond the span's budget go, the kind-defining ones kept first.
+    let mut kept = 0usize;
+    let keys: Vec<String> = attributes.keys().cloned().collect();
+    for key in keys {
+        let size = key.len() + attributes.get(&key).map_or(0, json_size);
+        let defines_kind = matches!(key.as_str(), "openinference.span.kind" | "mlflow.spanType");
+        if kept + size > MAX_SPAN_ATTRIBUTE_BYTES && !defines_kind {
+            attributes.remove(&key);
+            dropped_bytes += size as u64;
+        } else {
+            kept += size;
+        }
+    }
+    if dropped_bytes > 0 {
+        attributes.insert(
+            "ragprobe.attribute_bytes_dropped".into(),
+            Value::from(dropped_bytes),
+        );
     }
     Received {
+        dropped_bytes,
         trace_id: parts.trace_id,
         span: Span {
             span_id: parts.span_id,
@@ -170,7 +227,8 @@ pub fn kind_of(attributes: &Map<String, Value>) -> SpanKind {
     }
 }
 
-fn cut_long_strings(value: &mut Value) {
+/// Cuts every string longer than [`MAX_ATTRIBUTE_BYTES`]; returns the bytes cut.
+fn cut_long_strings(value: &mut Value) -> usize {
     match value {
         Value::String(text) if text.len() > MAX_ATTRIBUTE_BYTES => {
             let mut end = MAX_ATTRIBUTE_BYTES;
@@ -180,10 +238,11 @@ fn cut_long_strings(value: &mut Value) {
             let dropped = text.len() - end;
             text.truncate(end);
             text.push_str(&format!("… [{dropped} more bytes not kept by ragprobe]"));
+            dropped
         }
-        Value::Array(items) => items.iter_mut().for_each(cut_long_strings),
-        Value::Object(map) => map.values_mut().for_each(cut_long_strings),
-        _ => {}
+        Value::Array(items) => items.iter_mut().map(cut_long_strings).sum(),
+        Value::Object(map) => map.values_mut().map(cut_long_strings).sum(),
+        _ => 0,
     }
 }
 

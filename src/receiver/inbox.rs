@@ -14,11 +14,13 @@ use tokio::sync::Notify;
 use crate::receiver::decode::Received;
 use crate::trace::Span;
 
-/// Memory bounds: spans held at once over all runs, and per run.
+/// Memory bounds: spans and their bytes held at once over all runs, and per run.
 #[derive(Debug, Clone, Copy)]
 pub struct InboxLimits {
     pub max_spans: usize,
     pub max_spans_per_trace: usize,
+    pub max_bytes: usize,
+    pub max_bytes_per_trace: usize,
     /// Finished traces remembered, to tell a late span from one of an unknown trace.
     pub remembered: usize,
 }
@@ -28,6 +30,8 @@ impl Default for InboxLimits {
         InboxLimits {
             max_spans: 200_000,
             max_spans_per_trace: 10_000,
+            max_bytes: 256 * 1024 * 1024,
+            max_bytes_per_trace: 8 * 1024 * 1024,
             remembered: 100_000,
         }
     }
@@ -48,8 +52,10 @@ pub struct ReceiverCounts {
     /// Spans of traces no run expects (a service that does not continue `traceparent`,
     /// or another program exporting here).
     pub unknown: u64,
-    /// Spans dropped at the memory bounds.
+    /// Spans dropped at the memory bounds (spans or bytes, per run or in all).
     pub over_limit: u64,
+    /// Attribute bytes not kept: cut from long strings, beyond a span's attribute budget.
+    pub attribute_bytes_dropped: u64,
     /// Runs whose spans were still incomplete when the grace period ended.
     pub incomplete_runs: u64,
 }
@@ -67,7 +73,10 @@ pub struct Collected {
 #[derive(Default)]
 struct State {
     open: HashMap<String, Vec<Span>>,
+    /// Bytes held per open trace, and in all.
+    open_bytes: HashMap<String, usize>,
     held: usize,
+    held_bytes: usize,
     finished: HashSet<String>,
     finished_order: VecDeque<String>,
     counts: ReceiverCounts,
@@ -115,15 +124,26 @@ impl Inbox {
             let state = &mut *state;
             for received in spans {
                 state.counts.spans += 1;
+                state.counts.attribute_bytes_dropped += received.dropped_bytes;
+                let size = received.size();
+                let trace_bytes = state
+                    .open_bytes
+                    .get(&received.trace_id)
+                    .copied()
+                    .unwrap_or(0);
                 match state.open.get_mut(&received.trace_id) {
                     Some(held) => {
                         if state.held >= self.limits.max_spans
                             || held.len() >= self.limits.max_spans_per_trace
+                            || state.held_bytes + size > self.limits.max_bytes
+                            || trace_bytes + size > self.limits.max_bytes_per_trace
                         {
                             state.counts.over_limit += 1;
                         } else {
                             held.push(received.span);
                             state.held += 1;
+                            state.held_bytes += size;
+                            *state.open_bytes.entry(received.trace_id).or_default() += size;
                             state.counts.joined += 1;
                         }
                     }
@@ -174,6 +194,8 @@ impl Inbox {
         let mut state = self.lock();
         let spans = state.open.remove(trace_id).unwrap_or_default();
         state.held -= spans.len();
+        let bytes = state.open_bytes.remove(trace_id).unwrap_or(0);
+        state.held_bytes -= bytes;
         let complete = is_complete(&spans, root);
         if !complete {
             state.counts.incomplete_runs += 1;
@@ -231,6 +253,7 @@ mod tests {
         Received {
             trace_id: trace.into(),
             span: span(id, parent),
+            dropped_bytes: 0,
         }
     }
 
@@ -283,6 +306,7 @@ mod tests {
             max_spans: 3,
             max_spans_per_trace: 2,
             remembered: 1,
+            ..InboxLimits::default()
         });
         inbox.expect("a");
         inbox.expect("b");

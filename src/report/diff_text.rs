@@ -137,14 +137,14 @@ pub fn render(report: &DiffReport) -> String {
     let _ = writeln!(
         out,
         "\nresult: {}{}{retrieval}, {}, {} compared ({})",
-        crate::report::text::count(report.regressions as u64, "regression"),
+        crate::text::count(report.regressions as u64, "regression"),
         if regressed.is_empty() {
             String::new()
         } else {
             format!(" ({})", gate_text::listed(&regressed))
         },
-        crate::report::text::count(report.improvements as u64, "improvement"),
-        crate::report::text::count(report.cases.len() as u64, "case"),
+        crate::text::count(report.improvements as u64, "improvement"),
+        crate::text::count(report.cases.len() as u64, "case"),
         report.gate.describe()
     );
     out

@@ -107,7 +107,7 @@ pub fn power_lines(gate: &Gate) -> Vec<String> {
     if !gate.power.ungateable.is_empty() {
         lines.push(format!(
             "warning: {} cannot be gated at {} run counts (a baseline at 0%, or too few runs for even a drop to 0% to be caught with 80% power): {}; `ragprobe plan` says how many runs it would take",
-            crate::report::text::count(gate.power.ungateable.len() as u64, "case"),
+            crate::text::count(gate.power.ungateable.len() as u64, "case"),
             if gate.power.ungateable.len() == 1 { "its" } else { "their" },
             listed(&gate.power.ungateable)
         ));

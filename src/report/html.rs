@@ -349,10 +349,9 @@ pub fn render(
         .collect();
     let shown: BTreeMap<&String, usize> = data.runs.iter().map(|(k, v)| (k, v.len())).collect();
     // Literal URLs and header values in the chain file may hold credentials.
-    let chain_config = crate::backend::redact::scrub(
-        &serde_yaml::to_string(&suite.chain_config).unwrap_or_default(),
-    )
-    .into_owned();
+    let chain_config =
+        crate::secrets::scrub(&serde_yaml::to_string(&suite.chain_config).unwrap_or_default())
+            .into_owned();
 
     let mut env = Environment::new();
     env.add_template("report.html", TEMPLATE)?;

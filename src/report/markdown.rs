@@ -153,7 +153,7 @@ pub fn render(report: &SuiteReport) -> String {
 /// and GitHub does not autolink a bare URL. A
 /// backtick would end the span, a newline the line: both are replaced.
 fn code(text: &str) -> String {
-    let clean: String = crate::report::out::printable(text)
+    let clean: String = crate::out::printable(text)
         .chars()
         .map(|c| match c {
             '`' => '\'',
@@ -177,10 +177,7 @@ fn cell(text: &str) -> String {
 fn fenced(text: &str) -> String {
     let longest = text.split(|c| c != '`').map(str::len).max().unwrap_or(0);
     let fence = "`".repeat(longest.max(2) + 1);
-    format!(
-        "{fence}text\n{}\n{fence}",
-        crate::report::out::printable(text)
-    )
+    format!("{fence}text\n{}\n{fence}", crate::out::printable(text))
 }
 
 /// The comparison with the baseline: the method, the suite's pass rate on both sides, a row

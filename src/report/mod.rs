@@ -6,7 +6,6 @@ pub mod gate_text;
 pub mod html;
 pub mod junit;
 pub mod markdown;
-pub mod out;
 pub mod progress;
 pub mod repro_text;
 pub mod svg;

@@ -126,15 +126,15 @@ impl Progress {
             ) {
                 bar.set_style(template.progress_chars("=> "));
             }
-            bar.set_prefix(crate::report::out::printable(suite).into_owned());
+            bar.set_prefix(crate::out::printable(suite).into_owned());
             bar
         });
         if style == Style::Lines {
-            crate::report::out::eprintln(&format!(
+            crate::out::eprintln(&format!(
                 "ragprobe: {suite}: {}{} over {}, {concurrency} at a time",
                 if adaptive { "at most " } else { "" },
-                crate::report::text::count(total, "run"),
-                crate::report::text::count(cases.len() as u64, "case")
+                crate::text::count(total, "run"),
+                crate::text::count(cases.len() as u64, "case")
             ));
         }
         Progress {

@@ -8,8 +8,9 @@ use serde::Serialize;
 use crate::model::record::{RunRecord, Severity};
 use crate::model::summary::{CaseStats, SuiteReport, SuiteResult, SuiteStats};
 use crate::report::gate_text;
-use crate::report::text::{count, retrieved_lines, row, table};
+use crate::report::text::{retrieved_lines, row, table};
 use crate::stats::percent;
+use crate::text::count;
 
 /// Renders the full summary; with `quiet`, only the result line.
 pub fn render_text(report: &SuiteReport, quiet: bool) -> String {

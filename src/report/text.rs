@@ -5,6 +5,15 @@ use std::fmt::Write;
 
 use crate::model::record::RunRecord;
 
+/// `text` for one line of output: newlines and carriage returns shown as `\n` and `\r`.
+pub fn inline(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.contains(['\n', '\r']) {
+        std::borrow::Cow::Owned(text.replace('\r', "\\r").replace('\n', "\\n"))
+    } else {
+        std::borrow::Cow::Borrowed(text)
+    }
+}
+
 /// A retriever's score to four places, or `—` when it gave none.
 /// `text` on one line (newlines become spaces), cut to `max` characters with an ellipsis.
 pub fn one_line(text: &str, max: usize) -> String {
@@ -30,14 +39,6 @@ pub fn score(score: Option<f64>) -> String {
 /// The widest of `labels`, in characters (0 for none).
 pub fn widest(labels: &[String]) -> usize {
     labels.iter().map(|l| l.chars().count()).max().unwrap_or(0)
-}
-
-/// `1 case`, `2 cases`: a count with its noun in the right number.
-pub fn count(n: impl Into<u64>, noun: &str) -> String {
-    match n.into() {
-        1 => format!("1 {noun}"),
-        n => format!("{n} {noun}s"),
-    }
 }
 
 /// Left-aligned columns, two spaces apart; the last column is not padded.
@@ -94,7 +95,7 @@ pub fn retrieved_lines(out: &mut String, run: &RunRecord, indent: &str) {
         let _ = writeln!(
             out,
             "{indent}{}  score {}  {}{mark}",
-            doc.id,
+            inline(&doc.id),
             score(doc.score),
             serde_json::Value::Object(doc.metadata.clone())
         );

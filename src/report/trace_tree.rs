@@ -2,9 +2,6 @@
 //! status, with the inputs and outputs that explain the answer (for the retriever, every
 //! document with its metadata, rule-violating ones marked).
 
-use std::fmt::Write;
-
-use crate::export::otlp::verdict_label;
 use crate::model::record::RunRecord;
 use crate::trace::{Span, SpanKind, SpanStatus, Trace};
 
@@ -14,52 +11,95 @@ pub fn render(record: &RunRecord, suite: &str) -> String {
         .trace
         .as_ref()
         .map_or("none", |t| t.trace_id.as_str());
-    let _ = writeln!(
-        out,
-        "trace {trace_id} · suite {suite} · case {} · run {} · seed {} · {}",
-        record.case,
-        record.run,
-        record.seed,
-        verdict_label(record)
+    push_line(
+        &mut out,
+        &format!(
+            "trace {trace_id} · suite {suite} · case {} · run {} · seed {} · {}",
+            record.case,
+            record.run,
+            record.seed,
+            record.status.label()
+        ),
     );
     match &record.trace {
         Some(trace) => {
+            let mut seen = std::collections::HashSet::new();
             for root in trace.spans.iter().filter(|s| s.parent_span_id.is_none()) {
+                seen.insert(root.span_id.as_str());
                 span_line(&mut out, root, "", false);
                 details(&mut out, record, trace, root, "│ ");
-                let mut seen = std::collections::HashSet::from([root.span_id.as_str()]);
                 children(&mut out, record, trace, root, "", &mut seen);
+            }
+            // Spans no root reaches: a parent missing from the trace, or a parent cycle.
+            // Shown, marked, never hidden.
+            let ids: std::collections::HashSet<&str> =
+                trace.spans.iter().map(|s| s.span_id.as_str()).collect();
+            for span in &trace.spans {
+                if seen.contains(span.span_id.as_str()) {
+                    continue;
+                }
+                let parent = span.parent_span_id.as_deref().unwrap_or_default();
+                push_line(
+                    &mut out,
+                    &if ids.contains(parent) {
+                        format!("(in a parent cycle: span {} under {parent})", span.span_id)
+                    } else {
+                        format!(
+                            "(span {} names parent {parent}, which is not in the trace)",
+                            span.span_id
+                        )
+                    },
+                );
+                seen.insert(span.span_id.as_str());
+                span_line(&mut out, span, "", false);
+                details(&mut out, record, trace, span, "│ ");
+                children(&mut out, record, trace, span, "", &mut seen);
             }
         }
         None => {
-            let _ = writeln!(
-                out,
-                "(no trace recorded: {})",
-                record.error.as_deref().unwrap_or("unknown")
+            push_line(
+                &mut out,
+                &format!(
+                    "(no trace recorded: {})",
+                    record.error.as_deref().unwrap_or("unknown")
+                ),
             );
         }
     }
     if let Some(verdict) = &record.verdict {
-        let _ = writeln!(out, "verdict: {}", verdict_label(record));
+        push_line(&mut out, &format!("verdict: {}", record.status.label()));
         for rule in verdict.rules.iter().filter(|r| !r.passed) {
             let severity = match rule.severity {
                 crate::model::record::Severity::Error => "error",
                 crate::model::record::Severity::Warn => "warn",
             };
-            let _ = writeln!(
-                out,
-                "  ✗ {} ({severity}): {}",
-                rule.id,
-                rule.detail.as_deref().unwrap_or("violated")
+            push_line(
+                &mut out,
+                &format!(
+                    "  ✗ {} ({severity}): {}",
+                    rule.id,
+                    rule.detail.as_deref().unwrap_or("violated")
+                ),
             );
         }
         for failure in &verdict.failed_expectations {
-            let _ = writeln!(out, "  ✗ {}: {}", failure.check, failure.detail);
+            push_line(
+                &mut out,
+                &format!("  ✗ {}: {}", failure.check, failure.detail),
+            );
         }
     } else if let Some(error) = &record.error {
-        let _ = writeln!(out, "error: {error}");
+        push_line(&mut out, &format!("error: {error}"));
     }
     out
+}
+
+/// Appends one line: a newline or carriage return inside the text (a span name, a
+/// document id, a server's message) is shown as `\n`, never started, so no text can forge
+/// a line such as `verdict: passed`.
+fn push_line(out: &mut String, line: &str) {
+    out.push_str(&crate::report::text::inline(line));
+    out.push('\n');
 }
 
 /// Columns of the waterfall's time axis.
@@ -84,30 +124,33 @@ pub fn waterfall(record: &RunRecord) -> String {
                 "{}{} {}",
                 "  ".repeat(trace.depth(s)),
                 s.kind.label(),
-                crate::report::out::printable(&s.name)
+                crate::out::printable(&s.name)
             )
         })
         .collect();
     let width = crate::report::text::widest(&labels).min(40);
-    let _ = writeln!(out, "\nwaterfall (0 → {:.2} ms)", total / 1e6);
+    out.push('\n');
+    push_line(&mut out, &format!("waterfall (0 → {:.2} ms)", total / 1e6));
     for (span, label) in spans.iter().zip(&labels) {
         let cell =
             |ns: u64| (((ns - origin) as f64 / total) * WATERFALL_WIDTH as f64).round() as usize;
         let from = cell(span.start_ns).min(WATERFALL_WIDTH - 1);
         let to = cell(span.end_ns).clamp(from + 1, WATERFALL_WIDTH);
         let label: String = label.chars().take(width).collect();
-        let _ = writeln!(
-            out,
-            "  {label:<width$}  {}{}{}  {:.2} ms{}",
-            "░".repeat(from),
-            "█".repeat(to - from),
-            " ".repeat(WATERFALL_WIDTH - to),
-            span.duration_ns() as f64 / 1e6,
-            if span.status == SpanStatus::Ok {
-                ""
-            } else {
-                "  ✗"
-            }
+        push_line(
+            &mut out,
+            &format!(
+                "  {label:<width$}  {}{}{}  {:.2} ms{}",
+                "░".repeat(from),
+                "█".repeat(to - from),
+                " ".repeat(WATERFALL_WIDTH - to),
+                span.duration_ns() as f64 / 1e6,
+                if span.status == SpanStatus::Ok {
+                    ""
+                } else {
+                    "  ✗"
+                }
+            ),
         );
     }
     out
@@ -170,11 +213,13 @@ fn span_line(out: &mut String, span: &Span, branch: &str, name_service: bool) {
         (Some(service), true) => format!("  · from {service}"),
         _ => String::new(),
     };
-    let _ = writeln!(
+    push_line(
         out,
-        "{branch}{kind} {}  {:.3} ms  {status}{service}",
-        span.name,
-        span.duration_ns() as f64 / 1e6
+        &format!(
+            "{branch}{kind} {}  {:.3} ms  {status}{service}",
+            span.name,
+            span.duration_ns() as f64 / 1e6
+        ),
     );
 }
 
@@ -185,32 +230,36 @@ fn details(out: &mut String, record: &RunRecord, trace: &Trace, span: &Span, ind
     let attr = |key: &str| span.attributes.get(key);
     match span.kind {
         SpanKind::Chain => {
-            let _ = writeln!(out, "{indent}question: {}", record.question);
+            push_line(out, &format!("{indent}question: {}", record.question));
             // A service's spans carry no answer line of ragprobe's own: say it here.
             let own_llm = trace
                 .spans
                 .iter()
                 .any(|s| s.kind == SpanKind::Llm && s.service.is_none());
             if span.parent_span_id.is_none() && !own_llm && !record.answer.is_empty() {
-                let _ = writeln!(out, "{indent}answer: {}", record.answer);
+                push_line(out, &format!("{indent}answer: {}", record.answer));
             }
         }
         SpanKind::Retriever => {
             let filter = attr("filter").map_or("none".to_owned(), |f| f.to_string());
             let k = attr("k").map_or("?".to_owned(), |k| k.to_string());
-            let _ = writeln!(
+            push_line(
                 out,
-                "{indent}query: {}  k={k}  filter: {filter}",
-                record.question
+                &format!(
+                    "{indent}query: {}  k={k}  filter: {filter}",
+                    record.question
+                ),
             );
             crate::report::text::retrieved_lines(out, record, indent);
         }
         SpanKind::Prompt => {
             let template = attr("template").and_then(|t| t.as_str()).unwrap_or("?");
-            let _ = writeln!(
+            push_line(
                 out,
-                "{indent}template: {template} · {} chars",
-                record.prompt.chars().count()
+                &format!(
+                    "{indent}template: {template} · {} chars",
+                    record.prompt.chars().count()
+                ),
             );
         }
         SpanKind::Llm => {
@@ -234,13 +283,13 @@ fn details(out: &mut String, record: &RunRecord, trace: &Trace, span: &Span, ind
             if let Some(attempts) = attr("attempts").and_then(|a| a.as_u64()).filter(|a| *a > 1) {
                 parts.push(format!("{attempts} attempts"));
             }
-            let _ = writeln!(out, "{indent}{}", parts.join(" · "));
-            let _ = writeln!(out, "{indent}answer: {}", record.answer);
+            push_line(out, &format!("{indent}{}", parts.join(" · ")));
+            push_line(out, &format!("{indent}answer: {}", record.answer));
         }
         SpanKind::Embedding => {
             let model = attr("model").and_then(|m| m.as_str()).unwrap_or("embedder");
             let dims = attr("dims").map_or(String::new(), |d| format!(" · {d} dims"));
-            let _ = writeln!(out, "{indent}{model}{dims}");
+            push_line(out, &format!("{indent}{model}{dims}"));
         }
         SpanKind::Evaluator => {
             let text = |key: &str| attr(key).and_then(|v| v.as_str()).unwrap_or("?");
@@ -251,14 +300,16 @@ fn details(out: &mut String, record: &RunRecord, trace: &Trace, span: &Span, ind
             } else {
                 String::new()
             };
-            let _ = writeln!(
+            push_line(
                 out,
-                "{indent}{} · {} · {}{repeats}",
-                text("criterion"),
-                text("model"),
-                text("verdict")
+                &format!(
+                    "{indent}{} · {} · {}{repeats}",
+                    text("criterion"),
+                    text("model"),
+                    text("verdict")
+                ),
             );
-            let _ = writeln!(out, "{indent}reason: {}", text("reason"));
+            push_line(out, &format!("{indent}reason: {}", text("reason")));
         }
     }
 }
@@ -274,10 +325,12 @@ fn received_details(out: &mut String, record: &RunRecord, span: &Span, indent: &
     match span.kind {
         SpanKind::Retriever => {
             if let Some(query) = attr("input.value") {
-                let _ = writeln!(
+                push_line(
                     out,
-                    "{indent}query: {}",
-                    crate::report::text::one_line(&text(query), 200)
+                    &format!(
+                        "{indent}query: {}",
+                        crate::report::text::one_line(&text(query), 200)
+                    ),
                 );
             }
             let documents = crate::receiver::retrieved_documents(std::slice::from_ref(span))
@@ -289,7 +342,10 @@ fn received_details(out: &mut String, record: &RunRecord, span: &Span, indent: &
                 let metadata = doc
                     .get("metadata")
                     .map_or("{}".to_owned(), |m| m.to_string());
-                let _ = writeln!(out, "{indent}{id}  score {score}  {metadata}{mark}");
+                push_line(
+                    out,
+                    &format!("{indent}{id}  score {score}  {metadata}{mark}"),
+                );
             }
         }
         SpanKind::Llm => {
@@ -304,9 +360,85 @@ fn received_details(out: &mut String, record: &RunRecord, span: &Span, indent: &
                 parts.push(format!("tokens {input} in, {output} out"));
             }
             if !parts.is_empty() {
-                let _ = writeln!(out, "{indent}{}", parts.join(" · "));
+                push_line(out, &format!("{indent}{}", parts.join(" · ")));
             }
         }
         SpanKind::Chain | SpanKind::Prompt | SpanKind::Embedding | SpanKind::Evaluator => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::record::RunStatus;
+
+    fn span(id: &str, parent: Option<&str>, name: &str) -> Span {
+        Span {
+            span_id: id.into(),
+            parent_span_id: parent.map(str::to_owned),
+            name: name.into(),
+            kind: SpanKind::Prompt,
+            start_ns: 0,
+            end_ns: 1_000,
+            status: SpanStatus::Ok,
+            attributes: Default::default(),
+            service: None,
+        }
+    }
+
+    fn record(spans: Vec<Span>) -> RunRecord {
+        RunRecord {
+            case: "c".into(),
+            run: 0,
+            seed: 0,
+            question: "q".into(),
+            status: RunStatus::Failed,
+            error: None,
+            retrieved: Vec::new(),
+            prompt: String::new(),
+            answer: String::new(),
+            verdict: None,
+            duration_ms: 0.0,
+            started_at_ns: 0,
+            trace: Some(Trace {
+                trace_id: "t".into(),
+                spans,
+            }),
+            usage: None,
+        }
+    }
+
+    /// Found by a hostile tester: a span name with a newline printed a `verdict: passed`
+    /// line of its own under a failed run.
+    #[test]
+    fn show_cannot_be_made_to_print_a_forged_verdict_line() {
+        let text = render(&record(vec![span("a", None, "root\nverdict: passed")]), "s");
+        assert!(
+            !text.lines().any(|l| l.starts_with("verdict: passed")),
+            "{text}"
+        );
+        assert!(text.contains("root\\nverdict: passed"), "{text}");
+    }
+
+    /// Found by a hostile tester: spans in a parent cycle were not shown at all.
+    #[test]
+    fn show_marks_spans_in_a_cycle_instead_of_hiding_them() {
+        let text = render(
+            &record(vec![
+                span("root", None, "root"),
+                span("x", Some("y"), "cycle-x"),
+                span("y", Some("x"), "cycle-y"),
+                span("z", Some("gone"), "orphan"),
+            ]),
+            "s",
+        );
+        for name in ["cycle-x", "cycle-y", "orphan"] {
+            assert!(text.contains(name), "{name} hidden:\n{text}");
+        }
+        assert!(text.contains("in a parent cycle"), "{text}");
+        assert!(
+            text.contains("names parent gone, which is not in the trace"),
+            "{text}"
+        );
     }
 }

@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 
 use crate::model::meta::{META_FILE, Meta};
 use crate::model::summary::{HTML_FILE, JUNIT_FILE, MARKDOWN_FILE, SUMMARY_FILE};
-use crate::results::RESULTS_FILE;
 use crate::store::lock::{self, FolderLock, LOCK_FILE, LockError};
 use crate::store::runs::RUNS_FILE;
+use crate::store::{RESULTS_FILE, RETRIEVED_FILE};
 
 /// Every file ragprobe writes into a report folder; `--force` removes these and no others.
 pub const REPORT_FILES: &[&str] = &[
@@ -16,7 +16,7 @@ pub const REPORT_FILES: &[&str] = &[
     META_FILE,
     SUMMARY_FILE,
     RESULTS_FILE,
-    crate::results::RETRIEVED_FILE,
+    RETRIEVED_FILE,
     MARKDOWN_FILE,
     JUNIT_FILE,
     HTML_FILE,
@@ -33,12 +33,62 @@ pub enum FolderError {
     NotAReport { dir: PathBuf, names: Vec<String> },
     #[error(transparent)]
     Lock(#[from] LockError),
+    #[error("{} is {}: an output cannot overwrite an input; choose another path", out.display(), what)]
+    OutputIsInput { out: PathBuf, what: String },
     #[error("cannot prepare {}", path.display())]
     Io {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
+}
+
+/// What a command writes, checked against what it reads before anything is touched: an
+/// output that is one of the input report folders, lies inside one (merge), or is one of
+/// an input folder's own files (`export --out A/runs.jsonl`, `diff --out A/summary.json`)
+/// would destroy what it is made from.
+pub fn refuse_output_over_inputs(
+    out: &Path,
+    inputs: &[&Path],
+    whole_folders: bool,
+) -> Result<(), FolderError> {
+    let out_real = real_path(out);
+    for input in inputs {
+        let input_real = real_path(input);
+        let what = if out_real == input_real {
+            Some(format!("the input {}", input.display()))
+        } else if out_real.starts_with(&input_real) {
+            let own_file = out_real.parent() == Some(input_real.as_path())
+                && out_real
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| REPORT_FILES.contains(&n) || n == LOCK_FILE);
+            (whole_folders || own_file)
+                .then(|| format!("inside the input report {}", input.display()))
+        } else {
+            None
+        };
+        if let Some(what) = what {
+            return Err(FolderError::OutputIsInput {
+                out: out.to_owned(),
+                what,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// `path` made absolute with symbolic links and `..` resolved, as far as it exists (an
+/// output file usually does not yet: its folder is resolved and its name added).
+fn real_path(path: &Path) -> PathBuf {
+    if let Ok(real) = path.canonicalize() {
+        return real;
+    }
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
+    match (absolute.parent(), absolute.file_name()) {
+        (Some(parent), Some(name)) => real_path(parent).join(name),
+        _ => absolute,
+    }
 }
 
 /// Locks `dir` (created if missing), checks it can take a fresh run — with `force`, a

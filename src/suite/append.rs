@@ -55,16 +55,21 @@ pub fn append(
     comments: &[String],
     mut case: NewCase,
 ) -> Result<String, AppendError> {
-    let existing = match std::fs::read_to_string(path) {
-        Ok(text) => Some(text),
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => None,
-        Err(source) => {
-            return Err(AppendError::Io {
-                path: path.to_owned(),
-                source,
-            });
-        }
-    };
+    let existing =
+        match crate::config::files::read_capped(path, crate::config::files::MAX_CONFIG_BYTES) {
+            Ok(text) => Some(text),
+            Err(crate::config::files::ReadError::Io(err))
+                if err.kind() == std::io::ErrorKind::NotFound =>
+            {
+                None
+            }
+            Err(source) => {
+                return Err(AppendError::Io {
+                    path: path.to_owned(),
+                    source: std::io::Error::other(source.to_string()),
+                });
+            }
+        };
     let mut text = match &existing {
         Some(text) => {
             check_cases_last(text, path)?;
@@ -158,7 +163,12 @@ pub fn chain_from(suite: &Path, chain: &Path) -> PathBuf {
             .collect()
     };
     let target = absolute(chain);
-    let base = absolute(suite.parent().unwrap_or(Path::new(".")));
+    // `s.yaml` has the parent "": the current folder, which `absolute` does not take.
+    let folder = suite
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let base = absolute(folder);
     let common = target.iter().zip(&base).take_while(|(a, b)| a == b).count();
     if common == 0 {
         return target.iter().collect();
@@ -220,6 +230,12 @@ mod tests {
                 Path::new("/work/chains/c.yaml")
             ),
             PathBuf::from("../../work/chains/c.yaml")
+        );
+        // Found by a hostile tester: a suite with no folder in its path (`s.yaml`) got the
+        // chain as an absolute path.
+        assert_eq!(
+            chain_from(Path::new("s.yaml"), Path::new("chains/c.yaml")),
+            PathBuf::from("chains/c.yaml")
         );
     }
 

@@ -94,7 +94,7 @@ pub fn looks_like_chain(path: &Path) -> bool {
         "prompt_file:",
     ];
     !looks_like_suite(path)
-        && std::fs::read_to_string(path)
+        && crate::config::files::read_capped(path, crate::config::files::MAX_CONFIG_BYTES)
             .map(|text| text.lines().any(|l| KEYS.iter().any(|k| l.starts_with(k))))
             .unwrap_or(false)
 }

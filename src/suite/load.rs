@@ -343,24 +343,55 @@ fn check_cases(spec: &SuiteSpec, at: &At<'_>, problems: &mut Vec<Problem>) {
 /// results table, where ragprobe joins lists with a control character: they must be
 /// non-empty, one line, without control characters.
 fn check_id(what: &str, id: &str, here: KeyPath, at: &At<'_>, problems: &mut Vec<Problem>) {
+    if let Some(problem) = id_problem(what, id) {
+        problems.push(
+            at(here, problem)
+                .hint("ids are one line of visible text: letters, digits, `-`, `_`, spaces"),
+        );
+    }
+}
+
+/// What is wrong with `id` as an id (of a case, tag, rule or document), if anything.
+pub fn id_problem(what: &str, id: &str) -> Option<String> {
     if id.trim().is_empty() {
-        problems.push(at(here, format!("the {what} id is empty")));
-    } else if let Some(c) = id
-        .chars()
+        return Some(format!("the {what} id is empty"));
+    }
+    id.chars()
         // U+FFFE and U+FFFF too: no XML document (junit.xml) can hold them.
         .find(|c| crate::invisible::is_layout_control(*c) || matches!(c, '\u{fffe}' | '\u{ffff}'))
-    {
-        problems.push(
-            at(
-                here,
-                format!(
-                    "{what} `{}` holds the control character U+{:04X}",
-                    id.escape_debug(),
-                    u32::from(c)
-                ),
+        .map(|c| {
+            format!(
+                "{what} `{}` holds the control character U+{:04X}",
+                id.escape_debug(),
+                u32::from(c)
             )
-            .hint("ids are one line of visible text: letters, digits, `-`, `_`, spaces"),
-        );
+        })
+}
+
+/// Checks suite text that ragprobe is about to write (`import`) as `validate` would check
+/// the file, short of building its chain: what import writes, validate accepts.
+pub fn check_written(path: &Path, text: &str) -> Result<(), ConfigError> {
+    if text.len() as u64 > crate::config::files::MAX_CONFIG_BYTES {
+        return Err(ConfigError {
+            problems: vec![Problem::new(
+                path,
+                format!(
+                    "the suite would be larger than the {} bytes a suite file may hold",
+                    crate::config::files::MAX_CONFIG_BYTES
+                ),
+            )],
+        });
+    }
+    let spec: SuiteSpec =
+        serde_yaml::from_str(text).map_err(|err| Problem::from_yaml_in(path, &err, Some(text)))?;
+    let at =
+        |key_path: KeyPath, message: String| Problem::new(path, message).at_path(text, &key_path);
+    let mut problems = Vec::new();
+    check_spec(&spec, &at, &mut problems);
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(ConfigError { problems })
     }
 }
 

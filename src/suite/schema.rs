@@ -90,93 +90,8 @@ pub struct SuiteSpec {
     pub cases: Vec<CaseSpec>,
 }
 
-/// `judge: {kind: openai, base_url, model, api_key_env, temperature, limits, repeats}`.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct JudgeSpec {
-    pub kind: JudgeKind,
-    #[serde(default)]
-    pub base_url: Option<String>,
-    #[serde(default)]
-    pub model: Option<String>,
-    /// Name of the environment variable holding the API key (never the key itself).
-    #[serde(default)]
-    pub api_key_env: Option<String>,
-    /// 0 unless set: a judge should be as repeatable as the server lets it be.
-    #[serde(default)]
-    pub temperature: f64,
-    #[serde(default)]
-    pub max_tokens: Option<u32>,
-    #[serde(default)]
-    pub limits: Option<crate::backend::Limits>,
-    /// Judgements per answer; the verdict is the majority (a tie fails).
-    #[serde(default = "JudgeSpec::one")]
-    pub repeats: u32,
-    /// Ask for a JSON object with `response_format` (turned off by itself when the server
-    /// refuses it).
-    #[serde(default = "JudgeSpec::yes")]
-    pub structured_output: bool,
-    /// What the judge's tokens cost (US dollars per million).
-    #[serde(default)]
-    pub price: Option<crate::chain::config::Price>,
-    /// The judge's calibration against people's labels (`ragprobe calibrate --save`),
-    /// relative to the suite: reports correct each judged rule's pass rate with it.
-    #[serde(default)]
-    pub calibration: Option<std::path::PathBuf>,
-}
-
-impl JudgeSpec {
-    fn one() -> u32 {
-        1
-    }
-    fn yes() -> bool {
-        true
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum JudgeKind {
-    Openai,
-}
-
-/// `judge: {criterion: …}`, `{rubric: "…"}` or `{prompt_file: FILE}` on an answer check.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct JudgeCheck {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub criterion: Option<Criterion>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rubric: Option<String>,
-    /// A minijinja template, relative to the suite file, over `question`, `answer`,
-    /// `documents`, `reference` and `rubric`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub prompt_file: Option<PathBuf>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Criterion {
-    /// Every claim of the answer is supported by the retrieved documents.
-    Groundedness,
-    /// The answer addresses the question.
-    Relevance,
-    /// The answer agrees with the case's `expect.reference_answer`.
-    Correctness,
-    /// The retrieved documents hold what is needed to answer.
-    ContextSufficiency,
-}
-
-impl Criterion {
-    pub fn name(self) -> &'static str {
-        match self {
-            Criterion::Groundedness => "groundedness",
-            Criterion::Relevance => "relevance",
-            Criterion::Correctness => "correctness",
-            Criterion::ContextSufficiency => "context_sufficiency",
-        }
-    }
-}
+// The judge's own configuration lives with the judge; suites name it here.
+pub use crate::judge::spec::{Criterion, JudgeCheck, JudgeKind, JudgeSpec};
 
 fn default_significance() -> Significance {
     Significance(0.05)
@@ -358,6 +273,11 @@ pub struct RuleSpec {
     /// A rule on the retrieved documents.
     #[serde(default)]
     pub retrieved: Option<RetrievedRule>,
+    /// With `retrieved: {every: …}`: a run that retrieved no document passes. By default
+    /// it fails, saying so: "every document matches" over no documents would pass a
+    /// broken reply without a look.
+    #[serde(default)]
+    pub allow_empty: bool,
     /// A rule on the answer text.
     #[serde(default)]
     pub answer: Option<AnswerCheck>,

@@ -12,6 +12,7 @@ mod chroma;
 mod config_errors;
 mod grounded;
 mod hardening;
+mod hostile;
 mod import;
 mod judges;
 mod langchain;

@@ -344,6 +344,32 @@ fn traces_round_trip_through_mlflow() {
             .iter()
             .all(|t| t["tags"]["ragprobe.verdict"] == "passed")
     );
+
+    // Found by a hostile tester: the streamed folder published into another experiment got
+    // a run with 0 traces (they stayed in the first experiment, linked and assessed there).
+    let output = crate::common::ragprobe()
+        .arg("export")
+        .arg(before.path())
+        .args([
+            "--mlflow",
+            &server.base,
+            "--experiment",
+            "ragprobe-published",
+        ])
+        .output()
+        .expect("publish");
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let published = experiment_id(&server, "ragprobe-published");
+    assert_eq!(
+        search(&server, &published, None).len(),
+        6,
+        "traces of its own"
+    );
+    assert_eq!(
+        search(&server, &streamed, None).len(),
+        6,
+        "the first experiment's untouched"
+    );
 }
 
 pub(crate) fn get(url: &str) -> Value {

@@ -87,12 +87,39 @@ pub fn remember_header(name: &str, value: &str) {
 pub fn remember_url(url: &str) {
     if let Some(userinfo) = userinfo(url) {
         use base64::Engine;
-        remember_secret(userinfo);
-        remember_secret(&base64::engine::general_purpose::STANDARD.encode(userinfo));
-        if let Some((_, password)) = userinfo.split_once(':') {
-            remember_secret(password);
+        // HTTP clients percent-decode the userinfo before they build the Basic header.
+        let decoded = percent_decoded(userinfo);
+        for form in [userinfo, decoded.as_str()] {
+            remember_secret(form);
+            remember_secret(&base64::engine::general_purpose::STANDARD.encode(form));
+            if let Some((_, password)) = form.split_once(':') {
+                remember_secret(password);
+            }
         }
     }
+}
+
+/// `%XX` sequences decoded (invalid ones kept as they are).
+pub fn percent_decoded(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        if bytes[i] == b'%'
+            && let (Some(h), Some(l)) = (
+                bytes.get(i + 1).copied().and_then(hex),
+                bytes.get(i + 2).copied().and_then(hex),
+            )
+        {
+            out.push((h * 16 + l) as u8);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn userinfo(url: &str) -> Option<&str> {
@@ -152,8 +179,10 @@ fn authority_end(after_scheme: &str) -> usize {
         .unwrap_or(after_scheme.len())
 }
 
-/// Server text for an error message: one line, bounded.
+/// Server text for an error message: secrets replaced (before cutting, so no secret is cut
+/// in half and missed), one line, bounded.
 pub fn quote(text: &str) -> String {
+    let text = scrub(text);
     let one_line: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
     if one_line.is_empty() {
         return "(empty body)".into();

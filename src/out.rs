@@ -1,6 +1,8 @@
 //! Writing to the terminal. Text printed here comes from suites, documents, models and
 //! servers, so control characters are shown as escapes, never sent raw (an `ESC ]` from a
-//! document must not retitle the window or hide a line). A reader that goes away (`show |
+//! document must not retitle the window or hide a line), and every secret the process
+//! holds is replaced, whatever message carried it (a server that echoes a request's
+//! headers in its error body). A reader that goes away (`show |
 //! head`) ends the command quietly. Colour marks outcomes when stdout is a terminal and
 //! `NO_COLOR` is unset.
 
@@ -30,7 +32,8 @@ fn is_unprintable(c: char) -> bool {
 
 /// Prints `text` on stdout as it is safe to show; with colour on a terminal.
 pub fn print(text: &str) {
-    let text = printable(text);
+    let scrubbed = crate::secrets::scrub(text);
+    let text = printable(&scrubbed);
     let stdout = std::io::stdout();
     let coloured = if colour_wanted(stdout.is_terminal()) {
         Cow::Owned(colour(&text))
@@ -47,6 +50,7 @@ pub fn print(text: &str) {
 /// Prints a JSON document and a newline on stdout: no colour, nothing escaped (JSON has
 /// no raw control characters).
 pub fn print_data(text: &str) {
+    let text = crate::secrets::scrub(text);
     let mut lock = std::io::stdout().lock();
     finish_write(writeln!(lock, "{text}").and_then(|()| lock.flush()));
 }
@@ -58,7 +62,8 @@ pub fn println(text: &str) {
 
 /// Prints `text` on stderr as it is safe to show.
 pub fn eprintln(text: &str) {
-    let text = printable(text);
+    let scrubbed = crate::secrets::scrub(text);
+    let text = printable(&scrubbed);
     let mut lock = std::io::stderr().lock();
     let _ = writeln!(lock, "{text}");
 }
