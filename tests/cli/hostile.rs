@@ -19,6 +19,20 @@ fn write(dir: &Path, name: &str, content: &str) -> std::path::PathBuf {
     path
 }
 
+/// Writes `yaml` as a chain and runs the reference suite on it into `out`.
+fn run_on_chain(
+    dir: &Path,
+    name: &str,
+    yaml: &str,
+    out: &Path,
+    extra: &[&str],
+) -> std::process::Output {
+    let chain = chain_file(dir, name, yaml);
+    let mut args = vec!["--chain", chain.to_str().expect("utf-8")];
+    args.extend_from_slice(extra);
+    run_suite(BEFORE, out, &args)
+}
+
 fn summary(dir: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).expect("summary"))
         .expect("json")
@@ -31,19 +45,16 @@ fn summary(dir: &Path) -> serde_json::Value {
 fn a_documents_pointer_that_matches_nothing_is_an_error_run() {
     let service = rag_service(&[]);
     let dir = tempfile::tempdir().expect("tempdir");
-    let chain = chain_file(
+    let out = dir.path().join("out");
+    let output = run_on_chain(
         dir.path(),
         "wrong-pointer.yaml",
         &format!(
             "kind: http\nurl: {}\ndocuments_pointer: /source_document\n",
             service.url
         ),
-    );
-    let out = dir.path().join("out");
-    let output = run_suite(
-        BEFORE,
         &out,
-        &["--chain", chain.to_str().expect("utf-8"), "--runs", "2"],
+        &["--runs", "2"],
     );
     assert_eq!(output.status.code(), Some(3), "{}", text(&output.stdout));
     let runs = records(&out);
@@ -62,16 +73,13 @@ fn a_documents_pointer_that_matches_nothing_is_an_error_run() {
     );
 
     // A chain that says it returns none: `every` over zero documents fails, saying so.
-    let chain = chain_file(
+    let out = dir.path().join("none");
+    let output = run_on_chain(
         dir.path(),
         "none.yaml",
         &format!("kind: http\nurl: {}\ndocuments_from: none\n", service.url),
-    );
-    let out = dir.path().join("none");
-    let output = run_suite(
-        BEFORE,
         &out,
-        &["--chain", chain.to_str().expect("utf-8"), "--runs", "2"],
+        &["--runs", "2"],
     );
     assert_eq!(output.status.code(), Some(1), "{}", text(&output.stdout));
     let detail = records(&out)[0]
@@ -659,26 +667,7 @@ fn calibrate_counts_one_label_per_run_and_refuses_conflicts() {
     let model = crate::common::servers::loopback(&["--unsupported-rate", "0.2"]);
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("judged");
-    let output = ragprobe()
-        .args([
-            "run",
-            "examples/judge/suite.yaml",
-            "--runs",
-            "2",
-            "--progress",
-            "none",
-            "--out",
-        ])
-        .arg(&out)
-        .env("OPENAI_BASE_URL", &model.url)
-        .env("JUDGE_BASE_URL", &model.url)
-        .output()
-        .expect("runs");
-    assert!(
-        matches!(output.status.code(), Some(0 | 1)),
-        "{}",
-        text(&output.stderr)
-    );
+    crate::common::run_judged_example(&out, &model.url, &["--runs", "2"]);
     let labels = |name: &str, lines: &[&str]| {
         let path = dir.path().join(name);
         let mut file = std::fs::File::create(&path).expect("labels");
@@ -748,26 +737,16 @@ fn latency_does_not_include_the_wait_for_spans() {
         "1200",
     ]);
     let dir = tempfile::tempdir().expect("tempdir");
-    let chain = chain_file(
+    let out = dir.path().join("out");
+    let output = run_on_chain(
         dir.path(),
         "chain.yaml",
         &format!(
             "kind: http\nurl: {}\nreceive_otlp: {receiver}\nspan_grace_ms: 4000\n",
             service.url
         ),
-    );
-    let out = dir.path().join("out");
-    let output = run_suite(
-        BEFORE,
         &out,
-        &[
-            "--chain",
-            chain.to_str().expect("utf-8"),
-            "--runs",
-            "1",
-            "--case",
-            "cost",
-        ],
+        &["--runs", "1", "--case", "cost"],
     );
     assert!(
         matches!(output.status.code(), Some(0 | 1)),

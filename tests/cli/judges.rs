@@ -305,24 +305,7 @@ fn calibrate_compares_the_judge_with_the_shipped_labels() {
     let model = loopback(&["--unsupported-rate", "0.2", "--judge-flip-rate", "0.1"]);
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("judged");
-    let output = ragprobe()
-        .args([
-            "run",
-            "examples/judge/suite.yaml",
-            "--progress",
-            "none",
-            "--out",
-        ])
-        .arg(&out)
-        .env("OPENAI_BASE_URL", &model.url)
-        .env("JUDGE_BASE_URL", &model.url)
-        .output()
-        .expect("runs");
-    assert!(
-        matches!(output.status.code(), Some(0 | 1)),
-        "{}",
-        text(&output.stderr)
-    );
+    crate::common::run_judged_example(&out, &model.url, &[]);
     let calibrate = |labels: &std::path::Path| {
         ragprobe()
             .args([

@@ -150,3 +150,22 @@ pub fn exported_span_attributes(
             .map(|kv| kv["value"].clone())
     }
 }
+
+/// Runs the judged example suite (examples/judge/suite.yaml) with `model_url` as model and
+/// judge; checks it finished (pass or fail), with `extra` flags.
+pub fn run_judged_example(out: &Path, model_url: &str, extra: &[&str]) {
+    let output = ragprobe()
+        .args(["run", "examples/judge/suite.yaml", "--progress", "none"])
+        .args(extra)
+        .arg("--out")
+        .arg(out)
+        .env("OPENAI_BASE_URL", model_url)
+        .env("JUDGE_BASE_URL", model_url)
+        .output()
+        .expect("runs");
+    assert!(
+        matches!(output.status.code(), Some(0 | 1)),
+        "{}",
+        text(&output.stderr)
+    );
+}
