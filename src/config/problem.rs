@@ -38,8 +38,15 @@ impl Problem {
 
     /// Places the problem at the node `path` of `source` (the text of `self.file`) and
     /// prefixes the message with the path.
-    pub fn at_path(mut self, source: &str, path: &KeyPath) -> Self {
-        if let Some((line, column)) = locate(source, path) {
+    pub fn at_path(self, source: &str, path: &KeyPath) -> Self {
+        self.at_path_if(source, path, true)
+    }
+
+    /// [`Problem::at_path`], placing the problem at a line and column only when `place`:
+    /// each placing reads the file again, so a file with thousands of problems places the
+    /// first ones and names the key path of the rest.
+    pub fn at_path_if(mut self, source: &str, path: &KeyPath, place: bool) -> Self {
+        if place && let Some((line, column)) = locate(source, path) {
             self = self.at(line, column);
         }
         if !path.0.is_empty() {
@@ -173,6 +180,33 @@ fn hint_for(message: &str) -> Option<String> {
         return Some("see the `where` language in the README".to_owned());
     }
     None
+}
+
+/// How many problems of one file are placed at their line and column; the rest name their
+/// key path only (placing one reads the file again: thousands would take minutes).
+pub const MAX_PLACED: usize = 20;
+
+/// Makes the problems of one file: placed at their line and column, up to [`MAX_PLACED`].
+pub struct Placer<'a> {
+    path: &'a std::path::Path,
+    text: &'a str,
+    placed: std::cell::Cell<usize>,
+}
+
+impl<'a> Placer<'a> {
+    pub fn new(path: &'a std::path::Path, text: &'a str) -> Placer<'a> {
+        Placer {
+            path,
+            text,
+            placed: std::cell::Cell::new(0),
+        }
+    }
+
+    pub fn problem(&self, key_path: KeyPath, message: String) -> Problem {
+        let n = self.placed.get();
+        self.placed.set(n + 1);
+        Problem::new(self.path, message).at_path_if(self.text, &key_path, n < MAX_PLACED)
+    }
 }
 
 #[cfg(test)]

@@ -61,8 +61,8 @@ pub fn load_with(path: &Path, chain: Option<&Path>) -> Result<Suite, ConfigError
         .map_err(|err| err.hint("give the path of a suite YAML file or of a folder of suites"))?;
     let mut spec: SuiteSpec = serde_yaml::from_str(&text)
         .map_err(|err| Problem::from_yaml_in(path, &err, Some(&text)))?;
-    let at =
-        |key_path: KeyPath, message: String| Problem::new(path, message).at_path(&text, &key_path);
+    let placer = crate::config::problem::Placer::new(path, &text);
+    let at = |key_path: KeyPath, message: String| placer.problem(key_path, message);
     let (chain_config, chain_source) = chain_of(path, &text, &spec, chain, &at)?;
     let mut problems = Vec::new();
     let mut warnings = Vec::new();
@@ -384,8 +384,8 @@ pub fn check_written(path: &Path, text: &str) -> Result<(), ConfigError> {
     }
     let spec: SuiteSpec =
         serde_yaml::from_str(text).map_err(|err| Problem::from_yaml_in(path, &err, Some(text)))?;
-    let at =
-        |key_path: KeyPath, message: String| Problem::new(path, message).at_path(text, &key_path);
+    let placer = crate::config::problem::Placer::new(path, text);
+    let at = |key_path: KeyPath, message: String| placer.problem(key_path, message);
     let mut problems = Vec::new();
     check_spec(&spec, &at, &mut problems);
     if problems.is_empty() {
@@ -540,10 +540,17 @@ pub fn check_sources(spec: &SuiteSpec, corpus: &Corpus, at: &At<'_>, problems: &
         };
         format!("{}{more}", ids.join(", "))
     };
+    let known = known_ids();
     for (i, case) in spec.cases.iter().enumerate() {
         let Some(expect) = &case.expect else { continue };
+        let mut missing = 0usize;
         for (j, source) in expect.sources.ids().enumerate() {
             if !corpus.contains(&source.0) {
+                missing += 1;
+                // Ten per case say it; a count says the rest.
+                if missing > MISSING_SHOWN {
+                    continue;
+                }
                 let there = KeyPath::default()
                     .key("cases")
                     .index(i)
@@ -561,9 +568,26 @@ pub fn check_sources(spec: &SuiteSpec, corpus: &Corpus, at: &At<'_>, problems: &
                             corpus.path.display()
                         ),
                     )
-                    .hint(format!("known ids: {}", known_ids())),
+                    .hint(format!("known ids: {known}")),
                 );
             }
         }
+        if missing > MISSING_SHOWN {
+            problems.push(at(
+                KeyPath::default()
+                    .key("cases")
+                    .index(i)
+                    .key("expect")
+                    .key("sources"),
+                format!(
+                    "… and {} more of the case's sources are not in the corpus {}",
+                    missing - MISSING_SHOWN,
+                    corpus.path.display()
+                ),
+            ));
+        }
     }
 }
+
+/// Unknown sources named one by one per case; the rest are counted.
+const MISSING_SHOWN: usize = 10;

@@ -767,3 +767,37 @@ fn latency_does_not_include_the_wait_for_spans() {
         run.duration_ms
     );
 }
+
+/// Found while probing item 12: a suite with 100,000 judged documents not in the corpus took
+/// minutes to validate (each problem was placed by reading the file again). The first
+/// sources of a case are named one by one and the rest counted; only the first problems of
+/// a file are placed at their line.
+#[test]
+fn thousands_of_unknown_sources_are_reported_at_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut suite = format!(
+        "name: many\nchain:\n  retriever: {{kind: memory, corpus: '{}/suites/databricks/corpus.jsonl', k: 2}}\n  llm: {{kind: extractive}}\ncases:\n  - id: q1\n    question: How does Databricks store databases?\n    expect:\n      sources:\n",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    for doc in 0..3000 {
+        suite.push_str(&format!("        d{doc}: 1\n"));
+    }
+    let path = write(dir.path(), "many.yaml", &suite);
+    let started = Instant::now();
+    let output = ragprobe()
+        .arg("validate")
+        .arg(&path)
+        .output()
+        .expect("validate");
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("document `d0` is not in the corpus"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("… and 2990 more of the case's sources are not in the corpus"),
+        "{stderr}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(60));
+}
