@@ -322,6 +322,8 @@ pub struct Condition {
     pub bad: u32,
     pub judged: u32,
     pub errors: u32,
+    /// The first error met, when a run errored.
+    pub first_error: Option<String>,
 }
 
 impl Condition {
@@ -437,12 +439,17 @@ pub async fn triage(target: &Target, runs: u32) -> Triage {
     let mut run_condition = |key: char, label: String, samples: Vec<Sample>| {
         let (bad, judged) = counts(&samples);
         let errors = samples.len() as u32 - judged;
+        let first_error = samples
+            .iter()
+            .filter(|s| s.errored())
+            .find_map(|s| s.record.error.clone());
         conditions.push(Condition {
             key,
             label,
             bad,
             judged,
             errors,
+            first_error,
         });
         samples
     };
@@ -670,7 +677,17 @@ fn attribute(
     // A condition whose every run errored says nothing: as if it had not run.
     let get = |key: char| conditions.iter().find(|c| c.key == key && c.judged > 0);
     let Some(a) = get('a') else {
-        return ("nothing was run".into(), None);
+        let errored = conditions.iter().find(|c| c.key == 'a' && c.errors > 0);
+        return match errored.and_then(|a| a.first_error.as_deref()) {
+            Some(error) => (
+                format!(
+                    "every run of (a) errored, so there was no answer to judge: {}",
+                    error.replace(['\n', '\r'], " ")
+                ),
+                None,
+            ),
+            None => ("nothing was run".into(), None),
+        };
     };
     if a.bad == 0 {
         return (
@@ -836,6 +853,7 @@ mod tests {
             bad,
             judged,
             errors: 0,
+            first_error: None,
         }
     }
 

@@ -76,6 +76,10 @@ pub fn triage(args: TriageArgs) -> Result<Outcome, AppError> {
     })?;
     out::print(&repro_text::render_triage(&target, &result, args.runs));
     receivers.summarize(false);
+    // Every run of (a) errored: the chain could not be evaluated, as for `repro`.
+    if result.conditions.first().is_some_and(|a| a.judged == 0) {
+        return Ok(Outcome::Infrastructure);
+    }
     let reproduced = result.conditions.first().is_some_and(|a| a.bad > 0);
     Ok(if reproduced {
         Outcome::Ok

@@ -64,6 +64,20 @@ pub fn parse_reply(reply: &str) -> Result<Verdict, String> {
                 ));
             }
         };
+        if let Ok(Value::Object(object)) = serde_json::from_str::<Value>(slice) {
+            let mut nested = Vec::new();
+            for (key, value) in &object {
+                if key != "verdict" {
+                    nested_verdicts(value, &mut nested);
+                }
+            }
+            if nested.iter().any(|p| *p != passed) {
+                return Err(format!(
+                    "the reply holds contradictory verdicts (one nested in another field): {}",
+                    quote(reply)
+                ));
+            }
+        }
         found.push((fields, passed));
     }
     let Some((fields, passed)) = found.first() else {
@@ -113,6 +127,31 @@ pub fn parse_reply(reply: &str) -> Result<Verdict, String> {
         reason,
         score,
     })
+}
+
+/// "pass"/"fail" under a `verdict` key anywhere inside `value`
+/// (`{"analysis": {"verdict": "fail"}, "verdict": "pass"}` is not a pass).
+fn nested_verdicts(value: &Value, out: &mut Vec<bool>) {
+    match value {
+        Value::Object(object) => {
+            for (key, inner) in object {
+                if key == "verdict" {
+                    match inner
+                        .as_str()
+                        .map(|v| v.trim().to_ascii_lowercase())
+                        .as_deref()
+                    {
+                        Some("pass") => out.push(true),
+                        Some("fail") => out.push(false),
+                        _ => {}
+                    }
+                }
+                nested_verdicts(inner, out);
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|item| nested_verdicts(item, out)),
+        _ => {}
+    }
 }
 
 /// Every top-level JSON object in `text`, as byte ranges: from each `{` not inside an
@@ -203,6 +242,7 @@ mod tests {
             "{\"verdict\":\"fail\"}\n{\"verdict\":\"pass\"}",
             r#"{"verdict": "fail", "verdict": "pass"}"#,
             r#"**Verdict:** PASS {"verdict": "fail", "reason": "x"}"#,
+            r#"{"analysis": {"verdict": "fail"}, "verdict": "pass", "reason": "x"}"#,
         ] {
             let error = parse_reply(ambiguous).expect_err(ambiguous);
             assert!(

@@ -9,20 +9,24 @@
 //! the largest dependency in the tree for one endpoint.
 //!
 //! Bounded as a whole, not per request: at most [`MAX_CONNECTIONS`] connections at once
-//! (further ones wait in the kernel's backlog), an idle connection closes after
+//! (a new one, when all are taken, closes the connection idle longest; with none idle it
+//! waits in the kernel's backlog, so idle sockets cannot lock exporters out), an idle
+//! connection closes after
 //! [`IDLE_TIMEOUT`], a request must arrive whole within [`REQUEST_DEADLINE`], and every byte
 //! a body (or its decompression) takes is charged to one budget shared by all connections
 //! ([`BUDGET_BYTES`]) as it arrives, never allocated from a header's say-so. Accept errors
 //! (out of file descriptors) back off instead of spinning, so the receiver cannot starve
 //! the runs.
 
+use std::collections::BTreeMap;
 use std::io::Read;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 use crate::receiver::decode;
 use crate::receiver::inbox::Inbox;
@@ -52,6 +56,49 @@ pub struct Budget {
     bytes: Arc<Semaphore>,
     idle: Duration,
     deadline: Duration,
+    waiting: Arc<Waiting>,
+}
+
+/// Connections waiting for their next request, oldest first, each with the bell that
+/// closes it when a new connection needs its slot.
+#[derive(Default)]
+struct Waiting {
+    next: AtomicU64,
+    bells: Mutex<BTreeMap<u64, Arc<Notify>>>,
+}
+
+impl Waiting {
+    fn enter(&self) -> (u64, Arc<Notify>) {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let bell = Arc::new(Notify::new());
+        if let Ok(mut bells) = self.bells.lock() {
+            bells.insert(id, Arc::clone(&bell));
+        }
+        (id, bell)
+    }
+
+    fn leave(&self, id: u64) {
+        if let Ok(mut bells) = self.bells.lock() {
+            bells.remove(&id);
+        }
+    }
+
+    /// Rings the connection idle longest; false when none is idle.
+    fn evict_oldest(&self) -> bool {
+        let oldest = self
+            .bells
+            .lock()
+            .ok()
+            .and_then(|mut bells| bells.pop_first());
+        match oldest {
+            Some((_, bell)) => {
+                // notify_one keeps the call for a connection not yet listening.
+                bell.notify_one();
+                true
+            }
+            None => false,
+        }
+    }
 }
 
 impl Budget {
@@ -61,6 +108,7 @@ impl Budget {
             bytes: Arc::new(Semaphore::new(bytes.div_ceil(UNIT))),
             idle: IDLE_TIMEOUT,
             deadline: REQUEST_DEADLINE,
+            waiting: Arc::default(),
         }
     }
 
@@ -111,11 +159,6 @@ pub async fn serve(listener: TcpListener, inbox: Arc<Inbox>) {
 pub async fn serve_within(listener: TcpListener, inbox: Arc<Inbox>, budget: Budget) {
     let mut backoff = Duration::from_millis(10);
     loop {
-        // Waiting for a free slot before accepting leaves further connections in the
-        // kernel's backlog, holding no descriptor of ours.
-        let Ok(slot) = Arc::clone(&budget.connections).acquire_owned().await else {
-            return;
-        };
         let stream = match listener.accept().await {
             Ok((stream, _)) => {
                 backoff = Duration::from_millis(10);
@@ -123,10 +166,23 @@ pub async fn serve_within(listener: TcpListener, inbox: Arc<Inbox>, budget: Budg
             }
             Err(_) => {
                 // Out of descriptors, or the like: wait instead of spinning on the error.
-                drop(slot);
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(1));
                 continue;
+            }
+        };
+        // All slots taken: the connection idle longest makes room, so sockets that send
+        // nothing cannot lock an exporter out. With none idle, this one waits for a slot
+        // and further connections wait in the kernel's backlog, holding no descriptor of
+        // ours.
+        let slot = match Arc::clone(&budget.connections).try_acquire_owned() {
+            Ok(slot) => slot,
+            Err(_) => {
+                budget.waiting.evict_oldest();
+                let Ok(slot) = Arc::clone(&budget.connections).acquire_owned().await else {
+                    return;
+                };
+                slot
             }
         };
         let _ = stream.set_nodelay(true);
@@ -280,9 +336,16 @@ async fn read_request<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
 ) -> std::io::Result<Option<Request>> {
     let mut head_bytes = 0usize;
     let mut line = String::new();
-    match tokio::time::timeout(budget.idle, read_line(reader, &mut line, &mut head_bytes)).await {
-        Err(_) | Ok(Ok(0)) => return Ok(None),
-        Ok(result) => result?,
+    let (id, bell) = budget.waiting.enter();
+    let first = tokio::select! {
+        read = tokio::time::timeout(budget.idle, read_line(reader, &mut line, &mut head_bytes)) => Some(read),
+        () = bell.notified() => None,
+    };
+    budget.waiting.leave(id);
+    match first {
+        // Idle too long, closed by the client, or its slot given to a new connection.
+        None | Some(Err(_)) | Some(Ok(Ok(0))) => return Ok(None),
+        Some(Ok(result)) => result?,
     };
     match tokio::time::timeout(
         budget.deadline,
@@ -672,8 +735,51 @@ mod tests {
         assert_eq!(n, 0, "closed by the server");
         drop(idle_b);
         tokio::time::sleep(Duration::from_millis(400)).await;
-        // Both slots came back; the accept loop holds one while it waits for the next.
-        assert_eq!(budget.connections.available_permits(), 1, "slots come back");
+        // Both slots came back.
+        assert_eq!(budget.connections.available_permits(), 2, "slots come back");
+    }
+
+    /// 5,000 idle connections locked exporters out until the idle timeout (the slots all
+    /// taken, new connections queued in the backlog). A new connection now closes the one
+    /// idle longest, so an exporter gets its answer at once.
+    #[tokio::test]
+    async fn receiver_idle_connections_make_room_for_an_exporter() {
+        let inbox = Arc::new(Inbox::new(InboxLimits::default()));
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("binds");
+        let addr = listener.local_addr().expect("addr");
+        let budget = Budget::new(2, BUDGET_BYTES)
+            .with_timeouts(Duration::from_secs(60), Duration::from_secs(5));
+        tokio::spawn(serve_within(listener, Arc::clone(&inbox), budget.clone()));
+        let mut idle = Vec::new();
+        for _ in 0..4 {
+            idle.push(
+                tokio::net::TcpStream::connect(addr)
+                    .await
+                    .expect("connects"),
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let mut exporter = tokio::net::TcpStream::connect(addr)
+            .await
+            .expect("connects");
+        let request = format!(
+            "POST /v1/traces HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{JSON_SPAN}",
+            JSON_SPAN.len()
+        );
+        exporter.write_all(request.as_bytes()).await.expect("sends");
+        let mut answer = String::new();
+        tokio::time::timeout(Duration::from_secs(3), exporter.read_to_string(&mut answer))
+            .await
+            .expect("answered long before the idle timeout")
+            .expect("reads");
+        assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer}");
+        // The oldest idle connections were the ones closed.
+        let mut buf = [0u8; 1];
+        let n = tokio::time::timeout(Duration::from_secs(3), idle[0].read(&mut buf))
+            .await
+            .expect("closed")
+            .expect("reads");
+        assert_eq!(n, 0, "the oldest idle connection was closed by the server");
     }
 
     proptest::proptest! {

@@ -72,6 +72,28 @@ fn a_documents_pointer_that_matches_nothing_is_an_error_run() {
         "{error}"
     );
 
+    // Triage through the same chain: every run errors, so the chain could not be
+    // evaluated (exit 3) and the cause quotes the error rather than blaming anything.
+    let triage = ragprobe()
+        .args([
+            "triage",
+            "--suite",
+            "suites/databricks/before-fix.yaml",
+            "--case",
+            "cost",
+        ])
+        .arg("--chain")
+        .arg(dir.path().join("wrong-pointer.yaml"))
+        .args(["--runs", "2"])
+        .output()
+        .expect("runs");
+    let printed = text(&triage.stdout);
+    assert_eq!(triage.status.code(), Some(3), "{printed}");
+    assert!(
+        printed.contains("every run of (a) errored") && printed.contains("/source_document"),
+        "{printed}"
+    );
+
     // A chain that says it returns none: `every` over zero documents fails, saying so.
     let out = dir.path().join("none");
     let output = run_on_chain(
