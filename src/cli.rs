@@ -202,6 +202,10 @@ pub struct MergeArgs {
     /// Print only the result line
     #[arg(long, short = 'q')]
     pub quiet: bool,
+    /// Create (or update) one pull-request comment with the summary, from GitHub Actions'
+    /// GITHUB_TOKEN, GITHUB_REPOSITORY and GITHUB_EVENT_PATH; a problem is a warning
+    #[arg(long)]
+    pub pr_comment: bool,
     /// The report folder the shards were gated against (give the shards' --baseline: with
     /// `runs: auto` it also decided when their cases stopped)
     #[arg(long, value_name = "DIR")]
@@ -300,9 +304,15 @@ pub struct RunArgs {
     /// Run the suites' cases against this chain file instead of their own
     #[arg(long, value_name = "FILE")]
     pub chain: Option<PathBuf>,
-    /// Run only the k-th of n deterministic slices of the cases × runs (combine with `merge`)
-    #[arg(long, value_name = "K/N", value_parser = crate::plan::Shard::parse)]
-    pub shard: Option<crate::plan::Shard>,
+    /// Run only the k-th of n deterministic slices of the cases × runs (combine with
+    /// `merge`); `auto`: the slice from the CI's parallel-job variables (GitLab, CircleCI,
+    /// Buildkite, a Kubernetes Indexed Job with --shards)
+    #[arg(long, value_name = "K/N|auto", value_parser = crate::ci::shard::ShardArg::parse)]
+    pub shard: Option<crate::ci::shard::ShardArg>,
+    /// With --shard auto where the CI gives only the job's index (a Kubernetes Indexed
+    /// Job's JOB_COMPLETION_INDEX): the number of jobs
+    #[arg(long, value_name = "N", requires = "shard")]
+    pub shards: Option<u32>,
     /// Repetitions per case, or `auto`: each case until its verdict is decided (overrides
     /// the suite's and cases' `runs`)
     #[arg(long, value_name = "N|auto")]
@@ -338,6 +348,10 @@ pub struct RunArgs {
     /// Print nothing while running and only the result line after
     #[arg(long, short = 'q')]
     pub quiet: bool,
+    /// Create (or update) one pull-request comment with the summary, from GitHub Actions'
+    /// GITHUB_TOKEN, GITHUB_REPOSITORY and GITHUB_EVENT_PATH; a problem is a warning
+    #[arg(long)]
+    pub pr_comment: bool,
     /// Format of the summary on stdout
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
@@ -456,6 +470,10 @@ pub struct DiffArgs {
     /// Format of the summary on stdout
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
+    /// Create (or update) one pull-request comment with the summary, from GitHub Actions'
+    /// GITHUB_TOKEN, GITHUB_REPOSITORY and GITHUB_EVENT_PATH; a problem is a warning
+    #[arg(long)]
+    pub pr_comment: bool,
 }
 
 #[derive(Debug, Args)]

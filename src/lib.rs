@@ -9,6 +9,7 @@ pub mod backend;
 pub mod baseline;
 pub mod chain;
 pub mod checks;
+pub mod ci;
 pub mod cli;
 pub mod commands;
 pub mod config;

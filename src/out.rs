@@ -30,10 +30,45 @@ fn is_unprintable(c: char) -> bool {
     c != '\n' && c != '\t' && crate::invisible::is_layout_control(c)
 }
 
+/// On GitHub Actions a printed line that starts with `::` is a workflow command: text from
+/// a suite or a server must not forge one, so such lines get a leading `\`.
+fn no_forged_commands(text: Cow<'_, str>) -> Cow<'_, str> {
+    static ACTIONS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let on_actions =
+        *ACTIONS.get_or_init(|| std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true"));
+    if !on_actions || !text.lines().any(|l| l.trim_start().starts_with("::")) {
+        return text;
+    }
+    let guarded: Vec<String> = text
+        .split('\n')
+        .map(|line| {
+            if line.trim_start().starts_with("::") {
+                format!("\\{line}")
+            } else {
+                line.to_owned()
+            }
+        })
+        .collect();
+    Cow::Owned(guarded.join("\n"))
+}
+
+/// Prints one GitHub Actions workflow command (its values escaped by the caller), scrubbed;
+/// on stderr when stdout carries a JSON document.
+pub fn workflow_command(line: &str, to_stderr: bool) {
+    let scrubbed = crate::secrets::scrub(line);
+    let text = printable(&scrubbed);
+    if to_stderr {
+        let _ = writeln!(std::io::stderr().lock(), "{text}");
+    } else {
+        let mut lock = std::io::stdout().lock();
+        finish_write(writeln!(lock, "{text}").and_then(|()| lock.flush()));
+    }
+}
+
 /// Prints `text` on stdout as it is safe to show; with colour on a terminal.
 pub fn print(text: &str) {
     let scrubbed = crate::secrets::scrub(text);
-    let text = printable(&scrubbed);
+    let text = no_forged_commands(printable(&scrubbed));
     let stdout = std::io::stdout();
     let coloured = if colour_wanted(stdout.is_terminal()) {
         Cow::Owned(colour(&text))
@@ -63,7 +98,7 @@ pub fn println(text: &str) {
 /// Prints `text` on stderr as it is safe to show.
 pub fn eprintln(text: &str) {
     let scrubbed = crate::secrets::scrub(text);
-    let text = printable(&scrubbed);
+    let text = no_forged_commands(printable(&scrubbed));
     let mut lock = std::io::stderr().lock();
     let _ = writeln!(lock, "{text}");
 }

@@ -91,7 +91,7 @@ impl std::fmt::Display for Shard {
 
 /// A `--shard` that is not k/n.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("--shard {0}: write k/n with 1 <= k <= n, e.g. 2/4")]
+#[error("--shard {0}: write k/n with 1 <= k <= n, e.g. 2/4, or auto")]
 pub struct ShardError(pub String);
 
 /// One run to make.

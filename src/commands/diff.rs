@@ -1,6 +1,8 @@
 //! `ragprobe diff A B`: the same report stage, fed two stores.
 
+use crate::ci::github::{command, text_as_markdown, within_limits};
 use crate::cli::{DiffArgs, Format};
+use crate::commands::github;
 use crate::diff::{DiffSettings, diff as compare};
 use crate::error::AppError;
 use crate::exit_codes::Outcome;
@@ -49,6 +51,7 @@ pub fn diff(args: DiffArgs) -> Result<Outcome, AppError> {
         }
         Format::Json => out::print_data(&serde_json::to_string_pretty(&report).unwrap_or_default()),
     }
+    publish_on_github(&args, &report);
     Ok(
         if report.regressions > 0 || retrieval_regressed(&report.retrieval) {
             Outcome::ChecksFailed
@@ -56,4 +59,52 @@ pub fn diff(args: DiffArgs) -> Result<Outcome, AppError> {
             Outcome::Ok
         },
     )
+}
+
+/// On GitHub Actions: the diff in the job summary and an error annotation per regressed
+/// case at its line in B's suite file; with --pr-comment, the comment.
+fn publish_on_github(args: &DiffArgs, report: &crate::diff::DiffReport) {
+    let actions = github::actions();
+    if actions.is_none() && !args.pr_comment {
+        return;
+    }
+    let annotations = match (&actions, crate::commands::common::report_meta(&args.b)) {
+        (Some(actions), Ok(meta)) => {
+            let places = actions.places(&meta.suite_path);
+            let errors = report
+                .cases
+                .iter()
+                .filter(|c| c.change == crate::model::summary::Change::Regression)
+                .map(|c| {
+                    command(
+                        "error",
+                        &places.at(&c.id),
+                        &format!("ragprobe: case {} regressed", c.id),
+                        &format!(
+                            "worse than {} (p = {:.4}, adjusted {:.4})",
+                            args.a.display(),
+                            c.p_value,
+                            c.p_adjusted
+                        ),
+                    )
+                })
+                .collect();
+            within_limits(errors, Vec::new(), &report.b_suite)
+        }
+        _ => Vec::new(),
+    };
+    let publication = github::Publication {
+        suites: vec![report.b_suite.as_str()],
+        markdown: text_as_markdown(
+            &format!("ragprobe diff · {}", report.b_suite),
+            &diff_text::render(report),
+        ),
+        annotations,
+    };
+    github::publish(
+        &publication,
+        actions.as_ref(),
+        args.pr_comment,
+        args.format == Format::Json,
+    );
 }

@@ -3,6 +3,7 @@
 
 use crate::cli::MergeArgs;
 use crate::commands::common::report_meta;
+use crate::commands::github;
 use crate::error::AppError;
 use crate::exit_codes::Outcome;
 use crate::out;
@@ -36,5 +37,12 @@ pub fn merge(args: MergeArgs) -> Result<Outcome, AppError> {
     };
     let report = session::finish(&plan, executed, &mut Stages::new(false))?;
     out::print(&render_text(&report, args.quiet));
+    let actions = github::actions();
+    if actions.is_some() || args.pr_comment {
+        let reports = [report];
+        let publication = github::Publication::of_reports(&reports, actions.as_ref());
+        github::publish(&publication, actions.as_ref(), args.pr_comment, false);
+        return Ok(Outcome::from(reports[0].result));
+    }
     Ok(Outcome::from(report.result))
 }

@@ -5,6 +5,7 @@ pub mod common;
 pub mod completions;
 pub mod diff;
 pub mod export;
+pub mod github;
 pub mod import;
 pub mod import_trec;
 pub mod index;

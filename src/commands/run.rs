@@ -4,6 +4,7 @@
 
 use crate::cli::{Format, RunArgs};
 use crate::commands::common::runtime;
+use crate::commands::github;
 use crate::commands::mlflow_log::MlflowLog;
 use crate::commands::receive::Receivers;
 use crate::error::AppError;
@@ -128,6 +129,16 @@ pub fn run(args: RunArgs) -> Result<Outcome, AppError> {
         let document = serde_json::json!({ "suites": reports, "exit_code": outcome.code() });
         out::print_data(&serde_json::to_string_pretty(&document).unwrap_or_default());
     }
+    let actions = github::actions();
+    if actions.is_some() || args.pr_comment {
+        let publication = github::Publication::of_reports(&reports, actions.as_ref());
+        github::publish(
+            &publication,
+            actions.as_ref(),
+            args.pr_comment,
+            args.format == Format::Json,
+        );
+    }
     Ok(outcome)
 }
 
@@ -137,12 +148,29 @@ fn resolve(
     args: &RunArgs,
     baseline_from_mlflow: bool,
 ) -> Result<(Vec<Plan>, Vec<FolderLock>), AppError> {
+    if args.shards.is_some() && args.shard != Some(crate::ci::shard::ShardArg::Auto) {
+        return Err(AppError::Usage(
+            "--shards N goes with --shard auto (a fixed --shard says k/n itself)".into(),
+        ));
+    }
+    let shard = match args.shard {
+        Some(arg) => {
+            let (shard, from) = arg
+                .resolve(|name| std::env::var(name).ok(), args.shards)
+                .map_err(|e| AppError::Usage(e.to_string()))?;
+            if let Some(from) = from.filter(|_| !args.quiet) {
+                out::eprintln(&format!("ragprobe: {from}"));
+            }
+            Some(shard)
+        }
+        None => None,
+    };
     let overrides = Overrides {
         runs: args.runs,
         seed: args.seed,
         concurrency: args.concurrency,
         timeout_ms: args.timeout_ms,
-        shard: args.shard,
+        shard,
         // Taken from MLflow once the experiment is known (in `run_plan`).
         baseline: args.baseline.clone().filter(|_| !baseline_from_mlflow),
     };
