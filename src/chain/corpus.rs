@@ -56,9 +56,21 @@ pub const MAX_CORPUS_BYTES: u64 = 4 << 30;
 pub struct Corpus {
     pub path: PathBuf,
     pub documents: Vec<Document>,
+    /// The documents' ids, for `contains`: a suite of 100,000 expected sources over a
+    /// corpus of 400,000 documents took a minute to validate by scanning.
+    ids: HashSet<String>,
 }
 
 impl Corpus {
+    pub fn new(path: PathBuf, documents: Vec<Document>) -> Corpus {
+        let ids = documents.iter().map(|d| d.id.clone()).collect();
+        Corpus {
+            path,
+            documents,
+            ids,
+        }
+    }
+
     pub fn load(path: &Path) -> Result<Corpus, CorpusError> {
         let fail =
             |line: Option<usize>, column: Option<usize>, message: String, hint: Option<&str>| {
@@ -177,14 +189,11 @@ impl Corpus {
                 ));
             }
         }
-        Ok(Corpus {
-            path: path.to_owned(),
-            documents,
-        })
+        Ok(Corpus::new(path.to_owned(), documents))
     }
 
     pub fn contains(&self, id: &str) -> bool {
-        self.documents.iter().any(|d| d.id == id)
+        self.ids.contains(id)
     }
 }
 

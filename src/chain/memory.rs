@@ -381,10 +381,9 @@ mod tests {
     pub(super) static PRUNED: AtomicUsize = AtomicUsize::new(0);
 
     fn corpus(docs: &[(&str, &str, &str)]) -> Arc<Corpus> {
-        Arc::new(Corpus {
-            path: "test.jsonl".into(),
-            documents: docs
-                .iter()
+        Arc::new(Corpus::new(
+            "test.jsonl".into(),
+            docs.iter()
                 .map(|(id, text, source)| Document {
                     id: (*id).into(),
                     text: (*text).into(),
@@ -394,7 +393,7 @@ mod tests {
                         .unwrap_or_default(),
                 })
                 .collect(),
-        })
+        ))
     }
 
     #[test]

@@ -126,6 +126,9 @@ pub fn import_trec(args: &ImportArgs, qrels: &Path, topics: &Path) -> Result<Out
     let text = format!("{header}{yaml}");
     // The same checks `validate` makes: import never writes a suite validate refuses.
     crate::suite::load::check_written(&args.suite, &text)?;
+    // And the checks that need the chain (expected sources in its corpus): the suite is
+    // loaded as `validate` would, from a scratch file beside it, before it is written.
+    validate_beside(&args.suite, &text)?;
     crate::atomic::write(&args.suite, text).map_err(AppError::io(format!(
         "cannot write {}",
         args.suite.display()
@@ -235,4 +238,25 @@ fn read_topics(path: &Path) -> Result<Vec<(String, String)>, AppError> {
         topics.push(topic);
     }
     Ok(topics)
+}
+
+/// Loads `text` as the suite at `path` would load (its chain resolved from the same
+/// folder); problems name `path`, at the line the written file would have.
+fn validate_beside(path: &Path, text: &str) -> Result<(), AppError> {
+    let name = path
+        .file_name()
+        .map_or("suite.yaml".into(), |n| n.to_string_lossy().into_owned());
+    let scratch = path.with_file_name(format!(".{name}.ragprobe-import-{}", std::process::id()));
+    std::fs::write(&scratch, text)
+        .map_err(AppError::io(format!("cannot write {}", scratch.display())))?;
+    let loaded = crate::suite::load::load(&scratch);
+    let _ = std::fs::remove_file(&scratch);
+    loaded.map(|_| ()).map_err(|mut error| {
+        for problem in &mut error.problems {
+            if problem.file == scratch {
+                problem.file = path.to_owned();
+            }
+        }
+        AppError::from(error)
+    })
 }

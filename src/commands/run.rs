@@ -194,6 +194,12 @@ fn resolve(
         filter: args.filter.clone(),
     };
     let plans = plan::fresh(suites, &selection, args.out.as_deref(), &overrides)?;
+    // Before anything is touched: `--force` would replace the baseline's own report.
+    if let Some(baseline) = &overrides.baseline {
+        for plan in &plans {
+            folder::refuse_output_over_inputs(&plan.out_dir, &[baseline.as_path()], true)?;
+        }
+    }
     let locks = plans
         .iter()
         .map(|plan| folder::prepare(&plan.out_dir, &plan.meta(), args.force))
@@ -284,7 +290,17 @@ async fn execute_and_finish(
         session::execute(plan, &mut reporters, session::stop_signal(), budget).await?;
     drop(reporters);
     if let (Some(streamer), Some((target, _))) = (streamer, otlp) {
-        let report = streamer.finish().await;
+        // A collector that never answers must not make Ctrl-C or SIGTERM wait: the runs are
+        // in runs.jsonl, and `export --otlp` sends their traces later.
+        let Some(report) = session::unless_stopped(streamer.finish()).await else {
+            out::eprintln(&format!(
+                "otlp: interrupted while sending the traces; runs.jsonl has every trace: `ragprobe export {} --otlp …` sends them",
+                dir.display()
+            ));
+            executed.interrupted = true;
+            stages.done("runs");
+            return Ok(session::finish(plan, executed, &mut stages)?);
+        };
         executed.trace_export = Some(report.outcome(target));
         if !args.quiet || report.failed > 0 || report.dropped > 0 {
             out::eprintln(&report.summary(target));

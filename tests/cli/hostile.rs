@@ -306,12 +306,18 @@ fn endless_pagination_stops_on_a_repeated_token() {
 fn a_signal_while_talking_to_mlflow_ends_the_command() {
     let sink = Sink::answering(|_| Reply::Hang);
     let dir = tempfile::tempdir().expect("tempdir");
-    for signal in ["-INT", "-TERM"] {
+    // Publishing to MLflow, and flushing traces to a collector that never answers.
+    let targets = [("--mlflow", sink.base()), ("--otlp", sink.url.clone())];
+    for ((flag, target), signal) in targets
+        .iter()
+        .flat_map(|t| ["-INT", "-TERM"].map(|s| (t.clone(), s)))
+    {
+        let out = dir.path().join(format!("out{flag}{signal}"));
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ragprobe"))
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .args(["run", BEFORE, "--runs", "1", "--progress", "none"])
-            .args(["--mlflow", &sink.base(), "--out"])
-            .arg(dir.path().join(format!("out{signal}")))
+            .args([flag, target.as_str(), "--out"])
+            .arg(&out)
             .env_remove("MLFLOW_TRACKING_URI")
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped())
@@ -333,7 +339,11 @@ fn a_signal_while_talking_to_mlflow_ends_the_command() {
             );
             std::thread::sleep(Duration::from_millis(50));
         };
-        assert_eq!(status.code(), Some(130), "{signal}");
+        assert_eq!(status.code(), Some(130), "{flag} {signal}");
+        if flag == "--otlp" {
+            // MLflow hangs before the runs; the collector after them.
+            assert_eq!(records(&out).len(), 2, "{flag} {signal}: the runs are kept");
+        }
     }
 }
 
@@ -456,12 +466,18 @@ fn qrels_import_refuses_what_validate_would_and_reads_a_bom() {
             env!("CARGO_MANIFEST_DIR")
         ),
     );
-    let import = |qrels: &str, topics: &str, name: &str| {
+    // A service chain has no corpus to check judged documents against.
+    let service = write(
+        dir.path(),
+        "service.yaml",
+        "kind: http\nurl: http://127.0.0.1:9/ask\n",
+    );
+    let import_on = |chain: &Path, qrels: &str, topics: &str, name: &str| {
         let q = write(dir.path(), &format!("{name}.qrels"), qrels);
         let t = write(dir.path(), &format!("{name}.topics"), topics);
         ragprobe()
             .args(["import", "--chain"])
-            .arg(&chain)
+            .arg(chain)
             .arg("--suite")
             .arg(dir.path().join(format!("{name}.yaml")))
             .arg("--qrels")
@@ -471,6 +487,7 @@ fn qrels_import_refuses_what_validate_would_and_reads_a_bom() {
             .output()
             .expect("import")
     };
+    let import = |qrels: &str, topics: &str, name: &str| import_on(&chain, qrels, topics, name);
     // A BOM before the first judgement: read, not dropped.
     let output = import(
         "\u{feff}q1 0 1 2\nq1 0 2 1\n",
@@ -490,6 +507,31 @@ fn qrels_import_refuses_what_validate_would_and_reads_a_bom() {
         Some(0),
         "{}",
         text(&validated.stderr)
+    );
+    // A judged document the chain's corpus lacks: validate would refuse it, so import does,
+    // at the line the suite would have, and writes nothing.
+    let output = import(
+        "q1 0 1 1\nq1 0 nosuchdoc 1\n",
+        "q1\tHow does Databricks store databases?\n",
+        "missing",
+    );
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
+    assert!(
+        text(&output.stderr).contains("missing.yaml:")
+            && text(&output.stderr).contains("document `nosuchdoc` is not in the corpus"),
+        "{}",
+        text(&output.stderr)
+    );
+    assert!(!dir.path().join("missing.yaml").exists());
+    assert_eq!(
+        std::fs::read_dir(dir.path())
+            .expect("dir")
+            .filter(|e| e
+                .as_ref()
+                .is_ok_and(|e| e.file_name().to_string_lossy().starts_with('.')))
+            .count(),
+        0,
+        "no scratch file left"
     );
     for (qrels, topics, says) in [
         (
@@ -537,7 +579,7 @@ fn qrels_import_refuses_what_validate_would_and_reads_a_bom() {
         qrels.push_str(&format!("q1 0 d{doc} 1\n"));
     }
     let started = Instant::now();
-    let output = import(&qrels, "q1\tOne?\n", "big");
+    let output = import_on(&service, &qrels, "q1\tOne?\n", "big");
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
     assert!(started.elapsed() < Duration::from_secs(60));
 }
@@ -598,6 +640,18 @@ fn an_output_over_an_input_is_refused_and_nothing_is_touched() {
             b.clone().into(),
             "--out".into(),
             a.join("summary.json").into(),
+        ],
+        // The baseline is an input too: `--force` replaced its report.
+        vec![
+            "run".into(),
+            BEFORE.into(),
+            "--runs".into(),
+            "2".into(),
+            "--baseline".into(),
+            a.clone().into(),
+            "--out".into(),
+            a.clone().into(),
+            "--force".into(),
         ],
     ];
     for args in attempts {

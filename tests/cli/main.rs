@@ -10,6 +10,7 @@ mod adaptive;
 mod browser;
 mod chroma;
 mod config_errors;
+mod docs;
 mod github;
 mod grounded;
 mod hardening;
