@@ -31,7 +31,7 @@ LAYERS = [
     ("store", ["store", "results"]),
     ("aggregate", ["aggregate", "stats", "baseline", "diff", "retrieval", "multiple", "gate",
                    "power"]),
-    ("report", ["report", "export", "import", "repro", "session", "mlflow"]),
+    ("report", ["report", "export", "import", "repro", "session", "mlflow", "ci"]),
     ("commands", ["commands", "cli", "error", "lib", "main", "bin"]),
 ]
 

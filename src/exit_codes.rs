@@ -1,5 +1,5 @@
 //! Process exit codes, decided in one place: a command ends in an [`Outcome`] or an
-//! error, and [`code`] turns either into the number. The README and `--help` list the
+//! error, and [`code`] turns either into the number. The book (docs/reference/exit-codes.md) and `--help` list the
 //! same.
 
 use crate::model::summary::SuiteResult;

@@ -9,7 +9,7 @@ use crate::exit_codes::Outcome;
 use crate::out;
 
 const SUITE: &str = r#"# A ragprobe suite: questions, how often to ask each, and what every answer must satisfy.
-# Run it with `ragprobe run suites/example/suite.yaml`; the reference is in the README.
+# Run it with `ragprobe run suites/example/suite.yaml`; the reference is in docs/ (the book).
 name: example
 chain: chain.yaml
 runs: 10

@@ -158,7 +158,8 @@ fn resolve(
             let (shard, from) = arg
                 .resolve(|name| std::env::var(name).ok(), args.shards)
                 .map_err(|e| AppError::Usage(e.to_string()))?;
-            if let Some(from) = from.filter(|_| !args.quiet) {
+            // Said even with --quiet: a CI log should show which slice a job ran.
+            if let Some(from) = from {
                 out::eprintln(&format!("ragprobe: {from}"));
             }
             Some(shard)

@@ -177,7 +177,7 @@ fn hint_for(message: &str) -> Option<String> {
         );
     }
     if message.contains("operator") {
-        return Some("see the `where` language in the README".to_owned());
+        return Some("see the `where` language in docs/suites.md".to_owned());
     }
     None
 }
