@@ -108,7 +108,23 @@ impl MlflowLog {
     /// Best effort, for a suite that stopped with an error after its run was made: the run
     /// is not left RUNNING.
     pub async fn fail(&self, run: &RunRef) {
-        let mark = link::set_status(&self.client, &run.run_id, "FAILED", Some(link::now_ms()));
+        self.mark(run, "FAILED").await;
+    }
+
+    /// The runs were interrupted: the MLflow run is marked KILLED, nothing is published
+    /// (the signal asked to stop; `export --mlflow` publishes the folder later).
+    pub async fn interrupted(&self, run: &RunRef, dir: &Path) {
+        self.mark(run, "KILLED").await;
+        out::eprintln(&format!(
+            "mlflow: interrupted, nothing published; {} has every finished run: `ragprobe run --resume {}` finishes it, then `{}` publishes it",
+            dir.display(),
+            dir.display(),
+            republish_command(dir, run)
+        ));
+    }
+
+    async fn mark(&self, run: &RunRef, status: &str) {
+        let mark = link::set_status(&self.client, &run.run_id, status, Some(link::now_ms()));
         // Bounded: a server that hangs must not hold the error (or a Ctrl-C) up.
         let _ = tokio::time::timeout(std::time::Duration::from_secs(3), mark).await;
     }

@@ -243,6 +243,10 @@ async fn run_plan(
         }
     };
     let published = match (mlflow, &mlflow_run) {
+        (Some(log), Some(run)) if report.result == SuiteResult::Interrupted => {
+            log.interrupted(run, &plan.out_dir).await;
+            false
+        }
         (Some(log), Some(run)) => {
             match session::unless_stopped(log.finish(run, plan, args.quiet)).await {
                 Some(published) => published,

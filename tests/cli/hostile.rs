@@ -345,6 +345,60 @@ fn a_signal_while_talking_to_mlflow_ends_the_command() {
             assert_eq!(records(&out).len(), 2, "{flag} {signal}: the runs are kept");
         }
     }
+    // An MLflow server that set the run up, then stopped answering while its OTLP endpoint
+    // took the traces: the signal ends the flush, and nothing more is asked of MLflow
+    // (publishing would hang on the same server).
+    let late = Sink::answering(|request| {
+        const RUN: &str = r#"{"run": {"info": {"run_id": "0123456789abcdef0123456789abcdef", "experiment_id": "7", "status": "RUNNING", "lifecycle_stage": "active", "artifact_uri": "mlflow-artifacts:/7/r/artifacts"}, "data": {}}}"#;
+        if request.path.contains("/experiments/get") {
+            Reply::Json(200, r#"{"experiment": {"experiment_id": "7", "name": "prod", "lifecycle_stage": "active"}}"#.into())
+        } else if request.path.contains("/runs/create") {
+            Reply::Json(200, RUN.into())
+        } else {
+            Reply::Hang
+        }
+    });
+    let out = dir.path().join("late-mlflow");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ragprobe"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["run", BEFORE, "--runs", "1", "--progress", "none"])
+        .args(["--mlflow", &late.base(), "--experiment", "prod", "--out"])
+        .arg(&out)
+        .env_remove("MLFLOW_TRACKING_URI")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("starts");
+    let waiting = Instant::now();
+    while !late
+        .requests()
+        .iter()
+        .any(|r| r.path.contains("/v1/traces"))
+    {
+        assert!(
+            waiting.elapsed() < Duration::from_secs(20),
+            "no traces sent"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let sent = Instant::now();
+    std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("waits") {
+            break status;
+        }
+        assert!(
+            sent.elapsed() < Duration::from_secs(6),
+            "still running 6 s after SIGINT"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(130));
+    assert_eq!(records(&out).len(), 2, "the runs are kept");
 }
 
 /// Item 10: `import --otlp-json /dev/zero` reached 7.4 GB; `--qrels`, `--topics`,
