@@ -191,8 +191,19 @@ pub struct PlanArgs {
 #[derive(Debug, Args)]
 pub struct MergeArgs {
     /// The shard folders (every k of one n, same suite, seed and runs)
-    #[arg(required = true, num_args = 1..)]
+    #[arg(required_unless_present = "mlflow", conflicts_with = "mlflow", num_args = 1..)]
     pub dirs: Vec<PathBuf>,
+    /// Fetch the shards of one build (--group) from this MLflow tracking server instead of
+    /// folders, and publish the merged report to the group's parent run
+    #[arg(long, value_name = "URL")]
+    pub mlflow: Option<String>,
+    /// With --mlflow: the experiment the shards published to [env: MLFLOW_EXPERIMENT_NAME]
+    #[arg(long, value_name = "NAME")]
+    pub experiment: Option<String>,
+    /// With --mlflow: the build's group, as the shards were run [env: RAGPROBE_GROUP;
+    /// default: the commit and the CI's pipeline id]
+    #[arg(long, value_name = "G")]
+    pub group: Option<String>,
     /// The merged report folder
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
@@ -313,6 +324,10 @@ pub struct RunArgs {
     /// Job's JOB_COMPLETION_INDEX): the number of jobs
     #[arg(long, value_name = "N", requires = "shard")]
     pub shards: Option<u32>,
+    /// With --shard and --mlflow: the build the shard belongs to, for `merge --mlflow`
+    /// [default: the commit, and the CI's pipeline id]
+    #[arg(long, value_name = "G", env = "RAGPROBE_GROUP", requires = "shard")]
+    pub group: Option<String>,
     /// Repetitions per case, or `auto`: each case until its verdict is decided (overrides
     /// the suite's and cases' `runs`)
     #[arg(long, value_name = "N|auto")]

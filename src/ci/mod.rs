@@ -3,4 +3,5 @@
 //! comment (`github`).
 
 pub mod github;
+pub mod group;
 pub mod shard;

@@ -126,6 +126,7 @@ fn publish_folder(args: &ExportArgs, meta: &Meta, target: &MlflowTarget) -> Resu
     let scope = Scope {
         subset,
         reopen: false,
+        group: None,
     };
     let (run, done) = runtime()?
         .block_on(crate::session::unless_stopped(async {

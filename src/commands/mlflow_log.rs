@@ -21,6 +21,8 @@ pub struct MlflowLog {
     pub target: MlflowTarget,
     pub client: Mlflow,
     pub baseline: bool,
+    /// The group a shard's run joins (`--group`), for `merge --mlflow`.
+    pub group: Option<String>,
 }
 
 impl MlflowLog {
@@ -36,6 +38,13 @@ impl MlflowLog {
         let scope = Scope {
             subset: plan.cases.len() < plan.suite.spec.cases.len(),
             reopen,
+            group: plan
+                .shard
+                .and(self.group.clone())
+                .map(|name| link::GroupTag {
+                    name,
+                    role: "shard",
+                }),
         };
         let run = link::begin(
             &self.client,

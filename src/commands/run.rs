@@ -50,6 +50,7 @@ pub fn run(args: RunArgs) -> Result<Outcome, AppError> {
         args.otlp.otlp_protocol.as_deref(),
     )?;
     let (plans, _locks) = resolve(&args, baseline_from_mlflow)?;
+    let group = shard_group(&args, &plans, mlflow_target.is_some())?;
     for plan in &plans {
         for warning in &plan.warnings {
             out::eprintln(&format!("warning: {warning}"));
@@ -63,6 +64,7 @@ pub fn run(args: RunArgs) -> Result<Outcome, AppError> {
                 target,
                 client,
                 baseline: baseline_from_mlflow,
+                group: group.clone(),
             })
         })
         .transpose()?;
@@ -140,6 +142,38 @@ pub fn run(args: RunArgs) -> Result<Outcome, AppError> {
         );
     }
     Ok(outcome)
+}
+
+/// The group a sharded run's MLflow run joins: `--group`, else the commit (and the CI's
+/// pipeline); `None` without shards or MLflow.
+fn shard_group(args: &RunArgs, plans: &[Plan], mlflow: bool) -> Result<Option<String>, AppError> {
+    let Some(plan) = plans.iter().find(|p| p.shard.is_some()).filter(|_| mlflow) else {
+        return Ok(None);
+    };
+    let group = args.group.clone().or_else(|| {
+        crate::ci::group::default_group(
+            |name| std::env::var(name).ok(),
+            crate::mlflow::values::git_commit(&plan.suite.path),
+        )
+    });
+    match group {
+        Some(group) => {
+            crate::ci::group::check(&group).map_err(AppError::Usage)?;
+            if !args.quiet {
+                out::eprintln(&format!(
+                    "mlflow: shard {} of group {group} (`ragprobe merge --mlflow … --group {group}` merges the group)",
+                    plan.shard.map(|s| s.to_string()).unwrap_or_default()
+                ));
+            }
+            Ok(Some(group))
+        }
+        None => {
+            out::eprintln(
+                "warning: mlflow: no --group and no commit to name this build's group: `merge --mlflow` cannot find this shard (give --group or RAGPROBE_GROUP)",
+            );
+            Ok(None)
+        }
+    }
 }
 
 /// Raw flags and suite files into plans, with their folders locked for this process and

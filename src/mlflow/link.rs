@@ -212,13 +212,35 @@ pub async fn experiment(
 }
 
 /// What the run holds, as tags a baseline search can tell apart.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Scope {
     /// Only some of the suite's cases (`--case`, `--filter`).
     pub subset: bool,
     /// `run`/`--resume`, which runs again: a finished run is set back to RUNNING. `export`
     /// leaves the status to `publish`.
     pub reopen: bool,
+    /// A sharded build's group: the shards' runs and the parent `merge --mlflow` makes
+    /// carry it (`ragprobe.group`, and `ragprobe.role` = `shard` or `group`).
+    pub group: Option<GroupTag>,
+}
+
+/// What a run is in a sharded build.
+#[derive(Debug, Clone)]
+pub struct GroupTag {
+    pub name: String,
+    pub role: &'static str,
+}
+
+/// Records `run` as the folder's run on its server, so [`begin`] continues it.
+pub fn remember(dir: &Path, run: &RunRef) -> Result<(), PublishError> {
+    let mut file = MlflowFile::read(dir);
+    file.runs
+        .retain(|r| !(r.tracking_uri == run.tracking_uri && r.experiment_id == run.experiment_id));
+    file.runs.push(run.clone());
+    file.write(dir).map_err(|cause| PublishError::Read {
+        path: dir.join(MLFLOW_FILE),
+        cause,
+    })
 }
 
 /// The run a report folder logs to. `wanted` is the experiment asked for; none asked
@@ -299,6 +321,10 @@ pub async fn begin(
     }
     if scope.subset {
         tags.push(json!({"key": "ragprobe.subset", "value": "true"}));
+    }
+    if let Some(group) = &scope.group {
+        tags.push(json!({"key": "ragprobe.group", "value": group.name}));
+        tags.push(json!({"key": "ragprobe.role", "value": group.role}));
     }
     let created = mlflow
         .post(

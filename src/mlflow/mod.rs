@@ -5,6 +5,7 @@
 
 pub mod assessments;
 pub mod client;
+pub mod group;
 pub mod link;
 pub mod publish;
 pub mod target;

@@ -798,3 +798,122 @@ fn a_tracking_uri_that_is_not_a_server_is_named_and_left_alone() {
         .expect("ragprobe runs");
     assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
 }
+
+/// `merge --mlflow`: shards that ran on machines sharing no disk, each published to MLflow
+/// with its build's group, are fetched and merged exactly as a local merge of the same
+/// folders; the merged report goes to one parent run the shards are nested under. An
+/// incomplete group is exit 3, a mixed one exit 2.
+#[test]
+fn shards_merge_through_mlflow_as_a_local_merge_does() {
+    let server = start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let shard = |name: &str, shard: &str, group: &str| {
+        let out = dir.path().join(name);
+        let output = ci_build(
+            &server,
+            "sharded",
+            &out,
+            &["--shard", shard, "--group", group],
+        );
+        assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
+        out
+    };
+    let shards = [shard("s1", "1/2", "build-7"), shard("s2", "2/2", "build-7")];
+    let merge_mlflow = |group: &str, out: &str| {
+        crate::common::ragprobe()
+            .args(["merge", "--mlflow", &server.base, "--experiment", "sharded"])
+            .args(["--group", group, "--out"])
+            .arg(dir.path().join(out))
+            .output()
+            .expect("merges")
+    };
+    let output = merge_mlflow("build-7", "from-mlflow");
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("group build-7: 2 shards"), "{stderr}");
+    let local = crate::common::merge(&shards, &dir.path().join("local"));
+    assert_eq!(local.status.code(), Some(1));
+    // The same runs, byte for byte, and the same verdicts.
+    let sorted_runs = |name: &str| {
+        let text = std::fs::read_to_string(dir.path().join(name).join("runs.jsonl")).expect("runs");
+        let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+        lines.sort();
+        lines
+    };
+    assert_eq!(sorted_runs("from-mlflow"), sorted_runs("local"));
+    assert_eq!(sorted_runs("local").len(), 6);
+    let verdicts = |name: &str| {
+        let summary: Value = serde_json::from_str(
+            &std::fs::read_to_string(dir.path().join(name).join("summary.json")).expect("summary"),
+        )
+        .expect("json");
+        let cases: Vec<Value> = summary["stats"]["cases"]
+            .as_array()
+            .expect("cases")
+            .iter()
+            .map(|c| {
+                json!([
+                    c["id"],
+                    c["outcome"],
+                    c["passed"],
+                    c["runs"],
+                    c["pass_rate"]
+                ])
+            })
+            .collect();
+        json!([summary["result"], summary["failed"], cases])
+    };
+    assert_eq!(verdicts("from-mlflow"), verdicts("local"));
+    // One parent for the group, holding the merged report; the shards nested under it.
+    let parent = run_of(&dir.path().join("from-mlflow"));
+    let parent_id = parent["run_id"].as_str().expect("parent id").to_owned();
+    let parent_tags = pairs(&run_data(&server, &parent_id)["data"]["tags"]);
+    assert_eq!(parent_tags["ragprobe.role"], "group");
+    assert_eq!(parent_tags["ragprobe.group"], "build-7");
+    for shard in &shards {
+        let child = run_of(shard)["run_id"].as_str().expect("id").to_owned();
+        let tags = pairs(&run_data(&server, &child)["data"]["tags"]);
+        assert_eq!(tags["mlflow.parentRunId"], parent_id.as_str());
+        assert_eq!(tags["ragprobe.role"], "shard");
+    }
+    let listed = get(&format!(
+        "{}/api/2.0/mlflow-artifacts/artifacts/{}/{parent_id}/artifacts/summary.json",
+        server.base,
+        parent["experiment_id"].as_str().expect("experiment")
+    ));
+    assert_eq!(
+        listed["result"], "fail",
+        "the merged summary is the parent's artifact"
+    );
+    // Merging again updates the same parent.
+    let again = merge_mlflow("build-7", "again");
+    assert_eq!(again.status.code(), Some(1), "{}", text(&again.stderr));
+    assert_eq!(
+        run_of(&dir.path().join("again"))["run_id"],
+        parent_id.as_str()
+    );
+
+    // A build whose second shard never published: incomplete, exit 3.
+    shard("lone", "1/2", "build-8");
+    let output = merge_mlflow("build-8", "incomplete");
+    assert_eq!(output.status.code(), Some(3), "{}", text(&output.stderr));
+    assert!(
+        text(&output.stderr).contains("shard 2/2 missing; found 1 of 2"),
+        "{}",
+        text(&output.stderr)
+    );
+    // Shards of two differently split builds under one group: refused, exit 2.
+    shard("mixed-a", "1/2", "build-9");
+    shard("mixed-b", "1/3", "build-9");
+    let output = merge_mlflow("build-9", "mixed");
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
+    assert!(
+        text(&output.stderr).contains("mixes builds"),
+        "{}",
+        text(&output.stderr)
+    );
+    assert!(
+        !dir.path().join("mixed").exists(),
+        "nothing written for a mixed group"
+    );
+}
