@@ -13,7 +13,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::mlflow::client::{Mlflow, filter_string};
-use crate::mlflow::link::{PublishError, at};
+use crate::mlflow::link::{PublishError, at, search_runs};
 
 /// Pages of 1,000 runs searched for a group's shards.
 const MAX_PAGES: usize = 20;
@@ -56,18 +56,14 @@ pub async fn shard_runs(
     let mut runs = Vec::new();
     let mut token: Option<String> = None;
     for _ in 0..MAX_PAGES {
-        let mut body = json!({
-            "experiment_ids": [experiment_id],
-            "filter": filter,
-            "max_results": 1000,
-        });
-        if let Some(token) = &token {
-            body["page_token"] = json!(token);
-        }
-        let answer = mlflow
-            .post("/api/2.0/mlflow/runs/search", &body, "runs/search")
-            .await
-            .map_err(at("finding the group's shards"))?;
+        let answer = search_runs(
+            mlflow,
+            experiment_id,
+            &filter,
+            ("attributes.start_time ASC", 1000, token.as_deref()),
+        )
+        .await
+        .map_err(at("finding the group's shards"))?;
         runs.extend(
             answer["runs"]
                 .as_array()
@@ -227,19 +223,14 @@ pub async fn parent(
     let Some(quoted) = filter_string(group) else {
         return Ok(None);
     };
-    let answer = mlflow
-        .post(
-            "/api/2.0/mlflow/runs/search",
-            &json!({
-                "experiment_ids": [experiment_id],
-                "filter": format!("tags.`ragprobe.group` = {quoted} and tags.`ragprobe.role` = 'group'"),
-                "order_by": ["attributes.start_time ASC"],
-                "max_results": 1,
-            }),
-            "runs/search",
-        )
-        .await
-        .map_err(at("finding the group's parent run"))?;
+    let answer = search_runs(
+        mlflow,
+        experiment_id,
+        &format!("tags.`ragprobe.group` = {quoted} and tags.`ragprobe.role` = 'group'"),
+        ("attributes.start_time ASC", 1, None),
+    )
+    .await
+    .map_err(at("finding the group's parent run"))?;
     Ok(answer["runs"]
         .as_array()
         .and_then(|runs| runs.first())

@@ -438,6 +438,27 @@ pub fn artifact_path(artifact_uri: &str) -> Option<String> {
     ))
 }
 
+/// One page of `runs/search` in an experiment: (order, page size, page token).
+pub async fn search_runs(
+    mlflow: &Mlflow,
+    experiment_id: &str,
+    filter: &str,
+    (order_by, max_results, page_token): (&str, u32, Option<&str>),
+) -> Result<serde_json::Value, MlflowError> {
+    let mut body = json!({
+        "experiment_ids": [experiment_id],
+        "filter": filter,
+        "order_by": [order_by],
+        "max_results": max_results,
+    });
+    if let Some(token) = page_token {
+        body["page_token"] = json!(token);
+    }
+    mlflow
+        .post("/api/2.0/mlflow/runs/search", &body, "runs/search")
+        .await
+}
+
 /// The latest finished run of `suite` in the experiment that ran the whole suite (no
 /// shard, no subset) and has its summary.json, for `--baseline mlflow:`. Its verdict does
 /// not matter: a gate against the last build is a gate against what was last measured.
@@ -451,19 +472,14 @@ pub async fn last_summary(
     let Some(quoted) = filter_string(suite) else {
         return Ok(None);
     };
-    let answer = mlflow
-        .post(
-            "/api/2.0/mlflow/runs/search",
-            &json!({
-                "experiment_ids": [experiment_id],
-                "filter": format!("tags.`ragprobe.suite` = {quoted} and attributes.status = 'FINISHED'"),
-                "order_by": ["attributes.start_time DESC"],
-                "max_results": 20,
-            }),
-            "runs/search",
-        )
-        .await
-        .map_err(at("finding the baseline run"))?;
+    let answer = search_runs(
+        mlflow,
+        experiment_id,
+        &format!("tags.`ragprobe.suite` = {quoted} and attributes.status = 'FINISHED'"),
+        ("attributes.start_time DESC", 20, None),
+    )
+    .await
+    .map_err(at("finding the baseline run"))?;
     for run in answer["runs"].as_array().into_iter().flatten() {
         let info = &run["info"];
         let run_id = info["run_id"].as_str().unwrap_or_default();
