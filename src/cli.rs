@@ -49,7 +49,8 @@ pub enum Command {
     /// How many runs per case the gate needs to catch a given pass-rate drop.
     #[command(after_help = exit_codes::PLAN_HELP)]
     Plan(PlanArgs),
-    /// Combine the report folders of `run --shard` into one report.
+    /// Combine the report folders of `run --shard` into one report (or, with --mlflow, the
+    /// shards of one build published to MLflow).
     #[command(after_help = exit_codes::MERGE_HELP)]
     Merge(MergeArgs),
     /// Load a chain's corpus into its Chroma collection, with the chain's embedder.

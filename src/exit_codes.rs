@@ -105,9 +105,11 @@ pub const MERGE_HELP: &str = "\
 Exit codes:
   0    all checks passed
   1    checks failed
-  2    the folders are not the shards of one run (nothing was written)
+  2    the folders (or the --mlflow group's runs) are not the shards of one run (nothing
+       was written)
   3    the chain could not be evaluated, or a shard is unfinished (the merged report is
-       marked INCOMPLETE; `ragprobe run --resume SHARD` finishes it)";
+       marked INCOMPLETE; `ragprobe run --resume SHARD` finishes it); with --mlflow, a
+       shard of the group missing or unfinished, or MLflow not taking the merged report";
 
 pub const INDEX_HELP: &str = "\
 Exit codes:
