@@ -33,6 +33,24 @@ fn run_on_chain(
     run_suite(BEFORE, out, &args)
 }
 
+/// Each command line exits 2 saying `says`.
+fn refused_with<A: AsRef<std::ffi::OsStr> + std::fmt::Debug>(attempts: &[Vec<A>], says: &str) {
+    for args in attempts {
+        let output = ragprobe().args(args).output().expect("runs");
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            text(&output.stderr)
+        );
+        assert!(
+            text(&output.stderr).contains(says),
+            "{args:?}: {}",
+            text(&output.stderr)
+        );
+    }
+}
+
 fn summary(dir: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).expect("summary"))
         .expect("json")
@@ -453,20 +471,7 @@ fn input_files_that_never_end_are_refused_at_once() {
             zero.into(),
         ],
     ];
-    for args in attempts {
-        let output = ragprobe().args(&args).output().expect("runs");
-        assert_eq!(
-            output.status.code(),
-            Some(2),
-            "{args:?}: {}",
-            text(&output.stderr)
-        );
-        assert!(
-            text(&output.stderr).contains("not a regular file"),
-            "{args:?}: {}",
-            text(&output.stderr)
-        );
-    }
+    refused_with(&attempts, "not a regular file");
     #[cfg(unix)]
     {
         let fifo = dir.path().join("labels.fifo");
@@ -708,20 +713,7 @@ fn an_output_over_an_input_is_refused_and_nothing_is_touched() {
             "--force".into(),
         ],
     ];
-    for args in attempts {
-        let output = ragprobe().args(&args).output().expect("runs");
-        assert_eq!(
-            output.status.code(),
-            Some(2),
-            "{args:?}: {}",
-            text(&output.stderr)
-        );
-        assert!(
-            text(&output.stderr).contains("an output cannot overwrite an input"),
-            "{args:?}: {}",
-            text(&output.stderr)
-        );
-    }
+    refused_with(&attempts, "an output cannot overwrite an input");
     for (path, bytes) in before {
         assert_eq!(
             std::fs::read(&path).expect("still there"),
