@@ -216,20 +216,12 @@ mod tests {
 
     fn record(verdict: Option<Verdict>, status: RunStatus) -> RunRecord {
         RunRecord {
-            case: "aws-instance".into(),
-            run: 3,
             seed: 7,
             question: "q".into(),
-            status,
             error: (status == RunStatus::Error).then(|| "timed out after 30000 ms".into()),
-            retrieved: Vec::new(),
-            prompt: String::new(),
-            answer: String::new(),
             verdict,
             duration_ms: 1.0,
-            started_at_ns: 0,
-            trace: None,
-            usage: None,
+            ..RunRecord::blank("aws-instance", 3, status)
         }
     }
 

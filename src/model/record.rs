@@ -71,6 +71,29 @@ pub struct RunRecord {
     pub usage: Option<Usage>,
 }
 
+#[cfg(test)]
+impl RunRecord {
+    /// A run with only its case, index and status, for tests to fill in.
+    pub fn blank(case: &str, run: u32, status: RunStatus) -> RunRecord {
+        RunRecord {
+            case: case.into(),
+            run,
+            seed: 0,
+            question: String::new(),
+            status,
+            error: None,
+            retrieved: Vec::new(),
+            prompt: String::new(),
+            answer: String::new(),
+            verdict: None,
+            duration_ms: 0.0,
+            started_at_ns: 0,
+            trace: None,
+            usage: None,
+        }
+    }
+}
+
 /// What one run (or, summed, a case or suite) cost.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Usage {

@@ -468,22 +468,7 @@ mod tests {
     use super::*;
 
     fn record(run: u32, status: RunStatus) -> RunRecord {
-        RunRecord {
-            case: "c".into(),
-            run,
-            seed: 0,
-            question: String::new(),
-            status,
-            error: None,
-            retrieved: Vec::new(),
-            prompt: String::new(),
-            answer: String::new(),
-            verdict: None,
-            duration_ms: 0.0,
-            started_at_ns: 0,
-            trace: None,
-            usage: None,
-        }
+        RunRecord::blank("c", run, status)
     }
 
     #[test]

@@ -388,23 +388,12 @@ mod tests {
 
     fn record(spans: Vec<Span>) -> RunRecord {
         RunRecord {
-            case: "c".into(),
-            run: 0,
-            seed: 0,
             question: "q".into(),
-            status: RunStatus::Failed,
-            error: None,
-            retrieved: Vec::new(),
-            prompt: String::new(),
-            answer: String::new(),
-            verdict: None,
-            duration_ms: 0.0,
-            started_at_ns: 0,
             trace: Some(Trace {
                 trace_id: "t".into(),
                 spans,
             }),
-            usage: None,
+            ..RunRecord::blank("c", 0, RunStatus::Failed)
         }
     }
 

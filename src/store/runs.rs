@@ -184,20 +184,11 @@ mod tests {
 
     fn record(case: &str, run: u32) -> RunRecord {
         RunRecord {
-            case: case.into(),
-            run,
             seed: 1,
             question: "q".into(),
-            status: RunStatus::Passed,
-            error: None,
-            retrieved: Vec::new(),
-            prompt: String::new(),
             answer: "a".into(),
-            verdict: None,
             duration_ms: 1.0,
-            started_at_ns: 0,
-            trace: None,
-            usage: None,
+            ..RunRecord::blank(case, run, RunStatus::Passed)
         }
     }
 

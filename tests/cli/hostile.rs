@@ -33,6 +33,29 @@ fn run_on_chain(
     run_suite(BEFORE, out, &args)
 }
 
+/// Sends `signal` (`-INT`, `-TERM`) to `child` and waits for it to end within `limit`.
+fn interrupt(
+    child: &mut std::process::Child,
+    signal: &str,
+    limit: Duration,
+) -> std::process::ExitStatus {
+    let sent = Instant::now();
+    std::process::Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status()
+        .expect("kill");
+    loop {
+        if let Some(status) = child.try_wait().expect("waits") {
+            return status;
+        }
+        assert!(
+            sent.elapsed() < limit,
+            "still running {limit:?} after {signal}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Each command line exits 2 saying `says`.
 fn refused_with<A: AsRef<std::ffi::OsStr> + std::fmt::Debug>(attempts: &[Vec<A>], says: &str) {
     for args in attempts {
@@ -342,21 +365,7 @@ fn a_signal_while_talking_to_mlflow_ends_the_command() {
             .spawn()
             .expect("starts");
         std::thread::sleep(Duration::from_millis(1500));
-        let sent = Instant::now();
-        std::process::Command::new("kill")
-            .args([signal, &child.id().to_string()])
-            .status()
-            .expect("kill");
-        let status = loop {
-            if let Some(status) = child.try_wait().expect("waits") {
-                break status;
-            }
-            assert!(
-                sent.elapsed() < Duration::from_secs(5),
-                "still running 5 s after {signal}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        };
+        let status = interrupt(&mut child, signal, Duration::from_secs(5));
         assert_eq!(status.code(), Some(130), "{flag} {signal}");
         if flag == "--otlp" {
             // MLflow hangs before the runs; the collector after them.
@@ -400,21 +409,7 @@ fn a_signal_while_talking_to_mlflow_ends_the_command() {
         std::thread::sleep(Duration::from_millis(50));
     }
     std::thread::sleep(Duration::from_millis(300));
-    let sent = Instant::now();
-    std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .expect("kill");
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("waits") {
-            break status;
-        }
-        assert!(
-            sent.elapsed() < Duration::from_secs(6),
-            "still running 6 s after SIGINT"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = interrupt(&mut child, "-INT", Duration::from_secs(6));
     assert_eq!(status.code(), Some(130));
     assert_eq!(records(&out).len(), 2, "the runs are kept");
 }
