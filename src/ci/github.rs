@@ -8,13 +8,14 @@
 //! secrets are scrubbed, sizes are capped to GitHub's limits, and a GitHub API that fails
 //! or hangs costs one warning line and bounded time, never the build's exit code.
 
-use std::fmt::Write as _;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::config::locate::{KeyPath, locate};
 use crate::model::record::Severity;
 use crate::model::summary::{CaseOutcome, SuiteReport};
+use crate::report::text::cut;
 
 /// GitHub shows at most 10 error and 10 warning annotations of a step.
 pub const MAX_ANNOTATIONS: usize = 10;
@@ -96,30 +97,27 @@ impl Actions {
     /// case and per case where a `warn` rule broke, at most [`MAX_ANNOTATIONS`] of each and
     /// a notice counting the rest.
     pub fn annotations(&self, report: &SuiteReport) -> Vec<String> {
-        let places = self.places(&report.suite_path);
-        let mut errors = Vec::new();
-        let mut warnings = Vec::new();
+        // (case, title, message); placed (a walk of the YAML each) only when kept.
+        let mut errors: Vec<(&str, String, String)> = Vec::new();
+        let mut warnings: Vec<(&str, String, String)> = Vec::new();
         for case in &report.stats.cases {
-            let at = places.at(&case.id);
             if report.failed.contains(&case.id) {
                 let mut message = case.reasons.join("; ");
                 if message.is_empty() {
                     message = format!("pass rate {}", crate::stats::percent(case.pass_rate));
                 }
-                errors.push(command(
-                    "error",
-                    &at,
-                    &format!("ragprobe: case {} failed", case.id),
-                    &message,
+                errors.push((
+                    &case.id,
+                    format!("ragprobe: case {} failed", case.id),
+                    message,
                 ));
                 continue;
             }
             if case.outcome == CaseOutcome::Flaky {
-                warnings.push(command(
-                    "warning",
-                    &at,
-                    &format!("ragprobe: case {} is flaky", case.id),
-                    &format!(
+                warnings.push((
+                    &case.id,
+                    format!("ragprobe: case {} is flaky", case.id),
+                    format!(
                         "passed {} of {} runs ({}): the same question gets different verdicts",
                         case.passed,
                         case.evaluated,
@@ -132,11 +130,10 @@ impl Actions {
                 .iter()
                 .filter(|r| r.severity == Severity::Warn && r.violations > 0)
             {
-                warnings.push(command(
-                    "warning",
-                    &at,
-                    &format!("ragprobe: rule {} warned on case {}", rule.id, case.id),
-                    &format!(
+                warnings.push((
+                    &case.id,
+                    format!("ragprobe: rule {} warned on case {}", rule.id, case.id),
+                    format!(
                         "broken in {} of {} runs ({})",
                         rule.violations,
                         case.evaluated,
@@ -145,49 +142,88 @@ impl Actions {
                 ));
             }
         }
-        within_limits(errors, warnings, &report.suite)
+        let places = self.places(&report.suite_path);
+        let lay = |kind: &'static str| {
+            let places = &places;
+            move |(case, title, message): (&str, String, String)| {
+                command(kind, &places.at(case), &title, &message)
+            }
+        };
+        within_limits(
+            errors.into_iter().map(lay("error")),
+            warnings.into_iter().map(lay("warning")),
+            &report.suite,
+        )
     }
 
     /// Where the cases of a suite file sit, for annotations.
     pub fn places(&self, suite_path: &Path) -> Places {
-        Places {
-            file: self.relative(suite_path),
-            text: crate::config::files::read_capped(
-                suite_path,
-                crate::config::files::MAX_INPUT_BYTES,
-            )
-            .ok(),
-        }
+        Places::new(
+            self.relative(suite_path),
+            crate::config::files::read_capped(suite_path, crate::config::files::MAX_INPUT_BYTES)
+                .ok(),
+        )
     }
 }
 
-/// A suite file's cases, as annotation locations.
+/// A suite file's cases, as annotation locations: the file parsed once for the cases'
+/// positions, a case's line found when it is annotated.
 pub struct Places {
     file: String,
     text: Option<String>,
+    /// Case id → its index in `cases` (the first, should an id repeat).
+    index: HashMap<String, usize>,
 }
 
 impl Places {
+    fn new(file: String, text: Option<String>) -> Places {
+        let document = text
+            .as_deref()
+            .and_then(|text| serde_yaml::from_str::<serde_yaml::Value>(text).ok());
+        let mut index = HashMap::new();
+        let cases = document
+            .as_ref()
+            .and_then(|d| d.get("cases")?.as_sequence());
+        for (i, case) in cases.into_iter().flatten().enumerate() {
+            if let Some(id) = case.get("id").and_then(|v| v.as_str()) {
+                index.entry(id.to_owned()).or_insert(i);
+            }
+        }
+        Places { file, text, index }
+    }
+
+    /// Line and column of case `id`'s entry.
+    fn line(&self, id: &str) -> Option<(usize, usize)> {
+        let i = *self.index.get(id)?;
+        locate(
+            self.text.as_deref()?,
+            &KeyPath::default().key("cases").index(i).key("id"),
+        )
+    }
+
     /// `file=…,line=…,col=…` of a case (the file alone when the case is not found there).
     pub fn at(&self, case: &str) -> String {
         let place = self
-            .text
-            .as_deref()
-            .and_then(|text| case_line(text, case))
+            .line(case)
             .map(|(line, col)| format!(",line={line},col={col}"))
             .unwrap_or_default();
         format!("file={}{place}", property(&self.file))
     }
 }
 
-/// At most [`MAX_ANNOTATIONS`] errors and as many warnings, and a notice counting the rest.
-pub fn within_limits(errors: Vec<String>, warnings: Vec<String>, suite: &str) -> Vec<String> {
+/// At most [`MAX_ANNOTATIONS`] errors and as many warnings, and a notice counting the
+/// rest; only the kept ones are made.
+pub fn within_limits(
+    errors: impl ExactSizeIterator<Item = String>,
+    warnings: impl ExactSizeIterator<Item = String>,
+    suite: &str,
+) -> Vec<String> {
     let (more_errors, more_warnings) = (
         errors.len().saturating_sub(MAX_ANNOTATIONS),
         warnings.len().saturating_sub(MAX_ANNOTATIONS),
     );
-    let mut lines: Vec<String> = errors.into_iter().take(MAX_ANNOTATIONS).collect();
-    lines.extend(warnings.into_iter().take(MAX_ANNOTATIONS));
+    let mut lines: Vec<String> = errors.take(MAX_ANNOTATIONS).collect();
+    lines.extend(warnings.take(MAX_ANNOTATIONS));
     if more_errors + more_warnings > 0 {
         lines.push(format!(
             "::notice title={}::{}",
@@ -200,26 +236,12 @@ pub fn within_limits(errors: Vec<String>, warnings: Vec<String>, suite: &str) ->
     lines
 }
 
-/// Line and column of case `id`'s entry in a suite file.
-fn case_line(text: &str, id: &str) -> Option<(usize, usize)> {
-    let document: serde_yaml::Value = serde_yaml::from_str(text).ok()?;
-    let index = document
-        .get("cases")?
-        .as_sequence()?
-        .iter()
-        .position(|case| case.get("id").and_then(|v| v.as_str()) == Some(id))?;
-    locate(
-        text,
-        &KeyPath::default().key("cases").index(index).key("id"),
-    )
-}
-
 /// One workflow command, its title and message escaped and capped.
 pub fn command(kind: &str, at: &str, title: &str, message: &str) -> String {
     format!(
         "::{kind} {at},title={}::{}",
-        property(&cap_chars(title, 200)),
-        data(&cap_chars(message, MAX_MESSAGE_CHARS))
+        property(&cut(title, 200)),
+        data(&cut(message, MAX_MESSAGE_CHARS))
     )
 }
 
@@ -235,26 +257,26 @@ pub fn property(text: &str) -> String {
     data(text).replace(':', "%3A").replace(',', "%2C")
 }
 
-fn cap_chars(text: &str, max: usize) -> String {
-    match text.char_indices().nth(max) {
-        Some((at, _)) => format!("{}…", &text[..at]),
-        None => text.to_owned(),
+/// Where a summary cut to fit one of GitHub's limits says the rest is.
+const CUT_NOTE: &str =
+    "\n\n… cut to fit GitHub's limit: the whole summary is summary.md in the report folder.";
+
+/// `text` up to its last line break before byte `end` (all of `text[..end]` when it has
+/// none), `end` moved back to a character boundary.
+fn through_last_line(text: &str, mut end: usize) -> &str {
+    while !text.is_char_boundary(end) {
+        end -= 1;
     }
+    &text[..text[..end].rfind('\n').unwrap_or(end)]
 }
 
 /// Markdown cut to `max_bytes` at a line break, saying where the rest is.
 fn capped_markdown(text: &str, max_bytes: usize) -> String {
-    const NOTE: &str =
-        "\n\n… cut to fit GitHub's limit: the whole summary is summary.md in the report folder.\n";
     if text.len() <= max_bytes {
         return text.to_owned();
     }
-    let mut end = max_bytes.saturating_sub(NOTE.len());
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    let end = text[..end].rfind('\n').unwrap_or(end);
-    format!("{}{NOTE}", &text[..end])
+    let end = max_bytes.saturating_sub(CUT_NOTE.len() + 1);
+    format!("{}{CUT_NOTE}\n", through_last_line(text, end))
 }
 
 /// `@name` no longer mentions anyone: a word joiner after each `@` (suite and server text
@@ -288,17 +310,9 @@ pub fn marker(suites: &[&str]) -> String {
 pub fn comment_body(marker: &str, markdown: &str) -> String {
     let text = without_mentions(&crate::secrets::scrub(markdown));
     let room = MAX_COMMENT_CHARS - marker.chars().count() - 200;
-    let text = if text.chars().count() > room {
-        let cut: String = text.chars().take(room).collect();
-        let cut = cut
-            .rfind('\n')
-            .map_or(cut.as_str(), |at| &cut[..at])
-            .to_owned();
-        format!(
-            "{cut}\n\n… cut to fit GitHub's limit: the whole summary is summary.md in the report folder."
-        )
-    } else {
-        text
+    let text = match text.char_indices().nth(room) {
+        Some((end, _)) => format!("{}{CUT_NOTE}", through_last_line(&text, end)),
+        None => text,
     };
     format!("{marker}\n{text}")
 }
@@ -370,13 +384,7 @@ impl PullRequest {
     }
 
     async fn upsert_within(&self, marker: &str, body: &str) -> Result<String, String> {
-        // Ignore "already installed": another client may have done it.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let client = reqwest::Client::builder()
-            .timeout(REQUEST_TIMEOUT)
-            .connect_timeout(REQUEST_TIMEOUT)
-            .user_agent(concat!("ragprobe/", env!("CARGO_PKG_VERSION")))
-            .build()
+        let client = crate::backend::client::http_client(Some(REQUEST_TIMEOUT))
             .map_err(|e| format!("cannot make an HTTP client: {e}"))?;
         let comments = format!(
             "{}/repos/{}/issues/{}/comments",
@@ -427,6 +435,11 @@ impl PullRequest {
     ) -> Result<serde_json::Value, String> {
         let mut response = request
             .bearer_auth(&self.token)
+            // GitHub refuses requests without one.
+            .header(
+                "user-agent",
+                concat!("ragprobe/", env!("CARGO_PKG_VERSION")),
+            )
             .header("accept", "application/vnd.github+json")
             .header("x-github-api-version", "2022-11-28")
             .send()
@@ -443,7 +456,7 @@ impl PullRequest {
                 .unwrap_or_else(|| String::from_utf8_lossy(&bytes).into_owned());
             return Err(format!(
                 "GitHub answered {status} to {method} {url}: {}",
-                crate::secrets::quote(&cap_chars(message.trim(), 200))
+                crate::secrets::quote(&cut(message.trim(), 200))
             ));
         }
         serde_json::from_slice(&bytes)
@@ -457,18 +470,12 @@ fn json(request: reqwest::RequestBuilder, payload: &serde_json::Value) -> reqwes
         .body(payload.to_string())
 }
 
-/// The innermost cause of a request error, on one line.
+/// Why a request failed, on one line: a timeout said as such, else its innermost cause.
 fn cause(error: &reqwest::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(inner) = source {
-        text = inner.to_string();
-        source = inner.source();
-    }
     if error.is_timeout() {
         format!("no answer within {} s", REQUEST_TIMEOUT.as_secs())
     } else {
-        text
+        crate::backend::client::root_cause(error)
     }
 }
 
@@ -489,11 +496,7 @@ fn pull_request_number(event: &serde_json::Value) -> Option<u64> {
 
 /// A diff's text report as the job summary's markdown.
 pub fn text_as_markdown(title: &str, text: &str) -> String {
-    let longest = text.split(|c| c != '`').map(str::len).max().unwrap_or(0);
-    let fence = "`".repeat(longest.max(2) + 1);
-    let mut out = String::new();
-    let _ = write!(out, "## {title}\n\n{fence}text\n{text}\n{fence}\n");
-    out
+    format!("## {title}\n\n{}\n", crate::report::markdown::fenced(text))
 }
 
 #[cfg(test)]
@@ -521,9 +524,12 @@ mod tests {
     fn a_case_is_found_at_its_line() {
         let text =
             "name: s\ncases:\n  - id: storage\n    question: a\n  - question: b\n    id: cost\n";
-        assert_eq!(case_line(text, "storage"), Some((3, 9)));
-        assert_eq!(case_line(text, "cost"), Some((6, 9)));
-        assert_eq!(case_line(text, "missing"), None);
+        let places = Places::new("s.yaml".into(), Some(text.into()));
+        assert_eq!(places.line("storage"), Some((3, 9)));
+        assert_eq!(places.line("cost"), Some((6, 9)));
+        assert_eq!(places.line("missing"), None);
+        assert_eq!(places.at("cost"), "file=s.yaml,line=6,col=9");
+        assert_eq!(places.at("missing"), "file=s.yaml");
     }
 
     #[test]

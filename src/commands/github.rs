@@ -49,10 +49,7 @@ pub fn publish(publication: &Publication, actions: Option<&Actions>, pr_comment:
         return;
     }
     let said = PullRequest::from_env(|name| std::env::var(name).ok()).and_then(|pr| {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+        let runtime = crate::commands::common::runtime().map_err(|e| e.to_string())?;
         let mark = marker(&publication.suites);
         runtime.block_on(pr.upsert(&mark, &comment_body(&mark, &publication.markdown)))
     });

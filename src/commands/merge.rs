@@ -24,7 +24,7 @@ use crate::store::{folder, merge as combine};
 pub fn merge(args: MergeArgs) -> Result<Outcome, AppError> {
     let (report, published) = match &args.mlflow {
         Some(url) => merge_from_mlflow(&args, url)?,
-        None => (merge_folders(&args.dirs, &args)?, true),
+        None => (merge_folders(&args.dirs, &args)?.0, true),
     };
     out::print(&render_text(&report, args.quiet));
     let actions = github::actions();
@@ -40,8 +40,11 @@ pub fn merge(args: MergeArgs) -> Result<Outcome, AppError> {
     ))
 }
 
-/// Shard folders on disk into `--out`.
-fn merge_folders(dirs: &[PathBuf], args: &MergeArgs) -> Result<SuiteReport, AppError> {
+/// Shard folders on disk into `--out`: the merged report, and the plan it was made from.
+fn merge_folders(
+    dirs: &[PathBuf],
+    args: &MergeArgs,
+) -> Result<(SuiteReport, plan::Plan), AppError> {
     let metas = dirs
         .iter()
         .map(|dir| Ok((dir.clone(), report_meta(dir)?)))
@@ -62,7 +65,8 @@ fn merge_folders(dirs: &[PathBuf], args: &MergeArgs) -> Result<SuiteReport, AppE
         trace_export: None,
         budget_spent: None,
     };
-    Ok(session::finish(&plan, executed, &mut Stages::new(false))?)
+    let report = session::finish(&plan, executed, &mut Stages::new(false))?;
+    Ok((report, plan))
 }
 
 /// The report files a merge needs from each shard.
@@ -136,7 +140,7 @@ fn merge_from_mlflow(args: &MergeArgs, url: &str) -> Result<(SuiteReport, bool),
     let dirs = runtime
         .block_on(session::unless_stopped(fetch(&client, &chosen, &scratch.0)))
         .ok_or_else(interrupted)??;
-    let report = merge_folders(&dirs, args)?;
+    let (report, plan) = merge_folders(&dirs, args)?;
     drop(scratch);
 
     // 3. The merged report published to the group's parent, the shards nested under it.
@@ -146,7 +150,7 @@ fn merge_from_mlflow(args: &MergeArgs, url: &str) -> Result<(SuiteReport, bool),
             (&experiment_id, &experiment_name),
             &group,
             &chosen,
-            &args.out,
+            &plan,
             args.quiet,
         )))
         .ok_or_else(|| {
@@ -188,9 +192,10 @@ async fn publish_to_parent(
     (experiment_id, experiment_name): (&str, &str),
     group_name: &str,
     shards: &[ShardRun],
-    out: &Path,
+    plan: &plan::Plan,
     quiet: bool,
 ) -> bool {
+    let out = plan.out_dir.as_path();
     let result = async {
         if let Some((run_id, _)) = group::parent(client, experiment_id, group_name).await? {
             // A merge of this group ran before: the same parent gets the new report.
@@ -205,11 +210,6 @@ async fn publish_to_parent(
             };
             link::remember(out, &earlier)?;
         }
-        let meta =
-            crate::model::meta::Meta::read(out).map_err(|cause| link::PublishError::Read {
-                path: out.join(crate::model::meta::META_FILE),
-                cause: std::io::Error::other(cause.to_string()),
-            })?;
         let scope = Scope {
             subset: false,
             reopen: true,
@@ -222,18 +222,14 @@ async fn publish_to_parent(
             client,
             &ExperimentRef::Id(experiment_id.to_owned()),
             out,
-            &meta,
+            &plan.meta(),
             scope,
         )
         .await?;
         for shard in shards {
             group::adopt(client, &shard.run_id, &parent.run_id).await?;
         }
-        let suite = crate::suite::load::load(&meta.suite_path).ok();
-        let checks = suite
-            .as_ref()
-            .map(crate::mlflow::assessments::case_checks)
-            .unwrap_or_default();
+        let checks = crate::mlflow::assessments::case_checks(&plan.suite);
         let started = std::time::Instant::now();
         let done = crate::mlflow::publish::publish(client, &parent, out, &checks).await?;
         Ok::<_, link::PublishError>((parent, done, started.elapsed()))

@@ -64,6 +64,18 @@ impl MlflowFile {
             .unwrap_or_default()
     }
 
+    /// `run` as the folder's latest on its server and experiment, written.
+    fn keep(&mut self, dir: &Path, run: &RunRef) -> Result<(), PublishError> {
+        self.runs.retain(|r| {
+            !(r.tracking_uri == run.tracking_uri && r.experiment_id == run.experiment_id)
+        });
+        self.runs.push(run.clone());
+        self.write(dir).map_err(|cause| PublishError::Read {
+            path: dir.join(MLFLOW_FILE),
+            cause,
+        })
+    }
+
     fn write(&self, dir: &Path) -> std::io::Result<()> {
         let text = serde_json::to_string_pretty(self).map_err(std::io::Error::other)?;
         crate::atomic::write(&dir.join(MLFLOW_FILE), text + "\n")
@@ -233,14 +245,7 @@ pub struct GroupTag {
 
 /// Records `run` as the folder's run on its server, so [`begin`] continues it.
 pub fn remember(dir: &Path, run: &RunRef) -> Result<(), PublishError> {
-    let mut file = MlflowFile::read(dir);
-    file.runs
-        .retain(|r| !(r.tracking_uri == run.tracking_uri && r.experiment_id == run.experiment_id));
-    file.runs.push(run.clone());
-    file.write(dir).map_err(|cause| PublishError::Read {
-        path: dir.join(MLFLOW_FILE),
-        cause,
-    })
+    MlflowFile::read(dir).keep(dir, run)
 }
 
 /// The run a report folder logs to. `wanted` is the experiment asked for; none asked
@@ -357,13 +362,7 @@ pub async fn begin(
         run_id,
         git_commit,
     };
-    file.runs
-        .retain(|r| !(r.tracking_uri == run.tracking_uri && r.experiment_id == run.experiment_id));
-    file.runs.push(run.clone());
-    file.write(dir).map_err(|cause| PublishError::Read {
-        path: dir.join(MLFLOW_FILE),
-        cause,
-    })?;
+    file.keep(dir, &run)?;
     Ok(run)
 }
 

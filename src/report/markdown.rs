@@ -174,7 +174,7 @@ fn cell(text: &str) -> String {
 
 /// A block of text (an answer) as a fenced code block, with a fence longer than any run of
 /// backticks inside it, so nothing in it can close the block.
-fn fenced(text: &str) -> String {
+pub fn fenced(text: &str) -> String {
     let longest = text.split(|c| c != '`').map(str::len).max().unwrap_or(0);
     let fence = "`".repeat(longest.max(2) + 1);
     format!("{fence}text\n{}\n{fence}", crate::out::printable(text))

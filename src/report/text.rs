@@ -18,9 +18,14 @@ pub fn inline(text: &str) -> std::borrow::Cow<'_, str> {
 /// `text` on one line (newlines become spaces), cut to `max` characters with an ellipsis.
 pub fn one_line(text: &str, max: usize) -> String {
     let flat: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    match flat.char_indices().nth(max) {
-        Some((cut, _)) => format!("{}…", &flat[..cut]),
-        None => flat,
+    cut(&flat, max)
+}
+
+/// `text` cut to `max` characters with an ellipsis.
+pub fn cut(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_owned(),
     }
 }
 
