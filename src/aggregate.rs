@@ -23,7 +23,7 @@ use polars::prelude::*;
 use crate::model::record::{RunRecord, Severity, Usage};
 use crate::model::summary::{
     AdaptiveCase, CaseOutcome, CaseStats, FailingRun, Latency, MeanCi, RuleStats, SourceMeans,
-    SourceSummary, SuiteStats,
+    SourceSummary, SuiteStats, TurnBroken, TurnStats,
 };
 use crate::results::{RESULTS_FILE, RULE_SEPARATOR, ResultsError};
 use crate::sequential::{AdaptiveSettings, Stop, Undecided};
@@ -132,6 +132,7 @@ pub fn aggregate(
         }
     }
 
+    let mut turns = turn_stats(dir, suite)?;
     let mut cases = Vec::new();
     let (mut total_runs, mut total_errors) = (0, 0);
     for spec in suite.spec.cases.iter().filter(|c| selected.contains(&c.id)) {
@@ -139,7 +140,9 @@ pub fn aggregate(
         total_runs += n.runs;
         total_errors += n.errors;
         let min_pass_rate = spec.min_pass_rate.unwrap_or(suite.spec.min_pass_rate).0;
-        cases.push(case_stats(suite, spec, n, &records, min_pass_rate));
+        let mut stats = case_stats(suite, spec, n, &records, min_pass_rate);
+        stats.turns = turns.remove(&spec.id).unwrap_or_default();
+        cases.push(stats);
     }
     let error_rate = ratio(total_errors, total_runs);
     // The suite's cost is known only when every case that made calls has one.
@@ -227,16 +230,25 @@ const COLUMNS: [&str; 24] = [
     "offset",
 ];
 
-/// Calls `each` with the file's rows, `SLICE_ROWS` at a time.
+/// Calls `each` with results.parquet's rows, `SLICE_ROWS` at a time.
 fn for_each_slice(
     path: &Path,
+    each: impl FnMut(&DataFrame) -> PolarsResult<()>,
+) -> Result<(), ResultsError> {
+    for_each_slice_of(path, &COLUMNS, each)
+}
+
+/// Calls `each` with `columns` of the file's rows, `SLICE_ROWS` at a time.
+fn for_each_slice_of(
+    path: &Path,
+    columns: &[&str],
     mut each: impl FnMut(&DataFrame) -> PolarsResult<()>,
 ) -> Result<(), ResultsError> {
     let rows = ParquetReader::new(std::fs::File::open(path)?).num_rows()?;
     let mut offset = 0;
     while offset < rows {
         let frame = ParquetReader::new(std::fs::File::open(path)?)
-            .with_columns(Some(COLUMNS.iter().map(|c| (*c).to_owned()).collect()))
+            .with_columns(Some(columns.iter().map(|c| (*c).to_owned()).collect()))
             .with_slice(Some((offset, SLICE_ROWS)))
             .finish()?;
         each(&frame)?;
@@ -459,7 +471,94 @@ fn case_stats(
             ..n.usage
         }),
         adaptive: None,
+        turns: Vec::new(),
     }
+}
+
+/// Each conversation case's turns, from turns.parquet (absent when the suite has none).
+fn turn_stats(dir: &Path, suite: &Suite) -> Result<HashMap<String, Vec<TurnStats>>, ResultsError> {
+    let path = dir.join(crate::store::TURNS_FILE);
+    let mut out: HashMap<String, Vec<TurnStats>> = HashMap::new();
+    if !path.exists() {
+        return Ok(out);
+    }
+    for case in &suite.spec.cases {
+        let Some(turns) = &case.turns else { continue };
+        let stats = turns
+            .iter()
+            .enumerate()
+            .map(|(t, turn)| TurnStats {
+                turn: t as u32 + 1,
+                question: turn.question.clone(),
+                scripted: turn.answer.is_some(),
+                asked: 0,
+                passed: 0,
+                errors: 0,
+                broken: Vec::new(),
+            })
+            .collect();
+        out.insert(case.id.clone(), stats);
+    }
+    let columns = [
+        "case",
+        "turn",
+        "scripted",
+        "status",
+        "violations",
+        "failed_expectations",
+    ];
+    for_each_slice_of(&path, &columns, |frame| {
+        let case = frame.column("case")?.str()?;
+        let turn = frame.column("turn")?.u32()?;
+        let scripted = frame.column("scripted")?.bool()?;
+        let status = frame.column("status")?.str()?;
+        let violations = frame.column("violations")?.str()?;
+        let expectations = frame.column("failed_expectations")?.str()?;
+        for row in 0..frame.height() {
+            let (Some(case), Some(turn)) = (case.get(row), turn.get(row)) else {
+                continue;
+            };
+            let Some(stats) = out
+                .get_mut(case)
+                .and_then(|turns| turns.get_mut(turn as usize - 1))
+            else {
+                continue;
+            };
+            if scripted.get(row) == Some(true) {
+                continue;
+            }
+            stats.asked += 1;
+            match status.get(row) {
+                Some("passed") => stats.passed += 1,
+                Some("error") => stats.errors += 1,
+                _ => {}
+            }
+            let broken = [violations.get(row), expectations.get(row)];
+            for check in broken
+                .into_iter()
+                .flatten()
+                .flat_map(|joined| joined.split(RULE_SEPARATOR))
+                .filter(|c| !c.is_empty())
+            {
+                match stats.broken.iter_mut().find(|b| b.check == check) {
+                    Some(b) => b.runs += 1,
+                    None => stats.broken.push(TurnBroken {
+                        check: check.to_owned(),
+                        runs: 1,
+                    }),
+                }
+            }
+        }
+        Ok(())
+    })?;
+    for turns in out.values_mut() {
+        for stats in turns.iter_mut() {
+            stats
+                .broken
+                .sort_by(|a, b| b.runs.cmp(&a.runs).then(a.check.cmp(&b.check)));
+        }
+    }
+    Ok(out)
 }
 
 /// `runs: auto`: replays each adaptive case's recorded runs (in run order, from run 0)

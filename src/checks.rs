@@ -107,13 +107,20 @@ fn judge_rule(
     };
     if let Some(retrieved_rule) = &rule.retrieved {
         let (offending, detail): (Vec<&RetrievedDoc>, Option<String>) = match retrieved_rule {
-            RetrievedRule::Every(_) if retrieved.is_empty() && !rule.allow_empty => (
-                Vec::new(),
-                Some(
-                    "no documents were retrieved: `every` does not hold over none (`allow_empty: true` on the rule if the chain may retrieve nothing)"
-                        .to_owned(),
-                ),
-            ),
+            RetrievedRule::Every(_) | RetrievedRule::None(_)
+                if retrieved.is_empty() && !rule.allow_empty =>
+            {
+                let quantifier = match retrieved_rule {
+                    RetrievedRule::Every(_) => "every",
+                    _ => "none",
+                };
+                (
+                    Vec::new(),
+                    Some(format!(
+                        "no documents were retrieved: `{quantifier}` cannot be judged over none (`allow_empty: true` on the rule if the chain may retrieve nothing)"
+                    )),
+                )
+            }
             RetrievedRule::Every(w) => {
                 let bad: Vec<_> = retrieved
                     .iter()
@@ -338,6 +345,100 @@ pub fn source_metrics(
         average_precision,
         k,
         missing,
+    }
+}
+
+/// A conversation run's verdict from its turns' (scripted turns have none): it passes when
+/// every asked turn does. A rule is broken in the run when it is broken on any turn that
+/// applies it (its detail says on which, its offending documents are every turn's); an
+/// expectation that failed keeps its check and says its turn; retrieval metrics are the
+/// mean over the turns that expect sources (hit: every such turn hit).
+pub fn join_turns(turns: &[crate::model::record::TurnRecord]) -> Verdict {
+    let judged: Vec<(u32, &Verdict)> = turns
+        .iter()
+        .filter_map(|t| Some((t.turn, t.verdict.as_ref()?)))
+        .collect();
+    let mut rules: Vec<RuleResult> = Vec::new();
+    for (turn, verdict) in &judged {
+        for result in &verdict.rules {
+            let joined = match rules.iter_mut().find(|r| r.id == result.id) {
+                Some(joined) => joined,
+                None => {
+                    rules.push(RuleResult {
+                        id: result.id.clone(),
+                        severity: result.severity,
+                        passed: true,
+                        offending_documents: Vec::new(),
+                        detail: None,
+                        judge_votes: None,
+                    });
+                    let last = rules.len() - 1;
+                    &mut rules[last]
+                }
+            };
+            for doc in &result.offending_documents {
+                if !joined.offending_documents.contains(doc) {
+                    joined.offending_documents.push(doc.clone());
+                }
+            }
+            // The votes of the first turn that broke the rule, else of the first judged.
+            if joined.judge_votes.is_none() || (!result.passed && joined.passed) {
+                joined.judge_votes.clone_from(&result.judge_votes);
+            }
+            if !result.passed {
+                joined.passed = false;
+                let said = match &result.detail {
+                    Some(detail) => format!("turn {turn}: {detail}"),
+                    None => format!("turn {turn}"),
+                };
+                joined.detail = Some(match joined.detail.take() {
+                    Some(before) => format!("{before}; {said}"),
+                    None => said,
+                });
+            }
+        }
+    }
+    let failed_expectations = judged
+        .iter()
+        .flat_map(|(turn, verdict)| {
+            verdict.failed_expectations.iter().map(move |f| Failure {
+                check: f.check.clone(),
+                detail: format!("turn {turn}: {}", f.detail),
+            })
+        })
+        .collect();
+    let metrics: Vec<&SourceMetrics> = judged
+        .iter()
+        .filter_map(|(_, v)| v.sources.as_ref())
+        .collect();
+    let sources = (!metrics.is_empty()).then(|| {
+        let mean = |f: fn(&SourceMetrics) -> f64| {
+            metrics.iter().map(|m| f(m)).sum::<f64>() / metrics.len() as f64
+        };
+        SourceMetrics {
+            precision: mean(|m| m.precision),
+            recall: mean(|m| m.recall),
+            hit: metrics.iter().all(|m| m.hit),
+            reciprocal_rank: mean(|m| m.reciprocal_rank),
+            ndcg: mean(|m| m.ndcg),
+            average_precision: mean(|m| m.average_precision),
+            k: metrics[0].k,
+            missing: judged
+                .iter()
+                .filter_map(|(turn, v)| Some((turn, v.sources.as_ref()?)))
+                .flat_map(|(turn, m)| {
+                    m.missing
+                        .iter()
+                        .map(move |id| format!("{id} (turn {turn})"))
+                })
+                .collect(),
+        }
+    });
+    Verdict {
+        passed: judged.iter().all(|(_, v)| v.passed),
+        rules,
+        sources,
+        failed_expectations,
     }
 }
 

@@ -109,6 +109,8 @@ pub struct CaseJob {
     pub question: String,
     pub vars: Map<String, Value>,
     pub expect: Option<Expect>,
+    /// A conversation's turns (empty for a single question).
+    pub turns: Vec<crate::suite::schema::TurnSpec>,
 }
 
 /// How to pick cases: exact ids, and/or a pattern on ids and tags.
@@ -162,6 +164,7 @@ impl Plan {
             question: spec.question.clone(),
             vars: merged_vars(&self.suite.spec.vars, &spec.vars),
             expect: spec.expect.clone(),
+            turns: spec.turns.clone().unwrap_or_default(),
         })
     }
 

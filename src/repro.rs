@@ -113,6 +113,7 @@ impl Target {
             question: self.question.clone(),
             vars: self.vars.clone(),
             expect: self.expect.clone(),
+            turns: Vec::new(),
         });
         let jobs: Vec<Job> = runs
             .map(|run| Job {

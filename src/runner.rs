@@ -250,6 +250,9 @@ pub async fn collect(
 }
 
 async fn run_one(context: &RunContext, job: &Job) -> RunRecord {
+    if !job.case.turns.is_empty() {
+        return run_conversation(context, job).await;
+    }
     let started_at_ns = now_ns();
     let clock = Instant::now();
     let invocation = tokio::time::timeout(
@@ -259,6 +262,7 @@ async fn run_one(context: &RunContext, job: &Job) -> RunRecord {
             &job.case.vars,
             job.seed,
             context.intervention.as_ref(),
+            None,
         ),
     )
     .await;
@@ -283,7 +287,15 @@ async fn run_one(context: &RunContext, job: &Job) -> RunRecord {
     match invocation {
         Ok(Ok(mut output)) => {
             let judged = match &context.judge {
-                Some(judge) => judge_output(judge, &context.rules, job, &mut output).await,
+                Some(judge) => {
+                    let asked = Asked {
+                        question: &job.case.question,
+                        expect,
+                        rules: &context.rules,
+                        seed: job.seed,
+                    };
+                    judge_output(judge, &asked, &mut output).await
+                }
                 None => Ok(Judgements::new()),
             };
             match judged {
@@ -314,16 +326,24 @@ async fn run_one(context: &RunContext, job: &Job) -> RunRecord {
     }
 }
 
+/// What one question (a case's, or a turn's) was judged against.
+struct Asked<'a> {
+    question: &'a str,
+    expect: Option<&'a Expect>,
+    rules: &'a [RuleSpec],
+    seed: u64,
+}
+
 /// The judge's verdicts on every judged check of the run (rules by id, the case's answer
 /// expectation as `expect.answer`), each with its EVALUATOR span in the output's trace.
 async fn judge_output(
     judge: &Judge,
-    rules: &[RuleSpec],
-    job: &Job,
+    asked: &Asked<'_>,
     output: &mut ChainOutput,
 ) -> Result<Judgements, crate::judge::JudgeError> {
-    let expect = job.case.expect.as_ref();
-    let mut checks: Vec<(String, &crate::suite::schema::JudgeCheck)> = rules
+    let expect = asked.expect;
+    let mut checks: Vec<(String, &crate::suite::schema::JudgeCheck)> = asked
+        .rules
         .iter()
         .filter_map(|r| Some((r.id.clone(), r.answer.as_ref()?.judge.as_ref()?)))
         .collect();
@@ -334,14 +354,240 @@ async fn judge_output(
         return Ok(Judgements::new());
     }
     let inputs = JudgeInputs {
-        question: &job.case.question,
+        question: asked.question,
         answer: &output.answer,
         documents: &output.retrieved,
         reference: expect.and_then(|e| e.reference_answer.as_deref()),
     };
     judge
-        .judge_run(&checks, &inputs, job.seed, &mut output.trace)
+        .judge_run(&checks, &inputs, asked.seed, &mut output.trace)
         .await
+}
+
+/// One run of a conversation case: its turns in order, each asked with the history before
+/// it (the chain's own answers, or the suite's scripted ones), under one trace with a span
+/// per turn. A turn that errors ends the run (the turns after it would have no history);
+/// a turn that fails does not.
+async fn run_conversation(context: &RunContext, job: &Job) -> RunRecord {
+    use crate::model::record::{Message, Role, TurnRecord};
+    use crate::trace::{SpanKind, SpanStatus, TraceBuilder};
+    let started_at_ns = now_ns();
+    let clock = Instant::now();
+    let mut trace = TraceBuilder::new();
+    let mut root = trace.start("conversation", SpanKind::Chain, None);
+    root.set("case", job.case.id.as_str());
+    root.set("turns", job.case.turns.len());
+    let mut history: Vec<Message> = Vec::new();
+    let mut turns: Vec<TurnRecord> = Vec::new();
+    let mut waited_ms = 0.0;
+    for (index, spec) in job.case.turns.iter().enumerate() {
+        let number = index as u32 + 1;
+        let mut span = trace.start(&format!("turn {number}"), SpanKind::Chain, Some(&root));
+        span.set("turn", number);
+        span.set("question", spec.question.as_str());
+        let turn_clock = Instant::now();
+        let mut turn = TurnRecord {
+            turn: number,
+            question: spec.question.clone(),
+            scripted: false,
+            status: RunStatus::Error,
+            error: None,
+            retrieved: Vec::new(),
+            prompt: String::new(),
+            answer: String::new(),
+            verdict: None,
+            duration_ms: 0.0,
+            span_id: Some(span.id().to_owned()),
+        };
+        if let Some(answer) = &spec.answer {
+            span.set("scripted", true);
+            turn.scripted = true;
+            turn.status = RunStatus::Passed;
+            turn.answer = answer.clone();
+        } else {
+            let seed = turn_seed(job.seed, number);
+            let rules: Vec<RuleSpec> = context
+                .rules
+                .iter()
+                .filter(|r| !spec.skip.contains(&r.id))
+                .cloned()
+                .collect();
+            let asked = Asked {
+                question: &spec.question,
+                expect: spec.expect.as_ref(),
+                rules: &rules,
+                seed,
+            };
+            let conversation = crate::chain::Conversation {
+                history: &history,
+                turn: number,
+            };
+            let outcome = ask_turn(context, &job.case.vars, &asked, conversation).await;
+            let sub_trace = match &outcome {
+                Ok(output) => Some(&output.trace),
+                Err(failure) => failure.trace.as_ref(),
+            };
+            waited_ms += span_wait_ms(sub_trace);
+            for adopted in sub_trace.into_iter().flat_map(|t| t.spans.iter()) {
+                trace.adopt(adopted.clone(), span.id());
+            }
+            match outcome {
+                Ok(output) => {
+                    let verdict = judge(
+                        &rules,
+                        spec.expect.as_ref(),
+                        &output.retrieved,
+                        &output.answer,
+                        &output.judgements,
+                    );
+                    turn.status = if verdict.passed {
+                        RunStatus::Passed
+                    } else {
+                        RunStatus::Failed
+                    };
+                    turn.verdict = Some(verdict);
+                    turn.retrieved = output.output.retrieved;
+                    turn.prompt = output.output.prompt;
+                    turn.answer = output.output.answer;
+                }
+                Err(failure) => turn.error = Some(failure.error.to_string()),
+            }
+        }
+        turn.duration_ms = turn_clock.elapsed().as_secs_f64() * 1000.0;
+        let status = match &turn.error {
+            Some(message) => SpanStatus::Error {
+                message: message.clone(),
+            },
+            None => SpanStatus::Ok,
+        };
+        span.set("status", turn.status.label());
+        trace.end(span, status);
+        let ended = turn.error.is_some();
+        if !ended {
+            history.push(Message {
+                role: Role::User,
+                content: turn.question.clone(),
+            });
+            history.push(Message {
+                role: Role::Assistant,
+                content: turn.answer.clone(),
+            });
+        }
+        turns.push(turn);
+        if ended {
+            break;
+        }
+    }
+    let duration_ms = (clock.elapsed().as_secs_f64() * 1000.0 - waited_ms).max(0.0);
+    let mut record = RunRecord {
+        case: job.case.id.clone(),
+        run: job.run,
+        seed: job.seed,
+        question: job.case.question.clone(),
+        status: RunStatus::Error,
+        error: None,
+        retrieved: Vec::new(),
+        prompt: String::new(),
+        answer: String::new(),
+        verdict: None,
+        duration_ms,
+        started_at_ns,
+        trace: None,
+        usage: None,
+        turns: Vec::new(),
+    };
+    record.turns = turns;
+    let errored = record.turns.iter().find(|t| t.error.is_some()).cloned();
+    if let Some((retrieved, prompt, answer)) = record
+        .deciding_turn()
+        .map(|t| (t.retrieved.clone(), t.prompt.clone(), t.answer.clone()))
+    {
+        record.retrieved = retrieved;
+        record.prompt = prompt;
+        record.answer = answer;
+    }
+    match errored {
+        Some(turn) => {
+            let message = turn.error.clone().unwrap_or_default();
+            record.error = Some(format!("turn {}: {message}", turn.turn));
+            root.set("status", "error");
+            trace.end(root, SpanStatus::Error { message });
+        }
+        None => {
+            let verdict = crate::checks::join_turns(&record.turns);
+            record.status = if verdict.passed {
+                RunStatus::Passed
+            } else {
+                RunStatus::Failed
+            };
+            record.verdict = Some(verdict);
+            trace.end(root, SpanStatus::Ok);
+        }
+    }
+    record.trace = Some(trace.finish());
+    record
+}
+
+/// A turn's seed: the run's for the first turn, a different one for each turn after, so
+/// a sampling chain does not answer every turn with the same draw.
+fn turn_seed(seed: u64, turn: u32) -> u64 {
+    seed.wrapping_add(u64::from(turn - 1).wrapping_mul(0x9e37_79b9_7f4a_7c15))
+}
+
+/// A turn's chain output with the judge's verdicts on it.
+struct JudgedOutput {
+    output: ChainOutput,
+    judgements: Judgements,
+}
+
+impl std::ops::Deref for JudgedOutput {
+    type Target = ChainOutput;
+    fn deref(&self) -> &ChainOutput {
+        &self.output
+    }
+}
+
+/// Asks one turn within the run's timeout (each turn has the whole `timeout_ms`) and
+/// judges its answer.
+async fn ask_turn(
+    context: &RunContext,
+    vars: &serde_json::Map<String, serde_json::Value>,
+    asked: &Asked<'_>,
+    conversation: crate::chain::Conversation<'_>,
+) -> Result<JudgedOutput, ChainFailure> {
+    let invocation = tokio::time::timeout(
+        context.timeout,
+        context.chain.invoke(
+            asked.question,
+            vars,
+            asked.seed,
+            context.intervention.as_ref(),
+            Some(conversation),
+        ),
+    )
+    .await;
+    let mut output = match invocation {
+        Ok(result) => result?,
+        Err(_elapsed) => {
+            return Err(ChainFailure {
+                error: ChainError::TimedOut(context.timeout.as_millis()),
+                trace: None,
+            });
+        }
+    };
+    let judgements = match &context.judge {
+        Some(judge) => match judge_output(judge, asked, &mut output).await {
+            Ok(judgements) => judgements,
+            Err(error) => {
+                return Err(ChainFailure {
+                    error: ChainError::Judge(error.to_string()),
+                    trace: Some(output.trace),
+                });
+            }
+        },
+        None => Judgements::new(),
+    };
+    Ok(JudgedOutput { output, judgements })
 }
 
 /// The record with every secret ragprobe holds replaced, in every string it carries
@@ -415,6 +661,7 @@ fn record(
         started_at_ns: identity.started_at_ns,
         trace: None,
         usage: None,
+        turns: Vec::new(),
     };
     match result {
         Ok(output) => {

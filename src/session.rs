@@ -17,7 +17,6 @@ use crate::chain::PreflightError;
 use crate::events::{Event, Reporter};
 use crate::exit_codes::Outcome;
 use crate::model::meta::Meta;
-use crate::model::record::Sources;
 use crate::model::summary::{SUMMARY_FILE, SuiteReport, SuiteResult, TraceExport};
 use crate::plan::Plan;
 use crate::report::files::{self, ReportError};
@@ -236,14 +235,18 @@ pub fn finish(
         dir: dir.clone(),
         source,
     };
-    let sources: HashMap<&str, &Sources> = plan
-        .suite
-        .spec
-        .cases
-        .iter()
-        .filter_map(|c| Some((c.id.as_str(), &c.expect.as_ref()?.sources)))
-        .filter(|(_, s)| !s.is_empty())
-        .collect();
+    let mut sources: results::SourcesByTurn<'_> = HashMap::new();
+    for case in &plan.suite.spec.cases {
+        let turns = case.turns.iter().flatten().enumerate();
+        let expects = turns
+            .map(|(t, turn)| (t as u32 + 1, turn.expect.as_ref()))
+            .chain([(0, case.expect.as_ref())]);
+        for (turn, expect) in expects {
+            if let Some(expect) = expect.filter(|e| !e.sources.is_empty()) {
+                sources.insert((case.id.as_str(), turn), &expect.sources);
+            }
+        }
+    }
     let rows = results::write(dir, &plan.suite.spec.name, &sources).map_err(failed_to_aggregate)?;
     stages.done(&format!("results.parquet ({rows} rows), retrieved.parquet"));
     let mut stats =

@@ -74,6 +74,25 @@ impl SpanKind {
 }
 
 impl Trace {
+    /// Whether `ancestor` is above `span` in this trace (at most 16 levels up).
+    pub fn has_ancestor(&self, span: &Span, ancestor: &str) -> bool {
+        let mut parent = span.parent_span_id.as_deref();
+        for _ in 0..16 {
+            match parent {
+                Some(id) if id == ancestor => return true,
+                Some(id) => {
+                    parent = self
+                        .spans
+                        .iter()
+                        .find(|s| s.span_id == id)
+                        .and_then(|p| p.parent_span_id.as_deref());
+                }
+                None => return false,
+            }
+        }
+        false
+    }
+
     /// How many ancestors `span` has in this trace (at most 16: a service could send spans
     /// that are their own ancestors).
     pub fn depth(&self, span: &Span) -> usize {

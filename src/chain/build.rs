@@ -452,6 +452,7 @@ fn build_pipeline(
     Some(BuiltChain {
         chain: Chain::Pipeline(Box::new(PipelineChain {
             retriever,
+            history: retriever_config.history,
             prompt,
             generator,
         })),

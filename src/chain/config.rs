@@ -142,6 +142,14 @@ pub struct RetrieverConfig {
     /// Only documents matching this `where` expression can be retrieved.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub filter: Option<Where>,
+    /// In a conversation, what the retriever is asked: `last` (the current question, the
+    /// default), `standalone` (joined to the question it leans on) or `all` (every
+    /// message).
+    #[serde(
+        default,
+        skip_serializing_if = "crate::chain::history::HistoryMode::is_last"
+    )]
+    pub history: crate::chain::history::HistoryMode,
     /// `chroma`: the server, e.g. `http://127.0.0.1:8000`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,

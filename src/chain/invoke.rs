@@ -8,7 +8,28 @@ use crate::backend::BackendError;
 use crate::chain::error::ChainError;
 use crate::chain::{CommandChain, HttpChain, PipelineChain, pipeline};
 use crate::model::record::RetrievedDoc;
+pub use crate::model::record::{Message, Role};
 use crate::trace::Trace;
+
+/// A turn of a conversation, as a chain is asked it: the messages before its question
+/// (the users' questions and the assistant's answers, in order) and its number (1 first).
+#[derive(Debug, Clone, Copy)]
+pub struct Conversation<'a> {
+    pub history: &'a [Message],
+    pub turn: u32,
+}
+
+impl Conversation<'_> {
+    /// The history with the current question after it: what a chat API takes.
+    pub fn messages(&self, question: &str) -> Vec<Message> {
+        let mut messages = self.history.to_vec();
+        messages.push(Message {
+            role: Role::User,
+            content: question.to_owned(),
+        });
+        messages
+    }
+}
 
 /// Everything one invocation produced.
 #[derive(Debug, Clone)]
@@ -81,31 +102,50 @@ impl Chain {
         vars: &serde_json::Map<String, serde_json::Value>,
         seed: u64,
         intervention: Option<&Intervention>,
+        conversation: Option<Conversation<'_>>,
     ) -> Result<ChainOutput, ChainFailure> {
         use crate::chain::service::RequestExtras;
+        let extras = RequestExtras {
+            conversation,
+            ..RequestExtras::default()
+        };
         match (self, intervention) {
             (Chain::Pipeline(chain), Some(Intervention::Edit(edit))) => {
-                chain.invoke_with(question, vars, seed, edit.as_ref()).await
+                chain
+                    .invoke_with(question, vars, seed, conversation, edit.as_ref())
+                    .await
             }
-            (Chain::Pipeline(chain), _) => chain.invoke(question, vars, seed).await,
+            (Chain::Pipeline(chain), _) => chain.invoke(question, vars, seed, conversation).await,
             (Chain::Http(chain), Some(Intervention::Edit(edit))) if chain.takes_documents => {
                 chain
-                    .invoke_edited(question, vars, seed, edit.as_ref())
+                    .invoke_edited(question, vars, seed, &extras, edit.as_ref())
                     .await
             }
             (Chain::Http(chain), Some(Intervention::Filter(filter))) if chain.takes_filter => {
                 let extras = RequestExtras {
                     filter: Some(filter),
-                    documents: None,
+                    ..extras
                 };
                 chain.invoke(question, vars, seed, &extras).await
             }
-            (Chain::Http(chain), _) => {
-                chain
-                    .invoke(question, vars, seed, &RequestExtras::default())
-                    .await
-            }
-            (Chain::Command(chain), _) => chain.invoke(question, vars, seed).await,
+            (Chain::Http(chain), _) => chain.invoke(question, vars, seed, &extras).await,
+            (Chain::Command(chain), _) => chain.invoke(question, vars, seed, conversation).await,
+        }
+    }
+
+    /// Whether a conversation's history reaches this chain, and why not where it cannot.
+    pub fn carries_history(&self) -> Result<(), String> {
+        match self {
+            // The prompt gets `messages` and `history`, an openai model the chat messages,
+            // and the retriever the query its `history` setting builds.
+            Chain::Pipeline(_) => Ok(()),
+            Chain::Http(chain) if chain.takes_history => Ok(()),
+            Chain::Http(_) => Err(
+                "its body template uses none of `messages`, `chat_history` or `history`, so every turn would be sent alone"
+                    .into(),
+            ),
+            // The program's input always holds `messages` and `turn`.
+            Chain::Command(_) => Ok(()),
         }
     }
 
@@ -161,11 +201,12 @@ impl Chain {
         question: &str,
         vars: &serde_json::Map<String, serde_json::Value>,
         sample: &[&crate::chain::corpus::Document],
+        conversation: Option<Conversation<'_>>,
     ) -> Result<(), RenderError> {
         match self {
             Chain::Pipeline(pipeline) => pipeline
                 .prompt
-                .render(question, sample, vars)
+                .render(question, sample, vars, conversation)
                 .map(|_| ())
                 .map_err(|err| {
                     RenderError::Prompt(crate::chain::prompt::describe_template_error(&err))
@@ -176,7 +217,10 @@ impl Chain {
                     vars,
                     0,
                     "00-0-0-01",
-                    &crate::chain::service::RequestExtras::default(),
+                    &crate::chain::service::RequestExtras {
+                        conversation,
+                        ..Default::default()
+                    },
                 )
                 .map(|_| ())
                 .map_err(|err| RenderError::Request(err.to_string())),

@@ -7,6 +7,7 @@ pub mod corpus;
 pub mod embed;
 pub mod error;
 pub mod extractive;
+pub mod history;
 pub mod intake;
 pub mod invoke;
 pub mod memory;
@@ -18,7 +19,8 @@ pub mod service;
 pub mod text;
 
 pub use invoke::{
-    Chain, ChainFailure, ChainOutput, ContextEdit, Intervention, PreflightError, Supports,
+    Chain, ChainFailure, ChainOutput, ContextEdit, Conversation, Intervention, PreflightError,
+    Supports,
 };
 pub use pipeline::PipelineChain;
 pub use service::{CommandChain, HttpChain};

@@ -126,8 +126,15 @@ impl ChatModel {
 
     /// Asks for one completion. The run's seed is sent too: servers that honour it
     /// (OpenAI, vLLM) then sample the same way when the run is repeated.
-    pub async fn complete(&self, prompt: &str, seed: u64) -> Result<Completion, BackendError> {
-        self.complete_with(prompt, seed, None).await
+    /// In a conversation, `history` (the earlier questions and answers) goes before the
+    /// prompt as chat messages; the prompt, with its retrieved context, is the last one.
+    pub async fn complete(
+        &self,
+        history: &[crate::model::record::Message],
+        prompt: &str,
+        seed: u64,
+    ) -> Result<Completion, BackendError> {
+        self.chat(history, prompt, seed, None).await
     }
 
     /// `complete`, with `response_format` sent as given (a judge asks for a JSON object).
@@ -137,9 +144,22 @@ impl ChatModel {
         seed: u64,
         response_format: Option<Value>,
     ) -> Result<Completion, BackendError> {
+        self.chat(&[], prompt, seed, response_format).await
+    }
+
+    async fn chat(
+        &self,
+        history: &[crate::model::record::Message],
+        prompt: &str,
+        seed: u64,
+        response_format: Option<Value>,
+    ) -> Result<Completion, BackendError> {
         let mut messages = Vec::new();
         if let Some(system) = &self.system {
             messages.push(json!({"role": "system", "content": system}));
+        }
+        for message in history {
+            messages.push(json!({"role": message.role.label(), "content": message.content}));
         }
         messages.push(json!({"role": "user", "content": prompt}));
         let mut body = json!({

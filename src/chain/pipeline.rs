@@ -19,7 +19,7 @@ use crate::chain::extractive::Extractive;
 use crate::chain::memory::MemoryRetriever;
 use crate::chain::openai::ChatModel;
 use crate::chain::prompt::{PromptTemplate, describe_template_error};
-use crate::chain::{ChainFailure, ChainOutput};
+use crate::chain::{ChainFailure, ChainOutput, Conversation};
 use crate::model::record::RetrievedDoc;
 use crate::rules::Where;
 use crate::trace::{OpenSpan, SpanKind, SpanStatus, TraceBuilder};
@@ -54,6 +54,8 @@ pub enum Generator {
 #[derive(Debug)]
 pub struct PipelineChain {
     pub retriever: Retriever,
+    /// In a conversation, what the retriever is asked.
+    pub history: crate::chain::history::HistoryMode,
     pub prompt: PromptTemplate,
     pub generator: Generator,
 }
@@ -103,10 +105,16 @@ impl Retriever {
         }
     }
 
-    fn describe(&self) -> String {
+    fn describe(&self, history: crate::chain::history::HistoryMode) -> String {
         let filter = match self.filter() {
             Some(f) => format!(", filter {f}"),
             None => ", no filter".to_owned(),
+        };
+        // In a conversation, what the retriever is asked; the default says nothing.
+        let filter = if history.is_last() {
+            filter
+        } else {
+            format!("{filter}; history: {}", history.label())
         };
         match self {
             Retriever::Memory(memory) => {
@@ -227,7 +235,7 @@ impl PipelineChain {
             Generator::OpenAi(model) => model.describe(),
             Generator::None => "no generator (retrieval only)".to_owned(),
         };
-        format!("{} → {generator}", self.retriever.describe())
+        format!("{} → {generator}", self.retriever.describe(self.history))
     }
 
     pub async fn invoke(
@@ -235,8 +243,10 @@ impl PipelineChain {
         question: &str,
         vars: &Map<String, Value>,
         seed: u64,
+        conversation: Option<Conversation<'_>>,
     ) -> Result<ChainOutput, ChainFailure> {
-        self.invoke_with(question, vars, seed, &|docs| docs).await
+        self.invoke_with(question, vars, seed, conversation, &|docs| docs)
+            .await
     }
 
     /// Like `invoke`, with the retrieved documents passed through `edit` before the
@@ -247,13 +257,24 @@ impl PipelineChain {
         question: &str,
         vars: &Map<String, Value>,
         seed: u64,
+        conversation: Option<Conversation<'_>>,
         edit: &(dyn Fn(Vec<RetrievedDoc>) -> Vec<RetrievedDoc> + Sync),
     ) -> Result<ChainOutput, ChainFailure> {
         let mut trace = TraceBuilder::new();
         let mut root = trace.start("rag-chain", SpanKind::Chain, None);
         root.set("question", question);
+        // In a conversation the retriever (and the reference generator, which picks
+        // sentences by the words asked) get the query the history mode builds.
+        let query = match conversation {
+            Some(conversation) => {
+                root.set("turn", conversation.turn);
+                root.set("history", self.history.label());
+                self.history.query(question, conversation.history)
+            }
+            None => question.to_owned(),
+        };
 
-        let retrieved = match self.retriever.retrieve(question, &mut trace, &root).await {
+        let retrieved = match self.retriever.retrieve(&query, &mut trace, &root).await {
             Ok(docs) => docs,
             Err(error) => return Err(abort(trace, root, error)),
         };
@@ -275,7 +296,10 @@ impl PipelineChain {
 
         let mut render = trace.start("prompt", SpanKind::Prompt, Some(&root));
         render.set("template", self.prompt.name());
-        let prompt = match self.prompt.render(question, &document_refs, vars) {
+        let prompt = match self
+            .prompt
+            .render(question, &document_refs, vars, conversation)
+        {
             Ok(text) => text,
             Err(err) => {
                 let error = ChainError::Prompt(describe_template_error(&err));
@@ -287,7 +311,15 @@ impl PipelineChain {
         trace.end(render, SpanStatus::Ok);
 
         let answer = match self
-            .generate(question, &prompt, &document_refs, seed, &mut trace, &root)
+            .generate(
+                &query,
+                &prompt,
+                conversation,
+                &document_refs,
+                seed,
+                &mut trace,
+                &root,
+            )
             .await
         {
             Ok(answer) => answer,
@@ -303,10 +335,12 @@ impl PipelineChain {
     }
 
     /// The generation step: the answer, with an LLM span under `root`.
+    #[allow(clippy::too_many_arguments)]
     async fn generate(
         &self,
         question: &str,
         prompt: &str,
+        conversation: Option<Conversation<'_>>,
         documents: &[&Document],
         seed: u64,
         trace: &mut TraceBuilder,
@@ -344,7 +378,8 @@ impl PipelineChain {
                     llm.set("max_tokens", max_tokens);
                 }
                 llm.set("seed", seed);
-                match model.complete(prompt, seed).await {
+                let history = conversation.map_or(&[][..], |c| c.history);
+                match model.complete(history, prompt, seed).await {
                     Ok(completion) => {
                         if let Some(reason) = &completion.finish_reason {
                             llm.set("finish_reason", reason.as_str());
@@ -356,7 +391,7 @@ impl PipelineChain {
                             llm.set("output_tokens", tokens);
                         }
                         llm.set("attempts", completion.attempts);
-                        if model.system.is_some() {
+                        if model.system.is_some() || !history.is_empty() {
                             llm.set("messages", completion.messages);
                         }
                         trace.end(llm, SpanStatus::Ok);

@@ -26,6 +26,12 @@ struct PromptContext<'a> {
     question: &'a str,
     documents: &'a [&'a Document],
     vars: &'a Map<String, serde_json::Value>,
+    /// The conversation before the question (empty for a single question).
+    history: &'a [crate::model::record::Message],
+    /// `history` with the question after it.
+    messages: Vec<crate::model::record::Message>,
+    /// The turn's number in a conversation (1 first; 1 for a single question).
+    turn: u32,
 }
 
 /// Work one render of a prompt, body or header template may do (minijinja's fuel: about
@@ -63,12 +69,20 @@ impl PromptTemplate {
         question: &str,
         documents: &[&Document],
         vars: &Map<String, serde_json::Value>,
+        conversation: Option<crate::chain::Conversation<'_>>,
     ) -> Result<String, minijinja::Error> {
         let template = self.env.get_template(&self.name)?;
+        let conversation = conversation.unwrap_or(crate::chain::Conversation {
+            history: &[],
+            turn: 1,
+        });
         template.render(Value::from(Serde(PromptContext {
             question,
             documents,
             vars,
+            history: conversation.history,
+            messages: conversation.messages(question),
+            turn: conversation.turn,
         })))
     }
 }
@@ -107,7 +121,7 @@ mod tests {
         };
         let mut vars = Map::new();
         vars.insert("product".into(), "Databricks".into());
-        let out = t.render("cost?", &[&doc], &vars).expect("renders");
+        let out = t.render("cost?", &[&doc], &vars, None).expect("renders");
         assert_eq!(out, "Databricks: [4|aws] t4g.micro <b> Q: cost?");
     }
 
@@ -119,7 +133,7 @@ mod tests {
                 .into(),
         )
         .expect("compiles");
-        let err = t.render("q", &[], &Map::new()).expect_err("bounded");
+        let err = t.render("q", &[], &Map::new(), None).expect_err("bounded");
         assert_eq!(err.kind(), minijinja::ErrorKind::OutOfFuel);
         assert!(describe_template_error(&err).contains("more work"));
     }
@@ -127,7 +141,7 @@ mod tests {
     #[test]
     fn undefined_variables_are_errors() {
         let t = PromptTemplate::new("p", "{{ questoin }}".into()).expect("compiles");
-        let err = t.render("q", &[], &Map::new()).expect_err("strict");
+        let err = t.render("q", &[], &Map::new(), None).expect_err("strict");
         assert!(describe_template_error(&err).contains("undefined"), "{err}");
     }
 

@@ -21,16 +21,40 @@ use crate::model::record::RetrievedDoc;
 use crate::secrets::{quote, redact_url};
 use crate::trace::{OpenSpan, Span, SpanKind, SpanStatus, TraceBuilder};
 
-/// The default request body: the question, the case's variables and the run's seed.
-pub const DEFAULT_BODY: &str =
-    r#"{"question": {{ question | tojson }}, "vars": {{ vars | tojson }}, "seed": {{ seed }}}"#;
+/// The default request body: the question, the case's variables and the run's seed; in a
+/// conversation also the messages so far (ending with the question) and the turn's number.
+pub const DEFAULT_BODY: &str = concat!(
+    r#"{"question": {{ question | tojson }}, "vars": {{ vars | tojson }}, "seed": {{ seed }}"#,
+    r#"{% if conversation %}, "messages": {{ messages | tojson }}, "turn": {{ turn }}{% endif %}}"#
+);
 
-/// The request body a preset sends when the chain names none.
+/// The request body a preset sends when the chain names none. LangServe's conversational
+/// chains (`create_history_aware_retriever` and `create_retrieval_chain`) take `input` and
+/// `chat_history`; a RetrievalQA chain has no history.
 pub fn preset_body(preset: Preset) -> &'static str {
     match preset {
-        Preset::Langserve => r#"{"input": {{ question | tojson }}}"#,
+        Preset::Langserve => concat!(
+            r#"{% if conversation %}{"input": {"input": {{ question | tojson }}, "#,
+            r#""chat_history": {{ chat_history | tojson }}}}"#,
+            r#"{% else %}{"input": {{ question | tojson }}}{% endif %}"#
+        ),
         Preset::Retrievalqa => r#"{"query": {{ question | tojson }}}"#,
     }
+}
+
+/// The history as LangChain serialises messages: `{"type": "human"|"ai", "content": …}`.
+fn langchain_messages(history: &[crate::model::record::Message]) -> Vec<Value> {
+    use crate::model::record::Role;
+    history
+        .iter()
+        .map(|m| {
+            let kind = match m.role {
+                Role::User => "human",
+                Role::Assistant => "ai",
+            };
+            json!({"type": kind, "content": m.content})
+        })
+        .collect()
 }
 
 /// Where the answer, documents, spans and each document's id are in a reply.
@@ -130,6 +154,9 @@ pub struct HttpChain {
     /// `documents` (a context the service answers from instead of retrieving).
     pub takes_filter: bool,
     pub takes_documents: bool,
+    /// Whether the body sends a conversation's history (`messages`, `chat_history` or
+    /// `history`).
+    pub takes_history: bool,
 }
 
 /// What triage asks of a service beyond the question: a retriever filter, or the
@@ -138,6 +165,8 @@ pub struct HttpChain {
 pub struct RequestExtras<'a> {
     pub filter: Option<&'a Value>,
     pub documents: Option<&'a [RetrievedDoc]>,
+    /// The turn of a conversation this request asks.
+    pub conversation: Option<crate::chain::Conversation<'a>>,
 }
 
 #[derive(Debug)]
@@ -201,6 +230,9 @@ impl HttpChain {
             intake,
             takes_filter: variables.contains("filter"),
             takes_documents: variables.contains("documents"),
+            takes_history: ["messages", "chat_history", "history"]
+                .iter()
+                .any(|name| variables.contains(*name)),
         })
     }
 
@@ -216,15 +248,14 @@ impl HttpChain {
         question: &str,
         vars: &Map<String, Value>,
         seed: u64,
+        extras: &RequestExtras<'_>,
         edit: &(dyn Fn(Vec<RetrievedDoc>) -> Vec<RetrievedDoc> + Sync),
     ) -> Result<ChainOutput, ChainFailure> {
-        let first = self
-            .invoke(question, vars, seed, &RequestExtras::default())
-            .await?;
+        let first = self.invoke(question, vars, seed, extras).await?;
         let edited = edit(first.retrieved.clone());
         let extras = RequestExtras {
-            filter: None,
             documents: Some(&edited),
+            ..extras.clone()
         };
         let mut output = self.invoke(question, vars, seed, &extras).await?;
         output.retrieved = first.retrieved;
@@ -247,8 +278,22 @@ impl HttpChain {
                 })
                 .collect::<Vec<_>>()
         });
+        let conversation = extras.conversation;
+        let history = conversation.map_or(&[][..], |c| c.history);
+        let messages = match conversation {
+            Some(c) => c.messages(question),
+            None => vec![crate::model::record::Message {
+                role: crate::model::record::Role::User,
+                content: question.to_owned(),
+            }],
+        };
         let context = minijinja::context! {
             question => question,
+            conversation => conversation.is_some(),
+            turn => conversation.map_or(1, |c| c.turn),
+            messages => minijinja::Value::from(minijinja::value::Serde(&messages)),
+            history => minijinja::Value::from(minijinja::value::Serde(history)),
+            chat_history => minijinja::Value::from(minijinja::value::Serde(langchain_messages(history))),
             vars => minijinja::Value::from(minijinja::value::Serde(vars)),
             seed => seed & (i64::MAX as u64),
             traceparent => traceparent,
@@ -280,6 +325,9 @@ impl HttpChain {
     ) -> Result<ChainOutput, ChainFailure> {
         let (trace, mut root, traceparent) =
             start_trace("rag-service", question, ("url", redact_url(&self.url)));
+        if let Some(conversation) = extras.conversation {
+            root.set("turn", conversation.turn);
+        }
         if let Some(filter) = extras.filter {
             root.set("filter", filter.clone());
         }
@@ -316,22 +364,29 @@ impl CommandChain {
         format!("command `{}`", self.cmd.join(" "))
     }
 
-    /// Runs the program with `{question, vars, seed, traceparent}` on stdin and reads the
-    /// reply from stdout. The program is killed if the run is cancelled or times out.
+    /// Runs the program with `{question, vars, seed, traceparent}` on stdin (and, in a
+    /// conversation, `messages` ending with the question and `turn`) and reads the reply
+    /// from stdout. The program is killed if the run is cancelled or times out.
     pub async fn invoke(
         &self,
         question: &str,
         vars: &Map<String, Value>,
         seed: u64,
+        conversation: Option<crate::chain::Conversation<'_>>,
     ) -> Result<ChainOutput, ChainFailure> {
-        let (trace, root, traceparent) =
+        let (trace, mut root, traceparent) =
             start_trace("rag-command", question, ("cmd", self.cmd.join(" ")));
-        let input = json!({
+        let mut input = json!({
             "question": question,
             "vars": vars,
             "seed": seed & (i64::MAX as u64),
             "traceparent": traceparent,
         });
+        if let Some(conversation) = conversation {
+            root.set("turn", conversation.turn);
+            input["messages"] = json!(conversation.messages(question));
+            input["turn"] = conversation.turn.into();
+        }
         self.intake.expect(&trace);
         let outcome = self.run(input.to_string()).await;
         finish(trace, root, outcome, &self.shape, &self.intake).await

@@ -135,7 +135,7 @@ fn resolve(args: &ReproTarget) -> Result<Target, AppError> {
         .collect();
     source
         .chain
-        .check_render(&question, &vars, &sample)
+        .check_render(&question, &vars, &sample, None)
         .map_err(|err| {
             AppError::Usage(format!(
                 "{}: {err} (variables: the suite's `vars`, and --var NAME=VALUE)",

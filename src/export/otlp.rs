@@ -115,9 +115,69 @@ pub fn trace_id(record: &RunRecord) -> String {
     }
 }
 
-/// Every span of one run, root first. Records without a trace (a run that timed out
-/// before its chain reported one) get a root span of their own, so the run still shows.
+/// What one record is exported as: itself, or for a conversation run one record per turn,
+/// each its own trace (the turn's span and everything under it) with the run's session id
+/// on its root span, so a backend that groups traces by `session.id` (MLflow's sessions)
+/// shows the conversation as a chat. The turn traces' ids are derived from the run's, the
+/// same at every export.
+pub fn exported(record: &RunRecord) -> Vec<std::borrow::Cow<'_, RunRecord>> {
+    use std::borrow::Cow;
+    if record.turns.is_empty() {
+        return vec![Cow::Borrowed(record)];
+    }
+    let own = trace_id(record);
+    let session = format!("ragprobe-{own}");
+    record
+        .turns
+        .iter()
+        .map(|turn| {
+            let mut view = record.turn_as_run(turn, turn_trace_id(&own, turn.turn));
+            if let Some(root) = view
+                .trace
+                .as_mut()
+                .and_then(|t| t.spans.iter_mut().find(|s| s.parent_span_id.is_none()))
+            {
+                root.attributes
+                    .insert(SESSION_KEY.into(), session.clone().into());
+            }
+            Cow::Owned(view)
+        })
+        .collect()
+}
+
+/// Where a conversation turn's root span keeps its session id before export.
+const SESSION_KEY: &str = "session";
+
+/// A conversation turn's trace id: FNV-1a of the run's and the turn's number, 32 hex digits.
+fn turn_trace_id(run_trace_id: &str, turn: u32) -> String {
+    let hash = |salt: u8| {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for byte in run_trace_id
+            .bytes()
+            .chain([0, salt])
+            .chain(turn.to_le_bytes())
+        {
+            h ^= u64::from(byte);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        h
+    };
+    format!("{:016x}{:016x}", hash(1), hash(2))
+}
+
+/// Every span of one run, root first; a conversation run's as one trace per turn
+/// ([`exported`]).
 pub fn spans_for(record: &RunRecord, suite: &str) -> Vec<OtlpSpan> {
+    exported(record)
+        .iter()
+        .flat_map(|unit| spans_of_one(unit, suite))
+        .collect()
+}
+
+/// Every span of one exported record, root first. Records without a trace (a run that
+/// timed out before its chain reported one) get a root span of their own, so the run
+/// still shows.
+pub fn spans_of_one(record: &RunRecord, suite: &str) -> Vec<OtlpSpan> {
     let Some(trace) = &record.trace else {
         let mut root = OtlpSpan {
             trace_id: trace_id(record),
@@ -154,7 +214,10 @@ pub fn spans_for(record: &RunRecord, suite: &str) -> Vec<OtlpSpan> {
                 ),
             ];
             match span.kind {
-                SpanKind::Chain => root_attributes(&mut attributes, record, suite),
+                SpanKind::Chain => {
+                    root_attributes(&mut attributes, record, suite);
+                    turn_attributes(&mut attributes, span);
+                }
                 SpanKind::Retriever => {
                     retriever_attributes(&mut attributes, record, &offending, &span.attributes)
                 }
@@ -258,6 +321,23 @@ fn evaluator_attributes(attributes: &mut Vec<(String, Attr)>, recorded: &Map<Str
         ),
         ("mlflow.spanOutputs".into(), Attr::from(&verdict)),
     ]);
+}
+
+/// A conversation turn's root span: the session MLflow groups the turns by, and the turn.
+fn turn_attributes(attributes: &mut Vec<(String, Attr)>, span: &Span) {
+    let Some(session) = span.attributes.get(SESSION_KEY).and_then(Value::as_str) else {
+        return;
+    };
+    attributes.push(("session.id".into(), session.into()));
+    if let Some(turn) = span.attributes.get("turn") {
+        attributes.push((
+            "mlflow.traceTag.ragprobe.turn".into(),
+            turn.to_string().into(),
+        ));
+    }
+    if span.attributes.contains_key("scripted") {
+        attributes.push(("mlflow.traceTag.ragprobe.scripted".into(), "true".into()));
+    }
 }
 
 fn root_attributes(attributes: &mut Vec<(String, Attr)>, record: &RunRecord, suite: &str) {

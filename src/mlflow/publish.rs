@@ -267,42 +267,48 @@ async fn sync_traces(
     })?;
     for record in RunReader::open(dir).map_err(read_error)? {
         let record = record.map_err(read_error)?;
-        let trace_id = mlflow_trace_id(&record, run);
         sync.durations.push(record.duration_ms);
-        if !known.contains_key(&trace_id) {
-            // Not linked to this run, but maybe in MLflow already: a merged folder's shard
-            // traces, a run deleted in the UI, another spelling of the server's address.
-            if let Some(ours) = stored_trace(mlflow, &trace_id).await? {
-                known.insert(trace_id.clone(), ours);
+        // A conversation run is a trace per turn, grouped in MLflow as one session; a turn
+        // has no case-level expectations (its own are in its verdict).
+        let case_checks = checks
+            .get(&record.case)
+            .filter(|_| !record.is_conversation());
+        for unit in otlp::exported(&record) {
+            let record = unit.as_ref();
+            let trace_id = mlflow_trace_id(record, run);
+            if !known.contains_key(&trace_id) {
+                // Not linked to this run, but maybe in MLflow already: a merged folder's
+                // shard traces, a run deleted in the UI, another spelling of the address.
+                if let Some(ours) = stored_trace(mlflow, &trace_id).await? {
+                    known.insert(trace_id.clone(), ours);
+                }
             }
-        }
-        let existing = known.get(&trace_id);
-        if existing.is_none() {
-            let hex = trace_id.trim_start_matches("tr-");
-            missing.extend(
-                otlp::spans_for(&record, suite)
-                    .into_iter()
-                    .map(|span| OtlpSpan {
+            let existing = known.get(&trace_id);
+            if existing.is_none() {
+                let hex = trace_id.trim_start_matches("tr-");
+                missing.extend(otlp::spans_of_one(record, suite).into_iter().map(|span| {
+                    OtlpSpan {
                         trace_id: hex.to_owned(),
                         ..span
-                    }),
-            );
-            missing_traces += 1;
-        }
-        for assessment in assessments::for_record(&record, checks.get(&record.case)) {
-            let kind = if assessment.is_expectation() {
-                "expectation"
-            } else {
-                "feedback"
-            };
-            if existing.is_some_and(|have| have.contains(&(assessment.name.clone(), kind))) {
-                sync.assessments_kept += 1;
-                continue;
+                    }
+                }));
+                missing_traces += 1;
             }
-            sync.pending
-                .push((trace_id.clone(), assessment.body(&trace_id, &record)));
+            for assessment in assessments::for_record(record, case_checks) {
+                let kind = if assessment.is_expectation() {
+                    "expectation"
+                } else {
+                    "feedback"
+                };
+                if existing.is_some_and(|have| have.contains(&(assessment.name.clone(), kind))) {
+                    sync.assessments_kept += 1;
+                    continue;
+                }
+                sync.pending
+                    .push((trace_id.clone(), assessment.body(&trace_id, record)));
+            }
+            trace_ids.push(trace_id);
         }
-        trace_ids.push(trace_id);
         if missing_traces >= 64 {
             send_traces(&client, &target, &mut missing).await?;
             sync.sent += missing_traces;

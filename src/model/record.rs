@@ -69,6 +69,127 @@ pub struct RunRecord {
     /// price where the suite gives one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage: Option<Usage>,
+    /// A conversation case's turns, in order. The run's own `question` then names the
+    /// conversation, its `retrieved`, `prompt` and `answer` are those of the turn that
+    /// decided it (the first that failed, else the last asked), and its verdict joins the
+    /// turns' verdicts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub turns: Vec<TurnRecord>,
+}
+
+/// Who said a message of a conversation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    User,
+    Assistant,
+}
+
+impl Role {
+    pub fn label(self) -> &'static str {
+        match self {
+            Role::User => "user",
+            Role::Assistant => "assistant",
+        }
+    }
+}
+
+/// One message of a conversation, as chains receive the history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Message {
+    pub role: Role,
+    pub content: String,
+}
+
+/// One turn of a conversation run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TurnRecord {
+    /// 1 for the first turn.
+    pub turn: u32,
+    pub question: String,
+    /// The suite gave this turn's answer (`answer:`): it was history, not asked.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub scripted: bool,
+    pub status: RunStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default)]
+    pub retrieved: Vec<RetrievedDoc>,
+    #[serde(default)]
+    pub prompt: String,
+    #[serde(default)]
+    pub answer: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<Verdict>,
+    pub duration_ms: f64,
+    /// The turn's span in the run's trace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub span_id: Option<String>,
+}
+
+impl RunRecord {
+    /// Whether this run is a conversation's.
+    pub fn is_conversation(&self) -> bool {
+        !self.turns.is_empty()
+    }
+
+    /// The turns that were asked (not scripted), with their number.
+    pub fn asked_turns(&self) -> impl Iterator<Item = &TurnRecord> {
+        self.turns.iter().filter(|t| !t.scripted)
+    }
+
+    /// The run as each of its turns, for the places that take one question at a time: the
+    /// turn's question, documents, prompt, answer, verdict and status, and the subtree of
+    /// the turn's span as its trace (rooted at the turn, under `trace_id`).
+    pub fn turn_as_run(&self, turn: &TurnRecord, trace_id: String) -> RunRecord {
+        let trace = self
+            .trace
+            .as_ref()
+            .zip(turn.span_id.as_ref())
+            .map(|(trace, root)| {
+                let mut spans: Vec<crate::trace::Span> = trace
+                    .spans
+                    .iter()
+                    .filter(|span| span.span_id == *root || trace.has_ancestor(span, root))
+                    .cloned()
+                    .collect();
+                for span in spans.iter_mut().filter(|s| s.span_id == *root) {
+                    span.parent_span_id = None;
+                }
+                spans.sort_by_key(|s| s.parent_span_id.is_some());
+                crate::trace::Trace { trace_id, spans }
+            });
+        let started_at_ns = trace
+            .as_ref()
+            .and_then(|t| t.spans.iter().find(|s| s.parent_span_id.is_none()))
+            .map_or(self.started_at_ns, |root| root.start_ns);
+        RunRecord {
+            case: self.case.clone(),
+            run: self.run,
+            seed: self.seed,
+            question: turn.question.clone(),
+            status: turn.status,
+            error: turn.error.clone(),
+            retrieved: turn.retrieved.clone(),
+            prompt: turn.prompt.clone(),
+            answer: turn.answer.clone(),
+            verdict: turn.verdict.clone(),
+            duration_ms: turn.duration_ms,
+            started_at_ns,
+            trace,
+            usage: None,
+            turns: Vec::new(),
+        }
+    }
+
+    /// The turn a conversation run is shown by: the first that failed or errored, else
+    /// the last asked.
+    pub fn deciding_turn(&self) -> Option<&TurnRecord> {
+        self.turns
+            .iter()
+            .find(|t| t.status != RunStatus::Passed)
+            .or_else(|| self.asked_turns().last())
+    }
 }
 
 #[cfg(test)]
@@ -90,6 +211,7 @@ impl RunRecord {
             started_at_ns: 0,
             trace: None,
             usage: None,
+            turns: Vec::new(),
         }
     }
 }

@@ -290,6 +290,50 @@ pub struct CaseStats {
     /// With `runs: auto`: how many runs the case used and why it stopped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub adaptive: Option<AdaptiveCase>,
+    /// A conversation case's turns, over its runs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub turns: Vec<TurnStats>,
+}
+
+/// One turn of a conversation case, over the case's runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TurnStats {
+    /// 1 for the first turn.
+    pub turn: u32,
+    pub question: String,
+    /// The suite scripts this turn's answer: it is history, never asked.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub scripted: bool,
+    /// Runs that asked this turn (an error on an earlier turn ends its run).
+    pub asked: u32,
+    pub passed: u32,
+    pub errors: u32,
+    /// What broke on this turn (rule ids, `expect.answer`, `expect.sources`), most runs
+    /// first.
+    #[serde(default)]
+    pub broken: Vec<TurnBroken>,
+}
+
+/// A check broken on a turn, and on how many runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TurnBroken {
+    pub check: String,
+    pub runs: u32,
+}
+
+impl TurnStats {
+    /// `only-databricks-docs 20/20, expect.answer 5/20`, or `ok`.
+    pub fn describe_broken(&self) -> String {
+        let judged = self.asked - self.errors;
+        if self.broken.is_empty() {
+            return "none".into();
+        }
+        self.broken
+            .iter()
+            .map(|b| format!("{} {}/{judged}", b.check, b.runs))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
 }
 
 /// An adaptive case's stopping, as reports show it.

@@ -60,7 +60,13 @@ pub fn render(report: &SuiteReport) -> Result<String, quick_junit::SerializeErro
             }
             CaseOutcome::Fail => {
                 let mut status = TestCaseStatus::non_success(NonSuccessKind::Failure);
-                status.set_message(xml_text(&case.reasons.join("; ")));
+                let turns = case
+                    .turns
+                    .iter()
+                    .filter(|t| !t.broken.is_empty())
+                    .map(|t| format!("turn {} broke {}", t.turn, t.describe_broken()));
+                let message: Vec<String> = case.reasons.iter().cloned().chain(turns).collect();
+                status.set_message(xml_text(&message.join("; ")));
                 status.set_description(xml_text(&failure_text(case)));
                 status
             }
@@ -73,6 +79,20 @@ pub fn render(report: &SuiteReport) -> Result<String, quick_junit::SerializeErro
         let mut test_case = TestCase::new(xml_text(&case.id), status);
         test_case.set_classname(xml_text(&format!("ragprobe.{}", report.suite)));
         test_case.set_assertions(case.evaluated as usize);
+        for turn in &case.turns {
+            let passed = if turn.scripted {
+                "scripted".to_owned()
+            } else {
+                format!("{}/{}", turn.passed, turn.asked - turn.errors)
+            };
+            let key = |what: &str| format!("turn.{}.{what}", turn.turn);
+            test_case.add_property((key("question").as_str(), xml_text(&turn.question).as_str()));
+            test_case.add_property((key("passed").as_str(), passed.as_str()));
+            if !turn.broken.is_empty() {
+                let broken = xml_text(&turn.describe_broken());
+                test_case.add_property((key("broken").as_str(), broken.as_str()));
+            }
+        }
         if let Some(b) = baseline {
             for (name, value) in [
                 ("baseline.change", serde_label(&b.change)),

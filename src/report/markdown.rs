@@ -122,6 +122,7 @@ pub fn render(report: &SuiteReport) -> String {
             crate::report::text::cost(u.cost_usd)
         );
     }
+    turns_table(&mut out, stats);
     for case in stats.cases.iter().filter(|c| !c.reasons.is_empty()) {
         let _ = writeln!(out, "\n### {}: {}\n", code(&case.id), code(&case.question));
         for reason in &case.reasons {
@@ -136,9 +137,13 @@ pub fn render(report: &SuiteReport) -> String {
                     format!("{} {}", code(&d.id), code(&metadata))
                 })
                 .collect();
+            let turn = run
+                .deciding_turn()
+                .map(|t| format!(" on turn {} ({})", t.turn, code(&t.question)))
+                .unwrap_or_default();
             let _ = writeln!(
                 out,
-                "\nExample: run {} retrieved {}; answer:\n\n{}",
+                "\nExample: run {}{turn} retrieved {}; answer:\n\n{}",
                 run.run,
                 retrieved.join(", "),
                 fenced(&run.answer)
@@ -146,6 +151,40 @@ pub fn render(report: &SuiteReport) -> String {
         }
     }
     out
+}
+
+/// Conversation cases turn by turn: which turn broke which check.
+fn turns_table(out: &mut String, stats: &crate::model::summary::SuiteStats) {
+    if stats.cases.iter().all(|c| c.turns.is_empty()) {
+        return;
+    }
+    out.push_str("\n#### Conversations, turn by turn\n\n");
+    out.push_str("| case | turn | question | passed | broken |\n");
+    out.push_str("|---|---|---|---|---|\n");
+    for case in &stats.cases {
+        for turn in &case.turns {
+            let (passed, broken) = if turn.scripted {
+                ("scripted".to_owned(), "—".to_owned())
+            } else if turn.broken.is_empty() {
+                (
+                    format!("{}/{}", turn.passed, turn.asked - turn.errors),
+                    "—".to_owned(),
+                )
+            } else {
+                (
+                    format!("{}/{}", turn.passed, turn.asked - turn.errors),
+                    cell(&turn.describe_broken()),
+                )
+            };
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {passed} | {broken} |",
+                cell(&case.id),
+                turn.turn,
+                cell(&turn.question)
+            );
+        }
+    }
 }
 
 /// Text from suites, documents and models (and ragprobe's sentences quoting it), shown as

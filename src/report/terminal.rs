@@ -23,6 +23,7 @@ pub fn render_text(report: &SuiteReport, quiet: bool) -> String {
     header(&mut out, report);
     case_table(&mut out, &report.stats);
     adaptive(&mut out, report);
+    turns(&mut out, &report.stats);
     violations(&mut out, &report.stats);
     retrieval(&mut out, &report.stats);
     usage(&mut out, &report.stats);
@@ -312,6 +313,38 @@ fn retrieval(out: &mut String, stats: &SuiteStats) {
     table(out, &rows, "  ");
 }
 
+/// Conversation cases, turn by turn: which turn broke which check.
+fn turns(out: &mut String, stats: &SuiteStats) {
+    if stats.cases.iter().all(|c| c.turns.is_empty()) {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "\nturns (each conversation's runs, turn by turn; a scripted turn is history, not asked)"
+    );
+    let mut rows = vec![row(&["case", "turn", "question", "passed", "broken"])];
+    for case in &stats.cases {
+        for turn in &case.turns {
+            let (passed, broken) = if turn.scripted {
+                ("scripted".to_owned(), "—".to_owned())
+            } else {
+                (
+                    format!("{}/{}", turn.passed, turn.asked - turn.errors),
+                    turn.describe_broken(),
+                )
+            };
+            rows.push(vec![
+                case.id.clone(),
+                turn.turn.to_string(),
+                crate::report::text::cut(&turn.question, 40),
+                passed,
+                broken,
+            ]);
+        }
+    }
+    table(out, &rows, "  ");
+}
+
 /// Why each failing case failed, with one offending run; then the flaky cases.
 fn failures(out: &mut String, stats: &SuiteStats) {
     for case in stats.cases.iter().filter(|c| !c.reasons.is_empty()) {
@@ -418,6 +451,15 @@ fn baseline(out: &mut String, report: &SuiteReport) {
 fn example_run(out: &mut String, run: &RunRecord) {
     let _ = writeln!(out, "  example: run {} (seed {})", run.run, run.seed);
     let Some(verdict) = &run.verdict else { return };
+    if let Some(turn) = run.deciding_turn() {
+        let _ = writeln!(
+            out,
+            "    turn {} of {}: {}",
+            turn.turn,
+            run.turns.len(),
+            turn.question
+        );
+    }
     let _ = writeln!(out, "    retrieved:");
     retrieved_lines(out, run, "      ");
     let _ = writeln!(out, "    answer: {}", run.answer);

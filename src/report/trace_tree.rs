@@ -185,6 +185,22 @@ fn children<'a>(
             top_of_service,
         );
         let inner = format!("{prefix}{}", if last { "   " } else { "│  " });
+        // Under a conversation's turn span, the turn's question, documents and answer.
+        let turn_view;
+        let record = match record
+            .turns
+            .iter()
+            .find(|t| t.span_id.as_deref() == Some(child.span_id.as_str()))
+        {
+            Some(turn) => {
+                turn_view = RunRecord {
+                    trace: None,
+                    ..record.turn_as_run(turn, String::new())
+                };
+                &turn_view
+            }
+            None => record,
+        };
         details(
             out,
             record,
@@ -231,6 +247,13 @@ fn details(out: &mut String, record: &RunRecord, trace: &Trace, span: &Span, ind
     match span.kind {
         SpanKind::Chain => {
             push_line(out, &format!("{indent}question: {}", record.question));
+            if attr("scripted").is_some() {
+                push_line(
+                    out,
+                    &format!("{indent}answer (scripted): {}", record.answer),
+                );
+                return;
+            }
             // A service's spans carry no answer line of ragprobe's own: say it here.
             let own_llm = trace
                 .spans
@@ -243,12 +266,14 @@ fn details(out: &mut String, record: &RunRecord, trace: &Trace, span: &Span, ind
         SpanKind::Retriever => {
             let filter = attr("filter").map_or("none".to_owned(), |f| f.to_string());
             let k = attr("k").map_or("?".to_owned(), |k| k.to_string());
+            // The query as the retriever got it: in a conversation, what its history
+            // setting built from the turn.
+            let query = attr("query")
+                .and_then(|q| q.as_str())
+                .unwrap_or(&record.question);
             push_line(
                 out,
-                &format!(
-                    "{indent}query: {}  k={k}  filter: {filter}",
-                    record.question
-                ),
+                &format!("{indent}query: {query}  k={k}  filter: {filter}"),
             );
             crate::report::text::retrieved_lines(out, record, indent);
         }

@@ -8,7 +8,7 @@ use crate::model::meta::{META_FILE, Meta};
 use crate::model::summary::{HTML_FILE, JUNIT_FILE, MARKDOWN_FILE, SUMMARY_FILE};
 use crate::store::lock::{self, FolderLock, LOCK_FILE, LockError};
 use crate::store::runs::RUNS_FILE;
-use crate::store::{RESULTS_FILE, RETRIEVED_FILE};
+use crate::store::{RESULTS_FILE, RETRIEVED_FILE, TURNS_FILE};
 
 /// Every file ragprobe writes into a report folder; `--force` removes these and no others.
 pub const REPORT_FILES: &[&str] = &[
@@ -17,6 +17,7 @@ pub const REPORT_FILES: &[&str] = &[
     SUMMARY_FILE,
     RESULTS_FILE,
     RETRIEVED_FILE,
+    TURNS_FILE,
     MARKDOWN_FILE,
     JUNIT_FILE,
     HTML_FILE,

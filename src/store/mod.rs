@@ -13,3 +13,6 @@ pub use runs::{RUNS_FILE, RunReader, RunWriter, read_at, recorded_runs};
 pub const RESULTS_FILE: &str = "results.parquet";
 /// A row per retrieved document, beside results.parquet.
 pub const RETRIEVED_FILE: &str = "retrieved.parquet";
+/// A row per turn of each conversation run, beside results.parquet (only when the suite
+/// has conversation cases).
+pub const TURNS_FILE: &str = "turns.parquet";

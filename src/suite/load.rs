@@ -15,6 +15,7 @@ use crate::chain::invoke::RenderError;
 use crate::config::files::read_text;
 use crate::config::locate::KeyPath;
 use crate::config::problem::{ConfigError, Problem};
+use crate::model::record::{Message, Role};
 use crate::seed::stable_hash;
 use crate::suite::schema::{AnswerCheck, ChainRef, RunsSetting, SuiteSpec};
 
@@ -85,8 +86,22 @@ pub fn load_with(path: &Path, chain: Option<&Path>) -> Result<Suite, ConfigError
     };
     // The metrics' cutoff is the retriever's k unless a case sets its own.
     if let Some(retriever) = &chain_config.retriever {
-        for expect in spec.cases.iter_mut().filter_map(|c| c.expect.as_mut()) {
-            expect.k.get_or_insert(retriever.k);
+        for case in &mut spec.cases {
+            let turns = case.turns.iter_mut().flatten();
+            let expects = case
+                .expect
+                .iter_mut()
+                .chain(turns.filter_map(|t| t.expect.as_mut()));
+            for expect in expects {
+                expect.k.get_or_insert(retriever.k);
+            }
+        }
+    }
+    // A conversation shows as its questions in order wherever a case shows one line.
+    for case in &mut spec.cases {
+        if let Some(turns) = &case.turns {
+            let questions: Vec<&str> = turns.iter().map(|t| t.question.as_str()).collect();
+            case.question = questions.join(crate::suite::schema::TURN_JOINER);
         }
     }
     let corpus_bytes = built
@@ -309,33 +324,134 @@ fn check_cases(spec: &SuiteSpec, at: &At<'_>, problems: &mut Vec<Problem>) {
                 .hint("case ids align runs across reports: keep them unique"),
             );
         }
-        if case.question.trim().is_empty() {
-            problems.push(at(
+        match &case.turns {
+            None if case.question.trim().is_empty() => problems.push(
+                at(here.clone().key("question"), "the question is empty".into())
+                    .hint("write `question:`, or `turns:` for a conversation"),
+            ),
+            None => {}
+            Some(turns) => check_turns(spec, case, turns, here.clone(), at, problems),
+        }
+        if let Some(expect) = &case.expect {
+            check_expect(expect, here.key("expect"), at, problems);
+        }
+    }
+}
+
+/// A conversation: a question per turn and nothing that reads as a single question; a
+/// scripted answer only before the last turn (the last one is what is tested), and skips
+/// that name the suite's rules.
+fn check_turns(
+    spec: &SuiteSpec,
+    case: &crate::suite::schema::CaseSpec,
+    turns: &[crate::suite::schema::TurnSpec],
+    here: KeyPath,
+    at: &At<'_>,
+    problems: &mut Vec<Problem>,
+) {
+    if !case.question.is_empty() {
+        problems.push(
+            at(
                 here.clone().key("question"),
+                "a case has `question` or `turns`, not both".into(),
+            )
+            .hint("in a conversation, each turn has its own `question`"),
+        );
+    }
+    if case.expect.is_some() {
+        problems.push(
+            at(
+                here.clone().key("expect"),
+                "a conversation case has no case-level `expect`".into(),
+            )
+            .hint("put `expect:` under the turn it is about"),
+        );
+    }
+    if turns.is_empty() {
+        problems.push(
+            at(
+                here.clone().key("turns"),
+                "the conversation has no turns".into(),
+            )
+            .hint("a turn is `- question: …`, with an optional `expect:`"),
+        );
+        return;
+    }
+    let rule_ids: HashSet<&str> = spec.rules.iter().map(|r| r.id.as_str()).collect();
+    for (t, turn) in turns.iter().enumerate() {
+        let there = here.clone().key("turns").index(t);
+        if turn.question.trim().is_empty() {
+            problems.push(at(
+                there.clone().key("question"),
                 "the question is empty".into(),
             ));
         }
-        if let Some(expect) = &case.expect {
-            if expect.k == Some(0) {
-                problems.push(at(
-                    here.clone().key("expect").key("k"),
-                    "k must be at least 1".into(),
-                ));
-            }
-            if expect.relevance_level == 0 {
+        if turn.answer.is_some() {
+            if t + 1 == turns.len() {
                 problems.push(
                     at(
-                        here.clone().key("expect").key("relevance_level"),
-                        "relevance_level must be at least 1 (grade 0 is judged not relevant)"
-                            .into(),
+                        there.clone().key("answer"),
+                        "the last turn has a scripted `answer`: nothing would be asked".into(),
                     )
-                    .hint("relevance_level: 1 counts every document graded 1 or more"),
+                    .hint("scripted answers are history for the turns after them; remove it, or add the turn to test"),
+                );
+            }
+            if turn.expect.is_some() {
+                problems.push(
+                    at(
+                        there.clone().key("expect"),
+                        "a turn with a scripted `answer` is not asked, so it has nothing to expect".into(),
+                    )
+                    .hint("remove `answer:` to ask the chain, or `expect:` to keep the turn as history"),
                 );
             }
         }
-        if let Some(check) = case.expect.as_ref().and_then(|e| e.answer.as_ref()) {
-            check_answer_check(check, here.key("expect").key("answer"), at, problems);
+        for (j, skip) in turn.skip.iter().enumerate() {
+            if !rule_ids.contains(skip.as_str()) {
+                problems.push(
+                    at(
+                        there.clone().key("skip").index(j),
+                        format!("turn skips `{skip}`, which is not one of the suite's rules"),
+                    )
+                    .hint(known_rules(spec)),
+                );
+            }
         }
+        if let Some(expect) = &turn.expect {
+            check_expect(expect, there.key("expect"), at, problems);
+        }
+    }
+}
+
+fn known_rules(spec: &SuiteSpec) -> String {
+    if spec.rules.is_empty() {
+        return "the suite has no rules".into();
+    }
+    let ids: Vec<&str> = spec.rules.iter().map(|r| r.id.as_str()).collect();
+    format!("rules: {}", ids.join(", "))
+}
+
+/// What a case's (or a turn's) `expect` must hold on its own.
+fn check_expect(
+    expect: &crate::suite::schema::Expect,
+    here: KeyPath,
+    at: &At<'_>,
+    problems: &mut Vec<Problem>,
+) {
+    if expect.k == Some(0) {
+        problems.push(at(here.clone().key("k"), "k must be at least 1".into()));
+    }
+    if expect.relevance_level == 0 {
+        problems.push(
+            at(
+                here.clone().key("relevance_level"),
+                "relevance_level must be at least 1 (grade 0 is judged not relevant)".into(),
+            )
+            .hint("relevance_level: 1 counts every document graded 1 or more"),
+        );
+    }
+    if let Some(check) = &expect.answer {
+        check_answer_check(check, here.key("answer"), at, problems);
     }
 }
 
@@ -473,9 +589,39 @@ fn check_against_chain(
             .collect(),
         Chain::Http(_) | Chain::Command(_) => Vec::new(),
     };
-    for case in &spec.cases {
+    for (i, case) in spec.cases.iter().enumerate() {
         let vars = merged_vars(&spec.vars, &case.vars);
-        match built.chain.check_render(&case.question, &vars, &sample) {
+        let rendered = match &case.turns {
+            Some(turns) => {
+                if let Err(why) = built.chain.carries_history() {
+                    problems.push(
+                        at(
+                            KeyPath::default().key("cases").index(i).key("turns"),
+                            format!(
+                                "case `{}` is a conversation, but the chain cannot carry its history: {why}",
+                                case.id
+                            ),
+                        )
+                        .hint("send `messages` in the chain's body (or use a chain that takes history), or ask the turns as separate cases"),
+                    );
+                    break;
+                }
+                // The last turn, with every turn before it as history: the largest render.
+                let history = sample_history(turns);
+                let last = turns.last().map_or("", |t| t.question.as_str());
+                let conversation = crate::chain::Conversation {
+                    history: &history,
+                    turn: turns.len() as u32,
+                };
+                built
+                    .chain
+                    .check_render(last, &vars, &sample, Some(conversation))
+            }
+            None => built
+                .chain
+                .check_render(&case.question, &vars, &sample, None),
+        };
+        match rendered {
             Ok(()) => {}
             Err(RenderError::Prompt(detail)) => {
                 problems.push(
@@ -484,7 +630,7 @@ fn check_against_chain(
                             KeyPath::default().key(prompt_key(chain_config)),
                             format!("prompt template fails for case `{}`: {detail}", case.id),
                         )
-                        .hint("the template sees `question`, `documents` (id, text, metadata) and `vars`"),
+                        .hint("the template sees `question`, `documents` (id, text, metadata), `vars`, `messages` and `history`"),
                 );
                 break;
             }
@@ -492,12 +638,33 @@ fn check_against_chain(
                 problems.push(
                     chain_source
                         .problem(KeyPath::default().key("body"), detail)
-                        .hint("the body sees `question`, `vars`, `seed`, `traceparent` and `env`"),
+                        .hint("the body sees `question`, `vars`, `seed`, `traceparent`, `env`, and in a conversation `messages`, `chat_history` and `turn`"),
                 );
                 break;
             }
         }
     }
+}
+
+/// The history before a conversation's last turn, with stand-in answers where the suite
+/// scripts none: what `validate` renders templates with.
+fn sample_history(turns: &[crate::suite::schema::TurnSpec]) -> Vec<Message> {
+    let before = turns.len().saturating_sub(1);
+    turns[..before]
+        .iter()
+        .flat_map(|t| {
+            [
+                Message {
+                    role: Role::User,
+                    content: t.question.clone(),
+                },
+                Message {
+                    role: Role::Assistant,
+                    content: t.answer.clone().unwrap_or_else(|| "(answer)".into()),
+                },
+            ]
+        })
+        .collect()
 }
 
 /// Case variables over suite variables.
@@ -541,8 +708,7 @@ pub fn check_sources(spec: &SuiteSpec, corpus: &Corpus, at: &At<'_>, problems: &
         format!("{}{more}", ids.join(", "))
     };
     let known = known_ids();
-    for (i, case) in spec.cases.iter().enumerate() {
-        let Some(expect) = &case.expect else { continue };
+    for (here, expect) in expectations(spec) {
         let mut missing = 0usize;
         for (j, source) in expect.sources.ids().enumerate() {
             if !corpus.contains(&source.0) {
@@ -551,11 +717,7 @@ pub fn check_sources(spec: &SuiteSpec, corpus: &Corpus, at: &At<'_>, problems: &
                 if missing > MISSING_SHOWN {
                     continue;
                 }
-                let there = KeyPath::default()
-                    .key("cases")
-                    .index(i)
-                    .key("expect")
-                    .key("sources");
+                let there = here.clone().key("sources");
                 let there = match expect.sources.1 {
                     crate::model::record::SourcesForm::List => there.index(j),
                     crate::model::record::SourcesForm::Graded => there.key(&source.0),
@@ -574,11 +736,7 @@ pub fn check_sources(spec: &SuiteSpec, corpus: &Corpus, at: &At<'_>, problems: &
         }
         if missing > MISSING_SHOWN {
             problems.push(at(
-                KeyPath::default()
-                    .key("cases")
-                    .index(i)
-                    .key("expect")
-                    .key("sources"),
+                here.key("sources"),
                 format!(
                     "… and {} more of the case's sources are not in the corpus {}",
                     missing - MISSING_SHOWN,
@@ -587,6 +745,23 @@ pub fn check_sources(spec: &SuiteSpec, corpus: &Corpus, at: &At<'_>, problems: &
             ));
         }
     }
+}
+
+/// Every `expect` in the suite with where it is written: cases' and conversation turns'.
+fn expectations(spec: &SuiteSpec) -> Vec<(KeyPath, &crate::suite::schema::Expect)> {
+    let mut out = Vec::new();
+    for (i, case) in spec.cases.iter().enumerate() {
+        let here = KeyPath::default().key("cases").index(i);
+        if let Some(expect) = &case.expect {
+            out.push((here.clone().key("expect"), expect));
+        }
+        for (t, turn) in case.turns.iter().flatten().enumerate() {
+            if let Some(expect) = &turn.expect {
+                out.push((here.clone().key("turns").index(t).key("expect"), expect));
+            }
+        }
+    }
+    out
 }
 
 /// Unknown sources named one by one per case; the rest are counted.

@@ -273,9 +273,10 @@ pub struct RuleSpec {
     /// A rule on the retrieved documents.
     #[serde(default)]
     pub retrieved: Option<RetrievedRule>,
-    /// With `retrieved: {every: …}`: a run that retrieved no document passes. By default
-    /// it fails, saying so: "every document matches" over no documents would pass a
-    /// broken reply without a look.
+    /// With `retrieved: {every: …}` or `{none: …}`: a run (or a conversation turn) that
+    /// retrieved no document passes. By default it fails, saying so: "every document
+    /// matches" or "no document matches" over no documents would pass a broken reply
+    /// without a look.
     #[serde(default)]
     pub allow_empty: bool,
     /// A rule on the answer text.
@@ -479,7 +480,13 @@ impl<'de> Deserialize<'de> for Pattern {
 #[serde(deny_unknown_fields)]
 pub struct CaseSpec {
     pub id: String,
+    /// The question; a conversation case has `turns` instead (and, once loaded, its
+    /// questions joined by ` → ` here, for reports).
+    #[serde(default)]
     pub question: String,
+    /// A conversation: the turns, asked in order, each with the history before it.
+    #[serde(default)]
+    pub turns: Option<Vec<TurnSpec>>,
     #[serde(default)]
     pub description: Option<String>,
     #[serde(default)]
@@ -505,6 +512,33 @@ pub struct CaseSpec {
     /// Overrides the suite's `runs` (a number, or `auto`).
     #[serde(default)]
     pub runs: Option<RunsSetting>,
+}
+
+/// One turn of a conversation case.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TurnSpec {
+    pub question: String,
+    /// What this turn's answer and retrieval must satisfy (the keys of a case's `expect`).
+    #[serde(default)]
+    pub expect: Option<Expect>,
+    /// A scripted reply: the turn is not asked, and this is the assistant's answer in the
+    /// history of the turns after it.
+    #[serde(default)]
+    pub answer: Option<String>,
+    /// Ids of suite rules that do not apply to this turn.
+    #[serde(default)]
+    pub skip: Vec<String>,
+}
+
+/// Joins a conversation's questions for places that show one line per case.
+pub const TURN_JOINER: &str = " → ";
+
+impl CaseSpec {
+    /// Whether this case is a conversation.
+    pub fn is_conversation(&self) -> bool {
+        self.turns.is_some()
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -69,8 +69,11 @@ fn a_malformed_corpus_line_is_reported_at_its_line() {
 fn validate_accepts_the_shipped_suites_and_runs_nothing() {
     let (code, stdout, stderr) = validate("suites");
     assert_eq!(code, Some(0), "{stderr}");
-    // Two suites and the two chain files beside them.
-    assert_eq!(stdout.lines().filter(|l| l.starts_with("ok: ")).count(), 4);
+    // Three suites and the three chain files beside them.
+    assert_eq!(stdout.lines().filter(|l| l.starts_with("ok: ")).count(), 6);
+    assert!(stdout.contains(
+        "conversation.yaml (databricks-support-conversation): 2 cases, 2 rules, 5 documents"
+    ));
     assert!(stdout.contains(
         "before-fix.yaml (databricks-support-before-fix): 2 cases, 2 rules, 5 documents"
     ));

@@ -32,12 +32,16 @@ fn a_folder_runs_every_suite_in_it_and_the_worst_exit_code_wins() {
     let output = run_suite("suites", out.path(), &["--runs", "3", "--quiet"]);
     assert_eq!(output.status.code(), Some(1));
     let stdout = text(&output.stdout);
-    assert_eq!(stdout.lines().count(), 2, "{stdout}");
+    assert_eq!(stdout.lines().count(), 3, "{stdout}");
     assert!(stdout.contains("result: PASS"));
     assert!(stdout.contains("result: FAIL · 1 of 2 cases failed: cost"));
+    assert!(stdout.contains(
+        "result: FAIL · 2 of 2 cases failed: storage-then-cost, cost-after-a-scripted-answer"
+    ));
     for suite in [
         "databricks-support-after-fix",
         "databricks-support-before-fix",
+        "databricks-support-conversation",
     ] {
         assert_eq!(records(&out.path().join(suite)).len(), 6, "{suite}");
     }
