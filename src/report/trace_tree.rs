@@ -254,6 +254,19 @@ fn details(out: &mut String, record: &RunRecord, trace: &Trace, span: &Span, ind
                 );
                 return;
             }
+            // A conversation's turn: what it broke, before the spans that show why.
+            if span.name.starts_with("turn ")
+                && let Some(verdict) = record.verdict.as_ref().filter(|v| !v.passed)
+            {
+                let broken: Vec<&str> = verdict
+                    .rules
+                    .iter()
+                    .filter(|r| !r.passed)
+                    .map(|r| r.id.as_str())
+                    .chain(verdict.failed_expectations.iter().map(|f| f.check.as_str()))
+                    .collect();
+                push_line(out, &format!("{indent}turn failed: {}", broken.join(", ")));
+            }
             // A service's spans carry no answer line of ragprobe's own: say it here.
             let own_llm = trace
                 .spans

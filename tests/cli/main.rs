@@ -10,6 +10,7 @@ mod adaptive;
 mod browser;
 mod chroma;
 mod config_errors;
+mod conversations;
 mod docs;
 mod github;
 mod grounded;
