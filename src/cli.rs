@@ -122,6 +122,22 @@ pub struct ReproTarget {
     /// (overrides the chain's `receive_otlp`)
     #[arg(long, value_name = "ADDR")]
     pub receive_otlp: Option<String>,
+    /// With a conversation --case: the turn to reproduce (1 is the first) [default: the
+    /// last]
+    #[arg(long, value_name = "N", requires = "case", value_parser = clap::builder::RangedU64ValueParser::<u32>::new().range(1..))]
+    pub turn: Option<u32>,
+    /// With a conversation --case: the turns before --turn are asked on every run
+    /// (`live`: the chain's own answers become history) or asked once and then fixed
+    /// (`scripted`: every run starts from the same history, so only the turn varies)
+    #[arg(long, value_enum, default_value_t = HistoryArg::Live, requires = "case")]
+    pub history: HistoryArg,
+}
+
+/// How `repro` and `triage` replay the turns before the one they reproduce.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum HistoryArg {
+    Live,
+    Scripted,
 }
 
 #[derive(Debug, Args)]

@@ -23,7 +23,7 @@ use crate::rules::Where;
 use crate::runner::{RunContext, collect};
 use crate::seed::run_seed;
 use crate::stats::{fisher_worse, wilson};
-use crate::suite::schema::{AnswerCheck, Expect, RetrievedRule, RuleSpec};
+use crate::suite::schema::{AnswerCheck, Expect, RetrievedRule, RuleSpec, TurnSpec};
 use crate::trace::{SpanKind, TraceBuilder};
 
 /// What makes an answer bad.
@@ -84,6 +84,15 @@ pub struct Target {
     pub concurrency: usize,
     /// Per-run limit, as `run` applies it.
     pub timeout: Duration,
+    /// A conversation's turns before the one reproduced (scripted ones are history only);
+    /// `None` for a single question. The reproduced turn is asked last, after them, and
+    /// the runs are judged on it.
+    pub earlier: Option<Vec<TurnSpec>>,
+    /// The reproduced turn's rules skipped (`skip:`), for its conversation.
+    pub skip: Vec<String>,
+    /// With `earlier`: ask the earlier turns once and fix their answers
+    /// ([`Target::script_history`]) instead of asking them on every run.
+    pub scripted_history: bool,
 }
 
 /// One run and whether its answer was bad.
@@ -108,12 +117,34 @@ impl Target {
         runs: std::ops::Range<u32>,
         intervention: Option<Intervention>,
     ) -> Vec<Sample> {
+        let turns = match &self.earlier {
+            Some(earlier) => {
+                let mut turns = earlier.clone();
+                turns.push(TurnSpec {
+                    question: self.question.clone(),
+                    expect: self.expect.clone(),
+                    answer: None,
+                    skip: self.skip.clone(),
+                });
+                turns
+            }
+            None => Vec::new(),
+        };
+        let question = turns
+            .iter()
+            .map(|t| t.question.as_str())
+            .collect::<Vec<_>>()
+            .join(crate::suite::schema::TURN_JOINER);
         let case = Arc::new(CaseJob {
             id: self.label.clone(),
-            question: self.question.clone(),
+            question: if turns.is_empty() {
+                self.question.clone()
+            } else {
+                question
+            },
             vars: self.vars.clone(),
             expect: self.expect.clone(),
-            turns: Vec::new(),
+            turns,
         });
         let jobs: Vec<Job> = runs
             .map(|run| Job {
@@ -122,7 +153,53 @@ impl Target {
                 run,
             })
             .collect();
-        let context = Arc::new(RunContext {
+        collect(self.context(intervention), jobs, self.concurrency)
+            .await
+            .into_iter()
+            .map(|record| {
+                let record = on_last_turn(record);
+                let bad = record.status != RunStatus::Error && self.bad.is_bad(&record);
+                Sample { record, bad }
+            })
+            .collect()
+    }
+}
+
+impl Target {
+    /// For a conversation's turn, one line per earlier turn and how it is replayed.
+    pub fn history_lines(&self) -> Vec<String> {
+        let Some(earlier) = &self.earlier else {
+            return Vec::new();
+        };
+        let turn = earlier.len() + 1;
+        if earlier.is_empty() {
+            return vec![format!(
+                "turn {turn} of case `{}`: the first, no history",
+                self.label
+            )];
+        }
+        let how = if self.scripted_history {
+            "answers fixed (scripted) for every run"
+        } else {
+            "asked live on every run, the chain's answers as history"
+        };
+        let mut lines = vec![format!(
+            "turn {turn} of case `{}`, after {} ({how}):",
+            self.label,
+            crate::text::count(earlier.len() as u64, "earlier turn")
+        )];
+        for (i, spec) in earlier.iter().enumerate() {
+            let answer = match &spec.answer {
+                Some(answer) => format!(" → {answer:?}"),
+                None => String::new(),
+            };
+            lines.push(format!("  {}. {:?}{answer}", i + 1, spec.question));
+        }
+        lines
+    }
+
+    fn context(&self, intervention: Option<Intervention>) -> Arc<RunContext> {
+        Arc::new(RunContext {
             chain: Arc::clone(&self.chain),
             rules: Arc::new(self.rules.clone()),
             timeout: self.timeout,
@@ -130,16 +207,77 @@ impl Target {
             judge: self.judge.clone(),
             prices: crate::chain::config::Prices::default(),
             budget: None,
+        })
+    }
+
+    /// With `scripted_history`: asks the turns before the reproduced one once (with run
+    /// 0's seed) and makes the chain's answers their scripted answers, so every run starts
+    /// from the same history. The error says why when that conversation errored.
+    pub async fn script_history(&mut self) -> Result<(), String> {
+        let Some(earlier) = self.earlier.as_mut().filter(|_| self.scripted_history) else {
+            return Ok(());
+        };
+        if earlier.iter().all(|t| t.answer.is_some()) {
+            return Ok(());
+        }
+        let case = Arc::new(CaseJob {
+            id: self.label.clone(),
+            question: self.question.clone(),
+            vars: self.vars.clone(),
+            expect: None,
+            turns: earlier.clone(),
         });
-        collect(context, jobs, self.concurrency)
+        let job = Job {
+            seed: run_seed(self.seed, &self.label, 0),
+            case,
+            run: 0,
+        };
+        let context = Arc::new(RunContext {
+            chain: Arc::clone(&self.chain),
+            rules: Arc::new(Vec::new()),
+            timeout: self.timeout,
+            intervention: None,
+            judge: None,
+            prices: crate::chain::config::Prices::default(),
+            budget: None,
+        });
+        let record = collect(context, vec![job], 1)
             .await
             .into_iter()
-            .map(|record| {
-                let bad = record.status != RunStatus::Error && self.bad.is_bad(&record);
-                Sample { record, bad }
-            })
-            .collect()
+            .next()
+            .ok_or("the turns before the reproduced one were not run")?;
+        if let Some(error) = &record.error {
+            return Err(format!(
+                "asking the turns before the reproduced one, to script them: {error}"
+            ));
+        }
+        let Some(earlier) = self.earlier.as_mut() else {
+            return Ok(());
+        };
+        for (spec, turn) in earlier.iter_mut().zip(&record.turns) {
+            spec.answer.get_or_insert_with(|| turn.answer.clone());
+        }
+        Ok(())
     }
+}
+
+/// A conversation run judged on its last turn, the one reproduced: that turn's
+/// documents, prompt, answer, verdict and status, with the run's turns and trace kept for
+/// showing. An error on any turn leaves the run an error.
+fn on_last_turn(mut record: RunRecord) -> RunRecord {
+    let Some(last) = record
+        .turns
+        .last()
+        .filter(|_| record.status != RunStatus::Error)
+    else {
+        return record;
+    };
+    record.retrieved = last.retrieved.clone();
+    record.prompt = last.prompt.clone();
+    record.answer = last.answer.clone();
+    record.verdict = last.verdict.clone();
+    record.status = last.status;
+    record
 }
 
 /// Why `repro` stopped asking.
@@ -605,7 +743,15 @@ pub async fn triage(target: &Target, runs: u32) -> Triage {
     }
 
     let replay = match target.chain.as_ref() {
-        Chain::Pipeline(pipeline) => replay(target, pipeline, 3).await,
+        Chain::Pipeline(pipeline) => {
+            // In a conversation the retriever was asked what its history setting built
+            // from the turn: the query the first answered run recorded.
+            let query = match &target.earlier {
+                Some(_) => recorded_query(&as_retrieved).unwrap_or_else(|| target.question.clone()),
+                None => target.question.clone(),
+            };
+            replay(pipeline, &query, 3).await
+        }
         _ => replay_from_responses(target, &as_retrieved),
     };
     let (cause, fix) = attribute(
@@ -642,24 +788,33 @@ fn replay_from_responses(target: &Target, samples: &[Sample]) -> Option<Replay> 
     })
 }
 
-/// Calls the retriever alone with the question as query, `times` times.
-async fn replay(target: &Target, pipeline: &PipelineChain, times: u32) -> Option<Replay> {
+/// The query the last RETRIEVER span of the first answered run was asked (a
+/// conversation's last turn).
+fn recorded_query(samples: &[Sample]) -> Option<String> {
+    let sample = samples.iter().find(|s| !s.errored())?;
+    let trace = sample.record.trace.as_ref()?;
+    trace
+        .spans
+        .iter()
+        .filter(|s| s.kind == SpanKind::Retriever && s.service.is_none())
+        .max_by_key(|s| s.start_ns)
+        .and_then(|s| s.attributes.get("query")?.as_str().map(str::to_owned))
+}
+
+/// Calls the retriever alone with `query`, `times` times.
+async fn replay(pipeline: &PipelineChain, query: &str, times: u32) -> Option<Replay> {
     let mut results: Vec<Vec<RetrievedDoc>> = Vec::new();
     for _ in 0..times {
         let mut trace = TraceBuilder::new();
         let root = trace.start("replay", SpanKind::Chain, None);
-        if let Ok(docs) = pipeline
-            .retriever
-            .retrieve(&target.question, &mut trace, &root)
-            .await
-        {
+        if let Ok(docs) = pipeline.retriever.retrieve(query, &mut trace, &root).await {
             results.push(docs);
         }
     }
     let first = results.first()?.clone();
     let ids = |docs: &[RetrievedDoc]| docs.iter().map(|d| d.id.clone()).collect::<Vec<_>>();
     Some(Replay {
-        query: target.question.clone(),
+        query: query.to_owned(),
         filter: pipeline.retriever.filter().map(|f| f.to_string()),
         deterministic: results.iter().all(|r| ids(r) == ids(&first)),
         documents: first,

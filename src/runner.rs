@@ -422,7 +422,9 @@ async fn run_conversation(context: &RunContext, job: &Job) -> RunRecord {
                 history: &history,
                 turn: number,
             };
-            let outcome = ask_turn(context, &job.case.vars, &asked, conversation).await;
+            // Triage's edits are about the turn under test, the last one.
+            let last = index + 1 == job.case.turns.len();
+            let outcome = ask_turn(context, &job.case.vars, &asked, conversation, last).await;
             let sub_trace = match &outcome {
                 Ok(output) => Some(&output.trace),
                 Err(failure) => failure.trace.as_ref(),
@@ -554,14 +556,16 @@ async fn ask_turn(
     vars: &serde_json::Map<String, serde_json::Value>,
     asked: &Asked<'_>,
     conversation: crate::chain::Conversation<'_>,
+    intervened: bool,
 ) -> Result<JudgedOutput, ChainFailure> {
+    let intervention = context.intervention.as_ref().filter(|_| intervened);
     let invocation = tokio::time::timeout(
         context.timeout,
         context.chain.invoke(
             asked.question,
             vars,
             asked.seed,
-            context.intervention.as_ref(),
+            intervention,
             Some(conversation),
         ),
     )

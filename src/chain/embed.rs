@@ -15,8 +15,20 @@ use crate::seed::stable_hash;
 pub enum EmbedderError {
     #[error("dims must be at least 1")]
     ZeroDims,
+    #[error(
+        "`input_type`, `query_prefix` and `document_prefix` are for `kind: openai`: the hashing embedder treats queries and documents alike"
+    )]
+    NoPurposes,
     #[error(transparent)]
     Model(#[from] ModelError),
+}
+
+/// What a text is embedded as: models trained for retrieval embed a question and a
+/// passage differently.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    Query,
+    Document,
 }
 
 #[derive(Debug)]
@@ -69,6 +81,13 @@ impl Embedder {
     pub fn new(config: &EmbedderConfig) -> Result<Self, EmbedderError> {
         match config.kind {
             EmbedderKind::Hashing if config.dims == 0 => Err(EmbedderError::ZeroDims),
+            EmbedderKind::Hashing
+                if config.input_type.is_some()
+                    || config.query_prefix.is_some()
+                    || config.document_prefix.is_some() =>
+            {
+                Err(EmbedderError::NoPurposes)
+            }
             EmbedderKind::Hashing => Ok(Embedder::Hashing {
                 dims: config.dims,
                 idf: None,
@@ -96,13 +115,17 @@ impl Embedder {
         }
     }
 
-    pub async fn embed(&self, inputs: &[String]) -> Result<Vec<Vec<f32>>, BackendError> {
+    pub async fn embed(
+        &self,
+        inputs: &[String],
+        purpose: Purpose,
+    ) -> Result<Vec<Vec<f32>>, BackendError> {
         match self {
             Embedder::Hashing { dims, idf } => Ok(inputs
                 .iter()
                 .map(|t| weighted_hashing(t, *dims, idf.as_deref()))
                 .collect()),
-            Embedder::OpenAi(model) => model.embed(inputs).await,
+            Embedder::OpenAi(model) => model.embed(inputs, purpose).await,
         }
     }
 }

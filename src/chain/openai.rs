@@ -210,6 +210,9 @@ impl ChatModel {
 #[derive(Debug)]
 pub struct EmbeddingModel {
     connection: Connection,
+    input_type: Option<crate::chain::config::InputTypes>,
+    query_prefix: String,
+    document_prefix: String,
 }
 
 impl EmbeddingModel {
@@ -226,20 +229,64 @@ impl EmbeddingModel {
             config.api_key_env.as_deref(),
             config.limits.as_ref(),
         )?;
-        Ok(EmbeddingModel { connection })
+        Ok(EmbeddingModel {
+            connection,
+            input_type: config.input_type.clone(),
+            query_prefix: config.query_prefix.clone().unwrap_or_default(),
+            document_prefix: config.document_prefix.clone().unwrap_or_default(),
+        })
     }
 
     pub fn describe(&self) -> String {
+        let mut sides = Vec::new();
+        if let Some(types) = &self.input_type {
+            sides.push(format!("input_type {}/{}", types.query, types.document));
+        }
+        if !self.query_prefix.is_empty() || !self.document_prefix.is_empty() {
+            sides.push(format!(
+                "prefixes {:?}/{:?}",
+                self.query_prefix, self.document_prefix
+            ));
+        }
+        let sides = if sides.is_empty() {
+            String::new()
+        } else {
+            format!(", {}", sides.join(", "))
+        };
         format!(
-            "embeddings {} at {}",
+            "embeddings {} at {}{sides}",
             self.connection.model,
             redact_url(&self.connection.url)
         )
     }
 
-    /// One vector per input, in input order.
-    pub async fn embed(&self, inputs: &[String]) -> Result<Vec<Vec<f32>>, BackendError> {
-        let body = json!({"model": self.connection.model, "input": inputs});
+    /// One vector per input, in input order; a query or a document as the model is told
+    /// (`input_type`) or shown (a prefix).
+    pub async fn embed(
+        &self,
+        inputs: &[String],
+        purpose: crate::chain::embed::Purpose,
+    ) -> Result<Vec<Vec<f32>>, BackendError> {
+        use crate::chain::embed::Purpose;
+        let prefix = match purpose {
+            Purpose::Query => &self.query_prefix,
+            Purpose::Document => &self.document_prefix,
+        };
+        let prefixed: Vec<String>;
+        let inputs = if prefix.is_empty() {
+            inputs
+        } else {
+            prefixed = inputs.iter().map(|t| format!("{prefix}{t}")).collect();
+            &prefixed
+        };
+        let mut body = json!({"model": self.connection.model, "input": inputs});
+        if let Some(types) = &self.input_type {
+            body["input_type"] = match purpose {
+                Purpose::Query => types.query.clone(),
+                Purpose::Document => types.document.clone(),
+            }
+            .into();
+        }
         let estimate = inputs.iter().map(|t| t.len() as f64 / 4.0).sum();
         let (reply, attempts) = self.connection.post(&body, estimate).await?;
         let malformed = |what: &str| self.connection.malformed(what, &reply, attempts);

@@ -82,7 +82,10 @@ impl ChromaRetriever {
         let mut dims = 0;
         for documents in corpus.documents.chunks(batch.max(1)) {
             let texts: Vec<String> = documents.iter().map(|d| d.text.clone()).collect();
-            let vectors = self.embedder.embed(&texts).await?;
+            let vectors = self
+                .embedder
+                .embed(&texts, crate::chain::embed::Purpose::Document)
+                .await?;
             dims = vectors.first().map_or(dims, Vec::len);
             client.upsert(&id, documents, vectors).await?;
         }
@@ -165,7 +168,11 @@ impl Retriever {
                 let mut embed = trace.start("embed-query", SpanKind::Embedding, Some(parent));
                 embed.set("model", chroma.embedder.model_name());
                 embed.set("input", query);
-                let vector = match chroma.embedder.embed(&[query.to_owned()]).await {
+                let vector = match chroma
+                    .embedder
+                    .embed(&[query.to_owned()], crate::chain::embed::Purpose::Query)
+                    .await
+                {
                     Ok(mut vectors) if vectors.len() == 1 => vectors.remove(0),
                     Ok(_) => return fail(trace, embed, ChainError::NoVector),
                     Err(err) => return fail(trace, embed, err.into()),

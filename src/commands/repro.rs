@@ -31,7 +31,13 @@ pub fn repro(args: ReproArgs) -> Result<Outcome, AppError> {
     if args.max_runs == 0 {
         return Err(AppError::Usage("--max-runs must be at least 1".into()));
     }
-    let target = resolve(&args.target)?;
+    let mut target = resolve(&args.target)?;
+    if args.save_case.is_some() && target.earlier.is_some() {
+        return Err(AppError::Usage(
+            "--save-case appends a single question; for a conversation, add `expect:` to the turn in its case"
+                .into(),
+        ));
+    }
     let runtime = runtime()?;
     let stopping = Stopping {
         precision: args.precision,
@@ -43,6 +49,10 @@ pub fn repro(args: ReproArgs) -> Result<Outcome, AppError> {
         receivers
             .attach(&target.chain, args.target.receive_otlp.as_deref(), false)
             .await?;
+        target
+            .script_history()
+            .await
+            .map_err(AppError::Unavailable)?;
         Ok::<_, AppError>(reproduce(&target, stopping).await)
     })?;
     out::print(&repro_text::render_repro(&target, &result, stopping));
@@ -62,7 +72,7 @@ pub fn repro(args: ReproArgs) -> Result<Outcome, AppError> {
 }
 
 pub fn triage(args: TriageArgs) -> Result<Outcome, AppError> {
-    let target = resolve(&args.target)?.for_edited_context();
+    let mut target = resolve(&args.target)?.for_edited_context();
     if args.runs == 0 {
         return Err(AppError::Usage("--runs must be at least 1".into()));
     }
@@ -72,6 +82,10 @@ pub fn triage(args: TriageArgs) -> Result<Outcome, AppError> {
         receivers
             .attach(&target.chain, args.target.receive_otlp.as_deref(), false)
             .await?;
+        target
+            .script_history()
+            .await
+            .map_err(AppError::Unavailable)?;
         Ok::<_, AppError>(crate::repro::triage(&target, args.runs).await)
     })?;
     out::print(&repro_text::render_triage(&target, &result, args.runs));
@@ -108,10 +122,12 @@ fn resolve(args: &ReproTarget) -> Result<Target, AppError> {
         None => None,
     };
     let case = source.case;
+    let turn = conversation_turn(case.as_ref(), args)?;
     let question = args
         .question
         .clone()
         .or(trace_question)
+        .or_else(|| turn.as_ref().map(|t| t.asked.question.clone()))
         .or_else(|| case.as_ref().map(|c| c.question.clone()))
         .ok_or_else(|| AppError::Usage("give --question, --trace or --case".into()))?;
     let bad = match &args.bad {
@@ -133,9 +149,41 @@ fn resolve(args: &ReproTarget) -> Result<Target, AppError> {
         .flat_map(|c| c.documents.iter())
         .take(4)
         .collect();
+    let history = turn.as_ref().map(|t| {
+        t.earlier
+            .iter()
+            .flat_map(|e| {
+                [
+                    crate::model::record::Message {
+                        role: crate::model::record::Role::User,
+                        content: e.question.clone(),
+                    },
+                    crate::model::record::Message {
+                        role: crate::model::record::Role::Assistant,
+                        content: e.answer.clone().unwrap_or_default(),
+                    },
+                ]
+            })
+            .collect::<Vec<_>>()
+    });
+    let conversation =
+        turn.as_ref()
+            .zip(history.as_deref())
+            .map(|(t, history)| crate::chain::Conversation {
+                history,
+                turn: t.number,
+            });
+    if turn.is_some()
+        && let Err(why) = source.chain.carries_history()
+    {
+        return Err(AppError::Usage(format!(
+            "{}: the case is a conversation, but the chain cannot carry its history: {why}",
+            source.name
+        )));
+    }
     source
         .chain
-        .check_render(&question, &vars, &sample, None)
+        .check_render(&question, &vars, &sample, conversation)
         .map_err(|err| {
             AppError::Usage(format!(
                 "{}: {err} (variables: the suite's `vars`, and --var NAME=VALUE)",
@@ -148,7 +196,16 @@ fn resolve(args: &ReproTarget) -> Result<Target, AppError> {
         question,
         vars,
         rules,
-        expect: case.and_then(|c| c.expect),
+        expect: match &turn {
+            Some(turn) => turn.asked.expect.clone(),
+            None => case.and_then(|c| c.expect),
+        },
+        skip: turn
+            .as_ref()
+            .map(|t| t.asked.skip.clone())
+            .unwrap_or_default(),
+        scripted_history: args.history == crate::cli::HistoryArg::Scripted,
+        earlier: turn.map(|t| t.earlier),
         corpus: source.corpus,
         bad,
         label: source.label,
@@ -163,6 +220,46 @@ fn resolve(args: &ReproTarget) -> Result<Target, AppError> {
             args.timeout_ms.unwrap_or(source.timeout_ms).max(1),
         ),
     })
+}
+
+/// The turn of a conversation case to reproduce, and the turns before it.
+struct ChosenTurn {
+    number: u32,
+    asked: crate::suite::schema::TurnSpec,
+    earlier: Vec<crate::suite::schema::TurnSpec>,
+}
+
+/// `--turn N` of a conversation `--case` (the last by default); `None` for a single
+/// question, where `--turn` is refused.
+fn conversation_turn(
+    case: Option<&CaseSpec>,
+    args: &ReproTarget,
+) -> Result<Option<ChosenTurn>, AppError> {
+    let Some(turns) = case.and_then(|c| c.turns.as_ref()) else {
+        if args.turn.is_some() {
+            return Err(AppError::Usage(
+                "--turn picks a turn of a conversation case; this case has one question".into(),
+            ));
+        }
+        return Ok(None);
+    };
+    let number = args.turn.unwrap_or(turns.len() as u32);
+    let Some(asked) = turns.get(number as usize - 1) else {
+        return Err(AppError::Usage(format!(
+            "--turn {number}: the conversation has {} turns",
+            turns.len()
+        )));
+    };
+    if asked.answer.is_some() {
+        return Err(AppError::Usage(format!(
+            "--turn {number}: that turn's answer is scripted, so it is never asked; pick a turn the chain answers"
+        )));
+    }
+    Ok(Some(ChosenTurn {
+        number,
+        asked: asked.clone(),
+        earlier: turns[..number as usize - 1].to_vec(),
+    }))
 }
 
 /// What the question is asked of, and the defaults that come with it.

@@ -53,6 +53,9 @@ fn rate(out: &mut String, target: &Target, result: &Reproduction, stopping: Stop
     let errors = result.samples.len() as u32 - judged;
     let [low, high] = wilson(bad, judged);
     let _ = writeln!(out, "repro: {:?}", target.question);
+    for line in target.history_lines() {
+        let _ = writeln!(out, "{line}");
+    }
     let _ = writeln!(out, "chain: {}", target.chain.describe());
     let _ = writeln!(out, "bad answer: {}", target.bad.describe());
     let why = match result.stop {
@@ -165,6 +168,9 @@ fn broken_and_generation(out: &mut String, result: &Reproduction, first: &Sample
 pub fn render_triage(target: &Target, result: &Triage, runs: u32) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "triage: {:?}", target.question);
+    for line in target.history_lines() {
+        let _ = writeln!(out, "{line}");
+    }
     let _ = writeln!(out, "chain: {}", target.chain.describe());
     let _ = writeln!(out, "bad answer: {}", target.bad.describe());
     let _ = writeln!(out, "{} runs per condition, the same seeds in each\n", runs);

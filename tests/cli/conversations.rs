@@ -510,3 +510,94 @@ fn baseline_diff_adaptive_and_shards_take_conversation_cases() {
     assert!(runs.iter().all(|r| r.turns.len() == 2));
     assert!(merged.join("turns.parquet").exists());
 }
+
+fn repro(args: &[&str]) -> (Option<i32>, String, String) {
+    let output = crate::common::ragprobe()
+        .args(args)
+        .output()
+        .expect("ragprobe runs");
+    (
+        output.status.code(),
+        text(&output.stdout),
+        text(&output.stderr),
+    )
+}
+
+#[test]
+fn repro_and_triage_take_a_conversations_turn_live_or_scripted() {
+    let case = [
+        "--suite",
+        SUITE,
+        "--case",
+        "storage-then-cost",
+        "--bad",
+        r"matches: t4g\.micro",
+    ];
+    let (code, stdout, stderr) = repro(&[&["repro"][..], &case, &["--max-runs", "40"]].concat());
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(stdout.starts_with("repro: \"And what does that cost?\"\nturn 2 of case `storage-then-cost`, after 1 earlier turn (asked live on every run"), "{stdout}");
+    assert!(stdout.contains("└─ CHAIN turn 2"), "{stdout}");
+
+    // Scripted: the earlier turn is asked once and its answer fixed for every run.
+    let (code, stdout, _) = repro(
+        &[
+            &["repro"][..],
+            &case,
+            &["--max-runs", "40", "--history", "scripted"],
+        ]
+        .concat(),
+    );
+    assert_eq!(code, Some(0), "{stdout}");
+    assert!(
+        stdout.contains("(answers fixed (scripted) for every run):\n  1. \"Are Databricks databases just files on S3?\" → \"Databases are built on Delta Lake"),
+        "{stdout}"
+    );
+
+    // Turn 1 never recommends t4g.micro: not reproduced.
+    let (code, stdout, _) =
+        repro(&[&["repro"][..], &case, &["--turn", "1", "--max-runs", "16"]].concat());
+    assert_eq!(code, Some(1), "{stdout}");
+    assert!(
+        stdout.contains("turn 1 of case `storage-then-cost`: the first, no history"),
+        "{stdout}"
+    );
+
+    let (code, _, stderr) = repro(&[&["repro"][..], &case, &["--turn", "3"]].concat());
+    assert_eq!(code, Some(2));
+    assert!(
+        stderr.contains("--turn 3: the conversation has 2 turns"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = repro(&[
+        "repro",
+        "--suite",
+        SUITE,
+        "--case",
+        "cost-after-a-scripted-answer",
+        "--turn",
+        "1",
+    ]);
+    assert_eq!(code, Some(2));
+    assert!(
+        stderr.contains("that turn's answer is scripted"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = repro(&[&["repro"][..], &case, &["--save-case", "x.yaml"]].concat());
+    assert_eq!(code, Some(2));
+    assert!(
+        stderr.contains("--save-case appends a single question"),
+        "{stderr}"
+    );
+
+    // Triage edits the last turn only and blames the retriever of that turn.
+    let (code, stdout, stderr) = repro(&[&["triage"][..], &case, &["--runs", "20"]].concat());
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("cause: the retriever returned an aws-tagged document (4)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(r#"suggested fix: retriever filter {"docs":"databricks"}"#),
+        "{stdout}"
+    );
+}
