@@ -274,11 +274,17 @@ pub struct ImportArgs {
     /// per distinct question, e.g. "feedback.`user_feedback` = 'false'" or "tags.flagged = 'yes'"
     #[arg(long, value_name = "FILTER", conflicts_with_all = ["trace_id", "otlp_json", "mlflow_json", "id"])]
     pub filter: Option<String>,
-    /// The experiment to search with --filter [env: MLFLOW_EXPERIMENT_ID, else MLFLOW_EXPERIMENT_NAME]
-    #[arg(long, value_name = "NAME", requires = "filter")]
+    /// Import a conversation: the traces of this session (MLflow's `mlflow.trace.session`,
+    /// or OTLP spans' `session.id` / `gen_ai.conversation.id`), in time order, as one case
+    /// with a turn per trace
+    #[arg(long, value_name = "ID", conflicts_with_all = ["trace_id", "filter", "mlflow_json"])]
+    pub session: Option<String>,
+    /// The experiment to search with --filter or --session [env: MLFLOW_EXPERIMENT_ID, else
+    /// MLFLOW_EXPERIMENT_NAME]
+    #[arg(long, value_name = "NAME")]
     pub experiment: Option<String>,
-    /// With --filter: import at most this many traces (the newest first)
-    #[arg(long, value_name = "N", default_value_t = 100, requires = "filter")]
+    /// With --filter (or --session): import at most this many traces (the newest first)
+    #[arg(long, value_name = "N", default_value_t = 100)]
     pub max_traces: usize,
     /// The chain for a new suite file
     #[arg(long, value_name = "PATH")]

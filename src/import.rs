@@ -15,6 +15,8 @@ pub struct PlainSpan {
     pub parent_span_id: Option<String>,
     pub name: String,
     pub attributes: Map<String, Value>,
+    /// Unix nanoseconds, 0 when the shape gives none.
+    pub start_ns: u64,
 }
 
 /// What a trace says happened.
@@ -29,6 +31,8 @@ pub struct Observed {
     pub failed: Vec<(String, String)>,
     /// Facts an expectation on the trace says a good answer holds (`expected_facts`).
     pub expected_facts: Vec<String>,
+    /// When the trace began (its earliest span), to put a session's turns in order.
+    pub started_ns: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -74,6 +78,32 @@ pub fn read_trace_file(path: &std::path::Path) -> Result<Value, TraceFileError> 
             path: path.to_owned(),
             source,
         })
+}
+
+/// Every trace document in a file: the file as one JSON document, or each line of a
+/// JSON Lines file that parses (OTLP file exporters write a request per line).
+pub fn read_trace_documents(path: &std::path::Path) -> Result<Vec<Value>, TraceFileError> {
+    let text = crate::config::files::read_capped(path, crate::config::files::MAX_INPUT_BYTES)
+        .map_err(|source| TraceFileError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+    match serde_json::from_str(&text) {
+        Ok(document) => Ok(vec![document]),
+        Err(error) => {
+            let lines: Vec<Value> = text
+                .lines()
+                .filter_map(|l| serde_json::from_str(l).ok())
+                .collect();
+            if lines.is_empty() {
+                return Err(TraceFileError::NotJson {
+                    path: path.to_owned(),
+                    source: error,
+                });
+            }
+            Ok(lines)
+        }
+    }
 }
 
 /// An OTLP or MLflow-REST typed value (`stringValue` / `string_value`, …) as plain JSON.
@@ -141,6 +171,7 @@ pub fn spans(document: &Value) -> Result<Vec<(String, PlainSpan)>, ImportError> 
                         parent_span_id: text(&span["parentSpanId"]).filter(|p| !p.is_empty()),
                         name: text(&span["name"]).unwrap_or_default(),
                         attributes: key_values(&span["attributes"]),
+                        start_ns: nanos(&span["startTimeUnixNano"]),
                     },
                 ));
             }
@@ -180,10 +211,52 @@ pub fn spans(document: &Value) -> Result<Vec<(String, PlainSpan)>, ImportError> 
                 parent_span_id: text(&span["parent_span_id"]).filter(|p| !p.is_empty()),
                 name: text(&span["name"]).unwrap_or_default(),
                 attributes,
+                start_ns: nanos(&span["start_time_unix_nano"])
+                    .max(nanos(&span["start_time_ns"]))
+                    .max(nanos(&span["start_time"])),
             },
         ));
     }
     Ok(out)
+}
+
+/// A time in nanoseconds written as a number or as a decimal string (OTLP JSON).
+fn nanos(value: &Value) -> u64 {
+    value
+        .as_u64()
+        .or_else(|| value.as_str().and_then(|s| s.parse().ok()))
+        .unwrap_or(0)
+}
+
+/// The attributes that name a conversation: OpenTelemetry's `session.id`, the GenAI
+/// conventions' `gen_ai.conversation.id`, MLflow's session metadata.
+const SESSION_KEYS: [&str; 3] = [
+    "session.id",
+    "gen_ai.conversation.id",
+    "mlflow.trace.session",
+];
+
+/// The traces of `document` that belong to `session`, each with its start (its earliest
+/// span), in time order.
+pub fn session_traces(document: &Value, session: &str) -> Result<Vec<(String, u64)>, ImportError> {
+    let all = spans(document)?;
+    let mut traces: Vec<(String, u64)> = Vec::new();
+    for (trace_id, span) in &all {
+        let belongs = SESSION_KEYS
+            .iter()
+            .any(|k| span.attributes.get(*k).and_then(Value::as_str) == Some(session));
+        if belongs && !traces.iter().any(|(id, _)| id == trace_id) {
+            let start = all
+                .iter()
+                .filter(|(id, s)| id == trace_id && s.start_ns > 0)
+                .map(|(_, s)| s.start_ns)
+                .min()
+                .unwrap_or(0);
+            traces.push((trace_id.clone(), start));
+        }
+    }
+    traces.sort_by_key(|(_, start)| *start);
+    Ok(traces)
 }
 
 fn kind(span: &PlainSpan) -> String {
@@ -330,6 +403,12 @@ pub fn observe(document: &Value, trace_id: Option<&str>) -> Result<Observed, Imp
         }
     }
     let (failed, expected_facts) = assessments(document);
+    let started_ns = spans
+        .iter()
+        .map(|s| s.start_ns)
+        .filter(|t| *t > 0)
+        .min()
+        .unwrap_or(0);
     Ok(Observed {
         trace_id: first_trace,
         question,
@@ -337,6 +416,7 @@ pub fn observe(document: &Value, trace_id: Option<&str>) -> Result<Observed, Imp
         documents,
         failed,
         expected_facts,
+        started_ns,
     })
 }
 

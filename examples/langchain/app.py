@@ -70,7 +70,7 @@ Question: {question}
 Answer:"""
 
 # /chat's answer prompt: the history goes before it as messages; the last human message
-# holds the context lines and the question as asked (what openai-loopback reads back).
+# holds the context lines and the standalone question (what openai-loopback reads back).
 CHAT_SYSTEM = """You are a support assistant for Databricks.
 Answer the last question using only the context given with it, in at most three sentences.
 If the context does not contain the answer, say that you do not know."""
@@ -78,7 +78,7 @@ If the context does not contain the answer, say that you do not know."""
 CHAT_QUESTION = """Context:
 {context}
 
-Question: {input}
+Question: {question}
 Answer:"""
 
 # A question that starts with one of these, or has one of these pronouns, or has fewer
@@ -298,18 +298,15 @@ def build_chain(model_url, model_name, embeddings_url=None):
              .with_types(input_type=str, output_type=dict)
              .with_config(run_name="support-bot"))
 
-    # /chat: create_retrieval_chain(create_history_aware_retriever(...), ...) in LCEL, with
-    # the model's question rewrite replaced by standalone_question (deterministic).
+    # /chat: LangChain's create_retrieval_chain over a history-aware retriever, in LCEL,
+    # with the model's question rewrite replaced by standalone_question (deterministic).
+    # As in ConversationalRetrievalChain, the rewritten question is also the one the
+    # answer prompt asks (after the history as messages), and the output keeps it as
+    # `question` beside create_retrieval_chain's input, chat_history, context and answer.
     class ChatInput(BaseModel):
         input: str
         chat_history: list[HumanMessage | AIMessage | SystemMessage] = Field(
             default_factory=list)
-
-    def last_question(x):
-        return x["input"]
-
-    def rewritten_question(x):
-        return standalone_question(x["input"], x.get("chat_history"))
 
     class StandaloneQuestion(RunnableSerializable):
         """The question the retriever is asked: with `history="use"` a follow-up made
@@ -330,8 +327,10 @@ def build_chain(model_url, model_name, embeddings_url=None):
                                   description="use: make a follow-up standalone with the "
                                               "history before retrieving; ignore: retrieve "
                                               "for the last question alone"))
-    history_aware_retriever = (retrieval_query | retriever).with_config(
-        run_name="history_aware_retriever")
+    history_aware_retriever = (RunnablePassthrough.assign(question=retrieval_query)
+                               .assign(context=RunnableLambda(lambda x: x["question"])
+                                       | retriever)
+                               .with_config(run_name="history_aware_retriever"))
     chat_prompt = ChatPromptTemplate.from_messages([
         ("system", CHAT_SYSTEM),
         MessagesPlaceholder("chat_history"),
@@ -340,12 +339,12 @@ def build_chain(model_url, model_name, embeddings_url=None):
     chat_answer = (
         {"context": RunnableLambda(lambda x: context_lines(x["context"])),
          "chat_history": RunnableLambda(lambda x: x.get("chat_history") or []),
-         "input": RunnableLambda(last_question)}
+         "question": RunnableLambda(lambda x: x["question"])}
         | chat_prompt
         | model
         | StrOutputParser()
     )
-    chat = (RunnablePassthrough.assign(context=history_aware_retriever)
+    chat = (history_aware_retriever
             .assign(answer=chat_answer)
             .with_types(input_type=ChatInput, output_type=dict)
             .with_config(run_name="support-chat"))

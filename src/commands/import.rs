@@ -9,14 +9,14 @@ use crate::cli::ImportArgs;
 use crate::commands::common::runtime;
 use crate::error::AppError;
 use crate::exit_codes::Outcome;
-use crate::import::{Observed, observe, read_trace_file};
+use crate::import::{Observed, observe, read_trace_documents, read_trace_file, session_traces};
 use crate::mlflow::client::{Mlflow, MlflowError};
 use crate::mlflow::link;
 use crate::mlflow::publish;
 use crate::mlflow::target::{ExperimentRef, MlflowTarget};
 use crate::out;
 use crate::secrets::redact_url;
-use crate::suite::append::{AnswerExpectation, NewCase, append};
+use crate::suite::append::{AnswerExpectation, NewCase, NewTurn, append};
 use crate::suite::schema::{AnswerCheck, OneOrMany, SuiteSpec};
 use crate::text::count;
 
@@ -26,6 +26,9 @@ pub fn import(args: ImportArgs) -> Result<Outcome, AppError> {
     }
     if let Some(filter) = &args.filter {
         return import_matching(&args, filter);
+    }
+    if let Some(session) = &args.session {
+        return import_session(&args, session);
     }
     let (document, source) = read_source(&args)?;
     let observed = observe(&document, args.trace_id.as_deref())
@@ -148,6 +151,7 @@ fn draft(
     let case = NewCase {
         id: id.unwrap_or_else(|| case_id(observed)),
         question: observed.question.clone(),
+        turns: Vec::new(),
         tags: vec!["imported".into()],
         expect,
     };
@@ -318,6 +322,167 @@ fn import_matching(args: &ImportArgs, filter: &str) -> Result<Outcome, AppError>
         ));
     }
     Ok(Outcome::Ok)
+}
+
+/// `--session ID`: the session's traces, in time order, as one conversation case. The
+/// turn to test is the last whose trace says it failed (an MLflow assessment), else the
+/// last; the turns before it are scripted with the answers the traces recorded, so the
+/// case starts from the history the user saw; turns after it are left out.
+fn import_session(args: &ImportArgs, session: &str) -> Result<Outcome, AppError> {
+    if session.trim().is_empty() {
+        return Err(AppError::Usage(
+            "--session is empty: give the session id".into(),
+        ));
+    }
+    let (turns, source) = match &args.otlp_json {
+        Some(path) => session_from_file(path, session)?,
+        None => session_from_mlflow(args, session)?,
+    };
+    if turns.is_empty() {
+        return Err(AppError::Usage(format!(
+            "{source}: no trace of session `{session}`"
+        )));
+    }
+    let tested = turns
+        .iter()
+        .rposition(|t| !t.failed.is_empty())
+        .unwrap_or(turns.len() - 1);
+    let judged = suite_has_judge(&args.suite);
+    let mut comments = vec![format!(
+        "Imported from {source}: session {session}, {} in time order.",
+        count(turns.len() as u64, "trace")
+    )];
+    if tested + 1 < turns.len() {
+        comments.push(format!(
+            "Turn {} is the one whose trace failed; the {} after it are left out.",
+            tested + 1,
+            count((turns.len() - tested - 1) as u64, "turn")
+        ));
+    }
+    comments.push(
+        "The turns before the tested one replay the answers the user saw (`answer:`); remove an `answer:` to ask that turn live."
+            .into(),
+    );
+    let (last_comments, last) = draft(&turns[tested], &source, None, judged);
+    comments.extend(last_comments.into_iter().skip(1));
+    let mut new_turns: Vec<NewTurn> = turns[..tested]
+        .iter()
+        .map(|t| NewTurn {
+            question: t.question.clone(),
+            answer: Some(t.answer.clone()),
+            expect: None,
+        })
+        .collect();
+    new_turns.push(NewTurn {
+        question: last.question,
+        answer: None,
+        expect: last.expect,
+    });
+    let id = args.id.clone().unwrap_or_else(|| {
+        let short: String = session
+            .chars()
+            .filter(char::is_ascii_alphanumeric)
+            .take(12)
+            .collect();
+        format!("session-{short}")
+    });
+    let case = NewCase {
+        id,
+        question: String::new(),
+        turns: new_turns,
+        tags: vec!["imported".into(), "conversation".into()],
+        expect: None,
+    };
+    let id = append(&args.suite, args.chain.as_deref(), &comments, case)?;
+    out::println(&format!(
+        "imported case `{id}` into {}: a conversation of {} from session {session}, turn {} tested",
+        args.suite.display(),
+        count((tested + 1) as u64, "turn"),
+        tested + 1
+    ));
+    out::println(&format!(
+        "edit its expectation draft, then: ragprobe run {} --case {id}",
+        args.suite.display()
+    ));
+    Ok(Outcome::Ok)
+}
+
+/// A session's turns from an OTLP JSON (Lines) file.
+fn session_from_file(
+    path: &std::path::Path,
+    session: &str,
+) -> Result<(Vec<Observed>, String), AppError> {
+    let source = format!("OTLP JSON file {}", path.display());
+    let documents = read_trace_documents(path).map_err(|e| AppError::Usage(e.to_string()))?;
+    let mut turns: Vec<Observed> = Vec::new();
+    for document in &documents {
+        let traces = session_traces(document, session)
+            .map_err(|e| AppError::Usage(format!("{source}: {e}")))?;
+        for (trace_id, _) in traces {
+            let observed = observe(document, Some(&trace_id))
+                .map_err(|e| AppError::Usage(format!("{source}: trace {trace_id}: {e}")))?;
+            turns.push(observed);
+        }
+    }
+    turns.sort_by_key(|t| t.started_ns);
+    Ok((turns, source))
+}
+
+/// A session's turns from an MLflow server: the experiment's traces whose
+/// `mlflow.trace.session` is `session`.
+fn session_from_mlflow(
+    args: &ImportArgs,
+    session: &str,
+) -> Result<(Vec<Observed>, String), AppError> {
+    let mut warn = |warning: String| out::eprintln(&format!("warning: {warning}"));
+    let Some(target) = MlflowTarget::resolve(
+        args.mlflow.as_deref(),
+        args.experiment.as_deref(),
+        false,
+        &mut warn,
+    )?
+    else {
+        return Err(AppError::Usage(
+            "--session reads an OTLP JSON file (--otlp-json FILE) or an MLflow server (--mlflow URL, or MLFLOW_TRACKING_URI)"
+                .into(),
+        ));
+    };
+    if target.experiment == ExperimentRef::SuiteName {
+        return Err(AppError::Usage(
+            "--session on MLflow needs the experiment to search: --experiment NAME (or MLFLOW_EXPERIMENT_NAME / MLFLOW_EXPERIMENT_ID)".into(),
+        ));
+    }
+    let mlflow = Mlflow::new(&target.tracking_uri, target.auth.clone())?;
+    let source = format!("MLflow at {}", redact_url(mlflow.base()));
+    // MLflow's filter language quotes strings with '…'; a quote in the id cannot be
+    // escaped there, so such an id is refused rather than half-matched.
+    if session.contains('\'') {
+        return Err(AppError::Usage(format!(
+            "--session {session:?}: MLflow's search filter cannot hold a quote"
+        )));
+    }
+    let filter = format!("metadata.`mlflow.trace.session` = '{session}'");
+    let runtime = runtime()?;
+    let infos = runtime.block_on(async {
+        let (id, _) = link::experiment(&mlflow, &target.experiment, false)
+            .await
+            .map_err(failed)?;
+        publish::search_traces(&mlflow, &id, &filter, args.max_traces)
+            .await
+            .map_err(failed)
+    })?;
+    let mut turns = Vec::new();
+    for info in &infos {
+        let Some(trace_id) = info["trace_id"].as_str() else {
+            continue;
+        };
+        let document = runtime.block_on(fetch_trace(&mlflow, trace_id))?;
+        let observed = observe(&document, Some(trace_id))
+            .map_err(|e| AppError::Usage(format!("{source}: trace {trace_id}: {e}")))?;
+        turns.push(observed);
+    }
+    turns.sort_by_key(|t| t.started_ns);
+    Ok((turns, source))
 }
 
 /// Questions compared without case, surrounding space or repeated spaces.

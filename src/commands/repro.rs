@@ -395,6 +395,7 @@ fn save_case(path: &std::path::Path, target: &Target, args: &ReproTarget) -> Res
             crate::seed::stable_hash(&[target.question.as_bytes()]) as u32
         ),
         question: target.question.clone(),
+        turns: Vec::new(),
         tags: vec!["repro".into(), "regression".into()],
         expect,
     };

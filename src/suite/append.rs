@@ -16,9 +16,24 @@ use crate::suite::schema::{AnswerCheck, SuiteSpec};
 pub struct NewCase {
     /// Filled in by [`append`]: the wanted id, made unique in the file.
     pub id: String,
+    /// A single question (empty for a conversation).
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub question: String,
+    /// A conversation's turns (empty for a single question).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub turns: Vec<NewTurn>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expect: Option<AnswerExpectation>,
+}
+
+/// A turn of an appended conversation: history (a scripted answer) or the turn tested.
+#[derive(Debug, Clone, Serialize)]
+pub struct NewTurn {
+    pub question: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub answer: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub expect: Option<AnswerExpectation>,
 }
@@ -243,6 +258,7 @@ mod tests {
         NewCase {
             id: id.into(),
             question: question.into(),
+            turns: Vec::new(),
             tags: vec!["imported".into()],
             expect: None,
         }

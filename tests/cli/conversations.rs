@@ -601,3 +601,65 @@ fn repro_and_triage_take_a_conversations_turn_live_or_scripted() {
         "{stdout}"
     );
 }
+
+#[test]
+fn an_otlp_session_imports_as_a_conversation_case() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("out");
+    run_suite(
+        SUITE,
+        &out,
+        &["--runs", "1", "--filter", "storage-then-cost"],
+    );
+    let file = dir.path().join("traces.jsonl");
+    let exported = crate::common::ragprobe()
+        .arg("export")
+        .arg(&out)
+        .arg("--out")
+        .arg(&file)
+        .output()
+        .expect("export");
+    assert_eq!(exported.status.code(), Some(0));
+    let run = &records(&out)[0];
+    let session = format!("ragprobe-{}", run.trace.as_ref().expect("trace").trace_id);
+    let suite = write(
+        dir.path(),
+        "regressions.yaml",
+        "name: regressions\nchain: {ROOT}/suites/databricks/chains/support.yaml\nvars: {product: Databricks}\ncases:\n",
+    );
+    let import = |session: &str| {
+        crate::common::ragprobe()
+            .args(["import", "--otlp-json"])
+            .arg(&file)
+            .args(["--session", session, "--suite", &suite])
+            .output()
+            .expect("import")
+    };
+    let output = import(&session);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert!(
+        text(&output.stdout).contains("a conversation of 2 turns from session"),
+        "{}",
+        text(&output.stdout)
+    );
+    let written = std::fs::read_to_string(&suite).expect("suite");
+    assert!(
+        written.contains(
+            "    turns:\n    - question: Are Databricks databases just files on S3?\n      answer: "
+        ),
+        "{written}"
+    );
+    assert!(written.contains("    - question: And what does that cost?\n      expect:\n        answer:\n          not_contains:"), "{written}");
+    // The imported case runs, and fails as the trace did.
+    let rerun = dir.path().join("rerun");
+    let output = run_suite(&suite, &rerun, &["--runs", "3"]);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output.stdout));
+
+    let output = import("no-such-session");
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        text(&output.stderr).contains("no trace of session `no-such-session`"),
+        "{}",
+        text(&output.stderr)
+    );
+}

@@ -917,3 +917,106 @@ fn shards_merge_through_mlflow_as_a_local_merge_does() {
         "nothing written for a mixed group"
     );
 }
+
+#[test]
+fn a_conversation_run_is_an_mlflow_session_and_imports_back_as_a_conversation() {
+    let server = start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("chat");
+    let output = run_suite(
+        "suites/databricks/conversation.yaml",
+        &out,
+        &[
+            "--runs",
+            "2",
+            "--filter",
+            "storage-then-cost",
+            "--mlflow",
+            &server.base,
+            "--experiment",
+            "chat bot",
+        ],
+    );
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
+    let experiment = experiment_id(&server, "chat bot");
+    // Two runs of two turns: four traces, two sessions of two.
+    let traces = search(&server, &experiment, None);
+    assert_eq!(traces.len(), 4, "{traces:?}");
+    let mut sessions: std::collections::HashMap<String, Vec<Value>> = Default::default();
+    for trace in &traces {
+        let session = trace["trace_metadata"]["mlflow.trace.session"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no session on {trace}"))
+            .to_owned();
+        sessions.entry(session).or_default().push(trace.clone());
+    }
+    assert_eq!(sessions.len(), 2);
+    assert!(sessions.values().all(|t| t.len() == 2));
+    // MLflow searches a session by its metadata; each turn is tagged with its number.
+    let (session, turns) = sessions.iter().next().expect("a session");
+    let found = search(
+        &server,
+        &experiment,
+        Some(&format!("metadata.`mlflow.trace.session` = '{session}'")),
+    );
+    assert_eq!(found.len(), 2);
+    let mut numbers: Vec<&str> = turns
+        .iter()
+        .filter_map(|t| t["tags"]["ragprobe.turn"].as_str())
+        .collect();
+    numbers.sort_unstable();
+    assert_eq!(numbers, ["1", "2"]);
+    // The failed turn carries its rule's feedback; the run links both turns.
+    let run = run_of(&out);
+    assert!(
+        run["run_id"].as_str().is_some(),
+        "the folder went to a run: {run}"
+    );
+
+    // `import --session` turns the session back into a conversation case.
+    let suite = dir.path().join("regressions.yaml");
+    std::fs::write(
+        &suite,
+        format!(
+            "name: regressions\nchain: {}/suites/databricks/chains/support.yaml\nvars: {{product: Databricks}}\ncases:\n",
+            env!("CARGO_MANIFEST_DIR")
+        ),
+    )
+    .expect("suite");
+    let imported = crate::common::ragprobe()
+        .args([
+            "import",
+            "--mlflow",
+            &server.base,
+            "--experiment",
+            "chat bot",
+        ])
+        .args(["--session", session])
+        .arg("--suite")
+        .arg(&suite)
+        .output()
+        .expect("import");
+    assert_eq!(
+        imported.status.code(),
+        Some(0),
+        "{}",
+        text(&imported.stderr)
+    );
+    let cases = crate::common::suite_cases(&suite);
+    let turns = cases[0].turns.as_ref().expect("a conversation");
+    assert_eq!(turns.len(), 2);
+    assert_eq!(
+        turns[0].question,
+        "Are Databricks databases just files on S3?"
+    );
+    assert!(
+        turns[0]
+            .answer
+            .as_deref()
+            .is_some_and(|a| a.contains("Delta"))
+    );
+    assert_eq!(turns[1].question, "And what does that cost?");
+    assert!(turns[1].answer.is_none());
+    let (code, _, stderr) = crate::common::validate(&suite);
+    assert_eq!(code, Some(0), "{stderr}");
+}
