@@ -301,6 +301,19 @@ impl Plan {
 /// Where report folders go when `--out` is not given.
 pub const DEFAULT_REPORTS: &str = "reports";
 
+/// `parent/name`, or `name-2`, `-3`… when a folder of that name is there already: two
+/// runs of one suite in the same second each get their own report.
+fn fresh_folder(parent: &Path, name: &str) -> PathBuf {
+    let first = parent.join(name);
+    if !first.exists() {
+        return first;
+    }
+    (2u32..)
+        .map(|n| parent.join(format!("{name}-{n}")))
+        .find(|path| !path.exists())
+        .unwrap_or(first)
+}
+
 /// A plan that cannot be made from this command line.
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
@@ -490,7 +503,7 @@ pub fn fresh(
         let out_dir = match (out, several) {
             (Some(out), false) => out.to_owned(),
             (Some(out), true) => out.join(&slug),
-            (None, _) => Path::new(DEFAULT_REPORTS).join(format!("{stamp}-{slug}")),
+            (None, _) => fresh_folder(Path::new(DEFAULT_REPORTS), &format!("{stamp}-{slug}")),
         };
         let mut plan = Plan::new(suite, cases, overrides, out_dir);
         plan.baseline = baseline_for(overrides.baseline.as_deref(), &slug)?;

@@ -12,17 +12,18 @@ OpenInference's LangChain instrumentor.
     #   [{"type": "human", "content": "Are Databricks databases just files on S3?"},
     #    {"type": "ai", "content": "..."}]}}
     #   -> {"output": {"answer": ..., "context": [Document, ...], "input": ...,
-    #                  "chat_history": [...]}, ...}
+    #                  "chat_history": [...], "question": <the standalone question>}, ...}
 
 Two routes share the store, the retriever and the model:
   /support   one question (a string) -> {question, context, answer}
-  /chat      {input, chat_history} -> {input, chat_history, context, answer}, the shape of
-             LangChain's create_retrieval_chain over a history-aware retriever: the
-             question is first made standalone from the chat history, then retrieved for.
-             The rewrite is deterministic (no model call): a question that leans on the
-             history (starts with and/also/so/then/but, has it/that/this/they/them/one, or
-             has fewer than 3 words) gets the previous human question joined before it.
-             The answer prompt gets the history as messages and the question as asked.
+  /chat      {input, chat_history} -> {input, chat_history, question, context, answer}, the
+             shape of LangChain's create_retrieval_chain over a history-aware retriever
+             (plus `question`): the question is first made standalone from the chat
+             history, then retrieved for. The rewrite is deterministic (no model call): a
+             question that leans on the history (starts with and/also/so/then/but, has
+             it/that/this/they/them/one, or has fewer than 3 words) gets the previous human
+             question joined before it. As in ConversationalRetrievalChain, the answer
+             prompt asks the standalone question, after the history as messages.
 
 Per request (LangServe's `config.configurable`):
   seed       the model's sampling seed (ragprobe sends the run's seed)
@@ -184,7 +185,7 @@ def e5_embeddings(url):
             return (await super().aembed_documents([text], **{**query, **kwargs}))[0]
 
     return E5Embeddings(base_url=url, api_key=os.environ.get("OPENAI_API_KEY", "unused"),
-                        model=os.environ.get("EMBEDDINGS_MODEL", "multilingual-e5-small"),
+                        model="multilingual-e5-small",
                         check_embedding_ctx_length=False, max_retries=2, timeout=30)
 
 

