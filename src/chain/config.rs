@@ -116,6 +116,11 @@ pub enum Preset {
     /// A RetrievalQA chain behind a small web app: `{"query": question}` → `result` and
     /// `source_documents`.
     Retrievalqa,
+    /// A RAG service behind an OpenAI-style chat completions API: `{"messages": […]}` (the
+    /// history and the question; `model` from `vars.model` when set) → the answer in
+    /// `choices[0].message.content`, the documents in `documents` or Azure OpenAI "on your
+    /// data"'s `choices[0].message.context.citations`.
+    Openai,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]

@@ -39,6 +39,11 @@ pub fn preset_body(preset: Preset) -> &'static str {
             r#"{% else %}{"input": {{ question | tojson }}}{% endif %}"#
         ),
         Preset::Retrievalqa => r#"{"query": {{ question | tojson }}}"#,
+        Preset::Openai => concat!(
+            // `{ {%`: a brace right before `{%` would open an expression.
+            r#"{ {% if vars.model is defined %}"model": {{ vars.model | tojson }}, {% endif %}"#,
+            r#""messages": {{ messages | tojson }}, "seed": {{ seed }}}"#
+        ),
     }
 }
 
@@ -94,6 +99,10 @@ impl ReplyShape {
                 &["/output/source_documents", "/output/context"],
             ),
             Some(Preset::Retrievalqa) => (&["/result"], &["/source_documents"]),
+            Some(Preset::Openai) => (
+                &["/choices/0/message/content"],
+                &["/documents", "/choices/0/message/context/citations"],
+            ),
         };
         let list = |given: Option<&str>, default: &[&str]| match given {
             Some(pointer) => vec![pointer.to_owned()],

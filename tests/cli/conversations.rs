@@ -644,10 +644,18 @@ fn an_otlp_session_imports_as_a_conversation_case() {
         "{written}"
     );
     assert!(written.contains("    - question: And what does that cost?\n      expect:\n        answer:\n          not_contains:"), "{written}");
-    // The imported case runs, and fails as the trace did.
+    // The imported case runs from the history the user saw: turn 1 scripted.
     let rerun = dir.path().join("rerun");
     let output = run_suite(&suite, &rerun, &["--runs", "3"]);
-    assert_eq!(output.status.code(), Some(1), "{}", text(&output.stdout));
+    assert!(
+        matches!(output.status.code(), Some(0 | 1)),
+        "{}",
+        text(&output.stdout)
+    );
+    for run in records(&rerun) {
+        assert!(run.turns[0].scripted);
+        assert_eq!(run.turns[1].question, "And what does that cost?");
+    }
 
     let output = import("no-such-session");
     assert_eq!(output.status.code(), Some(2));
@@ -656,4 +664,50 @@ fn an_otlp_session_imports_as_a_conversation_case() {
         "{}",
         text(&output.stderr)
     );
+}
+
+#[test]
+fn the_openai_style_preset_sends_the_chat_and_reads_choices() {
+    let service = Sink::answering(|request: &Received| {
+        let body: serde_json::Value = serde_json::from_slice(&request.body).unwrap_or_default();
+        let asked = body["messages"].as_array().map_or(0, Vec::len);
+        Reply::Json(
+            200,
+            serde_json::json!({
+                "choices": [{"message": {"role": "assistant", "content": format!("{asked} messages"),
+                    "context": {"citations": [{"id": "1", "content": "Delta files.", "metadata": {"docs": "databricks"}}]}}}]
+            })
+            .to_string(),
+        )
+    });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let suite = write(
+        dir.path(),
+        "suite.yaml",
+        &format!(
+            "name: oai\nchain: {{kind: http, url: '{}/v1/chat/completions', preset: openai}}\nruns: 1\n\
+             vars: {{model: support-bot}}\n\
+             rules:\n  - id: only-databricks-docs\n    retrieved: {{every: {{docs: databricks}}}}\n\
+             cases:\n  - id: chat\n    turns:\n      - question: What is Delta?\n      \
+             - question: And its cost?\n        expect: {{answer: {{contains: ['3 messages']}}}}\n",
+            service.base()
+        ),
+    );
+    let out = dir.path().join("out");
+    let output = run_suite(&suite, &out, &[]);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}{}",
+        text(&output.stdout),
+        text(&output.stderr)
+    );
+    let bodies: Vec<serde_json::Value> = service
+        .requests()
+        .iter()
+        .map(|r| serde_json::from_slice(&r.body).expect("json"))
+        .collect();
+    assert_eq!(bodies[1]["model"], "support-bot");
+    assert_eq!(bodies[1]["messages"][1]["content"], "1 messages");
+    assert_eq!(records(&out)[0].turns[1].retrieved[0].id, "1");
 }
