@@ -226,25 +226,11 @@ fn import_matching(args: &ImportArgs, filter: &str) -> Result<Outcome, AppError>
             "--filter is empty: give an MLflow search filter, e.g. \"feedback.`user_feedback` = 'false'\"".into(),
         ));
     }
-    let mut warn = |warning: String| out::eprintln(&format!("warning: {warning}"));
-    let Some(target) = MlflowTarget::resolve(
-        args.mlflow.as_deref(),
-        args.experiment.as_deref(),
-        false,
-        &mut warn,
-    )?
-    else {
-        return Err(AppError::Usage(
-            "--filter searches an MLflow server: give --mlflow URL (or set MLFLOW_TRACKING_URI)"
-                .into(),
-        ));
-    };
-    if target.experiment == ExperimentRef::SuiteName {
-        return Err(AppError::Usage(
-            "--filter needs the experiment to search: --experiment NAME (or MLFLOW_EXPERIMENT_NAME / MLFLOW_EXPERIMENT_ID)".into(),
-        ));
-    }
-    let mlflow = Mlflow::new(&target.tracking_uri, target.auth.clone())?;
+    let (mlflow, experiment) = searched_experiment(
+        args,
+        "--filter",
+        "--filter searches an MLflow server: give --mlflow URL (or set MLFLOW_TRACKING_URI)",
+    )?;
     let server = redact_url(mlflow.base());
     let mut questions: HashSet<String> = existing_questions(&args.suite);
     let mut imported = Vec::new();
@@ -252,7 +238,7 @@ fn import_matching(args: &ImportArgs, filter: &str) -> Result<Outcome, AppError>
     let mut unreadable: Vec<String> = Vec::new();
     let runtime = runtime()?;
     let (experiment_name, infos) = runtime.block_on(async {
-        let (id, name) = link::experiment(&mlflow, &target.experiment, false)
+        let (id, name) = link::experiment(&mlflow, &experiment, false)
             .await
             .map_err(failed)?;
         let infos = publish::search_traces(&mlflow, &id, filter, args.max_traces)
@@ -428,12 +414,14 @@ fn session_from_file(
     Ok((turns, source))
 }
 
-/// A session's turns from an MLflow server: the experiment's traces whose
-/// `mlflow.trace.session` is `session`.
-fn session_from_mlflow(
+/// The MLflow server and experiment a search (`--filter`, `--session`) reads; `what`
+/// names the flag in the message when no experiment is given, `no_server` is the message
+/// when no server is.
+fn searched_experiment(
     args: &ImportArgs,
-    session: &str,
-) -> Result<(Vec<Observed>, String), AppError> {
+    what: &str,
+    no_server: &str,
+) -> Result<(Mlflow, ExperimentRef), AppError> {
     let mut warn = |warning: String| out::eprintln(&format!("warning: {warning}"));
     let Some(target) = MlflowTarget::resolve(
         args.mlflow.as_deref(),
@@ -442,17 +430,28 @@ fn session_from_mlflow(
         &mut warn,
     )?
     else {
-        return Err(AppError::Usage(
-            "--session reads an OTLP JSON file (--otlp-json FILE) or an MLflow server (--mlflow URL, or MLFLOW_TRACKING_URI)"
-                .into(),
-        ));
+        return Err(AppError::Usage(no_server.into()));
     };
     if target.experiment == ExperimentRef::SuiteName {
-        return Err(AppError::Usage(
-            "--session on MLflow needs the experiment to search: --experiment NAME (or MLFLOW_EXPERIMENT_NAME / MLFLOW_EXPERIMENT_ID)".into(),
-        ));
+        return Err(AppError::Usage(format!(
+            "{what} needs the experiment to search: --experiment NAME (or MLFLOW_EXPERIMENT_NAME / MLFLOW_EXPERIMENT_ID)"
+        )));
     }
     let mlflow = Mlflow::new(&target.tracking_uri, target.auth.clone())?;
+    Ok((mlflow, target.experiment))
+}
+
+/// A session's turns from an MLflow server: the experiment's traces whose
+/// `mlflow.trace.session` is `session`.
+fn session_from_mlflow(
+    args: &ImportArgs,
+    session: &str,
+) -> Result<(Vec<Observed>, String), AppError> {
+    let (mlflow, experiment) = searched_experiment(
+        args,
+        "--session on MLflow",
+        "--session reads an OTLP JSON file (--otlp-json FILE) or an MLflow server (--mlflow URL, or MLFLOW_TRACKING_URI)",
+    )?;
     let source = format!("MLflow at {}", redact_url(mlflow.base()));
     // MLflow's filter language quotes strings with '…'; a quote in the id cannot be
     // escaped there, so such an id is refused rather than half-matched.
@@ -464,7 +463,7 @@ fn session_from_mlflow(
     let filter = format!("metadata.`mlflow.trace.session` = '{session}'");
     let runtime = runtime()?;
     let infos = runtime.block_on(async {
-        let (id, _) = link::experiment(&mlflow, &target.experiment, false)
+        let (id, _) = link::experiment(&mlflow, &experiment, false)
             .await
             .map_err(failed)?;
         publish::search_traces(&mlflow, &id, &filter, args.max_traces)

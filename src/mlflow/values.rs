@@ -281,6 +281,21 @@ fn case_metrics(case: &CaseStats, metric: &mut impl FnMut(String, f64)) {
     if let Some(sources) = &case.sources {
         retrieval_metrics(&format!("{prefix}/retrieval"), sources, metric);
     }
+    // A conversation: each asked turn's pass rate, and how often it broke each check.
+    for turn in case.turns.iter().filter(|t| !t.scripted) {
+        let judged = turn.asked - turn.errors;
+        if judged == 0 {
+            continue;
+        }
+        let at = format!("{prefix}/turn/{}", turn.turn);
+        metric(format!("{at}/pass_rate"), ratio(turn.passed, judged));
+        for broken in &turn.broken {
+            metric(
+                format!("{at}/broken/{}", id_segment(&broken.check)),
+                ratio(broken.runs, judged),
+            );
+        }
+    }
 }
 
 /// With a baseline: the gate's counts, the suite's pass-rate change with its clustered

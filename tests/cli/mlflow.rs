@@ -968,9 +968,19 @@ fn a_conversation_run_is_an_mlflow_session_and_imports_back_as_a_conversation() 
     assert_eq!(numbers, ["1", "2"]);
     // The failed turn carries its rule's feedback; the run links both turns.
     let run = run_of(&out);
-    assert!(
-        run["run_id"].as_str().is_some(),
-        "the folder went to a run: {run}"
+    let run_id = run["run_id"].as_str().expect("the folder went to a run");
+    let metrics = pairs(&run_data(&server, run_id)["data"]["metrics"]);
+    assert_eq!(
+        metrics["case/storage-then-cost/turn/1/pass_rate"].as_f64(),
+        Some(1.0)
+    );
+    assert_eq!(
+        metrics["case/storage-then-cost/turn/2/pass_rate"].as_f64(),
+        Some(0.0)
+    );
+    assert_eq!(
+        metrics["case/storage-then-cost/turn/2/broken/only-databricks-docs"].as_f64(),
+        Some(1.0)
     );
 
     // `import --session` turns the session back into a conversation case.
