@@ -97,25 +97,34 @@ impl Actions {
     /// case and per case where a `warn` rule broke, at most [`MAX_ANNOTATIONS`] of each and
     /// a notice counting the rest.
     pub fn annotations(&self, report: &SuiteReport) -> Vec<String> {
-        // (case, title, message); placed (a walk of the YAML each) only when kept.
-        let mut errors: Vec<(&str, String, String)> = Vec::new();
-        let mut warnings: Vec<(&str, String, String)> = Vec::new();
+        // ((case, turn), title, message); placed (a walk of the YAML each) only when kept.
+        let mut errors: Vec<(Place<'_>, String, String)> = Vec::new();
+        let mut warnings: Vec<(Place<'_>, String, String)> = Vec::new();
         for case in &report.stats.cases {
             if report.failed.contains(&case.id) {
                 let mut message = case.reasons.join("; ");
                 if message.is_empty() {
                     message = format!("pass rate {}", crate::stats::percent(case.pass_rate));
                 }
-                errors.push((
-                    &case.id,
-                    format!("ragprobe: case {} failed", case.id),
-                    message,
-                ));
+                // A conversation's error sits at the first turn that broke something.
+                let turn = case.turns.iter().find(|t| !t.broken.is_empty());
+                let title = match turn {
+                    Some(turn) => {
+                        message = format!(
+                            "turn {} broke {}; {message}",
+                            turn.turn,
+                            turn.describe_broken()
+                        );
+                        format!("ragprobe: case {} failed on turn {}", case.id, turn.turn)
+                    }
+                    None => format!("ragprobe: case {} failed", case.id),
+                };
+                errors.push(((&case.id, turn.map(|t| t.turn)), title, message));
                 continue;
             }
             if case.outcome == CaseOutcome::Flaky {
                 warnings.push((
-                    &case.id,
+                    (&case.id, None),
                     format!("ragprobe: case {} is flaky", case.id),
                     format!(
                         "passed {} of {} runs ({}): the same question gets different verdicts",
@@ -131,7 +140,7 @@ impl Actions {
                 .filter(|r| r.severity == Severity::Warn && r.violations > 0)
             {
                 warnings.push((
-                    &case.id,
+                    (&case.id, None),
                     format!("ragprobe: rule {} warned on case {}", rule.id, case.id),
                     format!(
                         "broken in {} of {} runs ({})",
@@ -145,8 +154,8 @@ impl Actions {
         let places = self.places(&report.suite_path);
         let lay = |kind: &'static str| {
             let places = &places;
-            move |(case, title, message): (&str, String, String)| {
-                command(kind, &places.at(case), &title, &message)
+            move |((case, turn), title, message): (Place<'_>, String, String)| {
+                command(kind, &places.at_turn(case, turn), &title, &message)
             }
         };
         within_limits(
@@ -165,6 +174,9 @@ impl Actions {
         )
     }
 }
+
+/// What an annotation points at: a case, or one turn of a conversation case (1 first).
+type Place<'a> = (&'a str, Option<u32>);
 
 /// A suite file's cases, as annotation locations: the file parsed once for the cases'
 /// positions, a case's line found when it is annotated.
@@ -192,19 +204,31 @@ impl Places {
         Places { file, text, index }
     }
 
-    /// Line and column of case `id`'s entry.
-    fn line(&self, id: &str) -> Option<(usize, usize)> {
+    /// Line and column of case `id`'s entry, or of its turn's question.
+    fn line(&self, id: &str, turn: Option<u32>) -> Option<(usize, usize)> {
         let i = *self.index.get(id)?;
-        locate(
-            self.text.as_deref()?,
-            &KeyPath::default().key("cases").index(i).key("id"),
-        )
+        let case = KeyPath::default().key("cases").index(i);
+        let text = self.text.as_deref()?;
+        turn.and_then(|t| {
+            let at = case
+                .clone()
+                .key("turns")
+                .index(t as usize - 1)
+                .key("question");
+            locate(text, &at)
+        })
+        .or_else(|| locate(text, &case.key("id")))
     }
 
     /// `file=…,line=…,col=…` of a case (the file alone when the case is not found there).
     pub fn at(&self, case: &str) -> String {
+        self.at_turn(case, None)
+    }
+
+    /// `file=…,line=…,col=…` of a conversation's turn (its question), else of its case.
+    pub fn at_turn(&self, case: &str, turn: Option<u32>) -> String {
         let place = self
-            .line(case)
+            .line(case, turn)
             .map(|(line, col)| format!(",line={line},col={col}"))
             .unwrap_or_default();
         format!("file={}{place}", property(&self.file))
@@ -525,9 +549,9 @@ mod tests {
         let text =
             "name: s\ncases:\n  - id: storage\n    question: a\n  - question: b\n    id: cost\n";
         let places = Places::new("s.yaml".into(), Some(text.into()));
-        assert_eq!(places.line("storage"), Some((3, 9)));
-        assert_eq!(places.line("cost"), Some((6, 9)));
-        assert_eq!(places.line("missing"), None);
+        assert_eq!(places.line("storage", None), Some((3, 9)));
+        assert_eq!(places.line("cost", None), Some((6, 9)));
+        assert_eq!(places.line("missing", None), None);
         assert_eq!(places.at("cost"), "file=s.yaml,line=6,col=9");
         assert_eq!(places.at("missing"), "file=s.yaml");
     }

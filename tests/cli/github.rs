@@ -422,3 +422,33 @@ fn shard_auto_reads_each_cis_parallel_job_variables() {
         text(&output.stderr)
     );
 }
+
+#[test]
+fn a_conversation_is_annotated_at_the_turn_that_broke() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let suite = "suites/databricks/conversation.yaml";
+    let output = ragprobe()
+        .args(["run", suite, "--progress", "none", "--runs", "3", "--out"])
+        .arg(dir.path().join("out"))
+        .env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_STEP_SUMMARY", dir.path().join("summary.md"))
+        .env("GITHUB_WORKSPACE", env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("runs");
+    assert_eq!(output.status.code(), Some(1));
+    let stdout = text(&output.stdout);
+    let text_of = std::fs::read_to_string(suite).expect("suite");
+    // Turn 2's question of the first case: the first `And what does that cost?` line.
+    let line = text_of
+        .lines()
+        .position(|l| l.trim_start() == "- question: And what does that cost?")
+        .expect("turn 2")
+        + 1;
+    let want = format!(
+        "::error file={suite},line={line},col=19,title=ragprobe%3A case storage-then-cost failed on turn 2::turn 2 broke only-databricks-docs 3/3"
+    );
+    assert!(
+        stdout.lines().any(|l| l.starts_with(&want)),
+        "{stdout}\nwanted {want}"
+    );
+}
