@@ -18,6 +18,10 @@ pub enum ChainError {
     /// The service answered, but not in the configured shape.
     #[error("malformed response: {0}")]
     Reply(String),
+    /// The reply was fine, but the spans the run reads its documents from
+    /// (`documents_from: spans`) did not arrive.
+    #[error("{0}")]
+    NoSpans(String),
     /// The command chain's program failed.
     #[error("{0}")]
     Command(String),

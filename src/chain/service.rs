@@ -575,7 +575,7 @@ fn spans_documents(
             .get("received_wait_ms")
             .and_then(Value::as_f64)
             .unwrap_or_default();
-        return Err(ChainError::Reply(format!(
+        return Err(ChainError::NoSpans(format!(
             "documents_from: spans, but no RETRIEVER span with documents arrived ({} spans from the service within {waited:.0} ms); is the service exporting to ragprobe's receiver?",
             received.len()
         )));
