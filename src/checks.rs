@@ -9,6 +9,9 @@ use crate::model::record::{
 };
 use crate::suite::schema::{AnswerCheck, Expect, RetrievedRule, RuleSpec};
 
+/// How many turns a conversation run's rule detail describes before counting the rest.
+const DETAILED_TURNS: usize = 3;
+
 /// The key a model judgement of an expectation is filed under (rules use their id).
 pub const EXPECT_ANSWER: &str = "expect.answer";
 
@@ -359,6 +362,7 @@ pub fn join_turns(turns: &[crate::model::record::TurnRecord]) -> Verdict {
         .filter_map(|t| Some((t.turn, t.verdict.as_ref()?)))
         .collect();
     let mut rules: Vec<RuleResult> = Vec::new();
+    let mut broken_turns: std::collections::HashMap<String, usize> = Default::default();
     for (turn, verdict) in &judged {
         for result in &verdict.rules {
             let joined = match rules.iter_mut().find(|r| r.id == result.id) {
@@ -387,15 +391,28 @@ pub fn join_turns(turns: &[crate::model::record::TurnRecord]) -> Verdict {
             }
             if !result.passed {
                 joined.passed = false;
+                // The first few turns' details, then a count: a long conversation that
+                // breaks a rule on every turn stays one readable line.
                 let said = match &result.detail {
                     Some(detail) => format!("turn {turn}: {detail}"),
                     None => format!("turn {turn}"),
                 };
-                joined.detail = Some(match joined.detail.take() {
-                    Some(before) => format!("{before}; {said}"),
-                    None => said,
-                });
+                let broken_before = *broken_turns.entry(result.id.clone()).or_insert(0);
+                broken_turns.insert(result.id.clone(), broken_before + 1);
+                joined.detail = match (joined.detail.take(), broken_before) {
+                    (None, _) => Some(said),
+                    (Some(before), n) if n < DETAILED_TURNS => Some(format!("{before}; {said}")),
+                    (Some(before), _) => Some(before),
+                };
             }
+        }
+    }
+    for rule in &mut rules {
+        let broken = broken_turns.get(&rule.id).copied().unwrap_or(0);
+        if broken > DETAILED_TURNS
+            && let Some(detail) = rule.detail.as_mut()
+        {
+            detail.push_str(&format!("; and {} more turns", broken - DETAILED_TURNS));
         }
     }
     let failed_expectations = judged

@@ -124,7 +124,7 @@ pub struct ReproTarget {
     pub receive_otlp: Option<String>,
     /// With a conversation --case: the turn to reproduce (1 is the first) [default: the
     /// last]
-    #[arg(long, value_name = "N", requires = "case", value_parser = clap::builder::RangedU64ValueParser::<u32>::new().range(1..))]
+    #[arg(long, value_name = "N", requires = "case", value_parser = clap::builder::RangedU64ValueParser::<u32>::new().range(1..=100))]
     pub turn: Option<u32>,
     /// With a conversation --case: the turns before --turn are asked on every run
     /// (`live`: the chain's own answers become history) or asked once and then fixed

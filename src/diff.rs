@@ -178,6 +178,16 @@ struct CaseRuns {
     prompts: HashMap<String, u32>,
 }
 
+/// What a run is compared by: itself, or a conversation's last asked turn, so both sides
+/// set the same turn against each other (the turn that decided a run can differ between
+/// them). Each turn's own numbers are in turns.parquet.
+fn compared(record: RunRecord) -> RunRecord {
+    match record.asked_turns().last() {
+        Some(last) if record.status != RunStatus::Error => record.turn_as_run(last, None),
+        _ => record,
+    }
+}
+
 fn read_runs(dir: &Path) -> Result<HashMap<String, CaseRuns>, SummaryError> {
     let fail = |source| SummaryError::Read {
         path: dir.join(crate::store::RUNS_FILE),
@@ -185,7 +195,7 @@ fn read_runs(dir: &Path) -> Result<HashMap<String, CaseRuns>, SummaryError> {
     };
     let mut cases: HashMap<String, CaseRuns> = HashMap::new();
     for record in RunReader::open(dir).map_err(fail)? {
-        let record = record.map_err(fail)?;
+        let record = compared(record.map_err(fail)?);
         if record.status == RunStatus::Error {
             continue;
         }
@@ -282,7 +292,7 @@ fn representatives(dir: &Path, wanted: &HashMap<&str, &str>) -> HashMap<String, 
     let Ok(reader) = RunReader::open(dir) else {
         return found;
     };
-    for record in reader.filter_map(Result::ok) {
+    for record in reader.filter_map(Result::ok).map(compared) {
         if record.status == RunStatus::Error
             || wanted.get(record.case.as_str()) != Some(&record.answer.as_str())
         {

@@ -106,6 +106,23 @@ pub fn read_trace_documents(path: &std::path::Path) -> Result<Vec<Value>, TraceF
     }
 }
 
+/// OTLP requests joined into one, so a trace whose spans were exported in several batches
+/// (a line each) is read whole; documents of other shapes are kept as they are.
+pub fn merge_otlp(documents: Vec<Value>) -> Vec<Value> {
+    let mut resource_spans = Vec::new();
+    let mut others = Vec::new();
+    for document in documents {
+        match document.get("resourceSpans").and_then(Value::as_array) {
+            Some(items) => resource_spans.extend(items.iter().cloned()),
+            None => others.push(document),
+        }
+    }
+    if !resource_spans.is_empty() {
+        others.insert(0, serde_json::json!({"resourceSpans": resource_spans}));
+    }
+    others
+}
+
 /// An OTLP or MLflow-REST typed value (`stringValue` / `string_value`, …) as plain JSON.
 fn typed(value: &Value) -> Value {
     let field = |camel: &str, snake: &str| value.get(camel).or_else(|| value.get(snake));

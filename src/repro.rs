@@ -130,11 +130,7 @@ impl Target {
             }
             None => Vec::new(),
         };
-        let question = turns
-            .iter()
-            .map(|t| t.question.as_str())
-            .collect::<Vec<_>>()
-            .join(crate::suite::schema::TURN_JOINER);
+        let question = crate::suite::schema::conversation_title(&turns);
         let case = Arc::new(CaseJob {
             id: self.label.clone(),
             question: if turns.is_empty() {

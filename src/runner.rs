@@ -289,6 +289,7 @@ async fn run_one(context: &RunContext, job: &Job) -> RunRecord {
             let judged = match &context.judge {
                 Some(judge) => {
                     let asked = Asked {
+                        history: &[],
                         question: &job.case.question,
                         expect,
                         rules: &context.rules,
@@ -328,6 +329,8 @@ async fn run_one(context: &RunContext, job: &Job) -> RunRecord {
 
 /// What one question (a case's, or a turn's) was judged against.
 struct Asked<'a> {
+    /// The conversation before the question (empty for a single question).
+    history: &'a [crate::model::record::Message],
     question: &'a str,
     expect: Option<&'a Expect>,
     rules: &'a [RuleSpec],
@@ -354,6 +357,7 @@ async fn judge_output(
         return Ok(Judgements::new());
     }
     let inputs = JudgeInputs {
+        history: asked.history,
         question: asked.question,
         answer: &output.answer,
         documents: &output.retrieved,
@@ -369,12 +373,14 @@ async fn judge_output(
 /// per turn. A turn that errors ends the run (the turns after it would have no history);
 /// a turn that fails does not.
 async fn run_conversation(context: &RunContext, job: &Job) -> RunRecord {
-    use crate::model::record::{Message, Role, TurnRecord};
+    use crate::model::record::{Message, TurnRecord};
     use crate::trace::{SpanKind, SpanStatus, TraceBuilder};
     let started_at_ns = now_ns();
     let clock = Instant::now();
     let mut trace = TraceBuilder::new();
     let mut root = trace.start("conversation", SpanKind::Chain, None);
+    // The session id exported traces carry (`otlp::exported`), given to the chain too.
+    let session = format!("ragprobe-{}", trace.trace_id());
     root.set("case", job.case.id.as_str());
     root.set("turns", job.case.turns.len());
     let mut history: Vec<Message> = Vec::new();
@@ -413,12 +419,14 @@ async fn run_conversation(context: &RunContext, job: &Job) -> RunRecord {
                 .cloned()
                 .collect();
             let asked = Asked {
+                history: &history,
                 question: &spec.question,
                 expect: spec.expect.as_ref(),
                 rules: &rules,
                 seed,
             };
             let conversation = crate::chain::Conversation {
+                session: &session,
                 history: &history,
                 turn: number,
             };
@@ -466,14 +474,7 @@ async fn run_conversation(context: &RunContext, job: &Job) -> RunRecord {
         trace.end(span, status);
         let ended = turn.error.is_some();
         if !ended {
-            history.push(Message {
-                role: Role::User,
-                content: turn.question.clone(),
-            });
-            history.push(Message {
-                role: Role::Assistant,
-                content: turn.answer.clone(),
-            });
+            history.extend(Message::exchange(&turn.question, &turn.answer));
         }
         turns.push(turn);
         if ended {
@@ -508,7 +509,18 @@ async fn run_conversation(context: &RunContext, job: &Job) -> RunRecord {
         record.prompt = prompt;
         record.answer = answer;
     }
+    // A turn that failed before one that errored is a wrong answer the run did give: the
+    // run fails (the error kept beside it) rather than vanish among the errors.
+    let failed_before = record.turns.iter().any(|t| t.status == RunStatus::Failed);
     match errored {
+        Some(turn) if failed_before => {
+            let message = turn.error.clone().unwrap_or_default();
+            record.error = Some(format!("turn {}: {message}", turn.turn));
+            record.verdict = Some(crate::checks::join_turns(&record.turns));
+            record.status = RunStatus::Failed;
+            root.set("status", "failed");
+            trace.end(root, SpanStatus::Error { message });
+        }
         Some(turn) => {
             let message = turn.error.clone().unwrap_or_default();
             record.error = Some(format!("turn {}: {message}", turn.turn));

@@ -74,23 +74,32 @@ impl SpanKind {
 }
 
 impl Trace {
-    /// Whether `ancestor` is above `span` in this trace (at most 16 levels up).
-    pub fn has_ancestor(&self, span: &Span, ancestor: &str) -> bool {
-        let mut parent = span.parent_span_id.as_deref();
-        for _ in 0..16 {
-            match parent {
-                Some(id) if id == ancestor => return true,
-                Some(id) => {
-                    parent = self
-                        .spans
-                        .iter()
-                        .find(|s| s.span_id == id)
-                        .and_then(|p| p.parent_span_id.as_deref());
-                }
-                None => return false,
+    /// The span `root` and every span below it, root first, each once: one pass to index
+    /// children, one walk down (a span that is its own ancestor is not followed twice).
+    pub fn subtree(&self, root: &str) -> Vec<Span> {
+        let mut children: std::collections::HashMap<&str, Vec<&Span>> =
+            std::collections::HashMap::new();
+        for span in &self.spans {
+            if let Some(parent) = span.parent_span_id.as_deref() {
+                children.entry(parent).or_default().push(span);
             }
         }
-        false
+        let mut out: Vec<Span> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        let mut stack: Vec<&Span> = self
+            .spans
+            .iter()
+            .filter(|s| s.span_id == root)
+            .take(1)
+            .collect();
+        while let Some(span) = stack.pop() {
+            if !seen.insert(span.span_id.as_str()) {
+                continue;
+            }
+            out.push(span.clone());
+            stack.extend(children.get(span.span_id.as_str()).into_iter().flatten());
+        }
+        out
     }
 
     /// How many ancestors `span` has in this trace (at most 16: a service could send spans

@@ -212,6 +212,14 @@ pub struct EmbedderConfig {
     pub document_prefix: Option<String>,
 }
 
+/// What a text is embedded as: models trained for retrieval embed a question and a
+/// passage differently.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    Query,
+    Document,
+}
+
 /// The `input_type` an embeddings server is told for each side of retrieval.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]

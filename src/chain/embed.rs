@@ -4,6 +4,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use crate::backend::BackendError;
+pub use crate::chain::config::Purpose;
 use crate::chain::config::{EmbedderConfig, EmbedderKind};
 use crate::chain::corpus::Corpus;
 use crate::chain::openai::{EmbeddingModel, ModelError};
@@ -21,14 +22,6 @@ pub enum EmbedderError {
     NoPurposes,
     #[error(transparent)]
     Model(#[from] ModelError),
-}
-
-/// What a text is embedded as: models trained for retrieval embed a question and a
-/// passage differently.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Purpose {
-    Query,
-    Document,
 }
 
 #[derive(Debug)]

@@ -64,8 +64,8 @@ impl HistoryMode {
 const CONTINUATIONS: &[&str] = &["and", "also", "so", "then", "but", "or", "plus"];
 /// Words that point back at something said before.
 const REFERENCES: &[&str] = &[
-    "it", "its", "it's", "that", "this", "these", "those", "they", "them", "their", "there", "one",
-    "ones", "same", "such", "he", "she", "him", "her",
+    "it", "its", "it's", "that", "this", "these", "those", "they", "them", "their", "one", "ones",
+    "same", "such", "he", "she", "him", "her",
 ];
 
 /// Whether `question` needs the conversation to be understood: it starts with a

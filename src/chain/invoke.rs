@@ -17,6 +17,10 @@ use crate::trace::Trace;
 pub struct Conversation<'a> {
     pub history: &'a [Message],
     pub turn: u32,
+    /// The same for every turn of one run, different for every run: for a service that
+    /// keeps the history itself under a session id. Exported traces carry it as
+    /// `session.id`.
+    pub session: &'a str,
 }
 
 impl Conversation<'_> {
@@ -141,7 +145,7 @@ impl Chain {
             Chain::Pipeline(_) => Ok(()),
             Chain::Http(chain) if chain.takes_history => Ok(()),
             Chain::Http(_) => Err(
-                "its body template uses none of `messages`, `chat_history` or `history`, so every turn would be sent alone"
+                "its body template uses none of `messages`, `chat_history`, `history` or `session_id`, so every turn would be sent alone"
                     .into(),
             ),
             // The program's input always holds `messages` and `turn`.

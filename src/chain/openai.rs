@@ -265,9 +265,9 @@ impl EmbeddingModel {
     pub async fn embed(
         &self,
         inputs: &[String],
-        purpose: crate::chain::embed::Purpose,
+        purpose: crate::chain::config::Purpose,
     ) -> Result<Vec<Vec<f32>>, BackendError> {
-        use crate::chain::embed::Purpose;
+        use crate::chain::config::Purpose;
         let prefix = match purpose {
             Purpose::Query => &self.query_prefix,
             Purpose::Document => &self.document_prefix,

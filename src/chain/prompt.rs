@@ -73,6 +73,7 @@ impl PromptTemplate {
     ) -> Result<String, minijinja::Error> {
         let template = self.env.get_template(&self.name)?;
         let conversation = conversation.unwrap_or(crate::chain::Conversation {
+            session: "",
             history: &[],
             turn: 1,
         });

@@ -164,7 +164,7 @@ pub struct HttpChain {
     pub takes_filter: bool,
     pub takes_documents: bool,
     /// Whether the body sends a conversation's history (`messages`, `chat_history` or
-    /// `history`).
+    /// `history`), or a session id under which the service keeps it (`session_id`).
     pub takes_history: bool,
 }
 
@@ -239,7 +239,7 @@ impl HttpChain {
             intake,
             takes_filter: variables.contains("filter"),
             takes_documents: variables.contains("documents"),
-            takes_history: ["messages", "chat_history", "history"]
+            takes_history: ["messages", "chat_history", "history", "session_id"]
                 .iter()
                 .any(|name| variables.contains(*name)),
         })
@@ -300,6 +300,7 @@ impl HttpChain {
             question => question,
             conversation => conversation.is_some(),
             turn => conversation.map_or(1, |c| c.turn),
+            session_id => conversation.map(|c| c.session),
             messages => minijinja::Value::from(minijinja::value::Serde(&messages)),
             history => minijinja::Value::from(minijinja::value::Serde(history)),
             chat_history => minijinja::Value::from(minijinja::value::Serde(langchain_messages(history))),
@@ -395,6 +396,7 @@ impl CommandChain {
             root.set("turn", conversation.turn);
             input["messages"] = json!(conversation.messages(question));
             input["turn"] = conversation.turn.into();
+            input["session_id"] = conversation.session.into();
         }
         self.intake.expect(&trace);
         let outcome = self.run(input.to_string()).await;

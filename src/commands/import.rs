@@ -400,6 +400,7 @@ fn session_from_file(
 ) -> Result<(Vec<Observed>, String), AppError> {
     let source = format!("OTLP JSON file {}", path.display());
     let documents = read_trace_documents(path).map_err(|e| AppError::Usage(e.to_string()))?;
+    let documents = crate::import::merge_otlp(documents);
     let mut turns: Vec<Observed> = Vec::new();
     for document in &documents {
         let traces = session_traces(document, session)
@@ -453,23 +454,28 @@ fn session_from_mlflow(
         "--session reads an OTLP JSON file (--otlp-json FILE) or an MLflow server (--mlflow URL, or MLFLOW_TRACKING_URI)",
     )?;
     let source = format!("MLflow at {}", redact_url(mlflow.base()));
-    // MLflow's filter language quotes strings with '…'; a quote in the id cannot be
-    // escaped there, so such an id is refused rather than half-matched.
-    if session.contains('\'') {
+    let Some(quoted) = crate::mlflow::client::filter_string(session) else {
         return Err(AppError::Usage(format!(
-            "--session {session:?}: MLflow's search filter cannot hold a quote"
+            "--session {session:?}: MLflow's search filter cannot quote an id holding both ' and \""
         )));
-    }
-    let filter = format!("metadata.`mlflow.trace.session` = '{session}'");
+    };
+    let filter = format!("metadata.`mlflow.trace.session` = {quoted}");
     let runtime = runtime()?;
     let infos = runtime.block_on(async {
         let (id, _) = link::experiment(&mlflow, &experiment, false)
             .await
             .map_err(failed)?;
-        publish::search_traces(&mlflow, &id, &filter, args.max_traces)
+        // One more than the limit: a session cut at --max-traces would lose its start.
+        publish::search_traces(&mlflow, &id, &filter, args.max_traces.saturating_add(1))
             .await
             .map_err(failed)
     })?;
+    if infos.len() > args.max_traces {
+        return Err(AppError::Usage(format!(
+            "session `{session}` has more than {} traces: raise --max-traces to import it whole",
+            args.max_traces
+        )));
+    }
     let mut turns = Vec::new();
     for info in &infos {
         let Some(trace_id) = info["trace_id"].as_str() else {

@@ -153,16 +153,10 @@ fn resolve(args: &ReproTarget) -> Result<Target, AppError> {
         t.earlier
             .iter()
             .flat_map(|e| {
-                [
-                    crate::model::record::Message {
-                        role: crate::model::record::Role::User,
-                        content: e.question.clone(),
-                    },
-                    crate::model::record::Message {
-                        role: crate::model::record::Role::Assistant,
-                        content: e.answer.clone().unwrap_or_default(),
-                    },
-                ]
+                crate::model::record::Message::exchange(
+                    &e.question,
+                    e.answer.as_deref().unwrap_or_default(),
+                )
             })
             .collect::<Vec<_>>()
     });
@@ -170,6 +164,7 @@ fn resolve(args: &ReproTarget) -> Result<Target, AppError> {
         turn.as_ref()
             .zip(history.as_deref())
             .map(|(t, history)| crate::chain::Conversation {
+                session: "ragprobe-repro",
                 history,
                 turn: t.number,
             });
@@ -236,9 +231,10 @@ fn conversation_turn(
     args: &ReproTarget,
 ) -> Result<Option<ChosenTurn>, AppError> {
     let Some(turns) = case.and_then(|c| c.turns.as_ref()) else {
-        if args.turn.is_some() {
+        if args.turn.is_some() || args.history == crate::cli::HistoryArg::Scripted {
             return Err(AppError::Usage(
-                "--turn picks a turn of a conversation case; this case has one question".into(),
+                "--turn and --history are for a conversation case; this case has one question"
+                    .into(),
             ));
         }
         return Ok(None);

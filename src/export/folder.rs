@@ -29,8 +29,9 @@ impl Iterator for Batches {
         while traces < BATCH as u64 {
             match self.records.next() {
                 Some(Ok(record)) => {
+                    // A conversation run is a trace per turn.
+                    traces += record.turns.len().max(1) as u64;
                     spans.extend(otlp::spans_for(&record, &self.suite));
-                    traces += 1;
                 }
                 Some(Err(err)) => return Some(Err(err)),
                 None => break,

@@ -131,7 +131,7 @@ pub fn exported(record: &RunRecord) -> Vec<std::borrow::Cow<'_, RunRecord>> {
         .turns
         .iter()
         .map(|turn| {
-            let mut view = record.turn_as_run(turn, turn_trace_id(&own, turn.turn));
+            let mut view = record.turn_as_run(turn, Some(turn_trace_id(&own, turn.turn)));
             if let Some(root) = view
                 .trace
                 .as_mut()
@@ -143,6 +143,15 @@ pub fn exported(record: &RunRecord) -> Vec<std::borrow::Cow<'_, RunRecord>> {
             Cow::Owned(view)
         })
         .collect()
+}
+
+/// Whether an exported record is a conversation's scripted turn (history, never asked).
+pub fn is_scripted(record: &RunRecord) -> bool {
+    record
+        .trace
+        .as_ref()
+        .and_then(|t| t.spans.iter().find(|s| s.parent_span_id.is_none()))
+        .is_some_and(|root| root.attributes.contains_key("scripted"))
 }
 
 /// Where a conversation turn's root span keeps its session id before export.

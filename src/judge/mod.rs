@@ -51,6 +51,9 @@ pub enum JudgeError {
 
 /// What a judge sees of a run.
 pub struct JudgeInputs<'a> {
+    /// In a conversation, the messages before the question: a follow-up ("And what does
+    /// that cost?") is judged knowing what "that" is.
+    pub history: &'a [crate::model::record::Message],
     pub question: &'a str,
     pub answer: &'a str,
     pub documents: &'a [RetrievedDoc],
@@ -111,6 +114,7 @@ impl Judge {
             .get_template(&name)
             .and_then(|t| {
                 t.render(minijinja::context! {
+                    history => minijinja::Value::from(minijinja::value::Serde(inputs.history)),
                     question => inputs.question,
                     answer => inputs.answer,
                     documents => minijinja::Value::from(minijinja::value::Serde(documents)),

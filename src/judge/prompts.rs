@@ -38,7 +38,7 @@ fn builtin(criterion: Option<Criterion>) -> String {
             false,
         ),
     };
-    let mut prompt = format!("{task}\n\nQuestion: {{{{ question }}}}\n");
+    let mut prompt = format!("{task}\n\n{HISTORY}Question: {{{{ question }}}}\n");
     if context {
         prompt.push_str(CONTEXT);
     }
@@ -49,6 +49,9 @@ fn builtin(criterion: Option<Criterion>) -> String {
     prompt.push_str(REPLY);
     prompt
 }
+
+/// A conversation's messages before the question (nothing for a single question).
+const HISTORY: &str = "{% if history %}Conversation so far:\n{% for m in history %}{{ m.role }}: {{ m.content }}\n{% endfor %}\n{% endif %}";
 
 pub fn add_builtins(env: &mut Environment<'static>) -> Result<(), minijinja::Error> {
     for criterion in [

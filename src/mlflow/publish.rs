@@ -294,7 +294,13 @@ async fn sync_traces(
                 }));
                 missing_traces += 1;
             }
-            for assessment in assessments::for_record(record, case_checks) {
+            // A scripted turn was never asked: there is nothing of it to assess.
+            let assessed = if otlp::is_scripted(record) {
+                Vec::new()
+            } else {
+                assessments::for_record(record, case_checks)
+            };
+            for assessment in assessed {
                 let kind = if assessment.is_expectation() {
                     "expectation"
                 } else {

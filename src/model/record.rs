@@ -101,6 +101,22 @@ pub struct Message {
     pub content: String,
 }
 
+impl Message {
+    /// A turn as history: the user's question and the assistant's answer.
+    pub fn exchange(question: &str, answer: &str) -> [Message; 2] {
+        [
+            Message {
+                role: Role::User,
+                content: question.to_owned(),
+            },
+            Message {
+                role: Role::Assistant,
+                content: answer.to_owned(),
+            },
+        ]
+    }
+}
+
 /// One turn of a conversation run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TurnRecord {
@@ -138,30 +154,25 @@ impl RunRecord {
         self.turns.iter().filter(|t| !t.scripted)
     }
 
-    /// The run as each of its turns, for the places that take one question at a time: the
-    /// turn's question, documents, prompt, answer, verdict and status, and the subtree of
-    /// the turn's span as its trace (rooted at the turn, under `trace_id`).
-    pub fn turn_as_run(&self, turn: &TurnRecord, trace_id: String) -> RunRecord {
+    /// The run as one of its turns, for the places that take one question at a time: the
+    /// turn's question, documents, prompt, answer, verdict and status, and (with
+    /// `trace_id`) the subtree of the turn's span as its trace, rooted at the turn.
+    pub fn turn_as_run(&self, turn: &TurnRecord, trace_id: Option<String>) -> RunRecord {
         let trace = self
             .trace
             .as_ref()
             .zip(turn.span_id.as_ref())
-            .map(|(trace, root)| {
-                let mut spans: Vec<crate::trace::Span> = trace
-                    .spans
-                    .iter()
-                    .filter(|span| span.span_id == *root || trace.has_ancestor(span, root))
-                    .cloned()
-                    .collect();
+            .zip(trace_id)
+            .map(|((trace, root), trace_id)| {
+                let mut spans = trace.subtree(root);
                 for span in spans.iter_mut().filter(|s| s.span_id == *root) {
                     span.parent_span_id = None;
                 }
-                spans.sort_by_key(|s| s.parent_span_id.is_some());
                 crate::trace::Trace { trace_id, spans }
             });
         let started_at_ns = trace
             .as_ref()
-            .and_then(|t| t.spans.iter().find(|s| s.parent_span_id.is_none()))
+            .and_then(|t| t.spans.first())
             .map_or(self.started_at_ns, |root| root.start_ns);
         RunRecord {
             case: self.case.clone(),

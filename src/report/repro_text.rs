@@ -224,7 +224,15 @@ pub fn render_triage(target: &Target, result: &Triage, runs: u32) -> String {
             replay.replays
         ),
         Some(replay) => format!(
-            "(e) retriever replayed: query = the question verbatim, filter {}: {} — {} on {} replays",
+            "(e) retriever replayed: query = {}, filter {}: {} — {} on {} replays",
+            if replay.query == target.question {
+                "the question verbatim".to_owned()
+            } else {
+                format!(
+                    "{:?} (the turn's, as its history setting built it)",
+                    replay.query
+                )
+            },
             replay.filter.as_deref().unwrap_or("none"),
             replay_documents(replay, result),
             same(replay.deterministic),

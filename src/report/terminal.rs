@@ -478,7 +478,10 @@ fn example_run(out: &mut String, run: &RunRecord) {
         );
     }
     let _ = writeln!(out, "    retrieved:");
-    retrieved_lines(out, run, "      ");
+    // A conversation's documents are marked by the rules of their own turn (not by one a
+    // turn skipped).
+    let turn_view = run.deciding_turn().map(|t| run.turn_as_run(t, None));
+    retrieved_lines(out, turn_view.as_ref().unwrap_or(run), "      ");
     let _ = writeln!(out, "    answer: {}", run.answer);
     let _ = writeln!(out, "    broken:");
     for rule in verdict.rules.iter().filter(|r| !r.passed) {

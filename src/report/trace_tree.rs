@@ -193,10 +193,7 @@ fn children<'a>(
             .find(|t| t.span_id.as_deref() == Some(child.span_id.as_str()))
         {
             Some(turn) => {
-                turn_view = RunRecord {
-                    trace: None,
-                    ..record.turn_as_run(turn, String::new())
-                };
+                turn_view = record.turn_as_run(turn, None);
                 &turn_view
             }
             None => record,

@@ -15,7 +15,7 @@ use crate::chain::invoke::RenderError;
 use crate::config::files::read_text;
 use crate::config::locate::KeyPath;
 use crate::config::problem::{ConfigError, Problem};
-use crate::model::record::{Message, Role};
+use crate::model::record::Message;
 use crate::seed::stable_hash;
 use crate::suite::schema::{AnswerCheck, ChainRef, RunsSetting, SuiteSpec};
 
@@ -100,8 +100,7 @@ pub fn load_with(path: &Path, chain: Option<&Path>) -> Result<Suite, ConfigError
     // A conversation shows as its questions in order wherever a case shows one line.
     for case in &mut spec.cases {
         if let Some(turns) = &case.turns {
-            let questions: Vec<&str> = turns.iter().map(|t| t.question.as_str()).collect();
-            case.question = questions.join(crate::suite::schema::TURN_JOINER);
+            case.question = crate::suite::schema::conversation_title(turns);
         }
     }
     let corpus_bytes = built
@@ -377,6 +376,20 @@ fn check_turns(
         );
         return;
     }
+    if turns.len() > crate::suite::schema::MAX_TURNS {
+        problems.push(
+            at(
+                here.clone().key("turns"),
+                format!(
+                    "the conversation has {} turns, more than the {} a case may have",
+                    turns.len(),
+                    crate::suite::schema::MAX_TURNS
+                ),
+            )
+            .hint("test a long conversation from a later point: script the turns before it with `answer:`, or split it"),
+        );
+        return;
+    }
     let rule_ids: HashSet<&str> = spec.rules.iter().map(|r| r.id.as_str()).collect();
     for (t, turn) in turns.iter().enumerate() {
         let there = here.clone().key("turns").index(t);
@@ -403,6 +416,16 @@ fn check_turns(
                         "a turn with a scripted `answer` is not asked, so it has nothing to expect".into(),
                     )
                     .hint("remove `answer:` to ask the chain, or `expect:` to keep the turn as history"),
+                );
+            }
+            if !turn.skip.is_empty() {
+                problems.push(
+                    at(
+                        there.clone().key("skip"),
+                        "a turn with a scripted `answer` is not asked, so no rule applies to it"
+                            .into(),
+                    )
+                    .hint("remove `skip:`, or `answer:` to ask the chain"),
                 );
             }
         }
@@ -610,6 +633,7 @@ fn check_against_chain(
                 let history = sample_history(turns);
                 let last = turns.last().map_or("", |t| t.question.as_str());
                 let conversation = crate::chain::Conversation {
+                    session: "ragprobe-validate",
                     history: &history,
                     turn: turns.len() as u32,
                 };
@@ -652,18 +676,7 @@ fn sample_history(turns: &[crate::suite::schema::TurnSpec]) -> Vec<Message> {
     let before = turns.len().saturating_sub(1);
     turns[..before]
         .iter()
-        .flat_map(|t| {
-            [
-                Message {
-                    role: Role::User,
-                    content: t.question.clone(),
-                },
-                Message {
-                    role: Role::Assistant,
-                    content: t.answer.clone().unwrap_or_else(|| "(answer)".into()),
-                },
-            ]
-        })
+        .flat_map(|t| Message::exchange(&t.question, t.answer.as_deref().unwrap_or("(answer)")))
         .collect()
 }
 

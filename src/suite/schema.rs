@@ -531,8 +531,28 @@ pub struct TurnSpec {
     pub skip: Vec<String>,
 }
 
+/// The most turns a conversation case may have: every turn's history is sent again on the
+/// next, so what a run records grows with the square of its turns.
+pub const MAX_TURNS: usize = 100;
+
 /// Joins a conversation's questions for places that show one line per case.
 pub const TURN_JOINER: &str = " → ";
+
+/// A conversation in one line: its questions joined, or for more than four turns the
+/// first two and the last with the count.
+pub fn conversation_title(turns: &[TurnSpec]) -> String {
+    let questions: Vec<&str> = turns.iter().map(|t| t.question.as_str()).collect();
+    if questions.len() <= 4 {
+        return questions.join(TURN_JOINER);
+    }
+    format!(
+        "{}{TURN_JOINER}{}{TURN_JOINER}…{TURN_JOINER}{} ({} turns)",
+        questions[0],
+        questions[1],
+        questions[questions.len() - 1],
+        questions.len()
+    )
+}
 
 impl CaseSpec {
     /// Whether this case is a conversation.

@@ -34,7 +34,8 @@ fn every_mistake_in_a_conversation_is_located() {
          \x20 - id: skips-an-unknown-rule\n    turns:\n      - question: What is Delta?\n        skip: [no-such-rule]\n\
          \x20 - id: case-level-expect\n    expect: {sources: [\"1\"]}\n    turns:\n      - question: What is Delta?\n\
          \x20 - id: blank-turn\n    turns:\n      - question: '  '\n\
-         \x20 - id: unknown-source\n    turns:\n      - question: What is Delta?\n        expect: {sources: [\"99\"]}\n",
+         \x20 - id: unknown-source\n    turns:\n      - question: What is Delta?\n        expect: {sources: [\"99\"]}\n\
+         \x20 - id: skips-on-history\n    turns:\n      - question: What is Delta?\n        answer: A format.\n        skip: [only-databricks-docs]\n      - question: And its cost?\n",
     );
     let (code, _, stderr) = validate(&suite);
     assert_eq!(code, Some(2), "{stderr}");
@@ -65,7 +66,7 @@ fn a_chain_that_cannot_carry_history_is_refused_before_any_run() {
     for (chain, why) in [
         (
             "kind: http\nurl: http://127.0.0.1:9/ask\nbody: '{\"q\": {{ question | tojson }}}'\n",
-            "its body template uses none of `messages`, `chat_history` or `history`",
+            "its body template uses none of `messages`, `chat_history`, `history` or `session_id`",
         ),
         (
             "kind: http\nurl: http://127.0.0.1:9/ask\npreset: retrievalqa\n",
@@ -710,4 +711,179 @@ fn the_openai_style_preset_sends_the_chat_and_reads_choices() {
     assert_eq!(bodies[1]["model"], "support-bot");
     assert_eq!(bodies[1]["messages"][1]["content"], "1 messages");
     assert_eq!(records(&out)[0].turns[1].retrieved[0].id, "1");
+}
+
+#[test]
+fn a_failed_turn_is_not_hidden_by_a_later_error_and_the_judge_sees_the_history() {
+    // Turn 1 retrieves the aws document; turn 2 is a server error.
+    let service = Sink::answering(|request: &Received| {
+        let body: serde_json::Value = serde_json::from_slice(&request.body).unwrap_or_default();
+        if body["turn"] == 2 {
+            return Reply::Json(500, r#"{"error": "down"}"#.into());
+        }
+        Reply::Json(
+            200,
+            serde_json::json!({"answer": "Use t4g.micro.", "documents": [{"id": "4", "text": "t4g", "metadata": {"docs": "aws"}}]})
+                .to_string(),
+        )
+    });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let suite = write(
+        dir.path(),
+        "suite.yaml",
+        &format!(
+            "name: masked\nchain: {{kind: http, url: '{}/chat', limits: {{retries: 0}}}}\nruns: 2\nmax_error_rate: 1.0\n\
+             rules:\n  - id: only-databricks-docs\n    retrieved: {{every: {{docs: databricks}}}}\n\
+             cases:\n  - id: chat\n    turns:\n      - question: What does it cost?\n      - question: Why?\n",
+            service.base()
+        ),
+    );
+    let out = dir.path().join("out");
+    let output = run_suite(&suite, &out, &[]);
+    let stdout = text(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("result: FAIL · 1 of 1 cases failed: chat"),
+        "{stdout}"
+    );
+    for run in records(&out) {
+        assert_eq!(run.status.label(), "failed");
+        assert!(
+            run.error
+                .as_deref()
+                .is_some_and(|e| e.starts_with("turn 2: "))
+        );
+        assert_eq!(run.turns[1].status.label(), "error");
+    }
+
+    // The judge of turn 2 is shown the conversation before it.
+    let judge = Sink::answering(|_: &Received| {
+        Reply::Json(
+            200,
+            serde_json::json!({"choices": [{"message": {"content": r#"{"verdict": "pass", "reason": "ok"}"#}, "finish_reason": "stop"}]})
+                .to_string(),
+        )
+    });
+    let judged = write(
+        dir.path(),
+        "judged.yaml",
+        &format!(
+            "name: judged\nchain: {{ROOT}}/suites/databricks/chains/support.yaml\nvars: {{product: Databricks}}\nruns: 1\n\
+             judge: {{kind: openai, base_url: '{}/v1', model: judge}}\n\
+             rules:\n  - id: relevant\n    answer: {{judge: {{criterion: relevance}}}}\n\
+             cases:\n  - id: chat\n    turns:\n      - question: Are Databricks databases just files on S3?\n        answer: Yes, Delta files.\n      \
+             - question: And what does that cost?\n",
+            judge.base()
+        ),
+    );
+    let output = run_suite(&judged, &dir.path().join("judged"), &[]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let prompt: serde_json::Value =
+        serde_json::from_slice(&judge.requests()[0].body).expect("json");
+    let prompt = prompt["messages"]
+        .as_array()
+        .and_then(|m| m.last())
+        .and_then(|m| m["content"].as_str())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        prompt.contains(
+            "Conversation so far:\nuser: Are Databricks databases just files on S3?\nassistant: Yes, Delta files.\n\nQuestion: And what does that cost?"
+        ),
+        "{prompt}"
+    );
+}
+
+#[test]
+fn a_service_that_keeps_the_history_gets_one_session_id_per_run() {
+    let service = Sink::answering(|_: &Received| {
+        Reply::Json(
+            200,
+            serde_json::json!({"answer": "ok", "documents": []}).to_string(),
+        )
+    });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let suite = write(
+        dir.path(),
+        "suite.yaml",
+        &format!(
+            "name: stateful\nchain:\n  kind: http\n  url: '{}/chat'\n  body: '{{\"q\": {{{{ question | tojson }}}}, \"session\": {{{{ session_id | tojson }}}}}}'\nruns: 2\n\
+             cases:\n  - id: chat\n    turns:\n      - question: one\n      - question: two\n",
+            service.base()
+        ),
+    );
+    let output = run_suite(&suite, &dir.path().join("out"), &[]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let sessions: Vec<String> = service
+        .requests()
+        .iter()
+        .map(|r| {
+            let body: serde_json::Value = serde_json::from_slice(&r.body).expect("json");
+            body["session"].as_str().unwrap_or_default().to_owned()
+        })
+        .collect();
+    assert_eq!(sessions.len(), 4);
+    let distinct: std::collections::HashSet<&String> = sessions.iter().collect();
+    assert_eq!(
+        distinct.len(),
+        2,
+        "one id per run, shared by its turns: {sessions:?}"
+    );
+    assert!(sessions.iter().all(|s| s.starts_with("ragprobe-")));
+}
+
+#[test]
+fn a_session_whose_spans_were_exported_in_batches_imports_whole() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("out");
+    run_suite(
+        SUITE,
+        &out,
+        &["--runs", "1", "--filter", "storage-then-cost"],
+    );
+    let whole = dir.path().join("whole.jsonl");
+    crate::common::ragprobe()
+        .arg("export")
+        .arg(&out)
+        .arg("--out")
+        .arg(&whole)
+        .output()
+        .expect("export");
+    // Re-written as an OTel file exporter does: a batch (here one span) per line.
+    let mut lines = Vec::new();
+    for line in std::fs::read_to_string(&whole).expect("export").lines() {
+        let request: serde_json::Value = serde_json::from_str(line).expect("json");
+        for resource in request["resourceSpans"].as_array().into_iter().flatten() {
+            for scope in resource["scopeSpans"].as_array().into_iter().flatten() {
+                for span in scope["spans"].as_array().into_iter().flatten() {
+                    let mut one = resource.clone();
+                    one["scopeSpans"] =
+                        serde_json::json!([{"scope": scope["scope"], "spans": [span]}]);
+                    lines.push(serde_json::json!({"resourceSpans": [one]}).to_string());
+                }
+            }
+        }
+    }
+    let split = dir.path().join("split.jsonl");
+    std::fs::write(&split, lines.join("\n")).expect("write");
+    let session = format!(
+        "ragprobe-{}",
+        records(&out)[0].trace.as_ref().expect("trace").trace_id
+    );
+    let suite = write(
+        dir.path(),
+        "regressions.yaml",
+        "name: regressions\nchain: {ROOT}/suites/databricks/chains/support.yaml\nvars: {product: Databricks}\ncases:\n",
+    );
+    let output = crate::common::ragprobe()
+        .args(["import", "--otlp-json"])
+        .arg(&split)
+        .args(["--session", &session, "--suite", &suite])
+        .output()
+        .expect("import");
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let cases = crate::common::suite_cases(Path::new(&suite));
+    let turns = cases[0].turns.as_ref().expect("a conversation");
+    assert_eq!(turns.len(), 2, "{turns:?}");
+    assert_eq!(turns[1].question, "And what does that cost?");
 }
