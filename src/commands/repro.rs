@@ -46,13 +46,7 @@ pub fn repro(args: ReproArgs) -> Result<Outcome, AppError> {
     };
     let mut receivers = Receivers::default();
     let result = runtime.block_on(async {
-        receivers
-            .attach(&target.chain, args.target.receive_otlp.as_deref(), false)
-            .await?;
-        target
-            .script_history()
-            .await
-            .map_err(AppError::Unavailable)?;
+        prepare(&mut target, &mut receivers, &args.target).await?;
         Ok::<_, AppError>(reproduce(&target, stopping).await)
     })?;
     out::print(&repro_text::render_repro(&target, &result, stopping));
@@ -79,13 +73,7 @@ pub fn triage(args: TriageArgs) -> Result<Outcome, AppError> {
     let runtime = runtime()?;
     let mut receivers = Receivers::default();
     let result = runtime.block_on(async {
-        receivers
-            .attach(&target.chain, args.target.receive_otlp.as_deref(), false)
-            .await?;
-        target
-            .script_history()
-            .await
-            .map_err(AppError::Unavailable)?;
+        prepare(&mut target, &mut receivers, &args.target).await?;
         Ok::<_, AppError>(crate::repro::triage(&target, args.runs).await)
     })?;
     out::print(&repro_text::render_triage(&target, &result, args.runs));
@@ -100,6 +88,19 @@ pub fn triage(args: TriageArgs) -> Result<Outcome, AppError> {
     } else {
         Outcome::ChecksFailed
     })
+}
+
+/// Before the first run: the receiver for the service's spans, and with `--history
+/// scripted` the earlier turns asked once.
+async fn prepare(
+    target: &mut Target,
+    receivers: &mut Receivers,
+    args: &ReproTarget,
+) -> Result<(), AppError> {
+    receivers
+        .attach(&target.chain, args.receive_otlp.as_deref(), false)
+        .await?;
+    target.script_history().await.map_err(AppError::Unavailable)
 }
 
 /// Suite, case, chain, question, trace and flags into one target.

@@ -306,11 +306,7 @@ fn the_embedder_says_query_or_document_as_the_server_wants_it() {
             .expect("run");
         assert_ne!(run.status.code(), Some(3), "{}", text(&run.stderr));
     }
-    let bodies: Vec<serde_json::Value> = embedder
-        .requests()
-        .iter()
-        .map(|r| serde_json::from_slice(&r.body).expect("json"))
-        .collect();
+    let bodies: Vec<serde_json::Value> = embedder.json_bodies();
     let first_input = |b: &serde_json::Value| b["input"][0].as_str().unwrap_or_default().to_owned();
     // Typed: documents and queries each with their `input_type`, texts as they are.
     let typed: Vec<&serde_json::Value> = bodies

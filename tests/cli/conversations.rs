@@ -283,11 +283,7 @@ fn an_http_chain_gets_the_messages_so_far_and_an_empty_turn_fails_its_rules() {
     let output = run_suite(&suite, &out, &[]);
     assert_eq!(output.status.code(), Some(1), "{}", text(&output.stdout));
 
-    let bodies: Vec<serde_json::Value> = service
-        .requests()
-        .iter()
-        .map(|r| serde_json::from_slice(&r.body).expect("json body"))
-        .collect();
+    let bodies: Vec<serde_json::Value> = service.json_bodies();
     // The single question keeps the plain body: no messages, no turn.
     let single = bodies
         .iter()
@@ -402,11 +398,7 @@ fn the_openai_model_gets_the_history_as_chat_messages() {
     let out = dir.path().join("out");
     let output = run_suite(&suite, &out, &[]);
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
-    let bodies: Vec<serde_json::Value> = model
-        .requests()
-        .iter()
-        .map(|r| serde_json::from_slice(&r.body).expect("json"))
-        .collect();
+    let bodies: Vec<serde_json::Value> = model.json_bodies();
     assert_eq!(bodies.len(), 2);
     let second = &bodies[1]["messages"];
     assert_eq!(second[0]["role"], "user");
@@ -703,11 +695,7 @@ fn the_openai_style_preset_sends_the_chat_and_reads_choices() {
         text(&output.stdout),
         text(&output.stderr)
     );
-    let bodies: Vec<serde_json::Value> = service
-        .requests()
-        .iter()
-        .map(|r| serde_json::from_slice(&r.body).expect("json"))
-        .collect();
+    let bodies: Vec<serde_json::Value> = service.json_bodies();
     assert_eq!(bodies[1]["model"], "support-bot");
     assert_eq!(bodies[1]["messages"][1]["content"], "1 messages");
     assert_eq!(records(&out)[0].turns[1].retrieved[0].id, "1");

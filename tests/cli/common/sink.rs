@@ -65,6 +65,14 @@ impl Sink {
     pub fn requests(&self) -> Vec<Received> {
         self.received.lock().map(|r| r.clone()).unwrap_or_default()
     }
+
+    /// Every request's body as JSON (a body that is not JSON fails the test).
+    pub fn json_bodies(&self) -> Vec<serde_json::Value> {
+        self.requests()
+            .iter()
+            .map(|r| serde_json::from_slice(&r.body).expect("a JSON body"))
+            .collect()
+    }
 }
 
 /// A reply that echoes every request header back, as some servers do in their errors.
