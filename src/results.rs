@@ -77,6 +77,25 @@ struct Batch {
     failed_turn: Vec<Option<u32>>,
 }
 
+/// The ids of the rules a verdict says were broken (none without a verdict).
+fn broken_rules(verdict: Option<&crate::model::record::Verdict>) -> Vec<&str> {
+    verdict
+        .into_iter()
+        .flat_map(|v| v.rules.iter())
+        .filter(|r| !r.passed)
+        .map(|r| r.id.as_str())
+        .collect()
+}
+
+/// Retrieved document ids as the `retrieved` column holds them: comma-joined, in rank order.
+fn document_ids(documents: &[crate::model::record::RetrievedDoc]) -> String {
+    documents
+        .iter()
+        .map(|d| d.id.as_str())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// Which expected sources grade a retrieved document: the case's (turn 0) or a
 /// conversation turn's.
 pub type SourcesByTurn<'a> = HashMap<(&'a str, u32), &'a Sources>;
@@ -155,15 +174,7 @@ impl Batch {
     fn push(&mut self, suite: &str, record: RunRecord, offset: u64) {
         self.offset.push(offset);
         let verdict = record.verdict.as_ref();
-        let failed_rules: Vec<&str> = verdict
-            .map(|v| {
-                v.rules
-                    .iter()
-                    .filter(|r| !r.passed)
-                    .map(|r| r.id.as_str())
-                    .collect()
-            })
-            .unwrap_or_default();
+        let failed_rules = broken_rules(verdict);
         let sources = verdict.and_then(|v| v.sources.as_ref());
         let expect_failed = verdict.is_some_and(|v| !v.failed_expectations.is_empty());
         self.turns.push(record.turns.len() as u32);
@@ -203,14 +214,7 @@ impl Batch {
         self.status.push(record.status.label());
         self.error.push(record.error);
         self.expect_failed.push(expect_failed);
-        self.retrieved.push(
-            record
-                .retrieved
-                .iter()
-                .map(|d| d.id.as_str())
-                .collect::<Vec<_>>()
-                .join(","),
-        );
+        self.retrieved.push(document_ids(&record.retrieved));
         self.precision.push(sources.map(|s| s.precision));
         self.recall.push(sources.map(|s| s.recall));
         self.hit.push(sources.map(|s| s.hit));
@@ -312,19 +316,7 @@ impl TurnBatch {
             self.scripted.push(turn.scripted);
             self.status.push(turn.status.label());
             self.error.push(turn.error.clone());
-            self.violations.push(
-                verdict
-                    .map(|v| {
-                        let broken: Vec<&str> = v
-                            .rules
-                            .iter()
-                            .filter(|r| !r.passed)
-                            .map(|r| r.id.as_str())
-                            .collect();
-                        broken.join(&separator)
-                    })
-                    .unwrap_or_default(),
-            );
+            self.violations.push(broken_rules(verdict).join(&separator));
             self.failed_expectations.push(
                 verdict
                     .map(|v| {
@@ -338,13 +330,7 @@ impl TurnBatch {
                     })
                     .unwrap_or_default(),
             );
-            self.retrieved.push(
-                turn.retrieved
-                    .iter()
-                    .map(|d| d.id.as_str())
-                    .collect::<Vec<_>>()
-                    .join(","),
-            );
+            self.retrieved.push(document_ids(&turn.retrieved));
             self.precision.push(sources.map(|s| s.precision));
             self.recall.push(sources.map(|s| s.recall));
             self.reciprocal_rank

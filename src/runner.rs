@@ -254,77 +254,30 @@ async fn run_one(context: &RunContext, job: &Job) -> RunRecord {
         return run_conversation(context, job).await;
     }
     let started_at_ns = now_ns();
-    let clock = Instant::now();
-    let invocation = tokio::time::timeout(
-        context.timeout,
-        context.chain.invoke(
-            &job.case.question,
-            &job.case.vars,
-            job.seed,
-            context.intervention.as_ref(),
-            None,
-        ),
+    let asked = Asked {
+        history: &[],
+        question: &job.case.question,
+        expect: job.case.expect.as_ref(),
+        rules: &context.rules,
+        seed: job.seed,
+    };
+    let answered = ask(
+        context,
+        &job.case.vars,
+        &asked,
+        None,
+        context.intervention.as_ref(),
     )
     .await;
-    // Latency is the chain's answer time: the wait for a service's exported spans (a batch
-    // processor sends them seconds later) is its own figure, `received_wait_ms` on the
-    // root span, not part of it.
-    let waited_ms = match &invocation {
-        Ok(Ok(output)) => span_wait_ms(Some(&output.trace)),
-        Ok(Err(failure)) => span_wait_ms(failure.trace.as_ref()),
-        Err(_) => 0.0,
-    };
-    let duration_ms = (clock.elapsed().as_secs_f64() * 1000.0 - waited_ms).max(0.0);
     let identity = RunIdentity {
         case: &job.case.id,
         run: job.run,
         seed: job.seed,
         question: &job.case.question,
         started_at_ns,
-        duration_ms,
+        duration_ms: answered.chain_ms,
     };
-    let expect = job.case.expect.as_ref();
-    match invocation {
-        Ok(Ok(mut output)) => {
-            let judged = match &context.judge {
-                Some(judge) => {
-                    let asked = Asked {
-                        history: &[],
-                        question: &job.case.question,
-                        expect,
-                        rules: &context.rules,
-                        seed: job.seed,
-                    };
-                    judge_output(judge, &asked, &mut output).await
-                }
-                None => Ok(Judgements::new()),
-            };
-            match judged {
-                Ok(judgements) => record(identity, Ok(output), &context.rules, expect, &judgements),
-                Err(error) => record(
-                    identity,
-                    Err(ChainFailure {
-                        error: ChainError::Judge(error.to_string()),
-                        trace: Some(output.trace),
-                    }),
-                    &context.rules,
-                    expect,
-                    &Judgements::new(),
-                ),
-            }
-        }
-        Ok(result) => record(identity, result, &context.rules, expect, &Judgements::new()),
-        Err(_elapsed) => record(
-            identity,
-            Err(ChainFailure {
-                error: ChainError::TimedOut(context.timeout.as_millis()),
-                trace: None,
-            }),
-            &context.rules,
-            None,
-            &Judgements::new(),
-        ),
-    }
+    record(identity, answered.outcome, &context.rules, asked.expect)
 }
 
 /// What one question (a case's, or a turn's) was judged against.
@@ -432,9 +385,18 @@ async fn run_conversation(context: &RunContext, job: &Job) -> RunRecord {
             };
             // Triage's edits are about the turn under test, the last one.
             let last = index + 1 == job.case.turns.len();
-            let outcome = ask_turn(context, &job.case.vars, &asked, conversation, last).await;
+            let intervention = context.intervention.as_ref().filter(|_| last);
+            let outcome = ask(
+                context,
+                &job.case.vars,
+                &asked,
+                Some(conversation),
+                intervention,
+            )
+            .await
+            .outcome;
             let sub_trace = match &outcome {
-                Ok(output) => Some(&output.trace),
+                Ok(judged) => Some(&judged.output.trace),
                 Err(failure) => failure.trace.as_ref(),
             };
             waited_ms += span_wait_ms(sub_trace);
@@ -442,23 +404,19 @@ async fn run_conversation(context: &RunContext, job: &Job) -> RunRecord {
                 trace.adopt(adopted.clone(), span.id());
             }
             match outcome {
-                Ok(output) => {
+                Ok(JudgedOutput { output, judgements }) => {
                     let verdict = judge(
                         &rules,
                         spec.expect.as_ref(),
                         &output.retrieved,
                         &output.answer,
-                        &output.judgements,
+                        &judgements,
                     );
-                    turn.status = if verdict.passed {
-                        RunStatus::Passed
-                    } else {
-                        RunStatus::Failed
-                    };
+                    turn.status = verdict.status();
                     turn.verdict = Some(verdict);
-                    turn.retrieved = output.output.retrieved;
-                    turn.prompt = output.output.prompt;
-                    turn.answer = output.output.answer;
+                    turn.retrieved = output.retrieved;
+                    turn.prompt = output.prompt;
+                    turn.answer = output.answer;
                 }
                 Err(failure) => turn.error = Some(failure.error.to_string()),
             }
@@ -482,23 +440,14 @@ async fn run_conversation(context: &RunContext, job: &Job) -> RunRecord {
         }
     }
     let duration_ms = (clock.elapsed().as_secs_f64() * 1000.0 - waited_ms).max(0.0);
-    let mut record = RunRecord {
-        case: job.case.id.clone(),
+    let mut record = unanswered(RunIdentity {
+        case: &job.case.id,
         run: job.run,
         seed: job.seed,
-        question: job.case.question.clone(),
-        status: RunStatus::Error,
-        error: None,
-        retrieved: Vec::new(),
-        prompt: String::new(),
-        answer: String::new(),
-        verdict: None,
-        duration_ms,
+        question: &job.case.question,
         started_at_ns,
-        trace: None,
-        usage: None,
-        turns: Vec::new(),
-    };
+        duration_ms,
+    });
     record.turns = turns;
     let errored = record.turns.iter().find(|t| t.error.is_some()).cloned();
     if let Some((retrieved, prompt, answer)) = record
@@ -529,11 +478,7 @@ async fn run_conversation(context: &RunContext, job: &Job) -> RunRecord {
         }
         None => {
             let verdict = crate::checks::join_turns(&record.turns);
-            record.status = if verdict.passed {
-                RunStatus::Passed
-            } else {
-                RunStatus::Failed
-            };
+            record.status = verdict.status();
             record.verdict = Some(verdict);
             trace.end(root, SpanStatus::Ok);
         }
@@ -548,62 +493,83 @@ fn turn_seed(seed: u64, turn: u32) -> u64 {
     seed.wrapping_add(u64::from(turn - 1).wrapping_mul(0x9e37_79b9_7f4a_7c15))
 }
 
-/// A turn's chain output with the judge's verdicts on it.
+/// A chain's output with the judge's verdicts on it.
 struct JudgedOutput {
     output: ChainOutput,
     judgements: Judgements,
 }
 
-impl std::ops::Deref for JudgedOutput {
-    type Target = ChainOutput;
-    fn deref(&self) -> &ChainOutput {
-        &self.output
-    }
+/// One question asked: its output (or why there is none), and how long the chain took.
+struct Answered {
+    outcome: Result<JudgedOutput, ChainFailure>,
+    /// The chain's answer time: the wait for a service's exported spans (a batch processor
+    /// sends them seconds later) is its own figure, `received_wait_ms` on the root span,
+    /// and the judge's time is not the chain's.
+    chain_ms: f64,
 }
 
-/// Asks one turn within the run's timeout (each turn has the whole `timeout_ms`) and
-/// judges its answer.
-async fn ask_turn(
+/// Asks one question (a case's, or a conversation's turn) within the run's timeout (each
+/// turn has the whole `timeout_ms`) and judges its answer.
+async fn ask(
     context: &RunContext,
     vars: &serde_json::Map<String, serde_json::Value>,
     asked: &Asked<'_>,
-    conversation: crate::chain::Conversation<'_>,
-    intervened: bool,
-) -> Result<JudgedOutput, ChainFailure> {
-    let intervention = context.intervention.as_ref().filter(|_| intervened);
+    conversation: Option<crate::chain::Conversation<'_>>,
+    intervention: Option<&Intervention>,
+) -> Answered {
+    let clock = Instant::now();
     let invocation = tokio::time::timeout(
         context.timeout,
-        context.chain.invoke(
-            asked.question,
-            vars,
-            asked.seed,
-            intervention,
-            Some(conversation),
-        ),
+        context
+            .chain
+            .invoke(asked.question, vars, asked.seed, intervention, conversation),
     )
     .await;
+    let waited_ms = match &invocation {
+        Ok(Ok(output)) => span_wait_ms(Some(&output.trace)),
+        Ok(Err(failure)) => span_wait_ms(failure.trace.as_ref()),
+        Err(_) => 0.0,
+    };
+    let chain_ms = (clock.elapsed().as_secs_f64() * 1000.0 - waited_ms).max(0.0);
     let mut output = match invocation {
-        Ok(result) => result?,
+        Ok(Ok(output)) => output,
+        Ok(Err(failure)) => {
+            return Answered {
+                outcome: Err(failure),
+                chain_ms,
+            };
+        }
         Err(_elapsed) => {
-            return Err(ChainFailure {
+            let failure = ChainFailure {
                 error: ChainError::TimedOut(context.timeout.as_millis()),
                 trace: None,
-            });
+            };
+            return Answered {
+                outcome: Err(failure),
+                chain_ms,
+            };
         }
     };
     let judgements = match &context.judge {
         Some(judge) => match judge_output(judge, asked, &mut output).await {
             Ok(judgements) => judgements,
             Err(error) => {
-                return Err(ChainFailure {
+                let failure = ChainFailure {
                     error: ChainError::Judge(error.to_string()),
                     trace: Some(output.trace),
-                });
+                };
+                return Answered {
+                    outcome: Err(failure),
+                    chain_ms,
+                };
             }
         },
         None => Judgements::new(),
     };
-    Ok(JudgedOutput { output, judgements })
+    Answered {
+        outcome: Ok(JudgedOutput { output, judgements }),
+        chain_ms,
+    }
 }
 
 /// The record with every secret ragprobe holds replaced, in every string it carries
@@ -657,12 +623,38 @@ struct RunIdentity<'a> {
 /// wrong answer) when it did not.
 fn record(
     identity: RunIdentity<'_>,
-    result: Result<ChainOutput, ChainFailure>,
+    outcome: Result<JudgedOutput, ChainFailure>,
     rules: &[RuleSpec],
     expect: Option<&Expect>,
-    judgements: &Judgements,
 ) -> RunRecord {
-    let mut record = RunRecord {
+    let mut record = unanswered(identity);
+    match outcome {
+        Ok(JudgedOutput { output, judgements }) => {
+            let verdict = judge(
+                rules,
+                expect,
+                &output.retrieved,
+                &output.answer,
+                &judgements,
+            );
+            record.status = verdict.status();
+            record.verdict = Some(verdict);
+            record.retrieved = output.retrieved;
+            record.prompt = output.prompt;
+            record.answer = output.answer;
+            record.trace = Some(output.trace);
+        }
+        Err(failure) => {
+            record.error = Some(failure.error.to_string());
+            record.trace = failure.trace;
+        }
+    }
+    record
+}
+
+/// A run's record before anything is known of its answer: an error until judged.
+fn unanswered(identity: RunIdentity<'_>) -> RunRecord {
+    RunRecord {
         case: identity.case.to_owned(),
         run: identity.run,
         seed: identity.seed,
@@ -678,25 +670,5 @@ fn record(
         trace: None,
         usage: None,
         turns: Vec::new(),
-    };
-    match result {
-        Ok(output) => {
-            let verdict = judge(rules, expect, &output.retrieved, &output.answer, judgements);
-            record.status = if verdict.passed {
-                RunStatus::Passed
-            } else {
-                RunStatus::Failed
-            };
-            record.verdict = Some(verdict);
-            record.retrieved = output.retrieved;
-            record.prompt = output.prompt;
-            record.answer = output.answer;
-            record.trace = Some(output.trace);
-        }
-        Err(failure) => {
-            record.error = Some(failure.error.to_string());
-            record.trace = failure.trace;
-        }
     }
-    record
 }

@@ -150,17 +150,9 @@ fn resolve(args: &ReproTarget) -> Result<Target, AppError> {
         .flat_map(|c| c.documents.iter())
         .take(4)
         .collect();
-    let history = turn.as_ref().map(|t| {
-        t.earlier
-            .iter()
-            .flat_map(|e| {
-                crate::model::record::Message::exchange(
-                    &e.question,
-                    e.answer.as_deref().unwrap_or_default(),
-                )
-            })
-            .collect::<Vec<_>>()
-    });
+    let history = turn
+        .as_ref()
+        .map(|t| crate::suite::load::sample_history(&t.earlier));
     let conversation =
         turn.as_ref()
             .zip(history.as_deref())

@@ -259,6 +259,17 @@ impl Usage {
     }
 }
 
+impl Verdict {
+    /// The status of a run (or turn) this verdict judged.
+    pub fn status(&self) -> RunStatus {
+        if self.passed {
+            RunStatus::Passed
+        } else {
+            RunStatus::Failed
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Verdict {
     pub passed: bool,

@@ -80,7 +80,7 @@ pub fn render(report: &SuiteReport) -> Result<String, quick_junit::SerializeErro
         test_case.set_classname(xml_text(&format!("ragprobe.{}", report.suite)));
         test_case.set_assertions(case.evaluated as usize);
         for turn in &case.turns {
-            let (passed, _) = crate::report::terminal::turn_cells(turn);
+            let passed = crate::report::terminal::turn_passed(turn);
             let key = |what: &str| format!("turn.{}.{what}", turn.turn);
             test_case.add_property((key("question").as_str(), xml_text(&turn.question).as_str()));
             test_case.add_property((key("passed").as_str(), passed.as_str()));

@@ -163,10 +163,11 @@ fn turns_table(out: &mut String, stats: &crate::model::summary::SuiteStats) {
     out.push_str("|---|---|---|---|---|\n");
     for case in &stats.cases {
         for turn in &case.turns {
-            let (passed, broken) = crate::report::terminal::turn_cells(turn);
-            let broken = match broken.as_str() {
-                "none" | "—" => "—".to_owned(),
-                _ => cell(&broken),
+            let passed = crate::report::terminal::turn_passed(turn);
+            let broken = if turn.broken.is_empty() {
+                "—".to_owned()
+            } else {
+                cell(&turn.describe_broken())
             };
             let _ = writeln!(
                 out,

@@ -328,12 +328,19 @@ fn turns(out: &mut String, stats: &SuiteStats) {
     let mut rows = vec![row(&["case", "turn", "question", "passed", "broken"])];
     for case in &stats.cases {
         for turn in &case.turns {
-            let (passed, broken) = turn_cells(turn);
+            // Nothing asked, nothing to break: a dash; asked and clean: `none`.
+            let broken = if turn.scripted || turn.asked == 0 {
+                "—".to_owned()
+            } else if turn.broken.is_empty() {
+                "none".to_owned()
+            } else {
+                turn.describe_broken()
+            };
             rows.push(vec![
                 case.id.clone(),
                 turn.turn.to_string(),
                 crate::report::text::cut(&turn.question, 40),
-                passed,
+                turn_passed(turn),
                 broken,
             ]);
         }
@@ -341,25 +348,20 @@ fn turns(out: &mut String, stats: &SuiteStats) {
     table(out, &rows, "  ");
 }
 
-/// A turn's passed and broken cells: a scripted turn is history; a turn no run reached (an
-/// earlier turn errored) says so; errors are counted beside the passes.
-pub fn turn_cells(turn: &crate::model::summary::TurnStats) -> (String, String) {
+/// A turn's "passed" cell: a scripted turn is history; a turn no run reached (an earlier
+/// turn errored) says so; errors are counted beside the passes.
+pub fn turn_passed(turn: &crate::model::summary::TurnStats) -> String {
     if turn.scripted {
-        return ("scripted".into(), "—".into());
+        return "scripted".into();
     }
     if turn.asked == 0 {
-        return ("not reached".into(), "—".into());
+        return "not reached".into();
     }
     let mut passed = format!("{}/{}", turn.passed, turn.asked - turn.errors);
     if turn.errors > 0 {
         passed.push_str(&format!(" +{} errors", turn.errors));
     }
-    let broken = if turn.broken.is_empty() {
-        "none".into()
-    } else {
-        turn.describe_broken()
-    };
-    (passed, broken)
+    passed
 }
 
 /// Why each failing case failed, with one offending run; then the flaky cases.

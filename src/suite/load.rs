@@ -630,7 +630,7 @@ fn check_against_chain(
                     break;
                 }
                 // The last turn, with every turn before it as history: the largest render.
-                let history = sample_history(turns);
+                let history = sample_history(&turns[..turns.len().saturating_sub(1)]);
                 let last = turns.last().map_or("", |t| t.question.as_str());
                 let conversation = crate::chain::Conversation {
                     session: "ragprobe-validate",
@@ -670,11 +670,10 @@ fn check_against_chain(
     }
 }
 
-/// The history before a conversation's last turn, with stand-in answers where the suite
-/// scripts none: what `validate` renders templates with.
-fn sample_history(turns: &[crate::suite::schema::TurnSpec]) -> Vec<Message> {
-    let before = turns.len().saturating_sub(1);
-    turns[..before]
+/// `turns` as history, with stand-in answers where the suite scripts none: what templates
+/// are tried with before any run (`validate`, `repro`).
+pub fn sample_history(turns: &[crate::suite::schema::TurnSpec]) -> Vec<Message> {
+    turns
         .iter()
         .flat_map(|t| Message::exchange(&t.question, t.answer.as_deref().unwrap_or("(answer)")))
         .collect()
